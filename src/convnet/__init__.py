@@ -1,0 +1,24 @@
+"""convnet: convolutional neural networks from scratch on NumPy.
+
+>>> import convnet
+>>> from convnet import nn, functional as F
+>>> model = nn.Sequential(nn.Conv2d(1, 8, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
+...                       nn.Flatten(), nn.Linear(8 * 14 * 14, 10))
+>>> model(convnet.randn(2, 1, 28, 28)).shape
+(2, 10)
+"""
+
+from importlib.metadata import PackageNotFoundError, version
+
+from .random import manual_seed
+from .tensor import (Function, Tensor, concatenate, is_grad_enabled, no_grad, ones, rand, randn, set_grad_enabled,
+                     stack, tensor, zeros)
+from . import functional, nn, optim  # noqa: E402  (built on the names above)
+
+try:
+    __version__ = version("convnet")
+except PackageNotFoundError:  # running from a source tree that was never installed
+    __version__ = "0.0.0+unknown"
+
+__all__ = ["Tensor", "Function", "tensor", "zeros", "ones", "randn", "rand", "concatenate", "stack", "no_grad",
+           "set_grad_enabled", "is_grad_enabled", "manual_seed", "functional", "nn", "optim", "__version__"]

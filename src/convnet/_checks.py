@@ -1,0 +1,51 @@
+"""Argument checks at the public boundary, with messages that say what was expected and got."""
+
+import numbers
+
+import numpy as np
+
+from .tensor import Tensor
+
+
+def as_tensor(op, name, value, floating=True):
+    """``value`` as a Tensor (arrays are wrapped), checking its dtype when floats are needed."""
+    if not isinstance(value, Tensor):
+        if not isinstance(value, (np.ndarray, numbers.Number, list, tuple)):
+            raise TypeError(f"{op}: expected {name} to be a Tensor, got {type(value).__name__}")
+        value = Tensor(value)
+    if floating and not np.issubdtype(value.dtype, np.floating):
+        raise TypeError(f"{op}: expected {name} to be a floating-point tensor (float32 or float64), "
+                        f"got dtype {value.dtype}")
+    return value
+
+
+def check_shape(op, name, tensor, layout, **known):
+    """Check ``tensor`` against ``layout`` such as "(N, C, H, W)"; ``known`` pins sizes, e.g. C=3."""
+    dims = [d.strip() for d in layout.strip("()").split(",") if d.strip()]
+    shape = tensor.shape
+    expected = "(" + ", ".join(str(known.get(d, d)) for d in dims) + ("," if len(dims) == 1 else "") + ")"
+    if len(shape) != len(dims) or any(d in known and known[d] != n for d, n in zip(dims, shape)):
+        raise ValueError(f"{op}: expected {name} of shape {expected}, got {tuple(shape)}")
+
+
+def pair(op, name, value, minimum):
+    """An int or a pair of ints, each >= ``minimum``, as a pair."""
+    values = (value, value) if isinstance(value, numbers.Integral) else value
+    if (not isinstance(values, (tuple, list)) or len(values) != 2
+            or not all(isinstance(v, numbers.Integral) and not isinstance(v, bool) for v in values)):
+        raise TypeError(f"{op}: expected {name} to be an int or a pair of ints, got {value!r}")
+    if any(v < minimum for v in values):
+        raise ValueError(f"{op}: expected {name} >= {minimum}, got {value!r}")
+    return int(values[0]), int(values[1])
+
+
+def positive_int(op, name, value):
+    if not isinstance(value, numbers.Integral) or isinstance(value, bool) or value < 1:
+        raise ValueError(f"{op}: expected {name} to be a positive int, got {value!r}")
+    return int(value)
+
+
+def probability(op, name, value):
+    if not isinstance(value, numbers.Real) or not 0 <= value <= 1:
+        raise ValueError(f"{op}: expected {name} between 0 and 1, got {value!r}")
+    return float(value)

@@ -1,0 +1,15 @@
+"""Differentiable CNN operations on Tensors (``import convnet.functional as F``).
+
+Each op is a `Function` with its backward next to its forward; the public function checks its
+arguments and says what it expected. Names and arguments follow ``torch.nn.functional``.
+"""
+
+from .activation import gelu, leaky_relu, log_softmax, relu, sigmoid, softmax, tanh
+from .conv import conv2d
+from .linear import dropout, linear
+from .loss import cross_entropy, mse_loss, nll_loss
+from .normalization import batch_norm
+from .pooling import adaptive_avg_pool2d, avg_pool2d, max_pool2d
+
+__all__ = ["conv2d", "max_pool2d", "avg_pool2d", "adaptive_avg_pool2d", "linear", "dropout", "relu", "leaky_relu",
+           "sigmoid", "tanh", "gelu", "softmax", "log_softmax", "batch_norm", "cross_entropy", "nll_loss", "mse_loss"]

@@ -1,0 +1,147 @@
+"""Elementwise nonlinearities and (log-)softmax. Shapes: any input shape, same output shape."""
+
+import math
+
+import numpy as np
+
+from .. import _checks
+from ..tensor import Function
+
+
+class ReLU(Function):
+    """out = max(x, 0); d/dx = 1 where x > 0."""
+
+    def forward(self, x):
+        self.out = np.maximum(x, 0)
+        return self.out
+
+    def backward(self, grad):
+        return grad * (self.out > 0)
+
+
+class LeakyReLU(Function):
+    """out = x if x > 0 else slope * x."""
+
+    def forward(self, x, negative_slope):
+        self.positive, self.slope = x > 0, negative_slope
+        return np.where(self.positive, x, x * negative_slope)
+
+    def backward(self, grad):
+        return np.where(self.positive, grad, grad * self.slope)
+
+
+class Sigmoid(Function):
+    """out = 1 / (1 + exp(-x)), computed as (1 + tanh(x/2)) / 2 so large |x| never overflows."""
+
+    def forward(self, x):
+        self.out = 0.5 * (1 + np.tanh(0.5 * x))
+        return self.out
+
+    def backward(self, grad):
+        return grad * self.out * (1 - self.out)
+
+
+class Tanh(Function):
+    def forward(self, x):
+        self.out = np.tanh(x)
+        return self.out
+
+    def backward(self, grad):
+        return grad * (1 - self.out * self.out)
+
+
+def _erf(x):
+    """Error function, Abramowitz & Stegun 7.1.26 (absolute error < 1.5e-7; NumPy has no erf)."""
+    t = 1 / (1 + 0.3275911 * np.abs(x))
+    poly = t * (0.254829592 + t * (-0.284496736 + t * (1.421413741 + t * (-1.453152027 + t * 1.061405429))))
+    return np.sign(x) * (1 - poly * np.exp(-x * x))
+
+
+class GELU(Function):
+    """out = x * Phi(x) (Phi the normal CDF), or its tanh approximation when approximate='tanh'."""
+
+    def forward(self, x, approximate):
+        self.x, self.approximate = x, approximate
+        if approximate == "tanh":
+            self.inner = np.tanh(math.sqrt(2 / math.pi) * (x + 0.044715 * x ** 3))
+            return 0.5 * x * (1 + self.inner)
+        self.cdf = 0.5 * (1 + _erf(x / math.sqrt(2)))
+        return x * self.cdf
+
+    def backward(self, grad):
+        x = self.x
+        if self.approximate == "tanh":
+            d_inner = math.sqrt(2 / math.pi) * (1 + 3 * 0.044715 * x * x)
+            return grad * (0.5 * (1 + self.inner) + 0.5 * x * (1 - self.inner ** 2) * d_inner)
+        pdf = np.exp(-0.5 * x * x) / math.sqrt(2 * math.pi)
+        return grad * (self.cdf + x * pdf)
+
+
+class Softmax(Function):
+    """out = exp(x - max) / sum(exp(x - max)) along ``dim``; d/dx = out * (g - sum(g * out))."""
+
+    def forward(self, x, dim):
+        shifted = np.exp(x - x.max(axis=dim, keepdims=True))
+        self.out, self.dim = shifted / shifted.sum(axis=dim, keepdims=True), dim
+        return self.out
+
+    def backward(self, grad):
+        return self.out * (grad - (grad * self.out).sum(axis=self.dim, keepdims=True))
+
+
+class LogSoftmax(Function):
+    """out = x - max - log(sum(exp(x - max))) along ``dim``; d/dx = g - softmax * sum(g)."""
+
+    def forward(self, x, dim):
+        self.out, self.dim = log_softmax_array(x, dim), dim
+        return self.out
+
+    def backward(self, grad):
+        return grad - np.exp(self.out) * grad.sum(axis=self.dim, keepdims=True)
+
+
+def log_softmax_array(x, axis):
+    shifted = x - x.max(axis=axis, keepdims=True)
+    return shifted - np.log(np.exp(shifted).sum(axis=axis, keepdims=True))
+
+
+def relu(input):
+    """max(input, 0) elementwise, like ``torch.relu``."""
+    return ReLU.apply(_checks.as_tensor("relu", "input", input))
+
+
+def leaky_relu(input, negative_slope=0.01):
+    return LeakyReLU.apply(_checks.as_tensor("leaky_relu", "input", input), negative_slope=negative_slope)
+
+
+def sigmoid(input):
+    return Sigmoid.apply(_checks.as_tensor("sigmoid", "input", input))
+
+
+def tanh(input):
+    return Tanh.apply(_checks.as_tensor("tanh", "input", input))
+
+
+def gelu(input, approximate="none"):
+    """Gaussian error linear unit, like ``torch.nn.functional.gelu`` (approximate 'none' or 'tanh')."""
+    if approximate not in ("none", "tanh"):
+        raise ValueError(f"gelu: expected approximate to be 'none' or 'tanh', got {approximate!r}")
+    return GELU.apply(_checks.as_tensor("gelu", "input", input), approximate=approximate)
+
+
+def _dim(op, input, dim):
+    if not isinstance(dim, int) or not -input.ndim <= dim < max(input.ndim, 1):
+        raise ValueError(f"{op}: dim={dim!r} is out of range for input of shape {input.shape}")
+    return dim
+
+
+def softmax(input, dim=-1):
+    """Numerically stable softmax along ``dim``: any shape -> same shape, summing to 1 along ``dim``."""
+    input = _checks.as_tensor("softmax", "input", input)
+    return Softmax.apply(input, dim=_dim("softmax", input, dim))
+
+
+def log_softmax(input, dim=-1):
+    """log(softmax(input)) along ``dim``, computed without overflow or log(0)."""
+    input = _checks.as_tensor("log_softmax", "input", input)
+    return LogSoftmax.apply(input, dim=_dim("log_softmax", input, dim))

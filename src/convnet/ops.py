@@ -1,0 +1,333 @@
+"""Tensor arithmetic, reductions and shape ops: each a Function with forward and backward.
+
+Binary ops broadcast like NumPy; their backward sums the gradient back to each operand's
+shape (`unbroadcast`). Non-tensor operands (Python numbers, arrays) are constants.
+"""
+
+import numpy as np
+
+from .tensor import Function, Tensor
+
+
+def unbroadcast(grad, shape):
+    """Sum ``grad`` over the axes that broadcasting added or stretched, giving ``shape``."""
+    if grad.shape == shape:
+        return grad
+    extra = grad.ndim - len(shape)
+    if extra:
+        grad = grad.sum(axis=tuple(range(extra)))
+    stretched = tuple(i for i, n in enumerate(shape) if n == 1 and grad.shape[i] != 1)
+    if stretched:
+        grad = grad.sum(axis=stretched, keepdims=True)
+    return grad
+
+
+class Add(Function):
+    """out = a + b (broadcast)."""
+
+    def forward(self, a, b):
+        self.shapes = np.shape(a), np.shape(b)
+        return np.add(a, b)
+
+    def backward(self, grad):
+        return unbroadcast(grad, self.shapes[0]), unbroadcast(grad, self.shapes[1])
+
+
+class Sub(Function):
+    """out = a - b (broadcast)."""
+
+    def forward(self, a, b):
+        self.shapes = np.shape(a), np.shape(b)
+        return np.subtract(a, b)
+
+    def backward(self, grad):
+        return unbroadcast(grad, self.shapes[0]), unbroadcast(-grad, self.shapes[1])
+
+
+class Mul(Function):
+    """out = a * b (broadcast)."""
+
+    def forward(self, a, b):
+        self.a, self.b = a, b
+        return np.multiply(a, b)
+
+    def backward(self, grad):
+        a, b = self.a, self.b
+        grad_a = unbroadcast(grad * b, np.shape(a)) if self.needs_input_grad[0] else None
+        grad_b = unbroadcast(grad * a, np.shape(b)) if self.needs_input_grad[1] else None
+        return grad_a, grad_b
+
+
+class Div(Function):
+    """out = a / b (broadcast)."""
+
+    def forward(self, a, b):
+        self.a, self.b = a, b
+        return np.divide(a, b)
+
+    def backward(self, grad):
+        a, b = self.a, self.b
+        grad_a = unbroadcast(grad / b, np.shape(a)) if self.needs_input_grad[0] else None
+        grad_b = unbroadcast(-grad * a / (b * b), np.shape(b)) if self.needs_input_grad[1] else None
+        return grad_a, grad_b
+
+
+class Pow(Function):
+    """out = base ** exponent (broadcast); d/dbase = e*b^(e-1), d/dexponent = b^e * log(b)."""
+
+    def forward(self, base, exponent):
+        self.base, self.exponent = base, exponent
+        self.out = np.power(base, exponent)
+        return self.out
+
+    def backward(self, grad):
+        base, exponent = self.base, self.exponent
+        grad_base = grad_exponent = None
+        if self.needs_input_grad[0]:
+            grad_base = unbroadcast(grad * exponent * np.power(base, exponent - 1), np.shape(base))
+        if self.needs_input_grad[1]:
+            grad_exponent = unbroadcast(grad * self.out * np.log(base), np.shape(exponent))
+        return grad_base, grad_exponent
+
+
+class Neg(Function):
+    def forward(self, a):
+        return -a
+
+    def backward(self, grad):
+        return -grad
+
+
+class MatMul(Function):
+    """out = a @ b with NumPy's rules: (..., n, k) @ (..., k, m) -> (..., n, m); 1-D operands allowed."""
+
+    def forward(self, a, b):
+        self.a, self.b = a, b
+        return np.matmul(a, b)
+
+    def backward(self, grad):
+        a, b = self.a, self.b
+        a2 = a[None, :] if a.ndim == 1 else a
+        b2 = b[:, None] if b.ndim == 1 else b
+        if a.ndim == 1:
+            grad = np.expand_dims(grad, -2)
+        if b.ndim == 1:
+            grad = np.expand_dims(grad, -1)
+        grad_a = grad_b = None
+        if self.needs_input_grad[0]:
+            grad_a = unbroadcast(grad @ np.swapaxes(b2, -1, -2), a2.shape).reshape(a.shape)
+        if self.needs_input_grad[1]:
+            grad_b = unbroadcast(np.swapaxes(a2, -1, -2) @ grad, b2.shape).reshape(b.shape)
+        return grad_a, grad_b
+
+
+def add(a, b):
+    return Add.apply(a, b)
+
+
+def sub(a, b):
+    return Sub.apply(a, b)
+
+
+def mul(a, b):
+    return Mul.apply(a, b)
+
+
+def div(a, b):
+    return Div.apply(a, b)
+
+
+def pow(base, exponent):
+    return Pow.apply(base, exponent)
+
+
+def neg(a):
+    return Neg.apply(a)
+
+
+def matmul(a, b):
+    for name, operand in (("left", a), ("right", b)):
+        if np.ndim(operand.data if isinstance(operand, Tensor) else operand) == 0:
+            raise ValueError(f"matmul: the {name} operand must have at least 1 dimension, got a scalar")
+    return MatMul.apply(a, b)
+
+
+# -------------------------------------------------------------------------- reductions
+def _expand_reduced(grad, shape, axis, keepdims):
+    """Give a reduced gradient back the reduced axes so it broadcasts against ``shape``."""
+    if axis is not None and not keepdims:
+        axes = (axis,) if np.isscalar(axis) else axis
+        grad = np.expand_dims(grad, tuple(a % len(shape) for a in axes))
+    return grad
+
+
+class Sum(Function):
+    """out = a.sum(axis, keepdims)."""
+
+    def forward(self, a, axis=None, keepdims=False):
+        self.shape, self.axis, self.keepdims = a.shape, axis, keepdims
+        return np.asarray(a.sum(axis=axis, keepdims=keepdims))
+
+    def backward(self, grad):
+        return np.broadcast_to(_expand_reduced(grad, self.shape, self.axis, self.keepdims), self.shape)
+
+
+class Mean(Function):
+    """out = a.mean(axis, keepdims)."""
+
+    def forward(self, a, axis=None, keepdims=False):
+        self.shape, self.axis, self.keepdims = a.shape, axis, keepdims
+        out = np.asarray(a.mean(axis=axis, keepdims=keepdims))
+        self.count = a.size // max(out.size, 1) if a.size else 1
+        return out
+
+    def backward(self, grad):
+        grad = _expand_reduced(grad, self.shape, self.axis, self.keepdims) / self.count
+        return np.broadcast_to(grad, self.shape)
+
+
+class Extremum(Function):
+    """out = a.max(...) or a.min(...); the gradient is shared equally among tied extremes."""
+
+    def forward(self, a, axis=None, keepdims=False, reduce=np.max):
+        if a.size == 0:
+            raise ValueError(f"{reduce.__name__}: cannot reduce an empty tensor of shape {a.shape}")
+        self.a, self.axis, self.keepdims = a, axis, keepdims
+        self.out = np.asarray(reduce(a, axis=axis, keepdims=True))
+        return self.out if keepdims else np.asarray(reduce(a, axis=axis, keepdims=False))
+
+    def backward(self, grad):
+        mask = self.a == self.out
+        grad = _expand_reduced(grad, self.a.shape, self.axis, self.keepdims)
+        return grad * mask / mask.sum(axis=self.axis, keepdims=True)
+
+
+# -------------------------------------------------------------------------- shape
+class Reshape(Function):
+    def forward(self, a, shape):
+        self.shape = a.shape
+        try:
+            return a.reshape(shape)
+        except ValueError:
+            raise ValueError(f"reshape: cannot reshape a tensor of shape {a.shape} ({a.size} elements) "
+                             f"into {shape}") from None
+
+    def backward(self, grad):
+        return grad.reshape(self.shape)
+
+
+def flatten(a, start_dim=0, end_dim=-1):
+    """Merge dims ``start_dim..end_dim`` into one, like ``torch.flatten``."""
+    shape = a.shape
+    if a.ndim == 0:
+        return a.reshape(1)
+    start, end = start_dim % a.ndim, end_dim % a.ndim
+    if start > end:
+        raise ValueError(f"flatten: start_dim ({start_dim}) comes after end_dim ({end_dim}) for shape {shape}")
+    return a.reshape(shape[:start] + (-1,) + shape[end + 1:])
+
+
+class Permute(Function):
+    def forward(self, a, dims):
+        if sorted(d % a.ndim for d in dims) != list(range(a.ndim)):
+            raise ValueError(f"permute: expected a permutation of {tuple(range(a.ndim))}, got {dims}")
+        self.dims = dims
+        return a.transpose(dims)
+
+    def backward(self, grad):
+        return grad.transpose(np.argsort([d % grad.ndim for d in self.dims]))
+
+
+class Index(Function):
+    """out = a[index] for basic slices, integer arrays and boolean masks."""
+
+    def forward(self, a, index):
+        self.shape, self.dtype, self.index = a.shape, a.dtype, index
+        return np.asarray(a[index])
+
+    def backward(self, grad):
+        full = np.zeros(self.shape, dtype=self.dtype)
+        np.add.at(full, self.index, grad)  # integer indices may repeat: each occurrence adds
+        return full
+
+
+# -------------------------------------------------------------------------- elementwise
+class Exp(Function):
+    def forward(self, a):
+        self.out = np.exp(a)
+        return self.out
+
+    def backward(self, grad):
+        return grad * self.out
+
+
+class Log(Function):
+    def forward(self, a):
+        self.a = a
+        return np.log(a)
+
+    def backward(self, grad):
+        return grad / self.a
+
+
+class Sqrt(Function):
+    def forward(self, a):
+        self.out = np.sqrt(a)
+        return self.out
+
+    def backward(self, grad):
+        return grad / (2 * self.out)
+
+
+class Abs(Function):
+    def forward(self, a):
+        self.a = a
+        return np.abs(a)
+
+    def backward(self, grad):
+        return grad * np.sign(self.a)
+
+
+class Clip(Function):
+    """out = clip(a, low, high); the gradient passes where low <= a <= high (as torch.clamp)."""
+
+    def forward(self, a, low=None, high=None):
+        if low is None and high is None:
+            raise ValueError("clip: at least one of min and max must be given")
+        self.a, self.low, self.high = a, low, high
+        return np.clip(a, low, high)
+
+    def backward(self, grad):
+        keep = np.ones(self.a.shape, dtype=bool)
+        if self.low is not None:
+            keep &= self.a >= self.low
+        if self.high is not None:
+            keep &= self.a <= self.high
+        return grad * keep
+
+
+class Concatenate(Function):
+    """out = concatenate(tensors, axis); the gradient is split back at the joins."""
+
+    def forward(self, *arrays, axis=0):
+        if not arrays:
+            raise ValueError("concatenate: expected at least one tensor")
+        self.axis = axis
+        self.splits = np.cumsum([a.shape[axis] for a in arrays])[:-1]
+        return np.concatenate(arrays, axis=axis)
+
+    def backward(self, grad):
+        return tuple(np.split(grad, self.splits, axis=self.axis))
+
+
+class Stack(Function):
+    """out = stack(tensors, axis): a new axis of length len(tensors)."""
+
+    def forward(self, *arrays, axis=0):
+        if not arrays:
+            raise ValueError("stack: expected at least one tensor")
+        self.axis = axis
+        return np.stack(arrays, axis=axis)
+
+    def backward(self, grad):
+        return tuple(np.moveaxis(grad, self.axis, 0))

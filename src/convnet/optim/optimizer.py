@@ -1,0 +1,82 @@
+"""The optimizer base: parameter groups, per-parameter state, and state_dict like PyTorch's."""
+
+import copy
+import numbers
+
+import numpy as np
+
+from ..tensor import Tensor
+
+
+class Optimizer:
+    """Holds ``param_groups`` (dicts of 'params' plus hyperparameters) and ``state`` (per parameter).
+
+    Subclasses implement ``step()``, updating each parameter's array in place so that models and
+    optimizers keep sharing the same tensors.
+    """
+
+    def __init__(self, params, defaults):
+        name = type(self).__name__
+        params = list(params)
+        if not params:
+            raise ValueError(f"{name}: got an empty parameter list")
+        groups = params if isinstance(params[0], dict) else [{"params": params}]
+        self.defaults = defaults
+        self.param_groups = []
+        for group in groups:
+            group_params = list(group["params"])
+            for p in group_params:
+                if not isinstance(p, Tensor) or not p.requires_grad:
+                    detail = " with requires_grad=False" if isinstance(p, Tensor) else ""
+                    raise TypeError(f"{name}: expected Tensors that require grad as parameters, "
+                                    f"got a {type(p).__name__}{detail}")
+            self.param_groups.append({**defaults, **{k: v for k, v in group.items() if k != "params"},
+                                      "params": group_params})
+        self.state = {}
+
+    def zero_grad(self):
+        for group in self.param_groups:
+            for p in group["params"]:
+                p.grad = None
+
+    def step(self):
+        raise NotImplementedError
+
+    def _parameters_with_grad(self, group):
+        return ((p, p.grad.data) for p in group["params"] if p.grad is not None)
+
+    def state_dict(self):
+        """{'state': {index: {...}}, 'param_groups': [{..., 'params': [index, ...]}]}, like PyTorch."""
+        index = {}
+        groups = []
+        for group in self.param_groups:
+            ids = [index.setdefault(id(p), len(index)) for p in group["params"]]
+            groups.append({**{k: v for k, v in group.items() if k != "params"}, "params": ids})
+        state = {index[id(p)]: copy.deepcopy(s) for group in self.param_groups for p in group["params"]
+                 if (s := self.state.get(p))}
+        return {"state": state, "param_groups": groups}
+
+    def load_state_dict(self, state_dict):
+        name = type(self).__name__
+        saved = state_dict["param_groups"]
+        if len(saved) != len(self.param_groups):
+            raise ValueError(f"{name}.load_state_dict: expected {len(self.param_groups)} parameter groups, "
+                             f"got {len(saved)}")
+        sizes = [len(g["params"]) for g in self.param_groups]
+        if [len(g["params"]) for g in saved] != sizes:
+            raise ValueError(f"{name}.load_state_dict: expected groups of sizes {sizes}, "
+                             f"got {[len(g['params']) for g in saved]}")
+        self.state = {}
+        for group, saved_group in zip(self.param_groups, saved):
+            group.update({k: v for k, v in saved_group.items() if k != "params"})
+            for p, i in zip(group["params"], saved_group["params"]):
+                entry = state_dict["state"].get(i, state_dict["state"].get(str(i)))
+                if entry:
+                    self.state[p] = {k: np.array(v, dtype=p.dtype) if isinstance(v, np.ndarray) else v
+                                     for k, v in copy.deepcopy(entry).items()}
+
+
+def check_hyperparameter(optimizer, name, value, low=0.0, high=None):
+    if not isinstance(value, numbers.Real) or value < low or (high is not None and value >= high):
+        bounds = f">= {low}" if high is None else f"in [{low}, {high})"
+        raise ValueError(f"{optimizer}: expected {name} {bounds}, got {value!r}")
