@@ -109,10 +109,8 @@ class MatMul(Function):
         a, b = self.a, self.b
         a2 = a[None, :] if a.ndim == 1 else a
         b2 = b[:, None] if b.ndim == 1 else b
-        if a.ndim == 1:
-            grad = np.expand_dims(grad, -2)
-        if b.ndim == 1:
-            grad = np.expand_dims(grad, -1)
+        # Give the gradient back the axes that 1-D operands dropped from the product.
+        grad = grad.reshape(np.broadcast_shapes(a2.shape[:-2], b2.shape[:-2]) + (a2.shape[-2], b2.shape[-1]))
         grad_a = grad_b = None
         if self.needs_input_grad[0]:
             grad_a = unbroadcast(grad @ np.swapaxes(b2, -1, -2), a2.shape).reshape(a.shape)
@@ -146,9 +144,13 @@ def neg(a):
 
 
 def matmul(a, b):
-    for name, operand in (("left", a), ("right", b)):
-        if np.ndim(operand.data if isinstance(operand, Tensor) else operand) == 0:
-            raise ValueError(f"matmul: the {name} operand must have at least 1 dimension, got a scalar")
+    shapes = [np.shape(x.data if isinstance(x, Tensor) else x) for x in (a, b)]
+    if not all(shapes):
+        raise ValueError(f"matmul: both operands need at least 1 dimension, got shapes {shapes[0]} and {shapes[1]}")
+    inner = shapes[0][-1], shapes[1][-2 if len(shapes[1]) > 1 else -1]
+    if inner[0] != inner[1]:
+        raise ValueError(f"matmul: cannot multiply shapes {shapes[0]} and {shapes[1]}: "
+                         f"inner dimensions {inner[0]} and {inner[1]} differ")
     return MatMul.apply(a, b)
 
 

@@ -78,8 +78,8 @@ def _as_array(data, dtype):
         data = data.data
     if dtype is not None:
         return np.asarray(data, dtype=dtype)
-    if isinstance(data, np.ndarray):
-        return data
+    if isinstance(data, (np.ndarray, np.generic)):
+        return np.asarray(data)
     array = np.asarray(data)
     # Python floats become float32 (torch.tensor's default); Python ints stay int64 for labels.
     return array.astype(DEFAULT_DTYPE) if array.dtype == np.float64 else array
@@ -209,7 +209,7 @@ class Tensor:
     def _accumulate(self, grad):
         if grad.shape != self.shape:
             raise RuntimeError(f"internal: gradient of shape {grad.shape} for a tensor of shape {self.shape}")
-        grad = grad.astype(self.dtype, copy=False)
+        grad = np.asarray(grad, dtype=self.dtype)
         self.grad = Tensor(grad.copy()) if self.grad is None else Tensor(self.grad.data + grad)
 
     # ------------------------------------------------------------------ arithmetic

@@ -1,0 +1,81 @@
+"""Shared oracles: central finite differences (float64) and PyTorch (float32)."""
+
+import numpy as np
+import pytest
+import torch
+from hypothesis import settings
+
+import convnet
+from convnet import Tensor
+
+settings.register_profile("convnet", max_examples=25, deadline=None, derandomize=True)
+settings.load_profile("convnet")
+torch.set_num_threads(1)
+
+
+def finite_difference_check(fn, arrays, eps=1e-6, rtol=1e-5, atol=1e-8, directions=3, seed=0):
+    """Compare fn's autograd gradients with central differences along random directions.
+
+    ``fn`` maps float64 Tensors to a Tensor. The scalar checked is sum(fn(*x) * w) for a fixed
+    random ``w``; for each input and each random direction v, (L(x + eps v) - L(x - eps v)) / 2eps
+    must equal <dL/dx, v>. Dense random directions expose an error in any gradient element.
+    """
+    rng = np.random.default_rng(seed)
+    arrays = [np.asarray(a, dtype=np.float64) for a in arrays]
+    inputs = [Tensor(a.copy(), requires_grad=True) for a in arrays]
+    out = fn(*inputs)
+    weights = rng.standard_normal(out.shape)
+    (out * weights).sum().backward()
+
+    def loss(values):
+        return float((fn(*[Tensor(v) for v in values]).numpy() * weights).sum())
+
+    for i, tensor in enumerate(inputs):
+        assert tensor.grad is not None, f"input {i} got no gradient"
+        assert tensor.grad.shape == arrays[i].shape
+        for _ in range(directions):
+            v = rng.standard_normal(arrays[i].shape)
+            plus = [a + eps * v if j == i else a for j, a in enumerate(arrays)]
+            minus = [a - eps * v if j == i else a for j, a in enumerate(arrays)]
+            numeric = (loss(plus) - loss(minus)) / (2 * eps)
+            analytic = float((tensor.grad.numpy() * v).sum())
+            assert analytic == pytest.approx(numeric, rel=rtol, abs=atol + rtol * np.abs(tensor.grad.numpy()).sum()), \
+                f"input {i}: autograd {analytic} vs finite differences {numeric}"
+
+
+def torch_check(ours, theirs, arrays, rtol=1e-4, atol=1e-5, seed=0, grad_inputs=None):
+    """Run ``ours`` on convnet Tensors and ``theirs`` on torch tensors (float32); compare the
+    outputs and, for a random output gradient, every input's gradient."""
+    rng = np.random.default_rng(seed)
+    arrays = [np.ascontiguousarray(a, dtype=np.float32) for a in arrays]
+    grad_inputs = range(len(arrays)) if grad_inputs is None else grad_inputs
+    our_inputs = [Tensor(a.copy(), requires_grad=i in grad_inputs) for i, a in enumerate(arrays)]
+    their_inputs = [torch.tensor(a, requires_grad=i in grad_inputs) for i, a in enumerate(arrays)]
+    out, expected = ours(*our_inputs), theirs(*their_inputs)
+    np.testing.assert_allclose(out.numpy(), expected.detach().numpy(), rtol=rtol, atol=atol)
+    grad = rng.standard_normal(out.shape).astype(np.float32)
+    out.backward(grad)
+    expected.backward(torch.from_numpy(grad))
+    for i in grad_inputs:
+        np.testing.assert_allclose(our_inputs[i].grad.numpy(), their_inputs[i].grad.numpy(), rtol=rtol, atol=atol,
+                                   err_msg=f"gradient of input {i}")
+    return out
+
+
+@pytest.fixture
+def rng():
+    return np.random.default_rng(1234)
+
+
+@pytest.fixture(autouse=True)
+def _seed():
+    convnet.manual_seed(0)
+
+
+def assert_close_relative_to_scale(actual, expected, tolerance=1e-5):
+    """max |actual - expected| <= tolerance * max |expected|: for float32 sums of many terms,
+    where elementwise relative error is meaningless for entries that nearly cancel."""
+    actual, expected = np.asarray(actual), np.asarray(expected)
+    assert actual.shape == expected.shape
+    error, scale = np.abs(actual - expected).max(), np.abs(expected).max()
+    assert error <= tolerance * scale, f"max error {error} exceeds {tolerance} x scale {scale}"

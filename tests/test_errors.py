@@ -1,0 +1,97 @@
+"""Bad input gets a ValueError or TypeError naming the op or layer, what was given and what was expected."""
+
+import numpy as np
+import pytest
+
+import convnet
+import convnet.functional as F
+from convnet import nn
+
+X = convnet.zeros(2, 3, 8, 8)
+W = convnet.zeros(4, 3, 3, 3)
+
+CASES = [
+    # (callable, exception, message pattern)
+    (lambda: F.conv2d(convnet.zeros(3, 8, 8), W), ValueError,
+     r"conv2d: expected input of shape \(N, C, H, W\), got \(3, 8, 8\)"),
+    (lambda: F.conv2d(X, convnet.zeros(4, 3, 3)), ValueError,
+     r"conv2d: expected weight of shape \(O, C/groups, kH, kW\), got \(4, 3, 3\)"),
+    (lambda: F.conv2d(X, convnet.zeros(4, 2, 3, 3)), ValueError,
+     r"conv2d: expected weight of shape \(4, 3, kH, kW\) for input with 3 channels and groups=1, got \(4, 2, 3, 3\)"),
+    (lambda: F.conv2d(X, convnet.zeros(4, 3, 9, 3)), ValueError,
+     r"conv2d: kernel \(9, 3\) with dilation \(1, 1\) spans \(9, 3\), larger than the padded input \(8, 8\)"),
+    (lambda: F.conv2d(X, convnet.zeros(4, 1, 3, 3), groups=2), ValueError,
+     r"conv2d: groups=2 must divide both input channels \(3\) and output channels \(4\)"),
+    (lambda: F.conv2d(X, W, stride=0), ValueError, r"conv2d: expected stride >= 1, got 0"),
+    (lambda: F.conv2d(X, W, stride=(1, -2)), ValueError, r"conv2d: expected stride >= 1, got \(1, -2\)"),
+    (lambda: F.conv2d(X, W, padding=-1), ValueError, r"conv2d: expected padding >= 0, got -1"),
+    (lambda: F.conv2d(X, W, padding="full"), ValueError, r"padding to be an int, a pair, 'same' or 'valid', got 'full'"),
+    (lambda: F.conv2d(X, W, stride=2, padding="same"), ValueError, r"padding='same' needs stride 1"),
+    (lambda: F.conv2d(X, W, bias=convnet.zeros(3)), ValueError, r"conv2d: expected bias of shape \(4,\), got \(3,\)"),
+    (lambda: F.conv2d(np.zeros((2, 3, 8, 8), dtype=np.int64), W), TypeError,
+     r"conv2d: expected input to be a floating-point tensor \(float32 or float64\), got dtype int64"),
+    (lambda: F.conv2d(np.array([[[[None]]]], dtype=object), W), TypeError, r"got dtype object"),
+    (lambda: F.conv2d(X, W.numpy().astype(np.float64)), TypeError,
+     r"conv2d: expected weight dtype to match input dtype float32, got float64"),
+    (lambda: F.conv2d("image", W), TypeError, r"conv2d: expected input to be a Tensor, got str"),
+    (lambda: F.max_pool2d(convnet.zeros(8, 8), 2), ValueError, r"max_pool2d: expected input of shape \(N, C, H, W\)"),
+    (lambda: F.max_pool2d(X, 9), ValueError, r"max_pool2d: kernel_size \(9, 9\) is larger than the padded input"),
+    (lambda: F.max_pool2d(X, 2, padding=2), ValueError, r"padding should be at most half the kernel size"),
+    (lambda: F.avg_pool2d(X, 0), ValueError, r"avg_pool2d: expected kernel_size >= 1, got 0"),
+    (lambda: F.max_pool2d(X, 2.5), TypeError, r"max_pool2d: expected kernel_size to be an int or a pair of ints, got 2.5"),
+    (lambda: F.adaptive_avg_pool2d(X, 0), ValueError, r"expected output_size >= 1"),
+    (lambda: F.linear(convnet.zeros(2, 5), convnet.zeros(3, 4)), ValueError,
+     r"linear: expected input of shape \(\*, 4\), got \(2, 5\)"),
+    (lambda: F.cross_entropy(convnet.zeros(3, 4), [0, 4, -1]), ValueError,
+     r"cross_entropy: expected target classes in \[0, 3\], got \[4, -1\]"),
+    (lambda: F.cross_entropy(convnet.zeros(3, 4), [0.0, 1.0, 2.0]), TypeError,
+     r"cross_entropy: expected target to hold integer class indices, got dtype float"),
+    (lambda: F.cross_entropy(convnet.zeros(3, 4), [0, 1]), ValueError,
+     r"cross_entropy: expected target of shape \(3,\) for input of shape \(3, 4\), got \(2,\)"),
+    (lambda: F.cross_entropy(convnet.zeros(3, 4), [0, 1, 2], reduction="avg"), ValueError, r"expected reduction in"),
+    (lambda: F.cross_entropy(convnet.zeros(3, 4), [0, 1, 2], label_smoothing=1.5), ValueError,
+     r"expected label_smoothing between 0 and 1, got 1.5"),
+    (lambda: F.nll_loss(convnet.zeros(4), [0]), ValueError, r"nll_loss: expected input of shape \(N, C\), got \(4,\)"),
+    (lambda: F.mse_loss(convnet.zeros(3), convnet.zeros(3, 1)), ValueError,
+     r"mse_loss: expected target of shape \(3,\) like the input, got \(3, 1\)"),
+    (lambda: F.batch_norm(convnet.zeros(1, 3), np.zeros(3), np.ones(3), training=True), ValueError,
+     r"expected more than 1 value per channel when training"),
+    (lambda: F.batch_norm(convnet.zeros(4, 3), np.zeros(2), np.ones(2)), ValueError,
+     r"batch_norm: expected running_mean of shape \(3,\), got \(2,\)"),
+    (lambda: F.softmax(convnet.zeros(2, 3), dim=2), ValueError, r"softmax: dim=2 is out of range for input of shape"),
+    (lambda: F.dropout(convnet.zeros(2), p=1.5), ValueError, r"dropout: expected p between 0 and 1, got 1.5"),
+    (lambda: F.gelu(convnet.zeros(2), approximate="fast"), ValueError, r"approximate to be 'none' or 'tanh'"),
+    (lambda: convnet.zeros(2, 3) @ convnet.zeros(4, 2), ValueError,
+     r"matmul: cannot multiply shapes \(2, 3\) and \(4, 2\): inner dimensions 3 and 4 differ"),
+    # Layers name themselves.
+    (lambda: nn.Conv2d(1, 32, kernel_size=3)(convnet.zeros(128, 3, 28, 28)), ValueError,
+     r"^Conv2d\(1, 32, kernel_size=3\): expected input of shape \(N, 1, H, W\), got \(128, 3, 28, 28\)$"),
+    (lambda: nn.Conv2d(3, 8, 5)(convnet.zeros(1, 3, 4, 4)), ValueError,
+     r"^Conv2d\(3, 8, kernel_size=5\): conv2d: kernel \(5, 5\) .* larger than the padded input"),
+    (lambda: nn.Conv2d(3, 8, 3, groups=2), ValueError, r"Conv2d: groups must divide in_channels and out_channels. "
+                                                       r"Received: groups=2, in_channels=3, out_channels=8"),
+    (lambda: nn.Conv2d(0, 8, 3), ValueError, r"Conv2d: expected in_channels to be a positive int, got 0"),
+    (lambda: nn.Conv2d(1, 8, 3, stride=0), ValueError, r"Conv2d: expected stride >= 1, got 0"),
+    (lambda: nn.Linear(10, 2)(convnet.zeros(4, 9)), ValueError,
+     r"Linear\(in_features=10, out_features=2, bias=True\): expected input of shape \(\*, 10\), got \(4, 9\)"),
+    (lambda: nn.BatchNorm2d(4)(convnet.zeros(2, 3, 5, 5)), ValueError,
+     r"BatchNorm2d\(4\): expected input of shape \(N, 4, H, W\), got \(2, 3, 5, 5\)"),
+    (lambda: nn.BatchNorm1d(4)(convnet.zeros(2, 4, 5, 5)), ValueError, r"BatchNorm1d\(4\): expected input of shape \(N, 4\)"),
+    (lambda: nn.MaxPool2d(2)(convnet.zeros(2, 4)), ValueError, r"MaxPool2d\(kernel_size=\(2, 2\).*\): max_pool2d: expected input"),
+    (lambda: nn.Dropout(2), ValueError, r"Dropout: expected p between 0 and 1, got 2"),
+    (lambda: nn.Sequential(nn.ReLU(), "relu"), TypeError, r"Sequential: expected Module arguments, got str for '1'"),
+]
+
+
+@pytest.mark.parametrize("call, exception, pattern", CASES)
+def test_bad_input_is_named_clearly(call, exception, pattern):
+    with pytest.raises(exception, match=pattern):
+        call()
+
+
+def test_a_nested_layer_error_is_prefixed_once_by_the_innermost_layer():
+    model = nn.Sequential(nn.Sequential(nn.Conv2d(1, 2, 3)))
+    with pytest.raises(ValueError) as error:
+        model(convnet.zeros(1, 2, 5, 5))
+    assert str(error.value).count("Conv2d(1, 2, kernel_size=3)") == 1
+    assert "Sequential" not in str(error.value)

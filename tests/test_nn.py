@@ -1,0 +1,192 @@
+"""Layers against their torch.nn twins: same state_dict keys, weights load across, same numbers."""
+
+import math
+
+import numpy as np
+import pytest
+import torch
+
+import convnet
+import convnet.functional as F
+from convnet import Tensor, nn
+from conftest import assert_close_relative_to_scale
+
+
+def to_torch_state(module):
+    return {key: torch.from_numpy(np.array(value)) for key, value in module.state_dict().items()}
+
+
+def check_twins(ours, theirs, input_shape, rng, train=True, steps=2):
+    """Load ours' weights into theirs; compare keys, outputs, input and parameter gradients,
+    and (for layers with buffers) the buffers after ``steps`` training forwards."""
+    assert list(ours.state_dict()) == list(theirs.state_dict())
+    theirs.load_state_dict(to_torch_state(ours))
+    ours.train(train)
+    theirs.train(train)
+    for _ in range(steps):
+        x = rng.standard_normal(input_shape).astype(np.float32)
+        ours.zero_grad()
+        theirs.zero_grad()
+        our_x, their_x = Tensor(x, requires_grad=True), torch.tensor(x, requires_grad=True)
+        out, expected = ours(our_x), theirs(their_x)
+        np.testing.assert_allclose(out.numpy(), expected.detach().numpy(), rtol=1e-4, atol=1e-5)
+        grad = rng.standard_normal(out.shape).astype(np.float32)
+        out.backward(grad)
+        expected.backward(torch.from_numpy(grad))
+        assert_close_relative_to_scale(our_x.grad.numpy(), their_x.grad.numpy())
+        their_params = dict(theirs.named_parameters())
+        for name, parameter in ours.named_parameters():
+            assert_close_relative_to_scale(parameter.grad.numpy(), their_params[name].grad.numpy())
+    their_state = theirs.state_dict()
+    for key, value in ours.state_dict().items():
+        np.testing.assert_allclose(value, their_state[key].numpy(), rtol=1e-5, atol=1e-6, err_msg=key)
+
+
+LAYERS = [
+    (lambda m: m.Conv2d(3, 8, 3), (2, 3, 9, 9)),
+    (lambda m: m.Conv2d(4, 6, (3, 2), stride=(2, 1), padding=(1, 2), dilation=(2, 1), groups=2), (2, 4, 11, 8)),
+    (lambda m: m.Conv2d(6, 6, 3, padding="same", groups=6, bias=False), (2, 6, 7, 7)),
+    (lambda m: m.Linear(12, 5), (4, 12)),
+    (lambda m: m.Linear(12, 5, bias=False), (2, 3, 12)),
+    (lambda m: m.BatchNorm2d(5), (4, 5, 3, 3)),
+    (lambda m: m.BatchNorm2d(5, momentum=None, affine=False), (4, 5, 3, 3)),
+    (lambda m: m.BatchNorm1d(7, eps=1e-3, momentum=0.3), (6, 7)),
+    (lambda m: m.MaxPool2d(3, stride=2, padding=1), (2, 3, 9, 8)),
+    (lambda m: m.AvgPool2d(2), (2, 3, 8, 8)),
+    (lambda m: m.AdaptiveAvgPool2d(1), (2, 3, 5, 7)),
+    (lambda m: m.AdaptiveAvgPool2d((3, 2)), (2, 3, 5, 7)),
+    (lambda m: m.Flatten(), (2, 3, 4, 5)),
+    (lambda m: m.Sequential(m.ReLU(), m.LeakyReLU(0.1), m.GELU(), m.Tanh(), m.Sigmoid(), m.Softmax(dim=1),
+                            m.LogSoftmax(dim=1)), (3, 6)),
+]
+
+
+@pytest.mark.parametrize("make, shape", LAYERS)
+@pytest.mark.parametrize("train", [True, False])
+def test_layer_matches_its_torch_twin(make, shape, train, rng):
+    check_twins(make(nn), make(torch.nn), shape, rng, train=train)
+
+
+class TorchBasicBlock(torch.nn.Module):
+    """torchvision's BasicBlock, written out so the test needs no torchvision."""
+
+    def __init__(self, in_channels, out_channels, stride=1):
+        super().__init__()
+        self.conv1 = torch.nn.Conv2d(in_channels, out_channels, 3, stride, 1, bias=False)
+        self.bn1 = torch.nn.BatchNorm2d(out_channels)
+        self.conv2 = torch.nn.Conv2d(out_channels, out_channels, 3, 1, 1, bias=False)
+        self.bn2 = torch.nn.BatchNorm2d(out_channels)
+        self.downsample = None
+        if stride != 1 or in_channels != out_channels:
+            self.downsample = torch.nn.Sequential(torch.nn.Conv2d(in_channels, out_channels, 1, stride, bias=False),
+                                                  torch.nn.BatchNorm2d(out_channels))
+
+    def forward(self, x):
+        out = self.bn2(self.conv2(torch.relu(self.bn1(self.conv1(x)))))
+        return torch.relu(out + (x if self.downsample is None else self.downsample(x)))
+
+
+@pytest.mark.parametrize("in_channels, out_channels, stride", [(4, 4, 1), (4, 8, 2), (3, 5, 1)])
+@pytest.mark.parametrize("train", [True, False])
+def test_basic_block_matches_torchvision_block(in_channels, out_channels, stride, train, rng):
+    check_twins(nn.BasicBlock(in_channels, out_channels, stride), TorchBasicBlock(in_channels, out_channels, stride),
+                (2, in_channels, 8, 8), rng, train=train)
+
+
+def small_cnn(m):
+    return m.Sequential(m.Conv2d(1, 4, 3, padding=1), m.BatchNorm2d(4), m.ReLU(), m.MaxPool2d(2),
+                        m.Conv2d(4, 8, 3, padding=1), m.ReLU(), m.AdaptiveAvgPool2d(1), m.Flatten(),
+                        m.Dropout(0.5), m.Linear(8, 3))
+
+
+def test_a_whole_cnn_state_dict_round_trips_with_torch(rng):
+    ours, theirs = small_cnn(nn), small_cnn(torch.nn)
+    check_twins(ours, theirs, (3, 1, 12, 12), rng, train=False)
+    # And back: torch's weights load into convnet and give torch's outputs.
+    fresh = small_cnn(torch.nn).eval()
+    ours.load_state_dict(fresh.state_dict())
+    x = rng.standard_normal((2, 1, 12, 12)).astype(np.float32)
+    np.testing.assert_allclose(ours.eval()(Tensor(x)).numpy(), fresh(torch.from_numpy(x)).detach().numpy(),
+                               rtol=1e-4, atol=1e-5)
+
+
+def test_load_state_dict_lists_every_problem_at_once():
+    model = small_cnn(nn)
+    state = model.state_dict()
+    del state["0.weight"], state["1.running_var"]
+    state["extra.weight"] = np.zeros(3)
+    state["9.weight"] = np.zeros((3, 9), dtype=np.float32)
+    with pytest.raises(ValueError) as error:
+        model.load_state_dict(state)
+    message = str(error.value)
+    for fragment in ["missing keys: ['0.weight', '1.running_var']", "unexpected keys: ['extra.weight']",
+                     "9.weight: expected shape (3, 8), got (3, 9)"]:
+        assert fragment in message
+    before = model[0].weight.numpy().copy()
+    result = model.load_state_dict({"0.weight": np.ones((4, 1, 3, 3))}, strict=False)
+    assert "0.bias" in result.missing_keys and (model[0].weight.numpy() == 1).all() and (before != 1).any()
+
+
+def test_default_initialisation_follows_torch_bounds():
+    convnet.manual_seed(0)
+    conv = nn.Conv2d(16, 32, 5)
+    bound = 1 / math.sqrt(16 * 25)
+    weight = conv.weight.numpy()
+    assert np.abs(weight).max() <= bound and np.abs(weight).max() > 0.95 * bound
+    assert weight.std() == pytest.approx(bound / math.sqrt(3), rel=0.05)  # uniform(-b, b) has std b/sqrt(3)
+    assert np.abs(conv.bias.numpy()).max() <= bound
+    assert weight.dtype == np.float32
+
+
+def test_manual_seed_makes_a_training_run_repeat_bit_for_bit(rng):
+    images = rng.standard_normal((16, 1, 12, 12)).astype(np.float32)
+    labels = rng.integers(0, 3, 16)
+
+    def run():
+        convnet.manual_seed(42)
+        model = small_cnn(nn)
+        optimizer = convnet.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
+        for _ in range(3):
+            optimizer.zero_grad()
+            F.cross_entropy(model(Tensor(images)), labels).backward()  # dropout draws from the seed too
+            optimizer.step()
+        return model.state_dict()
+
+    first, second = run(), run()
+    for key in first:
+        np.testing.assert_array_equal(first[key], second[key])
+
+
+def test_module_bookkeeping():
+    model = small_cnn(nn)
+    assert sum(p.numel() for p in model.parameters()) == sum(p.numel() for p in small_cnn(torch.nn).parameters())
+    assert [name for name, _ in model.named_buffers()] == ["1.running_mean", "1.running_var", "1.num_batches_tracked"]
+    assert len(list(model.children())) == 10 and len(model) == 10 and isinstance(model[0], nn.Conv2d)
+    assert len(list(model.modules())) == 11
+    model.eval()
+    assert not any(m.training for m in model.modules())
+    model.train()
+    assert all(m.training for m in model.modules())
+    F.cross_entropy(model(convnet.randn(2, 1, 8, 8)), [0, 1]).backward()
+    assert all(p.grad is not None for p in model.parameters())
+    model.zero_grad()
+    assert all(p.grad is None for p in model.parameters())
+    assert repr(model).splitlines()[1] == "  (0): Conv2d(1, 4, kernel_size=(3, 3), stride=(1, 1), padding=(1, 1))"
+    assert repr(nn.BatchNorm2d(4)) == "BatchNorm2d(4, eps=1e-05, momentum=0.1, affine=True, track_running_stats=True)"
+    assert repr(nn.Linear(3, 2)) == str(torch.nn.Linear(3, 2))
+
+
+def test_forward_hooks_see_outputs_and_can_be_removed():
+    layer, seen = nn.ReLU(), []
+    handle = layer.register_forward_hook(lambda module, inputs, output: seen.append(output.numpy().copy()))
+    layer(convnet.tensor([-1.0, 2.0]))
+    handle.remove()
+    layer(convnet.tensor([3.0]))
+    assert len(seen) == 1 and seen[0].tolist() == [0.0, 2.0]
+
+
+def test_double_converts_parameters_and_buffers_for_gradient_checks():
+    model = small_cnn(nn).double()
+    assert all(t.dtype == np.float64 for t in model.parameters())
+    assert model.state_dict()["1.running_mean"].dtype == np.float64
+    assert model.state_dict()["1.num_batches_tracked"].dtype == np.int64
