@@ -13,6 +13,12 @@ def _demo(args):
     return 0
 
 
+def _bench(args):
+    from . import bench
+    args.argv = sys.argv[2:]
+    return bench.run(args)
+
+
 def _positive_int(text):
     value = int(text)
     if value < 1:
@@ -28,6 +34,10 @@ def build_parser():
     demo.add_argument("--epochs", type=_positive_int, default=5, help="number of epochs (default 5)")
     demo.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     demo.set_defaults(run=_demo)
+    from .bench import add_arguments
+    bench = commands.add_parser("bench", help="time convnet against PyTorch on this machine (ops, training, memory)")
+    add_arguments(bench)
+    bench.set_defaults(run=_bench)
     return parser
 
 

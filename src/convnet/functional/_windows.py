@@ -6,6 +6,11 @@ one output position at a time, the ops loop over the kH*kW *kernel offsets*: for
 the input values under that kernel tap, for every output position at once, are one strided
 view `offset_view(padded, i, j, ...)` of shape (N, C, H', W'). Scattering gradients back is the
 same loop with `+=` into strided slices (never `np.add.at`, which is an order of magnitude slower).
+
+Memory layout: the ops work on *channel-major* arrays (C, N, H, W) internally and hand back
+(N, C, H, W)-shaped views of them, like PyTorch's channels_last is NCHW-shaped with another
+memory order. A convolution's matrix product yields channel-major data directly, and the next
+op reads it without a transposing copy. Values and shapes are the same whatever the layout.
 """
 
 import numpy as np
@@ -16,8 +21,13 @@ def output_size(size, kernel, stride, dilation, pad_before, pad_after):
     return (size + pad_before + pad_after - dilation * (kernel - 1) - 1) // stride + 1
 
 
+def channel_major(x):
+    """(N, C, H, W) -> contiguous (C, N, H, W): free when x is a view of channel-major data."""
+    return np.ascontiguousarray(x.transpose(1, 0, 2, 3))
+
+
 def pad(x, padding, value=0.0):
-    """x: (N, C, H, W) -> (N, C, H+top+bottom, W+left+right), padded with ``value``.
+    """x: (A, B, H, W) -> (A, B, H+top+bottom, W+left+right), padded with ``value``.
 
     padding: (top, bottom, left, right).
     """
@@ -31,7 +41,7 @@ def pad(x, padding, value=0.0):
 
 
 def unpad(x, padding):
-    """Inverse of `pad`: the (N, C, H, W) interior of a padded array."""
+    """Inverse of `pad`: the (A, B, H, W) interior of a padded array."""
     top, bottom, left, right = padding
     if not any(padding):
         return x
@@ -39,7 +49,7 @@ def unpad(x, padding):
 
 
 def offset_view(padded, i, j, stride, dilation, out_hw):
-    """The (N, C, H', W') view of ``padded`` under kernel tap (i, j) at every output position."""
+    """The (A, B, H', W') view of ``padded`` (A, B, Hp, Wp) under kernel tap (i, j) at every output position."""
     (sh, sw), (dh, dw), (oh, ow) = stride, dilation, out_hw
     top, left = i * dh, j * dw
     return padded[:, :, top:top + sh * (oh - 1) + 1:sh, left:left + sw * (ow - 1) + 1:sw]

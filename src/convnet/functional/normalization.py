@@ -4,44 +4,67 @@ import numpy as np
 
 from .. import _checks
 from ..tensor import Function, Tensor
+from ._windows import channel_major
+
+
+def channel_rows(x):
+    """(N, C) or (N, C, H, W) -> contiguous (C, M) rows, one per channel (free for channel-major data)."""
+    return np.ascontiguousarray(x.T) if x.ndim == 2 else channel_major(x).reshape(x.shape[1], -1)
+
+
+def from_channel_rows(rows, shape):
+    """Inverse of `channel_rows`: a view of ``rows`` with the original (N, C[, H, W]) shape."""
+    if len(shape) == 2:
+        return rows.T
+    return rows.reshape(shape[1], shape[0], *shape[2:]).transpose(1, 0, 2, 3)
 
 
 class BatchNorm(Function):
     """x: (N, C) or (N, C, H, W); weight, bias: (C,) or None -> out: x's shape.
 
-    Training: normalise with the batch mean and biased variance over every axis but C.
-    Evaluation: normalise with the running statistics.
-    out = (x - mean) / sqrt(var + eps) * weight + bias.
+    out = (x - mean) / sqrt(var + eps) * weight + bias, per channel. Training: mean and biased
+    variance of the batch (over every axis but C), and the running statistics are updated in
+    place with the unbiased variance. Evaluation: the running statistics.
+    Works on contiguous channel rows (C, M), where each statistic is one fast pass.
     """
 
-    def forward(self, x, weight, bias, mean, var, eps):
-        self.axes = (0,) + tuple(range(2, x.ndim))
-        channel_shape = (1, -1) + (1,) * (x.ndim - 2)
-        self.inv_std = (1 / np.sqrt(var + eps)).astype(x.dtype).reshape(channel_shape)
-        self.x_hat = (x - mean.reshape(channel_shape)) * self.inv_std
-        self.weight = None if weight is None else weight.reshape(channel_shape)
-        out = self.x_hat if weight is None else self.x_hat * self.weight
-        return out + bias.reshape(channel_shape) if bias is not None else out
+    def forward(self, x, weight, bias, running_mean, running_var, training, momentum, eps):
+        rows = channel_rows(x)
+        count = rows.shape[1]
+        if training:
+            mean = rows.mean(axis=1)
+            centered = rows - mean[:, None]
+            var = np.vecdot(centered, centered) / count
+            if running_mean is not None:
+                running_mean *= 1 - momentum
+                running_mean += momentum * mean
+            if running_var is not None:
+                running_var *= 1 - momentum
+                running_var += momentum * var * count / (count - 1)
+        else:
+            mean, var = running_mean, running_var
+            centered = rows - mean[:, None].astype(rows.dtype)
+        inv_std = (1 / np.sqrt(var + eps)).astype(rows.dtype)
+        scale = inv_std if weight is None else inv_std * weight
+        out = centered * scale[:, None]
+        if bias is not None:
+            out += bias[:, None]
+        self.centered, self.inv_std, self.scale, self.training = centered, inv_std, scale, training
+        return from_channel_rows(out, x.shape)
 
     def backward(self, grad):
-        grad_x_hat = grad if self.weight is None else grad * self.weight
-        grad_x = grad_x_hat * self.inv_std
-        if self.batch_statistics:
-            # The batch mean and variance depend on x too: remove the gradient's mean and its
-            # projection on x_hat.
-            grad_x = grad_x - self.inv_std * (grad_x_hat.mean(axis=self.axes, keepdims=True)
-                                              + self.x_hat * (grad_x_hat * self.x_hat).mean(axis=self.axes, keepdims=True))
-        grad_weight = (grad * self.x_hat).sum(axis=self.axes) if self.needs_input_grad[1] else None
-        grad_bias = grad.sum(axis=self.axes) if self.needs_input_grad[2] else None
-        return grad_x, grad_weight, grad_bias
-
-
-class BatchNormTrain(BatchNorm):
-    batch_statistics = True
-
-
-class BatchNormEval(BatchNorm):
-    batch_statistics = False
+        rows = channel_rows(grad)
+        grad_bias = rows.sum(axis=1)
+        projection = np.vecdot(rows, self.centered)  # sum of grad * (x - mean), per channel
+        grad_rows = rows * self.scale[:, None]
+        if self.training:
+            # The batch statistics depend on x too: remove the gradient's mean and its
+            # projection on x_hat = (x - mean) * inv_std.
+            count = rows.shape[1]
+            grad_rows -= (self.scale * grad_bias / count)[:, None]
+            grad_rows -= (self.scale * projection * self.inv_std ** 2 / count)[:, None] * self.centered
+        grad_weight = projection * self.inv_std if self.needs_input_grad[1] else None
+        return from_channel_rows(grad_rows, grad.shape), grad_weight, grad_bias if self.needs_input_grad[2] else None
 
 
 def batch_norm(input, running_mean, running_var, weight=None, bias=None, training=False, momentum=0.1, eps=1e-5):
@@ -60,23 +83,10 @@ def batch_norm(input, running_mean, running_var, weight=None, bias=None, trainin
     for name, value in (("weight", weight), ("bias", bias), ("running_mean", running_mean), ("running_var", running_var)):
         if value is not None and tuple(np.shape(value.data if isinstance(value, Tensor) else value)) != (channels,):
             raise ValueError(f"{op}: expected {name} of shape ({channels},), got {np.shape(value)}")
-    mean = running_mean.data if isinstance(running_mean, Tensor) else running_mean
-    var = running_var.data if isinstance(running_var, Tensor) else running_var
-    if training:
-        axes = (0,) + tuple(range(2, input.ndim))
-        count = input.data.size // channels
-        if count < 2:
-            raise ValueError(f"{op}: expected more than 1 value per channel when training, got input of shape "
-                             f"{input.shape}")
-        batch_mean = input.data.mean(axis=axes)
-        batch_var = input.data.var(axis=axes)
-        if mean is not None:
-            mean *= 1 - momentum
-            mean += momentum * batch_mean
-        if var is not None:
-            var *= 1 - momentum
-            var += momentum * batch_var * count / (count - 1)
-        return BatchNormTrain.apply(input, weight, bias, mean=batch_mean, var=batch_var, eps=eps)
-    if mean is None or var is None:
+    running = [value.data if isinstance(value, Tensor) else value for value in (running_mean, running_var)]
+    if training and input.data.size // channels < 2:
+        raise ValueError(f"{op}: expected more than 1 value per channel when training, got input of shape "
+                         f"{input.shape}")
+    if not training and any(value is None for value in running):
         raise ValueError(f"{op}: running_mean and running_var are needed when not training")
-    return BatchNormEval.apply(input, weight, bias, mean=mean, var=var, eps=eps)
+    return BatchNorm.apply(input, weight, bias, *running, training=bool(training), momentum=momentum, eps=eps)

@@ -9,61 +9,94 @@ import numpy as np
 
 from .. import _checks
 from ..tensor import Function
-from ._windows import offset_view, output_size, pad, unpad
+from ._windows import channel_major, offset_view, output_size, pad, unpad
 
 _NO_DILATION = (1, 1)
+
+
+def window_stack(x, kernel, stride, padding, fill):
+    """x: (N, C, H, W) -> (kH*kW, C, N, H', W'): every kernel tap's values at every output position.
+
+    One contiguous array per tap makes the reductions over taps long, fast vectorised passes.
+    Non-overlapping windows (stride = kernel, no padding, sizes divisible) are read straight
+    from the input; otherwise from a copy padded with ``fill``.
+    """
+    xc = channel_major(x)
+    c, n, h, w = xc.shape
+    (kh, kw), (ph, pw) = kernel, padding
+    out_hw = (output_size(h, kh, stride[0], 1, ph, ph), output_size(w, kw, stride[1], 1, pw, pw))
+    stack = np.empty((kh * kw, c, n) + out_hw, dtype=x.dtype)
+    if tiles_exactly(xc.shape, kernel, stride, padding):
+        tiles = xc.reshape(c, n, out_hw[0], kh, out_hw[1], kw)
+        for tap in range(kh * kw):
+            stack[tap] = tiles[:, :, :, tap // kw, :, tap % kw]
+    else:
+        padded = pad(xc, (ph, ph, pw, pw), value=fill)
+        for tap in range(kh * kw):
+            stack[tap] = offset_view(padded, tap // kw, tap % kw, stride, _NO_DILATION, out_hw)
+    return stack
+
+
+def unstack_windows(stack, input_shape, kernel, stride, padding, scale=None):
+    """Adjoint of `window_stack`: (kH*kW, C, N, H', W') -> channel-major (C, N, H, W), overlaps summed.
+
+    With ``scale`` (C, N, H', W'), scatters ``stack * scale`` without materialising the product.
+    """
+    taps, c, n, oh, ow = stack.shape
+    (kh, kw), (ph, pw) = kernel, padding
+    shape = (c, n) + tuple(input_shape[2:])
+    tiled = tiles_exactly(shape, kernel, stride, padding)
+    if tiled:
+        grad = np.empty((c, n, oh, kh, ow, kw), dtype=stack.dtype if scale is None else scale.dtype)
+    else:
+        grad = np.zeros((c, n, shape[2] + 2 * ph, shape[3] + 2 * pw), dtype=stack.dtype if scale is None else scale.dtype)
+    for tap in range(taps):
+        values = stack[tap] if scale is None else np.multiply(stack[tap], scale)
+        if tiled:
+            grad[:, :, :, tap // kw, :, tap % kw] = values
+        else:
+            offset_view(grad, tap // kw, tap % kw, stride, _NO_DILATION, (oh, ow))[...] += values
+    return grad.reshape(shape) if tiled else unpad(grad, (ph, ph, pw, pw))
+
+
+def tiles_exactly(shape, kernel, stride, padding):
+    return (tuple(stride) == tuple(kernel) and not any(padding)
+            and shape[2] % kernel[0] == 0 and shape[3] % kernel[1] == 0)
 
 
 class MaxPool2d(Function):
     """x: (N, C, H, W) -> out: (N, C, H', W'), H' = (H + 2*pH - kH) // sH + 1.
 
-    Forward keeps, per output, the index (i*kW + j) of the winning kernel tap.
-    Backward routes each output gradient to that tap.
+    Forward: the maximum over the window stack. Backward: each output's gradient goes to the
+    first tap (in row-major order) that holds the maximum, as in PyTorch.
     """
 
     def forward(self, x, kernel, stride, padding):
-        (kh, kw), (ph, pw) = kernel, padding
-        out_hw = (output_size(x.shape[2], kh, stride[0], 1, ph, ph), output_size(x.shape[3], kw, stride[1], 1, pw, pw))
-        padded = pad(x, (ph, ph, pw, pw), value=-np.inf)
-        out = offset_view(padded, 0, 0, stride, _NO_DILATION, out_hw).copy()
-        winner = np.zeros(out.shape, dtype=np.int16)
-        for tap in range(1, kh * kw):
-            candidate = offset_view(padded, tap // kw, tap % kw, stride, _NO_DILATION, out_hw)
-            better = (candidate > out) | np.isnan(candidate)  # NaN wins and propagates, as in PyTorch
-            np.copyto(out, candidate, where=better)
-            np.copyto(winner, tap, where=better)
-        self.winner, self.geometry = winner, (padded.shape, kernel, stride, padding, out_hw)
-        return out
+        self.stack = window_stack(x, kernel, stride, padding, fill=-np.inf)
+        self.out = self.stack.max(axis=0)
+        self.geometry = (x.shape, kernel, stride, padding)
+        return self.out.transpose(1, 0, 2, 3)
 
     def backward(self, grad):
-        padded_shape, (kh, kw), stride, (ph, pw), out_hw = self.geometry
-        grad_padded = np.zeros(padded_shape, dtype=grad.dtype)
-        for tap in range(kh * kw):
-            offset_view(grad_padded, tap // kw, tap % kw, stride, _NO_DILATION, out_hw)[...] += \
-                np.where(self.winner == tap, grad, 0)
-        return unpad(grad_padded, (ph, ph, pw, pw))
+        winners = self.stack == self.out
+        taken = winners[0].copy()
+        for tap in range(1, len(winners)):
+            winners[tap] &= ~taken
+            taken |= winners[tap]
+        return unstack_windows(winners, *self.geometry, scale=channel_major(grad)).transpose(1, 0, 2, 3)
 
 
 class AvgPool2d(Function):
     """x: (N, C, H, W) -> out: (N, C, H', W'); zero padding counts in the mean (PyTorch's default)."""
 
     def forward(self, x, kernel, stride, padding):
-        (kh, kw), (ph, pw) = kernel, padding
-        out_hw = (output_size(x.shape[2], kh, stride[0], 1, ph, ph), output_size(x.shape[3], kw, stride[1], 1, pw, pw))
-        padded = pad(x, (ph, ph, pw, pw))
-        out = np.zeros(x.shape[:2] + out_hw, dtype=x.dtype)
-        for tap in range(kh * kw):
-            out += offset_view(padded, tap // kw, tap % kw, stride, _NO_DILATION, out_hw)
-        self.geometry = (padded.shape, kernel, stride, padding, out_hw)
-        return out / (kh * kw)
+        self.geometry = (x.shape, kernel, stride, padding)
+        return window_stack(x, kernel, stride, padding, fill=0.0).mean(axis=0).transpose(1, 0, 2, 3)
 
     def backward(self, grad):
-        padded_shape, (kh, kw), stride, (ph, pw), out_hw = self.geometry
-        grad_padded = np.zeros(padded_shape, dtype=grad.dtype)
-        share = grad / (kh * kw)
-        for tap in range(kh * kw):
-            offset_view(grad_padded, tap // kw, tap % kw, stride, _NO_DILATION, out_hw)[...] += share
-        return unpad(grad_padded, (ph, ph, pw, pw))
+        input_shape, (kh, kw), stride, padding = self.geometry
+        share = np.broadcast_to(channel_major(grad) / (kh * kw), (kh * kw,) + grad.shape[1::-1] + grad.shape[2:])
+        return unstack_windows(share, *self.geometry).transpose(1, 0, 2, 3)
 
 
 def _pool_arguments(op, input, kernel_size, stride, padding):
