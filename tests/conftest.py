@@ -79,3 +79,26 @@ def assert_close_relative_to_scale(actual, expected, tolerance=1e-5):
     assert actual.shape == expected.shape
     error, scale = np.abs(actual - expected).max(), np.abs(expected).max()
     assert error <= tolerance * scale, f"max error {error} exceeds {tolerance} x scale {scale}"
+
+
+def write_tiny_fashion(directory, train=256, test=64, seed=0):
+    """A Fashion-MNIST-shaped dataset (IDX .gz files) that a CNN can learn: class k is noise
+    with a bright 6x6 square at a class-specific place."""
+    from convnet.data import write_idx
+    rng = np.random.default_rng(seed)
+    for split, count in (("train", train), ("t10k", test)):
+        labels = rng.integers(0, 10, count).astype(np.uint8)
+        images = rng.integers(0, 60, (count, 28, 28)).astype(np.uint8)
+        for image, label in zip(images, labels):
+            row, col = 2 + 8 * (label // 4), 2 + 6 * (label % 4)
+            image[row:row + 6, col:col + 6] = 250
+        write_idx(directory / f"{split}-images-idx3-ubyte.gz", images)
+        write_idx(directory / f"{split}-labels-idx1-ubyte.gz", labels)
+    return directory
+
+
+@pytest.fixture
+def tiny_fashion(tmp_path):
+    directory = tmp_path / "data"
+    directory.mkdir()
+    return write_tiny_fashion(directory)

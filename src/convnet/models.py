@@ -1,19 +1,81 @@
-"""The model zoo. Each builder takes ``layers``, the module that provides the layer classes:
-``convnet.nn`` by default, or ``torch.nn`` to build the identical PyTorch network (the
-benchmarks and tests compare the two with the same weights)."""
+"""The model zoo for 28x28 images (Fashion-MNIST, MNIST) and anything of the same shape.
+
+Each builder takes ``layers``, the module that provides the layer classes: ``convnet.nn`` by
+default, or ``torch.nn`` to build the identical PyTorch network (benchmarks and tests compare
+the two with the same weights). ``build(name, **config)`` makes a model by name.
+"""
 
 from . import nn as convnet_nn
 
 
-def reference_cnn(batch_norm=False, classes=10, layers=convnet_nn):
-    """The reference CNN for 28x28 grayscale images (the classic two-conv Fashion-MNIST network):
+def lenet5(in_channels=1, classes=10, layers=convnet_nn):
+    """LeNet-5 (LeCun, Bottou, Bengio & Haffner, 1998, "Gradient-based learning applied to
+    document recognition"), with ReLU and max pooling instead of the original scaled tanh and
+    subsampling: Conv(6, 5x5, pad 2) Pool Conv(16, 5x5) Pool FC120 FC84 FC(classes)."""
+    return layers.Sequential(
+        layers.Conv2d(in_channels, 6, 5, padding=2), layers.ReLU(), layers.MaxPool2d(2),
+        layers.Conv2d(6, 16, 5), layers.ReLU(), layers.MaxPool2d(2), layers.Flatten(),
+        layers.Linear(16 * 5 * 5, 120), layers.ReLU(), layers.Linear(120, 84), layers.ReLU(),
+        layers.Linear(84, classes))
 
-    Conv(1->32, 3x3, pad 1) [BN] ReLU MaxPool2 - Conv(32->64, 3x3, pad 1) [BN] ReLU MaxPool2 -
-    Flatten - Linear(3136->128) ReLU - Linear(128->classes). Input (N, 1, 28, 28), output (N, classes).
+
+def simple_cnn(in_channels=1, classes=10, kernels=100, kernel_size=5, layers=convnet_nn):
+    """The lesson's network: one convolution with many kernels (``kernels`` feature maps),
+    ReLU, 2x2 max pooling, then a dense classifier on the pooled maps."""
+    pooled = (28 - kernel_size + 1) // 2
+    return layers.Sequential(
+        layers.Conv2d(in_channels, kernels, kernel_size), layers.ReLU(), layers.MaxPool2d(2), layers.Flatten(),
+        layers.Dropout(0.25), layers.Linear(kernels * pooled * pooled, classes))
+
+
+def reference_cnn(batch_norm=True, in_channels=1, classes=10, layers=convnet_nn):
+    """The two-convolution network of Fashion-MNIST's benchmark table ("2 Conv + pooling"):
+
+    Conv(32, 3x3, pad 1) [BN] ReLU MaxPool2 - Conv(64, 3x3, pad 1) [BN] ReLU MaxPool2 -
+    Flatten - Linear(3136 -> 128) ReLU - Linear(128 -> classes). Input (N, C, 28, 28).
     """
     def block(cin, cout):
         norm = [layers.BatchNorm2d(cout)] if batch_norm else []
         return [layers.Conv2d(cin, cout, 3, padding=1, bias=not batch_norm), *norm, layers.ReLU(), layers.MaxPool2d(2)]
 
-    return layers.Sequential(*block(1, 32), *block(32, 64), layers.Flatten(), layers.Linear(64 * 7 * 7, 128),
-                             layers.ReLU(), layers.Linear(128, classes))
+    return layers.Sequential(*block(in_channels, 32), *block(32, 64), layers.Flatten(),
+                             layers.Linear(64 * 7 * 7, 128), layers.ReLU(), layers.Linear(128, classes))
+
+
+class ResNet(convnet_nn.Module):
+    """A small ResNet for 28x28 inputs (He, Zhang, Ren & Sun, 2016, "Deep Residual Learning for
+    Image Recognition", CIFAR-style): a 3x3 stem, one BasicBlock per stage at ``widths``
+    (28x28, 14x14, 7x7), global average pooling and a linear classifier. With three stages
+    that is 8 weighted layers: ResNet-8."""
+
+    def __init__(self, in_channels=1, classes=10, widths=(32, 64, 128)):
+        super().__init__()
+        nn = convnet_nn
+        self.stem = nn.Sequential(nn.Conv2d(in_channels, widths[0], 3, padding=1, bias=False),
+                                  nn.BatchNorm2d(widths[0]), nn.ReLU())
+        blocks, previous = [], widths[0]
+        for stage, width in enumerate(widths):
+            blocks.append(nn.BasicBlock(previous, width, stride=1 if stage == 0 else 2))
+            previous = width
+        self.layers = nn.Sequential(*blocks)
+        self.pool = nn.AdaptiveAvgPool2d(1)
+        self.flatten = nn.Flatten()
+        self.fc = nn.Linear(previous, classes)
+
+    def forward(self, x):
+        return self.fc(self.flatten(self.pool(self.layers(self.stem(x)))))
+
+
+def resnet8(in_channels=1, classes=10, widths=(32, 64, 128)):
+    """ResNet-8 for 28x28 images (see `ResNet`)."""
+    return ResNet(in_channels, classes, tuple(widths))
+
+
+MODELS = {"lenet5": lenet5, "simple_cnn": simple_cnn, "reference_cnn": reference_cnn, "resnet8": resnet8}
+
+
+def build(name, **config):
+    """The model called ``name`` (one of MODELS), built with ``config``."""
+    if name not in MODELS:
+        raise ValueError(f"unknown model {name!r}; expected one of {', '.join(MODELS)}")
+    return MODELS[name](**config)

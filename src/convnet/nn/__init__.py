@@ -8,7 +8,8 @@ from .module import Module, Parameter, Sequential
 from .normalization import BatchNorm1d, BatchNorm2d
 from .pooling import AdaptiveAvgPool2d, AvgPool2d, MaxPool2d
 from .residual import BasicBlock
+from .summary import summary, summary_rows
 
 __all__ = ["Module", "Parameter", "Sequential", "Conv2d", "Linear", "Flatten", "Dropout", "Identity", "MaxPool2d",
            "AvgPool2d", "AdaptiveAvgPool2d", "ReLU", "LeakyReLU", "Sigmoid", "Tanh", "GELU", "Softmax", "LogSoftmax",
-           "BatchNorm1d", "BatchNorm2d", "BasicBlock", "init"]
+           "BatchNorm1d", "BatchNorm2d", "BasicBlock", "init", "summary", "summary_rows"]

@@ -1,0 +1,102 @@
+"""Batch transforms: each maps a float32 batch (B, C, H, W) and a generator to a new batch.
+
+Augmentations draw one set of random numbers for the whole batch and apply them with array
+operations, not a Python loop per image.
+"""
+
+import numpy as np
+
+
+class Compose:
+    def __init__(self, *transforms):
+        self.transforms = transforms
+
+    def __call__(self, batch, rng):
+        for transform in self.transforms:
+            batch = transform(batch, rng)
+        return batch
+
+    def __repr__(self):
+        return f"Compose({', '.join(map(repr, self.transforms))})"
+
+
+class Normalize:
+    """(x - mean) / std per channel; mean and std are numbers or one per channel."""
+
+    def __init__(self, mean, std):
+        self.mean = np.asarray(mean, dtype=np.float32).reshape(1, -1, 1, 1)
+        self.std = np.asarray(std, dtype=np.float32).reshape(1, -1, 1, 1)
+        if (self.std <= 0).any():
+            raise ValueError(f"Normalize: expected std > 0, got {std!r}")
+
+    def __call__(self, batch, rng=None):
+        return (batch - self.mean) / self.std
+
+    def __repr__(self):
+        return f"Normalize(mean={self.mean.ravel().tolist()}, std={self.std.ravel().tolist()})"
+
+
+class RandomCrop:
+    """Pad each side by ``padding`` (zeros), then crop a random ``size`` window per image."""
+
+    def __init__(self, size, padding=0):
+        self.size = (size, size) if isinstance(size, int) else tuple(size)
+        self.padding = padding
+
+    def __call__(self, batch, rng):
+        b, c, h, w = batch.shape
+        p, (ch, cw) = self.padding, self.size
+        padded = np.pad(batch, ((0, 0), (0, 0), (p, p), (p, p))) if p else batch
+        if ch > padded.shape[2] or cw > padded.shape[3]:
+            raise ValueError(f"RandomCrop: crop {self.size} is larger than the padded image {padded.shape[2:]}")
+        top = rng.integers(0, padded.shape[2] - ch + 1, b)
+        left = rng.integers(0, padded.shape[3] - cw + 1, b)
+        rows = (top[:, None] + np.arange(ch))[:, None, :, None]
+        cols = (left[:, None] + np.arange(cw))[:, None, None, :]
+        return padded[np.arange(b)[:, None, None, None], np.arange(c)[None, :, None, None], rows, cols]
+
+    def __repr__(self):
+        return f"RandomCrop(size={self.size}, padding={self.padding})"
+
+
+class RandomHorizontalFlip:
+    def __init__(self, p=0.5):
+        self.p = p
+
+    def __call__(self, batch, rng):
+        flip = rng.random(len(batch)) < self.p
+        batch = batch.copy()
+        batch[flip] = batch[flip, :, :, ::-1]
+        return batch
+
+    def __repr__(self):
+        return f"RandomHorizontalFlip(p={self.p})"
+
+
+class RandomErasing:
+    """With probability p per image, set a random rectangle to ``value`` (Zhong et al., 2017).
+
+    The rectangle covers a fraction in ``scale`` of the image with an aspect ratio in ``ratio``
+    (log-uniform), as torchvision's RandomErasing; one rectangle per image, drawn for the batch.
+    """
+
+    def __init__(self, p=0.5, scale=(0.02, 0.33), ratio=(0.3, 3.3), value=0.0):
+        self.p, self.scale, self.ratio, self.value = p, scale, ratio, value
+
+    def __call__(self, batch, rng):
+        b, _, h, w = batch.shape
+        area = rng.uniform(*self.scale, b) * h * w
+        aspect = np.exp(rng.uniform(np.log(self.ratio[0]), np.log(self.ratio[1]), b))
+        eh = np.clip(np.round(np.sqrt(area * aspect)), 1, h).astype(int)
+        ew = np.clip(np.round(np.sqrt(area / aspect)), 1, w).astype(int)
+        top = (rng.random(b) * (h - eh + 1)).astype(int)
+        left = (rng.random(b) * (w - ew + 1)).astype(int)
+        erase = rng.random(b) < self.p
+        rows, cols = np.arange(h), np.arange(w)
+        inside = ((rows[None, :, None] >= top[:, None, None]) & (rows[None, :, None] < (top + eh)[:, None, None])
+                  & (cols[None, None, :] >= left[:, None, None]) & (cols[None, None, :] < (left + ew)[:, None, None]))
+        mask = (inside & erase[:, None, None])[:, None]
+        return np.where(mask, np.float32(self.value), batch)
+
+    def __repr__(self):
+        return f"RandomErasing(p={self.p}, scale={self.scale}, ratio={self.ratio}, value={self.value})"

@@ -1,0 +1,190 @@
+"""The convnet command: train, evaluate, predict, summary, download; bad input exits non-zero
+with one clear line and no traceback."""
+
+import gzip
+import http.server
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from convnet import checkpoint
+from convnet.cli import main
+from convnet.data import mnist
+from convnet.data.download import SOURCES
+
+SYSTEM_FASHION = Path("/usr/share/datasets/fashion-mnist")
+
+
+def run(capsys, *argv):
+    code = main(list(argv))
+    out, err = capsys.readouterr()
+    assert "Traceback" not in err
+    return code, out, err
+
+
+@pytest.fixture
+def no_system_data(monkeypatch, tmp_path):
+    monkeypatch.setattr(mnist, "SYSTEM_DIRS", {})
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    monkeypatch.delenv("CONVNET_DATA", raising=False)
+
+
+@pytest.fixture
+def trained_run(tiny_fashion, tmp_path, capsys):
+    run_dir = tmp_path / "run"
+    code, out, _ = run(capsys, "train", "--data", str(tiny_fashion), "--epochs", "2", "--batch-size", "32",
+                       "--out", str(run_dir), "--no-progress")
+    assert code == 0, out
+    return run_dir, out
+
+
+def test_train_evaluate_summary(trained_run, tiny_fashion, capsys):
+    run_dir, out = trained_run
+    assert "epoch 2/2" in out and "test accuracy:" in out and "Ankle boot" in out
+    for name in ("checkpoint.safetensors", "checkpoint.json", "metrics.csv", "curves.png", "confusion.png"):
+        assert (run_dir / name).stat().st_size > 100, name
+    code, out, _ = run(capsys, "evaluate", str(run_dir), "--data", str(tiny_fashion))
+    assert code == 0 and "per" not in out.split("\n")[0] and "confusion matrix (rows: true" in out
+    accuracy = float(out.split("test accuracy: ")[1].split()[0])
+    assert 0.5 < accuracy <= 1.0
+    code, out, _ = run(capsys, "summary", str(run_dir))
+    assert code == 0 and "Total params: 421,738" in out and "(1, 64, 7, 7)" in out
+    code, out, _ = run(capsys, "summary", "resnet8")
+    assert code == 0 and "layers.2.downsample.0 (Conv2d)" in out
+
+
+def test_predict_converts_images_and_reports_unreadable_ones(trained_run, tmp_path, capsys):
+    run_dir, _ = trained_run
+    gray = tmp_path / "gray.png"
+    Image.fromarray(np.zeros((28, 28), np.uint8)).save(gray)
+    color = tmp_path / "color.jpg"
+    Image.fromarray(np.full((60, 40, 3), 200, np.uint8)).save(color)
+    broken = tmp_path / "notes.png"
+    broken.write_text("not an image")
+    code, out, err = run(capsys, "predict", str(run_dir), str(gray), str(broken), str(color))
+    assert code == 1
+    assert f"{broken}: not a readable image" in err
+    assert out.count("  1. ") == 2 and out.count("  3. ") == 2
+    assert "converted RGB to grayscale; resized 40x60 to 28x28" in out
+    probabilities = [float(line.split()[-1]) for line in out.splitlines() if line.startswith("  ")]
+    assert all(0 <= p <= 1 for p in probabilities)
+
+
+def test_resume_rules(trained_run, tmp_path, capsys):
+    run_dir, _ = trained_run
+    code, _, err = run(capsys, "train", "--resume", str(run_dir), "--lr", "0.1")
+    assert code == 1 and "--resume continues a run with its saved settings; drop --lr" in err
+    code, _, err = run(capsys, "train", "--resume", str(tmp_path / "nothing"))
+    assert code == 1 and "no checkpoint in" in err
+    code, _, err = run(capsys, "train", "--out", str(run_dir), "--epochs", "1")
+    assert code == 1 and f"{run_dir} already holds a run; continue it with --resume" in err
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["train", "--epochs", "0"], "argument --epochs: expected a positive integer, got 0"),
+    (["train", "--batch-size", "-3"], "argument --batch-size: expected a positive integer, got -3"),
+    (["train", "--lr", "0"], "argument --lr: expected a positive number, got 0"),
+    (["train", "--lr", "fast"], "argument --lr: expected a positive number, got 'fast'"),
+    (["train", "--model", "vgg"], "argument --model: invalid choice: 'vgg'"),
+])
+def test_bad_arguments_exit_2(argv, message, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(argv)
+    assert exit_info.value.code == 2 and message in capsys.readouterr().err
+
+
+def test_missing_truncated_and_mismatched_datasets(tiny_fashion, tmp_path, capsys, no_system_data):
+    code, _, err = run(capsys, "train", "--data", str(tmp_path / "empty"), "--epochs", "1")
+    assert code == 1 and "apt-get install dataset-fashion-mnist, or convnet download fashion-mnist" in err
+    images = tiny_fashion / "train-images-idx3-ubyte.gz"
+    data = gzip.decompress(images.read_bytes())
+    images.write_bytes(gzip.compress(data[:1000]))
+    code, _, err = run(capsys, "train", "--data", str(tiny_fashion), "--epochs", "1", "--out", str(tmp_path / "r"))
+    assert code == 1 and "truncated: the header promises" in err
+    images.write_bytes(gzip.compress(b"\x08\x03" + data[2:]))
+    code, _, err = run(capsys, "train", "--data", str(tiny_fashion), "--epochs", "1", "--out", str(tmp_path / "r"))
+    assert code == 1 and "expected magic 0x0000, got 0803" in err
+
+
+def test_ctrl_c_saves_and_says_how_to_resume(tiny_fashion, tmp_path):
+    run_dir = tmp_path / "run"
+    env = dict(os.environ, PYTHONUNBUFFERED="1")
+    process = subprocess.Popen([sys.executable, "-m", "convnet", "train", "--data", str(tiny_fashion), "--epochs",
+                                "1000", "--batch-size", "16", "--out", str(run_dir), "--no-progress"],
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    for line in process.stdout:
+        if line.startswith("epoch 1/1000"):
+            break
+    process.send_signal(signal.SIGINT)
+    _, err = process.communicate(timeout=60)
+    assert process.returncode == 130
+    assert f"resume with: convnet train --resume {run_dir}" in err and "Traceback" not in err
+    _, _, meta = checkpoint.load(run_dir)
+    assert meta["epoch"] >= 1 and meta["config"]["epochs"] == 1000
+
+
+# ---------------------------------------------------------------------------- download
+class _Handler(http.server.SimpleHTTPRequestHandler):
+    def log_message(self, *args):
+        pass
+
+    def do_GET(self):  # noqa: N802 (the http.server name)
+        if self.path.endswith("cut-short/t10k-labels-idx1-ubyte.gz"):
+            self.send_response(200)
+            self.send_header("Content-Length", "100000")
+            self.end_headers()
+            self.wfile.write(b"\x1f\x8b" + b"\x00" * 500)
+            self.wfile.flush()
+            self.connection.shutdown(2)
+            return
+        super().do_GET()
+
+
+@pytest.fixture
+def mirror(tmp_path):
+    """A local HTTP server on 127.0.0.1 serving copies of the real files, plus broken variants."""
+    if not SYSTEM_FASHION.is_dir():
+        pytest.skip("needs Debian's dataset-fashion-mnist (.ci/run installs it)")
+    root = tmp_path / "www"
+    (root / "good").mkdir(parents=True)
+    for name in SOURCES["fashion-mnist"]["files"]:
+        shutil.copy(SYSTEM_FASHION / name, root / "good" / name)
+    shutil.copytree(root / "good", root / "corrupt")
+    labels = root / "corrupt" / "t10k-labels-idx1-ubyte.gz"
+    data = bytearray(gzip.decompress(labels.read_bytes()))
+    data[100] ^= 1
+    labels.write_bytes(gzip.compress(bytes(data)))
+    shutil.copytree(root / "good", root / "cut-short")
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0),
+                                             lambda *a: _Handler(*a, directory=str(root)))
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_address[1]}"
+    server.shutdown()
+
+
+def test_download_verifies_and_rejects_corrupt_or_interrupted_files(mirror, tmp_path, capsys):
+    target = tmp_path / "cache"
+    code, out, err = run(capsys, "download", "fashion-mnist", "--dir", str(target), "--url", f"{mirror}/corrupt")
+    assert code == 1 and "contents do not match the pinned SHA-256" in err and "the file was discarded" in err
+    assert not (target / "t10k-labels-idx1-ubyte.gz").exists()
+    assert not [p for p in os.listdir(target) if p.endswith(".part")]
+    code, _, err = run(capsys, "download", "fashion-mnist", "--dir", str(target), "--url", f"{mirror}/cut-short")
+    assert code == 1 and ("interrupted" in err or "download failed" in err)
+    assert not (target / "t10k-labels-idx1-ubyte.gz").exists()
+    assert not [p for p in os.listdir(target) if p.endswith(".part")]
+    start = time.time()
+    code, out, _ = run(capsys, "download", "fashion-mnist", "--dir", str(target), "--url", f"{mirror}/good")
+    assert code == 0 and f"fashion-mnist is in {target}" in out
+    images, labels = mnist.load("fashion-mnist", "test", target)
+    assert images.shape == (10000, 28, 28) and labels[:3].tolist() == [9, 2, 1]
+    assert time.time() - start < 60

@@ -1,0 +1,116 @@
+"""Training runs: learning, checkpoints, exact resume, divergence and failing disks."""
+
+import csv
+import errno
+import os
+
+import numpy as np
+import pytest
+
+import convnet
+from convnet import checkpoint
+from convnet.experiment import RunConfig, build_trainer, load_datasets, load_run
+from convnet.train import TrainingDiverged, TrainingInterrupted
+
+
+def config(data, **changes):
+    values = dict(model="simple_cnn", data=str(data), epochs=2, batch_size=32, augment=True, seed=5)
+    return RunConfig(**{**values, **changes})
+
+
+def trainer_for(cfg, run_dir):
+    train, test = load_datasets(cfg)
+    return build_trainer(cfg, train, test, run_dir, progress=False, log=lambda line: None)
+
+
+def test_a_run_learns_and_writes_its_folder(tiny_fashion, tmp_path):
+    run_dir = tmp_path / "run"
+    history = trainer_for(config(tiny_fashion, model="reference_cnn", epochs=3, augment=False), run_dir).fit(3)
+    assert history[-1]["test_accuracy"] > 0.5 and history[-1]["train_loss"] < history[0]["train_loss"]
+    rows = list(csv.DictReader(open(run_dir / "metrics.csv")))
+    assert [int(r["epoch"]) for r in rows] == [1, 2, 3]
+    assert float(rows[-1]["test_accuracy"]) == pytest.approx(history[-1]["test_accuracy"])
+    assert (run_dir / "curves.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    cfg, model, meta = load_run(run_dir)
+    assert cfg.model == "reference_cnn" and meta["epoch"] == 3 and not model.training
+    assert not [p for p in os.listdir(run_dir) if p.endswith(".tmp")]
+
+
+def test_stopped_and_resumed_run_ends_with_the_same_weights_bit_for_bit(tiny_fashion, tmp_path):
+    cfg = config(tiny_fashion)  # dropout, augmentation, shuffling and a one-cycle schedule all in play
+    straight = trainer_for(cfg, tmp_path / "straight")
+    straight.fit(cfg.epochs)
+
+    stopped = trainer_for(cfg, tmp_path / "stopped")
+    batches = stopped.train_loader.dataset.batch
+
+    def stop_in_epoch_two(index, calls=[0]):  # noqa: B006  (counts calls across batches)
+        calls[0] += 1
+        if calls[0] == len(stopped.train_loader) + 3:
+            stopped.request_stop()
+        return batches(index)
+
+    stopped.train_loader.dataset.batch = stop_in_epoch_two
+    with pytest.raises(TrainingInterrupted, match=r"interrupted in epoch 2 after 3 batches; saved to .*"
+                                                  r"resume with: convnet train --resume"):
+        stopped.fit(cfg.epochs)
+    convnet.manual_seed(999)  # the resumed run must restore the generator, not rely on it
+    resumed = trainer_for(cfg, tmp_path / "stopped")
+    resumed.resume()
+    assert (resumed.epoch, resumed.batch) == (1, 3)
+    resumed.fit(cfg.epochs)
+    expected, actual = straight.model.state_dict(), resumed.model.state_dict()
+    for key in expected:
+        np.testing.assert_array_equal(actual[key], expected[key], err_msg=key)
+    assert resumed.history == straight.history or [
+        {k: v for k, v in r.items() if k != "images_per_second"} for r in resumed.history] == [
+        {k: v for k, v in r.items() if k != "images_per_second"} for r in straight.history]
+
+
+def test_a_diverging_loss_stops_with_the_step_and_keeps_the_last_good_checkpoint(tiny_fashion, tmp_path):
+    trainer = trainer_for(config(tiny_fashion, epochs=2, augment=False), tmp_path / "run")
+    trainer.fit(1)
+    trainer.model[0].weight.data[...] = np.nan
+    with pytest.raises(TrainingDiverged, match=r"the loss became nan at epoch 2, batch 1; the last good checkpoint"):
+        trainer.fit(2)
+    state, _, meta = checkpoint.load(tmp_path / "run")
+    assert meta["epoch"] == 1 and np.isfinite(state["0.weight"]).all()
+
+
+def test_a_failing_disk_leaves_the_previous_checkpoint_intact(tiny_fashion, tmp_path, monkeypatch):
+    run_dir = tmp_path / "run"
+    trainer = trainer_for(config(tiny_fashion, epochs=2, augment=False), run_dir)
+    trainer.fit(1)
+    before = (run_dir / checkpoint.WEIGHTS).read_bytes()
+
+    def disk_full(fd):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(os, "fsync", disk_full)
+    with pytest.raises(checkpoint.CheckpointError, match="No space left on device; the previous file, if any, is intact"):
+        trainer.fit(2)
+    assert (run_dir / checkpoint.WEIGHTS).read_bytes() == before
+    assert not [p for p in os.listdir(run_dir) if p.startswith(".")]
+
+
+def test_checkpoints_that_do_not_fit_are_refused(tiny_fashion, tmp_path):
+    run_dir = tmp_path / "run"
+    trainer_for(config(tiny_fashion, epochs=1, augment=False), run_dir).fit(1)
+    state, optimizer_state, meta = checkpoint.load(run_dir)
+    meta["config"]["model"] = "lenet5"  # a run folder claiming another architecture
+    from convnet.models import build
+    checkpoint.save(run_dir, build("simple_cnn"), None, meta)
+    with pytest.raises(checkpoint.CheckpointError, match=r"does not fit a lenet5: .*missing keys: \['3.weight'.*"
+                                                             r"wrong shapes: 0.weight: expected shape \(6, 1, 5, 5\), "
+                                                             r"got \(100, 1, 5, 5\)"):
+        load_run(run_dir)
+    (run_dir / checkpoint.WEIGHTS).write_bytes(b"not a checkpoint")
+    with pytest.raises(checkpoint.CheckpointError, match="not a readable convnet checkpoint"):
+        checkpoint.load(run_dir)
+    with pytest.raises(checkpoint.CheckpointError, match="no checkpoint in"):
+        checkpoint.load(tmp_path / "empty")
+
+
+def test_config_checks_every_value_at_once():
+    with pytest.raises(ValueError, match=r"epochs must be a positive integer, got 0; .*lr must be positive, got -1"):
+        RunConfig(epochs=0, lr=-1)
