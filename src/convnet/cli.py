@@ -132,19 +132,77 @@ def _predict(args):
 
 
 def _summary(args):
-    from .experiment import load_run
-    from .models import MODELS, build
     from .nn import summary
-    if args.target in MODELS:
-        model, title = build(args.target), args.target
-    elif Path(args.target).is_dir():
-        config, model, _ = load_run(args.target)
-        title = f"{config.model} from {args.target}"
-    else:
-        raise CommandError(f"{args.target} is neither a model ({', '.join(MODELS)}) nor a run folder")
+    model, _, _, title = _model_for(args.target, None)
     print(title)
     print(summary(model, (1, 1, 28, 28)))
     return 0
+
+
+LESSON_IMAGE = "grace_hopper.jpg"  # a photograph that matplotlib ships, so the lesson needs no download
+
+
+def _show(args):
+    import numpy as np
+
+    from . import nn, viz
+    from .data import CLASSES, read_image
+    if args.lesson:
+        if len(args.targets) > 1:
+            raise CommandError("--lesson takes at most one IMAGE")
+        from matplotlib import cbook
+
+        from .random import manual_seed
+        manual_seed(args.seed)
+        model, size, classes, config, run_dir = (nn.Sequential(nn.Conv2d(1, 100, kernel_size=10), nn.ReLU(),
+                                                               nn.MaxPool2d(2)), (256, 256), (), None, None)
+        image_path = args.targets[0] if args.targets else cbook.get_sample_data(LESSON_IMAGE, asfileobj=False)
+        title = "The lesson: 100 kernels of 10x10 over a 256x256 image, then 2x2 max pooling (untrained kernels)"
+    else:
+        if not args.targets or len(args.targets) > 2:
+            raise CommandError("show takes RUN_DIR or MODEL, then optionally an IMAGE (or --lesson [IMAGE])")
+        model, config, run_dir, title = _model_for(args.targets[0], args.data)
+        size, classes = (28, 28), CLASSES[config.dataset]
+        image_path = args.targets[1] if len(args.targets) > 1 else None
+    channels = next(m for m in model.modules() if isinstance(m, nn.Conv2d)).in_channels \
+        if any(isinstance(m, nn.Conv2d) for m in model.modules()) else 1
+    if image_path is None:
+        from .experiment import load_datasets
+        _, test = load_datasets(config)
+        pixels, notes = test.images[0], [f"no IMAGE given: the first {config.dataset} test image "
+                                         f"({classes[test.labels[0]]})"]
+    else:
+        pixels, notes = read_image(image_path, size=size, channels=channels)
+        notes = [f"{image_path}: {note}" for note in notes]
+    image = pixels.astype(np.float32) / 255
+    if config is not None:
+        from .experiment import normalize
+        image = normalize(config)(image[None])[0]
+    story = viz.tell(model, image, layer=args.layer, classes=classes)
+    curves = (Path(run_dir) / "curves.png").read_bytes() if run_dir and (Path(run_dir) / "curves.png").exists() \
+        else None
+    out = Path(args.out)
+    written = viz.render(story, out, title, summary=nn.summary(model, (1,) + image.shape), curves_png=curves,
+                         notes=notes)
+    for note in notes:
+        print(f"note: {note}")
+    print(f"wrote {len(written)} files to {out}; open {out / 'index.html'}")
+    return 0
+
+
+def _model_for(target, data):
+    """(model, config, run folder or None, title) for a run folder or a model name."""
+    from .experiment import RunConfig, build_model, load_run
+    from .models import MODELS
+    if Path(target).is_dir():
+        config, model, _ = load_run(target)
+        return model, config, target, f"{config.model} trained in {target}"
+    if target in MODELS:
+        from .random import manual_seed
+        manual_seed(0)
+        config = RunConfig(model=target, data=data)
+        return build_model(config), config, None, f"{target} (untrained)"
+    raise CommandError(f"{target} is neither a run folder nor a model ({', '.join(MODELS)})")
 
 
 def _download(args):
@@ -226,6 +284,17 @@ def build_parser():
     summary.add_argument("target", metavar="MODEL|RUN_DIR")
     summary.set_defaults(handler=_summary)
 
+    show = commands.add_parser("show", help="draw what happens inside a CNN: pictures, a GIF and an HTML page",
+                               description="convnet show RUN_DIR|MODEL [IMAGE], or convnet show --lesson [IMAGE]")
+    show.add_argument("targets", nargs="*", metavar="RUN_DIR|MODEL [IMAGE]")
+    show.add_argument("--lesson", action="store_true",
+                      help="the lesson's network (100 kernels of 10x10, 2x2 max pooling) on a 256x256 photograph")
+    show.add_argument("--out", default="show", metavar="DIR", help="where to write the pictures (default show/)")
+    show.add_argument("--layer", type=int, default=0, help="which convolution layer to illustrate (default 0)")
+    show.add_argument("--data", metavar="DIR", help="dataset directory (for the default test image)")
+    show.add_argument("--seed", type=int, default=0, help="seed of the lesson's random kernels")
+    show.set_defaults(handler=_show)
+
     download = commands.add_parser("download", help="fetch and verify a dataset into the user cache")
     download.add_argument("dataset", choices=["fashion-mnist"])
     download.add_argument("--dir", help="where to put the files (default: the user cache)")
@@ -251,12 +320,12 @@ def main(argv=None):
         parser.print_help()
         return 0
     from .checkpoint import CheckpointError
-    from .data import IdxError
+    from .data import IdxError, ImageError
     from .data.download import DownloadError
     from .train import TrainingDiverged
     try:
         return args.handler(args)
-    except (CommandError, CheckpointError, IdxError, DownloadError, TrainingDiverged, FileNotFoundError,
+    except (CommandError, CheckpointError, IdxError, ImageError, DownloadError, TrainingDiverged, FileNotFoundError,
             ValueError, TypeError) as error:
         if os.environ.get("CONVNET_TRACEBACK"):
             raise

@@ -3,6 +3,7 @@
 from . import init
 from .activation import GELU, LeakyReLU, LogSoftmax, ReLU, Sigmoid, Softmax, Tanh
 from .conv import Conv2d
+from .inspect import LayerOutput, record_outputs
 from .linear import Dropout, Flatten, Identity, Linear
 from .module import Module, Parameter, Sequential
 from .normalization import BatchNorm1d, BatchNorm2d
@@ -12,4 +13,4 @@ from .summary import summary, summary_rows
 
 __all__ = ["Module", "Parameter", "Sequential", "Conv2d", "Linear", "Flatten", "Dropout", "Identity", "MaxPool2d",
            "AvgPool2d", "AdaptiveAvgPool2d", "ReLU", "LeakyReLU", "Sigmoid", "Tanh", "GELU", "Softmax", "LogSoftmax",
-           "BatchNorm1d", "BatchNorm2d", "BasicBlock", "init", "summary", "summary_rows"]
+           "BatchNorm1d", "BatchNorm2d", "BasicBlock", "init", "summary", "summary_rows", "record_outputs", "LayerOutput"]

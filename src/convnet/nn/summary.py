@@ -3,32 +3,15 @@ that Keras' ``model.summary()`` prints."""
 
 import numpy as np
 
-from ..tensor import Tensor, no_grad
+from .inspect import record_outputs
 
 
 def summary_rows(model, input_shape):
-    """(name, layer type, output shape, parameter count) for every leaf layer, in call order.
-
-    Runs one forward pass on zeros of ``input_shape`` (including the batch dimension) in
-    evaluation mode, recording outputs with forward hooks.
-    """
-    rows, handles = [], []
-    for name, module in model.named_modules():
-        if not any(True for _ in module.children()):
-            params = sum(p.numel() for p in module._parameters.values() if p is not None)
-            handles.append(module.register_forward_hook(
-                lambda m, inputs, output, name=name, params=params:
-                rows.append((name, type(m).__name__, tuple(output.shape), params))))
-    was_training = model.training
-    model.eval()
-    try:
-        with no_grad():
-            model(Tensor(np.zeros(input_shape, dtype=np.float32)))
-    finally:
-        for handle in handles:
-            handle.remove()
-        model.train(was_training)
-    return rows
+    """(name, layer type, output shape, parameter count) for every leaf layer, in call order,
+    from one forward pass on zeros of ``input_shape`` (batch dimension included)."""
+    records, _ = record_outputs(model, np.zeros(input_shape, dtype=np.float32))
+    return [(r.name, type(r.module).__name__, tuple(r.output.shape),
+             sum(p.numel() for p in r.module._parameters.values() if p is not None)) for r in records]
 
 
 def summary(model, input_shape):

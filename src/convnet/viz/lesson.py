@@ -1,0 +1,236 @@
+"""The lesson's pictures, drawn from a `Story`: (a) the kernel sliding, (b) feature maps,
+(c) max pooling, (d) learned kernels, deeper maps and class probabilities; and a GIF of the
+kernel sliding while the feature map fills in."""
+
+import io
+import math
+
+import numpy as np
+from matplotlib.patches import ConnectionPatch, Rectangle
+from PIL import Image
+
+from .figures import new_figure, plt
+
+COLOURS = ("#e41a1c", "#377eb8", "#4daf4a")
+IMAGE_MAP, SIGNED_MAP = "gray", "RdBu_r"
+
+
+def _shown_image(image):
+    """(C, H, W) -> what imshow takes: (H, W) for one channel, (H, W, 3) scaled to [0, 1] for RGB."""
+    if image.shape[0] == 1:
+        return image[0]
+    rgb = image.transpose(1, 2, 0)
+    return (rgb - rgb.min()) / max(float(np.ptp(rgb)), 1e-12)
+
+
+def _symmetric(values):
+    limit = float(np.abs(values).max()) or 1.0
+    return -limit, limit
+
+
+def _plain(axes):
+    axes.set_xticks([])
+    axes.set_yticks([])
+
+
+def _zoom(axes, rows, cols, colour="#555555", full_axes=None):
+    """Limit ``axes`` to rows/cols (inclusive pixel ranges); outline that region on ``full_axes``."""
+    axes.set_xlim(cols[0] - 0.5, cols[1] + 0.5)
+    axes.set_ylim(rows[1] + 0.5, rows[0] - 0.5)
+    if full_axes is not None:
+        full_axes.add_patch(Rectangle((cols[0] - 0.5, rows[0] - 0.5), cols[1] - cols[0] + 1, rows[1] - rows[0] + 1,
+                                      fill=False, lw=1, ls="--", ec=colour))
+
+
+def convolution_figure(story):
+    """(a) The input with the kernel's window at successive positions, the kernel as a heat
+    map, and the feature map with the output each position produced; the bottom row zooms in."""
+    step = story.convolution
+    figure = plt.figure(figsize=(13, 9), layout="constrained")
+    grid = figure.add_gridspec(2, 3, width_ratios=[4, 1.4, 4], height_ratios=[1, 1])
+    image_axes, kernel_axes, map_axes = (figure.add_subplot(grid[0, i]) for i in range(3))
+    zoom_image, legend_axes, zoom_map = (figure.add_subplot(grid[1, i]) for i in range(3))
+    shown = _shown_image(story.image)
+    for axes in (image_axes, zoom_image):
+        axes.imshow(shown, cmap=IMAGE_MAP)
+    image_axes.set_title(f"input {story.image.shape[1]}x{story.image.shape[2]}")
+    low, high = _symmetric(step.kernel)
+    kernel_image = kernel_axes.imshow(step.kernel, cmap=SIGNED_MAP, vmin=low, vmax=high)
+    kernel_axes.set_title(f"kernel {step.map_index}: {step.kernel.shape[0]}x{step.kernel.shape[1]} weights")
+    figure.colorbar(kernel_image, ax=kernel_axes, orientation="horizontal", fraction=0.08, pad=0.04)
+    vmin, vmax = float(step.feature_map.min()), float(step.feature_map.max())
+    for axes in (map_axes, zoom_map):
+        map_image = axes.imshow(step.feature_map, cmap="viridis", vmin=vmin, vmax=vmax)
+    map_axes.set_title(f"feature map {step.map_index} of layer '{step.layer}' "
+                       f"({step.feature_map.shape[0]}x{step.feature_map.shape[1]})")
+    figure.colorbar(map_image, ax=[map_axes, zoom_map], fraction=0.04, pad=0.02)
+    tops = [w[0] for w in step.windows]
+    lefts = [w[1] for w in step.windows]
+    window_h, window_w = step.windows[0][2:]
+    _zoom(zoom_image, (min(tops) - window_h, max(tops) + 2 * window_h - 1),
+          (min(lefts) - window_w, max(lefts) + 2 * window_w - 1), full_axes=image_axes)
+    rows = [p[0] for p in step.positions]
+    cols = [p[1] for p in step.positions]
+    margin = max(3, window_w)
+    _zoom(zoom_map, (min(rows) - margin, max(rows) + margin), (min(cols) - margin, max(cols) + margin),
+          full_axes=map_axes)
+    zoom_image.set_title("zoomed: the kernel's window at three positions")
+    zoom_map.set_title("zoomed: the output each position produced")
+    lines = []
+    for colour, (top, left, height, width), (row, col), value in zip(COLOURS, step.windows, step.positions,
+                                                                     step.values):
+        for axes in (image_axes, zoom_image):
+            axes.add_patch(Rectangle((left - 0.5, top - 0.5), width, height, fill=False, lw=2, ec=colour))
+        for axes in (map_axes, zoom_map):
+            axes.add_patch(Rectangle((col - 0.5, row - 0.5), 1, 1, fill=False, lw=2, ec=colour))
+        zoom_map.annotate(f"{value:.2f}", (col, row), xytext=(0, 16), textcoords="offset points", ha="center",
+                          color=colour, fontsize=10, fontweight="bold", arrowprops={"arrowstyle": "-", "color": colour},
+                          bbox={"boxstyle": "round", "fc": "white", "ec": colour, "alpha": 0.9})
+        bend = 0.35 * (len(lines) - 1)
+        figure.add_artist(ConnectionPatch(xyA=(left + width / 2 - 0.5, top + height - 0.5), coordsA="data",
+                                          axesA=zoom_image, xyB=(col, row + 0.5), coordsB="data", axesB=zoom_map,
+                                          color=colour, lw=1.5, alpha=0.9, arrowstyle="->",
+                                          connectionstyle=f"arc3,rad={bend}"))
+        lines.append((colour, f"window at ({top}, {left})\n-> output ({row}, {col}) = {value:.3f}"))
+    legend_axes.axis("off")
+    for k, (colour, text) in enumerate(lines):
+        legend_axes.text(0.5, 0.97 - 0.12 * k, text, color=colour, ha="center", va="center", fontsize=9,
+                         transform=legend_axes.transAxes)
+    for axes in (image_axes, kernel_axes, map_axes, zoom_image, zoom_map):
+        _plain(axes)
+    figure.suptitle("Convolution: each position of the kernel gives one output, tied to that place in the image\n"
+                    "(output = sum of kernel weights x the pixels under it + bias; cross-correlation: the kernel "
+                    "is not flipped)", fontsize=11)
+    return figure
+
+
+def maps_grid_figure(maps, title, signed=False, limit=100):
+    """(b) Feature maps as a grid, all on one colour scale, with one colour bar."""
+    maps = maps[:limit]
+    count = len(maps)
+    columns = math.ceil(math.sqrt(count * 1.4))
+    rows = math.ceil(count / columns)
+    figure, axes = new_figure(rows, columns, size=(1.25 * columns + 1.2, 1.25 * rows + 0.8), squeeze=False)
+    low, high = _symmetric(maps) if signed else (float(maps.min()), float(maps.max()))
+    image = None
+    for index, ax in enumerate(axes.flat):
+        _plain(ax)
+        if index < count:
+            image = ax.imshow(maps[index], cmap=SIGNED_MAP if signed else "viridis", vmin=low, vmax=high)
+            ax.set_title(str(index), fontsize=7, pad=2)
+        else:
+            ax.axis("off")
+    figure.colorbar(image, ax=axes, fraction=0.02, pad=0.01)
+    figure.suptitle(title, fontsize=11)
+    return figure
+
+
+def pooling_figure(story):
+    """(c) One max-pooling neighbourhood on the feature map, its values, and the maximum it keeps;
+    the bottom row zooms in on it."""
+    step = story.pooling
+    figure = plt.figure(figsize=(13, 9), layout="constrained")
+    grid = figure.add_gridspec(2, 3, width_ratios=[4, 1.6, 4])
+    map_axes, values_axes, pooled_axes = (figure.add_subplot(grid[0, i]) for i in range(3))
+    zoom_map, note_axes, zoom_pooled = (figure.add_subplot(grid[1, i]) for i in range(3))
+    low, high = float(step.feature_map.min()), float(step.feature_map.max())
+    top, left, height, width = step.window
+    row, col = step.output_position
+    for axes in (map_axes, zoom_map):
+        axes.imshow(step.feature_map, cmap="viridis", vmin=low, vmax=high)
+        axes.add_patch(Rectangle((left - 0.5, top - 0.5), width, height, fill=False, lw=2.5, ec=COLOURS[0]))
+        axes.plot(step.winner[1], step.winner[0], marker="*", ms=12, color="white", mec="black")
+    for axes in (pooled_axes, zoom_pooled):
+        image = axes.imshow(step.pooled, cmap="viridis", vmin=low, vmax=high)
+        axes.add_patch(Rectangle((col - 0.5, row - 0.5), 1, 1, fill=False, lw=2.5, ec=COLOURS[0]))
+    figure.colorbar(image, ax=[pooled_axes, zoom_pooled], fraction=0.04, pad=0.02)
+    map_axes.set_title(f"feature map {story.convolution.map_index} after activation "
+                       f"({step.feature_map.shape[0]}x{step.feature_map.shape[1]})")
+    pooled_axes.set_title(f"pooled map of layer '{step.layer}' ({step.pooled.shape[0]}x{step.pooled.shape[1]})")
+    margin = 3
+    _zoom(zoom_map, (top - margin * height, top + (margin + 1) * height - 1),
+          (left - margin * width, left + (margin + 1) * width - 1), full_axes=map_axes)
+    _zoom(zoom_pooled, (row - margin, row + margin), (col - margin, col + margin), full_axes=pooled_axes)
+    zoom_map.set_title(f"zoomed: one {height}x{width} neighbourhood, its maximum starred")
+    zoom_pooled.set_title(f"zoomed: the maximum lands at ({row}, {col})")
+    figure.add_artist(ConnectionPatch(xyA=(step.winner[1], step.winner[0]), coordsA="data", axesA=zoom_map,
+                                      xyB=(col, row), coordsB="data", axesB=zoom_pooled, color=COLOURS[0],
+                                      lw=1.5, arrowstyle="->"))
+    values_axes.set_xlim(-0.5, width - 0.5)
+    values_axes.set_ylim(height - 0.5, -0.5)
+    values_axes.set_aspect("equal")
+    for r in range(max(top, 0), min(top + height, step.feature_map.shape[0])):
+        for c in range(max(left, 0), min(left + width, step.feature_map.shape[1])):
+            winner = (r, c) == step.winner
+            values_axes.text(c - left, r - top, f"{step.feature_map[r, c]:.3f}", ha="center", va="center",
+                             fontsize=11 if height * width <= 16 else 7, fontweight="bold" if winner else "normal",
+                             color=COLOURS[0] if winner else "black")
+    values_axes.set_title("its values:\nthe maximum is kept")
+    for spine in values_axes.spines.values():
+        spine.set_edgecolor(COLOURS[0])
+    note_axes.axis("off")
+    note_axes.text(0.5, 0.85, f"max = {step.maximum:.3f}\n-> pooled ({row}, {col})", ha="center", va="center",
+                   color=COLOURS[0], fontsize=11, transform=note_axes.transAxes)
+    for axes in (map_axes, values_axes, pooled_axes, zoom_map, zoom_pooled):
+        _plain(axes)
+    figure.suptitle("Max pooling: each value is compared with its neighbourhood and the maximum is kept, "
+                    "giving a smaller map", fontsize=11)
+    return figure
+
+
+def kernels_figure(kernels, title="Kernels of the first convolution layer"):
+    """(d) Every kernel (input channel 0) on one signed colour scale: red positive, blue negative."""
+    return maps_grid_figure(kernels[:, 0], title, signed=True)
+
+
+def probabilities_figure(probabilities, classes):
+    """(d) The network's answer: the probability of each class, the most likely highlighted."""
+    classes = classes or tuple(str(i) for i in range(len(probabilities)))
+    figure, axes = new_figure(size=(7, 0.35 * len(classes) + 1.2))
+    order = np.arange(len(probabilities))[::-1]
+    colours = ["#d62728" if i == int(np.argmax(probabilities)) else "#7f7f7f" for i in order]
+    axes.barh([classes[i] for i in order], probabilities[order], color=colours)
+    for y, i in enumerate(order):
+        axes.text(probabilities[i] + 0.01, y, f"{probabilities[i]:.3f}", va="center", fontsize=9)
+    axes.set(xlim=(0, 1.12), xlabel="probability", title="Class probabilities (softmax of the last layer)")
+    return figure
+
+
+def sliding_gif(story, frames=40, seconds_per_frame=0.12):
+    """GIF bytes: the kernel's window moves over the input while the feature map fills in.
+
+    Positions are subsampled (at most ``frames``) so the file stays small on large images.
+    """
+    step = story.convolution
+    feature_map = step.feature_map
+    height, width = feature_map.shape
+    order = np.arange(height * width)
+    shown = np.unique(np.linspace(0, len(order) - 1, min(frames, len(order))).round().astype(int))
+    (sh, sw), (top_pad, left_pad) = step.stride, (step.windows[0][0] - step.positions[0][0] * step.stride[0],
+                                                 step.windows[0][1] - step.positions[0][1] * step.stride[1])
+    window_h, window_w = step.windows[0][2:]
+    images = []
+    figure, (image_axes, map_axes) = new_figure(1, 2, size=(7, 3.4))
+    image_axes.imshow(_shown_image(story.image), cmap=IMAGE_MAP)
+    box = image_axes.add_patch(Rectangle((0, 0), window_w, window_h, fill=False, lw=2, ec=COLOURS[0]))
+    filling = np.full(feature_map.shape, np.nan)
+    drawn = map_axes.imshow(filling, cmap="viridis", vmin=float(feature_map.min()), vmax=float(feature_map.max()))
+    cell = map_axes.add_patch(Rectangle((0, 0), 1, 1, fill=False, lw=1.5, ec=COLOURS[0]))
+    for axes in (image_axes, map_axes):
+        _plain(axes)
+    image_axes.set_title("kernel window")
+    for index in shown:
+        row, col = divmod(int(order[index]), width)
+        filling.flat[:index + 1] = feature_map.flat[:index + 1]
+        drawn.set_data(filling)
+        box.set_xy((col * sw + left_pad - 0.5, row * sh + top_pad - 0.5))
+        cell.set_xy((col - 0.5, row - 0.5))
+        map_axes.set_title(f"feature map: ({row}, {col}) = {feature_map[row, col]:.2f}")
+        buffer = io.BytesIO()
+        figure.savefig(buffer, format="png", dpi=60)
+        images.append(Image.open(buffer).convert("P", palette=Image.Palette.ADAPTIVE))
+    plt.close(figure)
+    out = io.BytesIO()
+    images[0].save(out, format="GIF", save_all=True, append_images=images[1:], loop=0,
+                   duration=int(seconds_per_frame * 1000), optimize=True)
+    return out.getvalue()

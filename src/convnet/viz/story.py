@@ -1,0 +1,112 @@
+"""The data behind the pictures: one image through a model, step by step, as the lesson tells it.
+
+Every number comes from the model's own forward pass (`convnet.nn.record_outputs`); nothing
+is recomputed here, so the pictures show what the network really did.
+"""
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from .. import nn
+from ..functional.conv import resolve_padding
+
+
+@dataclass
+class ConvolutionStep:
+    """A few successive positions of one kernel over the input, and what each produced."""
+    layer: str
+    map_index: int                # which kernel / feature map is shown
+    kernel: np.ndarray            # (kH, kW): the kernel's weights on input channel 0
+    feature_map: np.ndarray       # (H', W'): that kernel's output over the whole image
+    positions: list               # [(row, col)] in the feature map
+    windows: list                 # [(top, left, height, width)] in input pixels (may poke into padding)
+    values: list                  # feature_map at each position
+    stride: tuple = (1, 1)
+    dilation: tuple = (1, 1)
+
+
+@dataclass
+class PoolingStep:
+    """One max-pooling neighbourhood: where it is, which value won, where the winner lands."""
+    layer: str
+    feature_map: np.ndarray       # (H', W'): the pooling layer's input for the shown map
+    pooled: np.ndarray            # (H'', W''): its output for that map
+    window: tuple                 # (top, left, height, width) in feature-map pixels
+    output_position: tuple        # (row, col) in the pooled map
+    winner: tuple                 # (row, col) of the maximum in the feature map
+    maximum: float
+
+
+@dataclass
+class Story:
+    image: np.ndarray             # (C, H, W) as the model saw it
+    convolution: ConvolutionStep
+    feature_maps: np.ndarray      # (K, H', W'): every map of the shown conv layer
+    kernels: np.ndarray           # (K, C, kH, kW): that layer's kernels
+    pooling: PoolingStep | None
+    pooled_maps: np.ndarray | None
+    deeper: list = field(default_factory=list)   # [(layer name, (K, h, w) maps)] of later conv layers
+    probabilities: np.ndarray | None = None
+    classes: tuple = ()
+
+
+def tell(model, image, layer=0, classes=()):
+    """The story of ``image`` (C, H, W) float32 through ``model``, centred on conv layer ``layer``."""
+    records, output = nn.record_outputs(model, image[None])
+    convs = [i for i, r in enumerate(records) if isinstance(r.module, nn.Conv2d)]
+    if not convs:
+        raise ValueError(f"{type(model).__name__} has no Conv2d layer, so there is no convolution to show")
+    if not isinstance(layer, int) or not 0 <= layer < len(convs):
+        raise ValueError(f"layer index {layer} is out of range: the model has {len(convs)} convolution layer"
+                         f"{'s' if len(convs) > 1 else ''} (0 to {len(convs) - 1})")
+    at = convs[layer]
+    conv = records[at]
+    maps = conv.output[0]
+    convolution = _convolution_step(conv, maps)
+    pool_at = next((i for i in range(at + 1, len(records)) if isinstance(records[i].module, nn.MaxPool2d)), None)
+    pooling = pooled_maps = None
+    if pool_at is not None:
+        pooled_maps = records[pool_at].output[0]
+        pooling = _pooling_step(records[pool_at], convolution.map_index)
+    deeper = [(records[i].name, records[i].output[0]) for i in convs if i > at]
+    probabilities = None
+    if output.ndim == 2 and output.shape[1] > 1:
+        shifted = np.exp(output[0] - output[0].max())
+        probabilities = shifted / shifted.sum()
+    return Story(image, convolution, maps, conv.module.weight.numpy().copy(), pooling, pooled_maps, deeper,
+                 probabilities, tuple(classes))
+
+
+def _convolution_step(record, maps):
+    module = record.module
+    map_index = int(np.argmax(maps.reshape(len(maps), -1).std(axis=1)))
+    feature_map = maps[map_index]
+    (kh, kw), (sh, sw), (dh, dw) = module.kernel_size, module.stride, module.dilation
+    top_pad, _, left_pad, _ = resolve_padding("Conv2d", module.padding, module.kernel_size, module.stride,
+                                              module.dilation)
+    row, col = np.unravel_index(np.argmax(feature_map), feature_map.shape)
+    spacing = max(1, -(-kw // sw))  # windows side by side, not on top of each other
+    cols = [col + spacing * k for k in (-1, 0, 1)]
+    if cols[0] < 0:
+        cols = [c - cols[0] for c in cols]
+    if cols[-1] >= feature_map.shape[1]:
+        cols = [max(0, c - (cols[-1] - feature_map.shape[1] + 1)) for c in cols]
+    positions = [(int(row), int(c)) for c in dict.fromkeys(cols)]
+    windows = [(r * sh - top_pad, c * sw - left_pad, dh * (kh - 1) + 1, dw * (kw - 1) + 1) for r, c in positions]
+    return ConvolutionStep(record.name, map_index, module.weight.numpy()[map_index, 0].copy(), feature_map, positions,
+                           windows, [float(feature_map[p]) for p in positions], (sh, sw), (dh, dw))
+
+
+def _pooling_step(record, map_index):
+    module = record.module
+    feature_map, pooled = record.input[0, map_index], record.output[0, map_index]
+    (kh, kw), (sh, sw), (ph, pw) = module.kernel_size, module.stride, module.padding
+    row, col = np.unravel_index(np.argmax(pooled), pooled.shape)
+    top, left = row * sh - ph, col * sw - pw
+    rows = slice(max(top, 0), min(top + kh, feature_map.shape[0]))
+    cols = slice(max(left, 0), min(left + kw, feature_map.shape[1]))
+    neighbourhood = feature_map[rows, cols]
+    winner = np.unravel_index(np.argmax(neighbourhood), neighbourhood.shape)
+    return PoolingStep(record.name, feature_map, pooled, (int(top), int(left), kh, kw), (int(row), int(col)),
+                       (int(rows.start + winner[0]), int(cols.start + winner[1])), float(neighbourhood[winner]))

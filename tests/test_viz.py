@@ -1,0 +1,129 @@
+"""The pictures show the model's real numbers, every file is written and valid, and the HTML
+page loads all its images in a real browser without touching the network."""
+
+import re
+import shutil
+import subprocess
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+import convnet
+import convnet.functional as F
+from convnet import Tensor, models, nn, viz
+from convnet.cli import main
+
+
+@pytest.fixture
+def image(rng):
+    return rng.random((1, 28, 28), dtype=np.float32)
+
+
+def test_story_numbers_are_the_forward_pass_numbers(image):
+    convnet.manual_seed(1)
+    model = models.reference_cnn(batch_norm=False)
+    story = viz.tell(model, image, classes=("a",) * 10)
+    conv, pool = model[0], model[2]
+    expected_maps = F.conv2d(Tensor(image[None]), conv.weight, conv.bias, padding=1).numpy()[0]
+    np.testing.assert_allclose(story.feature_maps, expected_maps, rtol=1e-6, atol=1e-6)
+    step = story.convolution
+    for (row, col), (top, left, height, width), value in zip(step.positions, step.windows, step.values):
+        padded = np.pad(image[0], 1)
+        window = padded[top + 1:top + 1 + height, left + 1:left + 1 + width]
+        by_hand = (window * conv.weight.numpy()[step.map_index, 0]).sum() + conv.bias.numpy()[step.map_index]
+        assert value == pytest.approx(by_hand, rel=1e-5, abs=1e-5)
+        assert value == expected_maps[step.map_index, row, col]
+    expected_pooled = F.max_pool2d(F.relu(Tensor(expected_maps[None])), 2).numpy()[0]
+    np.testing.assert_allclose(story.pooled_maps, expected_pooled, rtol=1e-6)
+    p = story.pooling
+    top, left, height, width = p.window
+    neighbourhood = p.feature_map[top:top + height, left:left + width]
+    assert p.maximum == neighbourhood.max() == p.feature_map[p.winner]
+    assert p.pooled[p.output_position] == p.maximum
+    assert [name for name, _ in story.deeper] == ["3"] and story.deeper[0][1].shape == (64, 14, 14)
+    assert story.probabilities.sum() == pytest.approx(1.0, rel=1e-5) and len(story.probabilities) == 10
+
+
+def test_bad_models_and_layers_are_refused(image):
+    with pytest.raises(ValueError, match="has no Conv2d layer, so there is no convolution to show"):
+        viz.tell(nn.Sequential(nn.Flatten(), nn.Linear(784, 10)), image)
+    with pytest.raises(ValueError, match=r"layer index 2 is out of range: the model has 2 convolution layers \(0 to 1\)"):
+        viz.tell(models.lenet5(), image, layer=2)
+
+
+def test_render_writes_valid_pngs_a_gif_and_a_self_contained_page(image, tmp_path):
+    model = models.lenet5()
+    story = viz.tell(model, image, layer=0, classes=tuple("abcdefghij"))
+    written = viz.render(story, tmp_path, "test page", summary=nn.summary(model, (1, 1, 28, 28)))
+    names = {path.name for path in written}
+    assert {"convolution.png", "sliding.gif", "feature_maps.png", "pooling.png", "pooled_maps.png", "kernels.png",
+            "deeper_3.png", "probabilities.png", "index.html"} <= names
+    for path in written:
+        assert 1_000 < path.stat().st_size < 5_000_000, path
+        if path.suffix in (".png", ".gif"):
+            with Image.open(path) as picture:
+                picture.verify()
+    with Image.open(tmp_path / "sliding.gif") as gif:
+        assert gif.n_frames > 10
+    html = (tmp_path / "index.html").read_text()
+    assert html.count("<img ") == len([p for p in written if p.suffix in (".png", ".gif")])
+    assert not re.search(r"(src|href)=[\"']?(https?:|//)", html) and "url(" not in html
+
+
+def chromium():
+    return shutil.which("chromium") or shutil.which("chromium-browser")
+
+
+@pytest.mark.skipif(not chromium(), reason="needs Debian's chromium (make test installs it)")
+def test_the_page_loads_every_image_in_headless_chromium_without_network(image, tmp_path):
+    viz.render(viz.tell(models.lenet5(), image), tmp_path / "page", "browser test")
+    probe = tmp_path / "probe.html"
+    probe.write_text((tmp_path / "page" / "index.html").read_text().replace("</body>", """<script>
+window.addEventListener('load', () => {
+  const images = [...document.images].map(i => i.complete && i.naturalWidth > 0);
+  const fetched = performance.getEntriesByType('resource').map(r => r.name);
+  document.body.setAttribute('data-result', JSON.stringify({images, fetched}));
+});
+</script></body>"""))
+    result = subprocess.run([chromium(), "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
+                             "--no-first-run", "--disable-background-networking", "--disable-component-update",
+                             "--disable-sync", f"--user-data-dir={tmp_path / 'profile'}", "--virtual-time-budget=5000",
+                             "--dump-dom", probe.as_uri()], capture_output=True, text=True, timeout=120)
+    found = re.search(r"data-result=\"([^\"]*)\"", result.stdout)
+    assert found, result.stderr[-2000:]
+    import html as html_module
+    import json
+    outcome = json.loads(html_module.unescape(found.group(1)))
+    assert len(outcome["images"]) >= 8 and all(outcome["images"]), outcome
+    assert outcome["fetched"] == []
+
+
+def test_show_command_for_a_model_with_an_rgb_image(tmp_path, capsys):
+    picture = tmp_path / "photo.png"
+    Image.fromarray(np.random.default_rng(0).integers(0, 255, (40, 50, 3), dtype=np.uint8)).save(picture)
+    assert main(["show", "lenet5", str(picture), "--out", str(tmp_path / "out"), "--layer", "1"]) == 0
+    out = capsys.readouterr().out
+    assert "converted RGB to grayscale" in out and "resized 50x40 to 28x28" in out
+    assert (tmp_path / "out" / "index.html").exists()
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["show", "lenet5", "missing.png"], "missing.png: no such file"),
+    (["show", "lenet5", "--layer", "5"], "layer index 5 is out of range"),
+    (["show", "vgg"], "vgg is neither a run folder nor a model"),
+    (["show"], "show takes RUN_DIR or MODEL"),
+])
+def test_show_bad_input_is_one_line(argv, message, tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    assert main(argv) == 1
+    err = capsys.readouterr().err
+    assert message in err and "Traceback" not in err
+
+
+def test_show_an_unreadable_image(tmp_path, capsys):
+    bad = tmp_path / "bad.jpg"
+    bad.write_bytes(b"\xff\xd8 not really a jpeg")
+    assert main(["show", "lenet5", str(bad), "--out", str(tmp_path / "out")]) == 1
+    assert f"{bad}: not a readable image" in capsys.readouterr().err
