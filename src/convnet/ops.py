@@ -119,30 +119,6 @@ class MatMul(Function):
         return grad_a, grad_b
 
 
-def add(a, b):
-    return Add.apply(a, b)
-
-
-def sub(a, b):
-    return Sub.apply(a, b)
-
-
-def mul(a, b):
-    return Mul.apply(a, b)
-
-
-def div(a, b):
-    return Div.apply(a, b)
-
-
-def pow(base, exponent):
-    return Pow.apply(base, exponent)
-
-
-def neg(a):
-    return Neg.apply(a)
-
-
 def matmul(a, b):
     shapes = [np.shape(x.data if isinstance(x, Tensor) else x) for x in (a, b)]
     if not all(shapes):

@@ -214,34 +214,34 @@ class Tensor:
 
     # ------------------------------------------------------------------ arithmetic
     def __add__(self, other):
-        return ops.add(self, other)
+        return ops.Add.apply(self, other)
 
     def __radd__(self, other):
-        return ops.add(other, self)
+        return ops.Add.apply(other, self)
 
     def __sub__(self, other):
-        return ops.sub(self, other)
+        return ops.Sub.apply(self, other)
 
     def __rsub__(self, other):
-        return ops.sub(other, self)
+        return ops.Sub.apply(other, self)
 
     def __mul__(self, other):
-        return ops.mul(self, other)
+        return ops.Mul.apply(self, other)
 
     def __rmul__(self, other):
-        return ops.mul(other, self)
+        return ops.Mul.apply(other, self)
 
     def __truediv__(self, other):
-        return ops.div(self, other)
+        return ops.Div.apply(self, other)
 
     def __rtruediv__(self, other):
-        return ops.div(other, self)
+        return ops.Div.apply(other, self)
 
     def __pow__(self, exponent):
-        return ops.pow(self, exponent)
+        return ops.Pow.apply(self, exponent)
 
     def __rpow__(self, base):
-        return ops.pow(base, self)
+        return ops.Pow.apply(base, self)
 
     def __matmul__(self, other):
         return ops.matmul(self, other)
@@ -250,7 +250,7 @@ class Tensor:
         return ops.matmul(other, self)
 
     def __neg__(self):
-        return ops.neg(self)
+        return ops.Neg.apply(self)
 
     def __lt__(self, other):
         return Tensor(self.data < _data(other))
