@@ -26,9 +26,14 @@ train: data
 demo: venv
 	$(VENV)/bin/convnet demo
 
+# The download tests serve copies of Debian's Fashion-MNIST; the page test runs headless Chromium.
+TEST_PACKAGES := dataset-fashion-mnist chromium
+
 test:
 	$(PYTHON) -m venv $(VENV)
 	$(PIP) -e '.[test]'
-	@if [ ! -d $(FASHION) ] && command -v apt-get >/dev/null && [ "$$(id -u)" = 0 ]; then \
-	  apt-get install -y -qq dataset-fashion-mnist || (apt-get update -qq && apt-get install -y -qq dataset-fashion-mnist); fi
+	@if command -v apt-get >/dev/null && [ "$$(id -u)" = 0 ] && \
+	    { [ ! -d $(FASHION) ] || ! command -v chromium >/dev/null; }; then \
+	  apt-get install -y -qq $(TEST_PACKAGES) >/dev/null || \
+	    (apt-get update -qq && apt-get install -y -qq $(TEST_PACKAGES) >/dev/null); fi
 	$(VENV)/bin/python -m pytest -n 2 --doctest-modules src tests
