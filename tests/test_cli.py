@@ -113,6 +113,22 @@ def test_missing_truncated_and_mismatched_datasets(tiny_fashion, tmp_path, capsy
     images.write_bytes(gzip.compress(b"\x08\x03" + data[2:]))
     code, _, err = run(capsys, "train", "--data", str(tiny_fashion), "--epochs", "1", "--out", str(tmp_path / "r"))
     assert code == 1 and "expected magic 0x0000, got 0803" in err
+    images.write_bytes(gzip.compress(data))
+    labels = tiny_fashion / "train-labels-idx1-ubyte.gz"
+    label_data = gzip.decompress(labels.read_bytes())
+    labels.write_bytes(gzip.compress(label_data[:4] + (200).to_bytes(4, "big") + label_data[8:208]))  # 200 labels
+    code, _, err = run(capsys, "train", "--data", str(tiny_fashion), "--epochs", "1", "--out", str(tmp_path / "r"))
+    assert code == 1 and "has 256 images but train-labels-idx1-ubyte.gz has 200 labels" in err
+
+
+def test_evaluate_a_run_folder_of_another_model(trained_run, capsys):
+    run_dir, _ = trained_run
+    _, optimizer_state, meta = checkpoint.load(run_dir)
+    meta["config"]["model"] = "lenet5"
+    from convnet.models import build
+    checkpoint.save(run_dir, build("reference_cnn"), None, meta)
+    code, _, err = run(capsys, "evaluate", str(run_dir))
+    assert code == 1 and "the checkpoint does not fit a lenet5" in err
 
 
 def test_ctrl_c_saves_and_says_how_to_resume(tiny_fashion, tmp_path):

@@ -1,4 +1,4 @@
-"""The README's Python examples run as written."""
+"""The README's Python examples (```python blocks; ```py blocks are too long to run) run as written."""
 
 import pathlib
 import re

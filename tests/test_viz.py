@@ -128,3 +128,23 @@ def test_show_an_unreadable_image(tmp_path, capsys):
     bad.write_bytes(b"\xff\xd8 not really a jpeg")
     assert main(["show", "lenet5", str(bad), "--out", str(tmp_path / "out")]) == 1
     assert f"{bad}: not a readable image" in capsys.readouterr().err
+
+
+def test_show_lesson_on_the_bundled_photograph(tmp_path, capsys):
+    assert main(["show", "--lesson", "--out", str(tmp_path / "lesson")]) == 0
+    out = capsys.readouterr().out
+    assert "grace_hopper.jpg: converted RGB to grayscale" in out and "resized 512x600 to 256x256" in out
+    html = (tmp_path / "lesson" / "index.html").read_text()
+    assert "100 kernels of 10x10" in html and "All 100 feature maps" not in html  # titles live in the PNGs
+    with Image.open(tmp_path / "lesson" / "feature_maps.png") as maps:
+        assert maps.size[0] > 1000  # a 10x10 grid of 247x247 maps
+
+
+def test_show_a_run_without_an_image_uses_a_test_image(tiny_fashion, tmp_path, capsys):
+    run_dir = tmp_path / "run"
+    assert main(["train", "--data", str(tiny_fashion), "--epochs", "1", "--out", str(run_dir), "--no-progress"]) == 0
+    capsys.readouterr()
+    assert main(["show", str(run_dir), "--data", str(tiny_fashion), "--out", str(tmp_path / "show")]) == 0
+    assert "no IMAGE given: the first fashion-mnist test image" in capsys.readouterr().out
+    html = (tmp_path / "show" / "index.html").read_text()
+    assert "curves.png" in html and "probabilities.png" in html
