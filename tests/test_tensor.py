@@ -7,7 +7,6 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 import convnet
-from convnet import Tensor
 from conftest import finite_difference_check, torch_check
 
 BROADCAST_PAIRS = [((3, 4), (3, 4)), ((3, 4), (4,)), ((2, 1, 4), (3, 1)), ((1,), (2, 3)), ((2, 3), ())]

@@ -5,7 +5,6 @@ import os
 import re
 import shutil
 import subprocess
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -26,7 +25,7 @@ def test_story_numbers_are_the_forward_pass_numbers(image):
     convnet.manual_seed(1)
     model = models.reference_cnn(batch_norm=False)
     story = viz.tell(model, image, classes=("a",) * 10)
-    conv, pool = model[0], model[2]
+    conv = model[0]
     expected_maps = F.conv2d(Tensor(image[None]), conv.weight, conv.bias, padding=1).numpy()[0]
     np.testing.assert_allclose(story.feature_maps, expected_maps, rtol=1e-6, atol=1e-6)
     step = story.convolution

@@ -1,7 +1,8 @@
-"""The array-module seam: every op asks its inputs which array library to use.
+"""The array-module seam and process-level settings.
 
-Today that is always NumPy. A CuPy backend only has to teach `get_array_module` about
-`cupy.ndarray`; ops written as ``xp = get_array_module(x)`` then run unchanged on the GPU.
+Today every op calls NumPy directly. The seam for a CuPy backend is `get_array_module`: teach
+it about ``cupy.ndarray`` and switch the ops' ``np.`` calls to ``xp = get_array_module(x)``
+(the ops touch arrays only through NumPy's API and strided views, which CuPy mirrors).
 """
 
 import numpy as np

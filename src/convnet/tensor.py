@@ -14,7 +14,7 @@ from contextlib import contextmanager
 import numpy as np
 
 from . import random as _random
-from .backend import DEFAULT_DTYPE, get_array_module
+from .backend import DEFAULT_DTYPE
 
 _grad_mode = threading.local()
 
@@ -397,4 +397,4 @@ def stack(tensors, axis=0):
 from . import ops  # noqa: E402  (ops subclass Function, defined above)
 
 __all__ = ["Tensor", "Function", "no_grad", "set_grad_enabled", "is_grad_enabled", "tensor", "zeros", "ones",
-           "randn", "rand", "concatenate", "stack", "get_array_module"]
+           "randn", "rand", "concatenate", "stack"]
