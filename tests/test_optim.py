@@ -22,7 +22,7 @@ def quadratic_problem(rng):
     return starts, loss
 
 
-def run_both(make_ours, make_theirs, rng, steps=20, schedule=None):
+def assert_same_trajectory_as_torch(make_ours, make_theirs, rng, steps=20, schedule=None):
     starts, loss = quadratic_problem(rng)
     ours = [Tensor(s.copy(), requires_grad=True) for s in starts]
     theirs = [torch.tensor(s, requires_grad=True) for s in starts]
@@ -60,7 +60,7 @@ OPTIMIZERS = [
 
 @pytest.mark.parametrize("name, kwargs", OPTIMIZERS)
 def test_optimizer_follows_torch_for_20_steps(name, kwargs, rng):
-    run_both(lambda p: getattr(optim, name)(p, **kwargs), lambda p: getattr(torch.optim, name)(p, **kwargs), rng)
+    assert_same_trajectory_as_torch(lambda p: getattr(optim, name)(p, **kwargs), lambda p: getattr(torch.optim, name)(p, **kwargs), rng)
 
 
 SCHEDULES = [
@@ -74,7 +74,7 @@ SCHEDULES = [
 
 @pytest.mark.parametrize("name, make", SCHEDULES)
 def test_schedules_follow_torch(name, make, rng):
-    run_both(lambda p: getattr(optim, name)(p, lr=0.05, **({"momentum": 0.9} if name == "SGD" else {})),
+    assert_same_trajectory_as_torch(lambda p: getattr(optim, name)(p, lr=0.05, **({"momentum": 0.9} if name == "SGD" else {})),
              lambda p: getattr(torch.optim, name)(p, lr=0.05, **({"momentum": 0.9} if name == "SGD" else {})),
              rng, schedule=(lambda o: make(o, lr_scheduler), lambda o: make(o, torch.optim.lr_scheduler)))
 
