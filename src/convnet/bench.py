@@ -23,6 +23,8 @@ from . import functional as F
 from . import models, optim
 from .backend import retain_freed_memory
 from .data import mnist
+from .data.transforms import Normalize
+from .experiment import NORMALIZATION
 from .tensor import Tensor, no_grad
 
 BATCH = 128
@@ -231,7 +233,7 @@ def load_images(split, data_dir, quick):
         count = 60000 if split == "train" else 10000
         images, labels, source = rng.integers(0, 256, (count, 28, 28), dtype=np.uint8), rng.integers(0, 10, count), \
             "random 28x28 images"
-    images = ((images.astype(np.float32) / 255 - 0.2860) / 0.3530)[:, None]
+    images = Normalize(*NORMALIZATION["fashion-mnist"])(images.astype(np.float32)[:, None] / 255)
     return images, labels.astype(np.int64), source
 
 

@@ -164,8 +164,8 @@ def _show(args):
         model, config, run_dir, title = _model_for(args.targets[0], args.data)
         size, classes = (28, 28), CLASSES[config.dataset]
         image_path = args.targets[1] if len(args.targets) > 1 else None
-    channels = next(m for m in model.modules() if isinstance(m, nn.Conv2d)).in_channels \
-        if any(isinstance(m, nn.Conv2d) for m in model.modules()) else 1
+    convs = [m for m in model.modules() if isinstance(m, nn.Conv2d)]
+    channels = convs[0].in_channels if convs else 1
     if image_path is None:
         from .experiment import load_datasets
         _, test = load_datasets(config)

@@ -94,9 +94,9 @@ class AvgPool2d(Function):
         return window_stack(x, kernel, stride, padding, fill=0.0).mean(axis=0).transpose(1, 0, 2, 3)
 
     def backward(self, grad):
-        input_shape, (kh, kw), stride, padding = self.geometry
-        share = np.broadcast_to(channel_major(grad) / (kh * kw), (kh * kw,) + grad.shape[1::-1] + grad.shape[2:])
-        return unstack_windows(share, *self.geometry).transpose(1, 0, 2, 3)
+        taps = self.geometry[1][0] * self.geometry[1][1]
+        share = channel_major(grad) / taps
+        return unstack_windows(np.broadcast_to(share, (taps,) + share.shape), *self.geometry).transpose(1, 0, 2, 3)
 
 
 def _pool_arguments(op, input, kernel_size, stride, padding):
