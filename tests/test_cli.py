@@ -20,6 +20,7 @@ from convnet import checkpoint
 from convnet.cli import main
 from convnet.data import mnist
 from convnet.data.download import SOURCES
+from convnet.experiment import RunConfig, build_trainer, load_datasets
 
 SYSTEM_FASHION = Path("/usr/share/datasets/fashion-mnist")
 
@@ -87,6 +88,26 @@ def test_resume_rules(trained_run, tmp_path, capsys):
     assert code == 1 and "no checkpoint in" in err
     code, _, err = run(capsys, "train", "--out", str(run_dir), "--epochs", "1")
     assert code == 1 and f"{run_dir} already holds a run; continue it with --resume" in err
+
+
+def test_a_read_only_run_folder_is_refused_before_training_and_kept(tiny_fashion, tmp_path):
+    """A real permission denial. chmod does not stop root, so as root the command runs without
+    the capabilities that override file permissions (util-linux's setpriv)."""
+    run_dir = tmp_path / "run"
+    cfg = RunConfig(model="simple_cnn", data=str(tiny_fashion), epochs=2, batch_size=32)
+    build_trainer(cfg, *load_datasets(cfg), run_dir, progress=False, log=lambda line: None).fit(1)
+    before = {path.name: path.read_bytes() for path in run_dir.iterdir()}
+    without_override = ["setpriv", "--bounding-set=-dac_override,-dac_read_search", "--"] if os.geteuid() == 0 else []
+    run_dir.chmod(0o555)
+    try:
+        result = subprocess.run([*without_override, sys.executable, "-m", "convnet", "train", "--resume", str(run_dir),
+                                 "--no-progress"], capture_output=True, text=True, timeout=120)
+    finally:
+        run_dir.chmod(0o755)
+    assert result.returncode == 1 and "Traceback" not in result.stderr
+    assert result.stderr.strip().splitlines()[-1] == f"convnet: error: cannot write to {run_dir}: Permission denied"
+    assert "resuming" in result.stdout and "epoch 2/2" not in result.stdout  # refused before training
+    assert {path.name: path.read_bytes() for path in run_dir.iterdir()} == before
 
 
 @pytest.mark.parametrize("argv, message", [

@@ -52,6 +52,18 @@ def atomic_write(path, data):
             os.remove(temporary)
 
 
+def check_writable(run_dir):
+    """Create ``run_dir`` if needed and prove a file can be written in it, so a run into a
+    read-only folder fails before training instead of losing its first epoch."""
+    run_dir = Path(run_dir)
+    try:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=run_dir):
+            pass
+    except OSError as error:
+        raise CheckpointError(f"cannot write to {run_dir}: {error.strerror or error}") from None
+
+
 def save(run_dir, model, optimizer=None, meta=None):
     """Save ``model``'s state_dict, ``optimizer``'s state and the JSON-able ``meta`` to ``run_dir``."""
     run_dir = Path(run_dir)

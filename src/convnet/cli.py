@@ -57,7 +57,6 @@ def _train(args):
         trainer.resume()
         print(f"resuming {run_dir} at epoch {trainer.epoch + 1}, batch {trainer.batch}")
     else:
-        run_dir.mkdir(parents=True, exist_ok=True)
         print(f"training {config.model} on {config.dataset} ({len(train)} images) for {config.epochs} epoch{'s' if config.epochs > 1 else ''}; "
               f"run folder {run_dir}")
     try:

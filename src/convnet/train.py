@@ -127,7 +127,6 @@ class Trainer:
     def save(self):
         if self.run_dir is None:
             return
-        self.run_dir.mkdir(parents=True, exist_ok=True)
         checkpoint.save(self.run_dir, self.model, self.optimizer, self.state())
 
     def resume(self):
@@ -158,6 +157,8 @@ class Trainer:
         """
         if not isinstance(epochs, int) or isinstance(epochs, bool) or epochs < 1:
             raise ValueError(f"fit: expected epochs to be a positive int, got {epochs!r}")
+        if self.run_dir is not None:
+            checkpoint.check_writable(self.run_dir)
         self.stop_requested = False
         with _sigint_requests_stop(self):
             while self.epoch < epochs:
