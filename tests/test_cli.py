@@ -144,7 +144,7 @@ def test_missing_truncated_and_mismatched_datasets(tiny_fashion, tmp_path, capsy
 
 def test_evaluate_a_run_folder_of_another_model(trained_run, capsys):
     run_dir, _ = trained_run
-    _, optimizer_state, meta = checkpoint.load(run_dir)
+    _, _, meta = checkpoint.load(run_dir)
     meta["config"]["model"] = "lenet5"
     from convnet.models import build
     checkpoint.save(run_dir, build("reference_cnn"), None, meta)

@@ -153,8 +153,8 @@ def _show(args):
 
         from .random import manual_seed
         manual_seed(args.seed)
-        model, size, classes, config, run_dir = (nn.Sequential(nn.Conv2d(1, 100, kernel_size=10), nn.ReLU(),
-                                                               nn.MaxPool2d(2)), (256, 256), (), None, None)
+        model = nn.Sequential(nn.Conv2d(1, 100, kernel_size=10), nn.ReLU(), nn.MaxPool2d(2))
+        size, classes, config, run_dir = (256, 256), (), None, None
         image_path = args.targets[0] if args.targets else cbook.get_sample_data(LESSON_IMAGE, asfileobj=False)
         title = "The lesson: 100 kernels of 10x10 over a 256x256 image, then 2x2 max pooling (untrained kernels)"
     else:

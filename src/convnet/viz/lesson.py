@@ -222,10 +222,9 @@ def sliding_gif(story, frames=40, seconds_per_frame=0.12):
     step = story.convolution
     feature_map = step.feature_map
     height, width = feature_map.shape
-    order = np.arange(height * width)
-    shown = np.unique(np.linspace(0, len(order) - 1, min(frames, len(order))).round().astype(int))
-    (sh, sw), (top_pad, left_pad) = step.stride, (step.windows[0][0] - step.positions[0][0] * step.stride[0],
-                                                 step.windows[0][1] - step.positions[0][1] * step.stride[1])
+    positions = height * width
+    shown = np.unique(np.linspace(0, positions - 1, min(frames, positions)).round().astype(int))
+    (sh, sw), (top_pad, left_pad) = step.stride, step.padding
     window_h, window_w = step.windows[0][2:]
     images = []
     figure, (image_axes, map_axes) = new_figure(1, 2, size=(7, 3.4))
@@ -238,7 +237,7 @@ def sliding_gif(story, frames=40, seconds_per_frame=0.12):
         _plain(axes)
     image_axes.set_title("kernel window")
     for index in shown:
-        row, col = divmod(int(order[index]), width)
+        row, col = divmod(int(index), width)
         filling.flat[:index + 1] = feature_map.flat[:index + 1]
         drawn.set_data(filling)
         box.set_xy((col * sw + left_pad - 0.5, row * sh + top_pad - 0.5))

@@ -8,8 +8,10 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from .. import functional as F
 from .. import nn
 from ..functional.conv import resolve_padding
+from ..tensor import Tensor
 
 
 @dataclass
@@ -23,7 +25,7 @@ class ConvolutionStep:
     windows: list                 # [(top, left, height, width)] in input pixels (may poke into padding)
     values: list                  # feature_map at each position
     stride: tuple = (1, 1)
-    dilation: tuple = (1, 1)
+    padding: tuple = (0, 0)       # (top, left): output (r, c)'s window starts at (r*sH - top, c*sW - left)
 
 
 @dataclass
@@ -72,8 +74,7 @@ def tell(model, image, layer=0, classes=()):
     deeper = [(records[i].name, records[i].output[0]) for i in convs if i > at]
     probabilities = None
     if output.ndim == 2 and output.shape[1] > 1:
-        shifted = np.exp(output[0] - output[0].max())
-        probabilities = shifted / shifted.sum()
+        probabilities = F.softmax(Tensor(output), dim=1).numpy()[0]
     return Story(image, convolution, maps, conv.module.weight.numpy().copy(), pooling, pooled_maps, deeper,
                  probabilities, tuple(classes))
 
@@ -95,7 +96,7 @@ def _convolution_step(record, maps):
     positions = [(int(row), int(c)) for c in dict.fromkeys(cols)]
     windows = [(r * sh - top_pad, c * sw - left_pad, dh * (kh - 1) + 1, dw * (kw - 1) + 1) for r, c in positions]
     return ConvolutionStep(record.name, map_index, module.weight.numpy()[map_index, 0].copy(), feature_map, positions,
-                           windows, [float(feature_map[p]) for p in positions], (sh, sw), (dh, dw))
+                           windows, [float(feature_map[p]) for p in positions], (sh, sw), (top_pad, left_pad))
 
 
 def _pooling_step(record, map_index):
