@@ -147,3 +147,15 @@ def test_show_a_run_without_an_image_uses_a_test_image(tiny_fashion, tmp_path, c
     assert "no IMAGE given: the first fashion-mnist test image" in capsys.readouterr().out
     html = (tmp_path / "show" / "index.html").read_text()
     assert "curves.png" in html and "probabilities.png" in html
+
+
+def test_learning_curves_plot_the_history_and_say_how_train_was_measured():
+    history = [{"epoch": e, "train_loss": 1.0 / e, "test_loss": 0.5 / e, "train_accuracy": 0.5 + e / 10,
+                "test_accuracy": 0.4 + e / 10} for e in (1, 2, 3)]
+    figure = viz.curves_figure(history, ["augmented", "label smoothing 0.1"])
+    loss_axes, accuracy_axes = figure.axes
+    train_line, test_line = loss_axes.get_lines()
+    assert list(train_line.get_ydata()) == [1.0, 0.5, 1.0 / 3] and list(test_line.get_xdata()) == [1, 2, 3]
+    assert [line.get_label() for line in accuracy_axes.get_lines()] == [
+        "train (augmented, label smoothing 0.1)", "test"]
+    assert [line.get_label() for line in viz.curves_figure(history).axes[0].get_lines()] == ["train", "test"]

@@ -231,4 +231,7 @@ class Trainer:
         writer.writerows(self.history)
         checkpoint.atomic_write(self.run_dir / "metrics.csv", text.getvalue())
         from .viz import save_curves
-        save_curves(self.history, self.run_dir / "curves.png")
+        conditions = ["augmented"] if self.config.get("augment") else []
+        if self.label_smoothing:
+            conditions.append(f"label smoothing {self.label_smoothing:g}")
+        save_curves(self.history, self.run_dir / "curves.png", conditions)

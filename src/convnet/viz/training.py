@@ -5,14 +5,19 @@ import numpy as np
 from .figures import new_figure, save
 
 
-def curves_figure(history):
-    """Loss and accuracy per epoch, train and test, from a run's metric records."""
+def curves_figure(history, train_conditions=()):
+    """Loss and accuracy per epoch, train and test, from a run's metric records.
+
+    ``train_conditions`` (e.g. ``["augmented", "label smoothing 0.1"]``) go into the train
+    legend: they are why train loss can sit far above test loss without anything being wrong.
+    """
     epochs = [record["epoch"] for record in history]
+    train_label = f"train ({', '.join(train_conditions)})" if train_conditions else "train"
     figure, (loss_axes, accuracy_axes) = new_figure(1, 2, size=(10, 4))
-    loss_axes.plot(epochs, [r["train_loss"] for r in history], "o-", label="train")
+    loss_axes.plot(epochs, [r["train_loss"] for r in history], "o-", label=train_label)
     loss_axes.plot(epochs, [r["test_loss"] for r in history], "s-", label="test")
     loss_axes.set(title="Loss", xlabel="epoch", ylabel="cross-entropy")
-    accuracy_axes.plot(epochs, [r["train_accuracy"] for r in history], "o-", label="train")
+    accuracy_axes.plot(epochs, [r["train_accuracy"] for r in history], "o-", label=train_label)
     accuracy_axes.plot(epochs, [r["test_accuracy"] for r in history], "s-", label="test")
     accuracy_axes.set(title="Accuracy", xlabel="epoch", ylabel="fraction correct")
     for axes in (loss_axes, accuracy_axes):
@@ -40,8 +45,8 @@ def confusion_figure(confusion, classes):
     return figure
 
 
-def save_curves(history, path):
-    save(curves_figure(history), path)
+def save_curves(history, path, train_conditions=()):
+    save(curves_figure(history, train_conditions), path)
 
 
 def save_confusion(confusion, classes, path):
