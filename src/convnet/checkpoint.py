@@ -1,14 +1,12 @@
 """Checkpoints: one safetensors file (no pickle) holding the weights, the optimizer's arrays and,
-in its metadata, everything else as JSON; written atomically so a crash, a full disk or a
-read-only folder never leaves a half-written checkpoint in place of the last good one.
+in its metadata, everything else as JSON; written atomically (`convnet.files`) so a crash, a
+full disk or a read-only folder never leaves a half-written checkpoint in place of the last good one.
 
 A readable copy of the metadata is written beside it as ``checkpoint.json``; the safetensors
 file is the one that is read back.
 """
 
 import json
-import os
-import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -16,52 +14,14 @@ from safetensors import SafetensorError
 from safetensors.numpy import load as load_tensors
 from safetensors.numpy import save as save_tensors
 
+from .files import WriteError, atomic_write
+
 WEIGHTS = "checkpoint.safetensors"
 SIDECAR = "checkpoint.json"
 
 
 class CheckpointError(RuntimeError):
     pass
-
-
-def atomic_write(path, data):
-    """Write ``data`` (bytes or str) to ``path`` via a temporary file, fsync and rename."""
-    path = Path(path)
-    data = data.encode() if isinstance(data, str) else data
-    try:
-        handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    except OSError as error:
-        raise CheckpointError(f"cannot write {path}: {error.strerror or error}") from None
-    try:
-        os.fchmod(handle, 0o644)  # mkstemp's 0600 would hide results from other users
-        with os.fdopen(handle, "wb") as stream:
-            stream.write(data)
-            stream.flush()
-            os.fsync(stream.fileno())
-        os.replace(temporary, path)
-        directory = os.open(path.parent, os.O_RDONLY)
-        try:
-            os.fsync(directory)
-        finally:
-            os.close(directory)
-    except OSError as error:
-        raise CheckpointError(f"cannot write {path}: {error.strerror or error}; "
-                              f"the previous file, if any, is intact") from None
-    finally:
-        if os.path.exists(temporary):
-            os.remove(temporary)
-
-
-def check_writable(run_dir):
-    """Create ``run_dir`` if needed and prove a file can be written in it, so a run into a
-    read-only folder fails before training instead of losing its first epoch."""
-    run_dir = Path(run_dir)
-    try:
-        run_dir.mkdir(parents=True, exist_ok=True)
-        with tempfile.TemporaryFile(dir=run_dir):
-            pass
-    except OSError as error:
-        raise CheckpointError(f"cannot write to {run_dir}: {error.strerror or error}") from None
 
 
 def save(run_dir, model, optimizer=None, meta=None):
@@ -81,8 +41,11 @@ def save(run_dir, model, optimizer=None, meta=None):
                     scalars[index][name] = value
         meta["optimizer"] = {"state": scalars, "param_groups": state["param_groups"]}
     text = json.dumps(meta, indent=1, default=_jsonable)
-    atomic_write(run_dir / WEIGHTS, save_tensors(tensors, metadata={"convnet": text}))
-    atomic_write(run_dir / SIDECAR, text + "\n")
+    try:
+        atomic_write(run_dir / WEIGHTS, save_tensors(tensors, metadata={"convnet": text}))
+        atomic_write(run_dir / SIDECAR, text + "\n")
+    except WriteError as error:
+        raise CheckpointError(str(error)) from None
 
 
 def _jsonable(value):

@@ -7,7 +7,7 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402  (after choosing the backend)
 
-from ..checkpoint import atomic_write  # noqa: E402
+from ..files import atomic_write  # noqa: E402
 
 
 def new_figure(rows=1, columns=1, size=(6, 4), **kwargs):
