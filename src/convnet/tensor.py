@@ -14,7 +14,8 @@ from contextlib import contextmanager
 import numpy as np
 
 from . import random as _random
-from .backend import DEFAULT_DTYPE
+
+DEFAULT_DTYPE = np.float32  # torch's default; float64 doubles time and memory for nothing a CNN needs
 
 _grad_mode = threading.local()
 

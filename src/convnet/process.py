@@ -1,22 +1,5 @@
-"""The array-module seam and process-level settings.
-
-Today every op calls NumPy directly. The seam for a CuPy backend is `get_array_module`: teach
-it about ``cupy.ndarray`` and switch the ops' ``np.`` calls to ``xp = get_array_module(x)``
-(the ops touch arrays only through NumPy's API and strided views, which CuPy mirrors).
-"""
-
-import numpy as np
-
-DEFAULT_DTYPE = np.float32
-
-
-def get_array_module(*arrays):
-    """Return the array module (``numpy`` today) that owns ``arrays``."""
-    return np
-
-
-def is_floating(array):
-    return np.issubdtype(array.dtype, np.floating)
+"""Process-wide settings, made by the entry points (the ``convnet`` command, the bench) and
+never by the library: a program that imports convnet keeps its own allocator and threads."""
 
 
 def retain_freed_memory():
