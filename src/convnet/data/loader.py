@@ -9,6 +9,7 @@ import math
 import numpy as np
 
 from ..tensor import Tensor
+from .transforms import unit_range
 
 
 class ArrayDataset:
@@ -35,9 +36,7 @@ class ArrayDataset:
 
     def batch(self, index):
         """Float32 images scaled to [0, 1] (uint8 input) and labels for the integer ``index``."""
-        images = self.images[index]
-        images = images.astype(np.float32) / 255 if images.dtype == np.uint8 else images.astype(np.float32)
-        return images, self.labels[index]
+        return unit_range(self.images[index]), self.labels[index]
 
 
 class DataLoader:

@@ -11,12 +11,15 @@ from pathlib import Path
 import numpy as np
 
 from .idx import IdxError, read_idx
+from .transforms import Normalize, unit_range
 
 CLASSES = {
     "fashion-mnist": ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag",
                       "Ankle boot"),
     "mnist": tuple(str(digit) for digit in range(10)),
 }
+# Mean and standard deviation of the training images' pixels scaled to [0, 1].
+NORMALIZATION = {"fashion-mnist": (0.2860, 0.3530), "mnist": (0.1307, 0.3081)}
 FILES = {"train": ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"),
          "test": ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")}
 SYSTEM_DIRS = {"fashion-mnist": Path("/usr/share/datasets/fashion-mnist")}
@@ -82,3 +85,14 @@ def load(name="fashion-mnist", split="train", data_dir=None):
     if len(labels) and labels.max() >= classes:
         raise IdxError(f"{labels_path}: labels must be in [0, {classes - 1}], found {int(labels.max())}")
     return images, labels.astype(np.int64)
+
+
+def normalization(name):
+    """The `Normalize` transform that the models of dataset ``name`` are trained with."""
+    return Normalize(*NORMALIZATION[name])
+
+
+def preprocess(name, pixels):
+    """uint8 images (N, C, H, W) -> what a model trained on dataset ``name`` takes: float32 in
+    [0, 1], normalised with the dataset's mean and standard deviation."""
+    return normalization(name)(unit_range(pixels))

@@ -7,6 +7,13 @@ operations, not a Python loop per image.
 import numpy as np
 
 
+def unit_range(images):
+    """Pixels as float32 in [0, 1]: uint8 images are divided by 255, float images kept as they are."""
+    if images.dtype == np.uint8:
+        return images.astype(np.float32) / 255
+    return images.astype(np.float32, copy=False)
+
+
 class Compose:
     def __init__(self, *transforms):
         self.transforms = transforms
