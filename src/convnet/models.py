@@ -5,6 +5,8 @@ default, or ``torch.nn`` to build the identical PyTorch network (benchmarks and 
 the two with the same weights). ``build(name, **config)`` makes a model by name.
 """
 
+from collections import OrderedDict
+
 from . import nn as convnet_nn
 
 
@@ -42,33 +44,29 @@ def reference_cnn(batch_norm=True, in_channels=1, classes=10, layers=convnet_nn)
                              layers.Linear(64 * 7 * 7, 128), layers.ReLU(), layers.Linear(128, classes))
 
 
-class ResNet(convnet_nn.Module):
+def resnet8(in_channels=1, classes=10, widths=(32, 64, 128), layers=convnet_nn):
     """A small ResNet for 28x28 inputs (He, Zhang, Ren & Sun, 2016, "Deep Residual Learning for
     Image Recognition", CIFAR-style): a 3x3 stem, one BasicBlock per stage at ``widths``
-    (28x28, 14x14, 7x7), global average pooling and a linear classifier. With three stages
-    that is 8 weighted layers: ResNet-8."""
-
-    def __init__(self, in_channels=1, classes=10, widths=(32, 64, 128)):
-        super().__init__()
-        nn = convnet_nn
-        self.stem = nn.Sequential(nn.Conv2d(in_channels, widths[0], 3, padding=1, bias=False),
-                                  nn.BatchNorm2d(widths[0]), nn.ReLU())
-        blocks, previous = [], widths[0]
-        for stage, width in enumerate(widths):
-            blocks.append(nn.BasicBlock(previous, width, stride=1 if stage == 0 else 2))
-            previous = width
-        self.layers = nn.Sequential(*blocks)
-        self.pool = nn.AdaptiveAvgPool2d(1)
-        self.flatten = nn.Flatten()
-        self.fc = nn.Linear(previous, classes)
-
-    def forward(self, x):
-        return self.fc(self.flatten(self.pool(self.layers(self.stem(x)))))
+    (28x28, 14x14, 7x7), global average pooling and a linear classifier; with three stages that
+    is 8 weighted layers. ``layers`` must provide ``BasicBlock`` (torchvision's block is the
+    same network with the same key names)."""
+    stem = layers.Sequential(layers.Conv2d(in_channels, widths[0], 3, padding=1, bias=False),
+                             layers.BatchNorm2d(widths[0]), layers.ReLU())
+    blocks, previous = [], widths[0]
+    for stage, width in enumerate(widths):
+        blocks.append(layers.BasicBlock(previous, width, stride=1 if stage == 0 else 2))
+        previous = width
+    return layers.Sequential(OrderedDict(stem=stem, layers=layers.Sequential(*blocks),
+                                         pool=layers.AdaptiveAvgPool2d(1), flatten=layers.Flatten(),
+                                         fc=layers.Linear(previous, classes)))
 
 
-def resnet8(in_channels=1, classes=10, widths=(32, 64, 128)):
-    """ResNet-8 for 28x28 images (see `ResNet`)."""
-    return ResNet(in_channels, classes, tuple(widths))
+def lesson_network(kernels=100, kernel_size=10, in_channels=1, layers=convnet_nn):
+    """The lesson's first stage exactly as it tells it: ``kernels`` learnable kernels of
+    ``kernel_size`` x ``kernel_size`` slide over the image (100 of 10x10 over a 256x256 image),
+    each giving a feature map, then ReLU and 2x2 max pooling. No classifier: ``convnet show
+    --lesson`` draws what these layers do to a photograph."""
+    return layers.Sequential(layers.Conv2d(in_channels, kernels, kernel_size), layers.ReLU(), layers.MaxPool2d(2))
 
 
 MODELS = {"lenet5": lenet5, "simple_cnn": simple_cnn, "reference_cnn": reference_cnn, "resnet8": resnet8}
