@@ -9,6 +9,7 @@ import pytest
 
 import convnet
 from convnet import checkpoint
+from convnet import experiment
 from convnet.experiment import RunConfig, build_trainer, load_datasets, load_run
 from convnet.train import TrainingDiverged, TrainingInterrupted
 
@@ -47,16 +48,14 @@ def test_stopped_and_resumed_run_ends_with_the_same_weights_bit_for_bit(tiny_fas
     def stop_in_epoch_two(index, calls=[0]):  # noqa: B006  (counts calls across batches)
         calls[0] += 1
         if calls[0] == len(stopped.train_loader) + 3:
-            stopped.request_stop()
+            stopped.interrupt()  # what Ctrl-C does
         return batches(index)
 
     stopped.train_loader.dataset.batch = stop_in_epoch_two
-    with pytest.raises(TrainingInterrupted, match=r"interrupted in epoch 2 after 3 batches; saved to .*"
-                                                  r"resume with: convnet train --resume"):
+    with pytest.raises(TrainingInterrupted, match=r"^interrupted in epoch 2 after 3 batches$"):
         stopped.fit(cfg.epochs)
     convnet.manual_seed(999)  # the resumed run must restore the generator, not rely on it
-    resumed = trainer_for(cfg, tmp_path / "stopped")
-    resumed.resume()
+    resumed = experiment.resume(tmp_path / "stopped", progress=False, log=lambda line: None).trainer
     assert (resumed.epoch, resumed.batch) == (1, 3)
     resumed.fit(cfg.epochs)
     expected, actual = straight.model.state_dict(), resumed.model.state_dict()

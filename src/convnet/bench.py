@@ -21,10 +21,8 @@ import numpy as np
 
 from . import functional as F
 from . import models, optim
-from .backend import retain_freed_memory
+from .process import retain_freed_memory
 from .data import mnist
-from .data.transforms import Normalize
-from .experiment import NORMALIZATION
 from .tensor import Tensor, no_grad
 
 BATCH = 128
@@ -233,8 +231,7 @@ def load_images(split, data_dir, quick):
         count = 60000 if split == "train" else 10000
         images, labels, source = rng.integers(0, 256, (count, 28, 28), dtype=np.uint8), rng.integers(0, 10, count), \
             "random 28x28 images"
-    images = Normalize(*NORMALIZATION["fashion-mnist"])(images.astype(np.float32)[:, None] / 255)
-    return images, labels.astype(np.int64), source
+    return mnist.preprocess("fashion-mnist", images[:, None]), labels.astype(np.int64), source
 
 
 def bench_end_to_end(torch, repeats, quick, data_dir, batch_norm):
@@ -280,7 +277,6 @@ def probe_memory(framework, steps, batch_norm):
         torch.set_num_threads(len(os.sched_getaffinity(0)))
         model = models.reference_cnn(batch_norm, layers=torch.nn)
     else:
-        retain_freed_memory()
         model = models.reference_cnn(batch_norm)
     train_epoch(framework, model, images, labels, steps, torch)
     print(peak_rss_mib())
@@ -329,7 +325,6 @@ def format_table(rows, peak):
 
 def run(args):
     torch = None if args.no_torch else _torch()
-    retain_freed_memory()
     if torch is not None:
         torch.set_num_threads(len(os.sched_getaffinity(0)))
     repeats = 3 if args.quick else args.repeats
@@ -351,7 +346,7 @@ def run(args):
             rows += bench_memory(torch, batch_norm, steps=5 if args.quick else 20)
     print()
     print(format_table(rows, info["matmul_peak_gflops"]))
-    report = {"date": time.strftime("%Y-%m-%d %H:%M:%S"), "command": " ".join(["convnet", "bench"] + args.argv),
+    report = {"date": time.strftime("%Y-%m-%d %H:%M:%S"), "command": command_line(args),
               "machine": info, "rows": [dict(row.__dict__, ratio=row.ratio) for row in rows]}
     with open(args.out, "w") as stream:
         json.dump(report, stream, indent=2)
@@ -359,13 +354,31 @@ def run(args):
     return 0
 
 
+OPTIONS = {  # destination: (flag, argparse keywords); also what `command_line` writes back
+    "quick": ("--quick", {"action": "store_true", "help": "a smaller version that finishes in about a minute"}),
+    "repeats": ("--repeats", {"type": int, "default": 5, "help": "repetitions per figure (median; default 5)"}),
+    "parts": ("--parts", {"nargs": "+", "default": ["ops", "train", "memory"], "choices": ["ops", "train", "memory"]}),
+    "data": ("--data", {"help": "directory with the Fashion-MNIST IDX files"}),
+    "out": ("--out", {"default": "bench.json", "help": "where to write the JSON report (default bench.json)"}),
+    "no_torch": ("--no-torch", {"action": "store_true", "help": "measure convnet alone"}),
+}
+
+
 def add_arguments(parser):
-    parser.add_argument("--quick", action="store_true", help="a smaller version that finishes in about a minute")
-    parser.add_argument("--repeats", type=int, default=5, help="repetitions per figure (median; default 5)")
-    parser.add_argument("--parts", nargs="+", default=["ops", "train", "memory"], choices=["ops", "train", "memory"])
-    parser.add_argument("--data", help="directory with the Fashion-MNIST IDX files")
-    parser.add_argument("--out", default="bench.json", help="where to write the JSON report (default bench.json)")
-    parser.add_argument("--no-torch", action="store_true", help="measure convnet alone")
+    for flag, keywords in OPTIONS.values():
+        parser.add_argument(flag, **keywords)
+
+
+def command_line(args):
+    """The ``convnet bench`` command that repeats this measurement: the options that differ from
+    their defaults."""
+    words = ["convnet", "bench"]
+    for destination, (flag, keywords) in OPTIONS.items():
+        value = getattr(args, destination)
+        if value == keywords.get("default", False if keywords.get("action") == "store_true" else None):
+            continue
+        words += [flag] if value is True else [flag, *map(str, value if isinstance(value, list) else [value])]
+    return " ".join(words)
 
 
 def main(argv=None):
@@ -376,10 +389,11 @@ def main(argv=None):
     parser.add_argument("--steps", type=int, default=20, help=argparse.SUPPRESS)
     parser.add_argument("--batch-norm", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
+    if args.probe_memory != "torch":  # PyTorch's memory is measured under its own allocator settings
+        retain_freed_memory()
     if args.probe_memory:
         probe_memory(args.probe_memory, args.steps, args.batch_norm)
         return 0
-    args.argv = argv
     return run(args)
 
 

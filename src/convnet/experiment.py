@@ -1,23 +1,34 @@
-"""From a run's configuration to its objects: data, loaders, model, optimizer, trainer.
+"""From a run's configuration to its objects: data, loaders, model, optimizer, schedule, trainer
+and the callbacks that report on it. This module alone makes those choices.
 
-``convnet train`` builds a run from a `RunConfig`; ``evaluate``, ``predict`` and ``summary``
-rebuild the model from the configuration stored in a run folder's checkpoint.
+``convnet train`` starts a run with `start` or continues one with `resume`; ``evaluate``,
+``predict``, ``summary`` and ``show`` rebuild a model with `load_run` from the configuration
+stored in a run folder's checkpoint.
 """
 
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
-from . import checkpoint, models
-from .data import mnist, transforms
-from .data.loader import ArrayDataset, DataLoader
-from .random import manual_seed
-from .train import DEFAULT_LR, OPTIMIZERS, SCHEDULES, Trainer, make_optimizer, make_schedule
+import numpy as np
 
-NORMALIZATION = {"fashion-mnist": (0.2860, 0.3530), "mnist": (0.1307, 0.3081)}
+from . import checkpoint, models, optim
+from . import functional as F
+from .data import mnist, read_image, transforms
+from .data.loader import ArrayDataset, DataLoader
+from .nn import Module
+from .random import manual_seed
+from .reports import CURVES, EpochLog, ProgressBar, RunFolder
+from .tensor import Tensor, no_grad
+from .train import Trainer, evaluate
+
+DEFAULT_LR = {"sgd": 0.05, "adam": 2e-3, "adamw": 2e-3}
+OPTIMIZERS = tuple(DEFAULT_LR)
+SCHEDULES = ("onecycle", "cosine", "step", "none")
 
 
 @dataclass
 class RunConfig:
+    """Everything that defines a training run; ``convnet train``'s options, with these defaults."""
     model: str = "reference_cnn"
     dataset: str = "fashion-mnist"
     data: str | None = None
@@ -35,8 +46,8 @@ class RunConfig:
         problems = []
         if self.model not in models.MODELS:
             problems.append(f"model must be one of {', '.join(models.MODELS)}, got {self.model!r}")
-        if self.dataset not in NORMALIZATION:
-            problems.append(f"dataset must be one of {', '.join(NORMALIZATION)}, got {self.dataset!r}")
+        if self.dataset not in mnist.CLASSES:
+            problems.append(f"dataset must be one of {', '.join(mnist.CLASSES)}, got {self.dataset!r}")
         for name in ("epochs", "batch_size"):
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool) or value < 1:
@@ -58,10 +69,52 @@ class RunConfig:
     def learning_rate(self):
         return DEFAULT_LR[self.optimizer] if self.lr is None else self.lr
 
+    @property
+    def train_conditions(self):
+        """How training batches differ from test batches, to label train figures with."""
+        conditions = ["augmented"] if self.augment else []
+        if self.label_smoothing:
+            conditions.append(f"label smoothing {self.label_smoothing:g}")
+        return conditions
+
     @classmethod
     def from_dict(cls, values):
         known = {f.name for f in fields(cls)}
         return cls(**{k: v for k, v in values.items() if k in known})
+
+
+class RunExists(FileExistsError):
+    """A new run was pointed at a folder that already holds one."""
+
+
+@dataclass
+class Run:
+    """A run's objects: its configuration, folder (or None), datasets and trainer."""
+    config: RunConfig
+    run_dir: Path | None
+    train: ArrayDataset
+    test: ArrayDataset
+    trainer: Trainer
+
+
+def make_optimizer(config, parameters):
+    lr = config.learning_rate
+    if config.optimizer == "sgd":
+        return optim.SGD(parameters, lr=lr, momentum=0.9, nesterov=True, weight_decay=config.weight_decay)
+    return (optim.Adam if config.optimizer == "adam" else optim.AdamW)(parameters, lr=lr,
+                                                                      weight_decay=config.weight_decay)
+
+
+def make_schedule(config, optimizer, steps_per_epoch):
+    """A per-step schedule over the whole run (None for a constant learning rate)."""
+    total = config.epochs * steps_per_epoch
+    if config.schedule == "onecycle":
+        return optim.lr_scheduler.OneCycleLR(optimizer, max_lr=config.learning_rate, total_steps=max(total, 2))
+    if config.schedule == "cosine":
+        return optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=max(total, 1))
+    if config.schedule == "step":
+        return optim.lr_scheduler.StepLR(optimizer, step_size=max(total // 3, 1), gamma=0.1)
+    return None
 
 
 def load_datasets(config):
@@ -71,47 +124,174 @@ def load_datasets(config):
     return train, test
 
 
-def normalize(config):
-    return transforms.Normalize(*NORMALIZATION[config.dataset])
-
-
 def train_transform(config):
+    normalize = mnist.normalization(config.dataset)
     if not config.augment:
-        return normalize(config)
+        return normalize
     steps = [transforms.RandomCrop(28, padding=2)]
     if config.dataset == "fashion-mnist":  # clothes mirror well; digits do not
         steps.append(transforms.RandomHorizontalFlip())
-    return transforms.Compose(*steps, normalize(config), transforms.RandomErasing(p=0.25))
+    return transforms.Compose(*steps, normalize, transforms.RandomErasing(p=0.25))
+
+
+def evaluation_loader(config, test):
+    return DataLoader(test, 1000, transform=mnist.normalization(config.dataset))
 
 
 def build_model(config):
     return models.build(config.model)
 
 
-def build_trainer(config, train, test, run_dir, progress=True, log=print):
-    """Seeded model, loaders, optimizer and schedule for ``config``, as a Trainer."""
+def build_trainer(config, train, test, run_dir=None, progress=True, log=print):
+    """Seeded model, loaders, optimizer, schedule and reporting callbacks for ``config``, as a
+    `Trainer`; with ``run_dir`` it keeps that folder's checkpoint and reports up to date."""
     manual_seed(config.seed)
     model = build_model(config)
     train_loader = DataLoader(train, config.batch_size, shuffle=True, seed=config.seed,
                               transform=train_transform(config))
-    test_loader = DataLoader(test, 1000, transform=normalize(config))
-    optimizer = make_optimizer(config.optimizer, model.parameters(), config.learning_rate, config.weight_decay)
-    schedule = make_schedule(config.schedule, optimizer, config.epochs, len(train_loader))
-    return Trainer(model, train_loader, test_loader, optimizer, schedule, run_dir, config.label_smoothing,
-                   config=asdict(config), progress=progress, log=log)
+    optimizer = make_optimizer(config, model.parameters())
+    schedule = make_schedule(config, optimizer, len(train_loader))
+    callbacks = [ProgressBar(config.epochs)] if progress else []
+    callbacks.append(EpochLog(config.epochs, log))
+    if run_dir is not None:
+        callbacks.append(RunFolder(run_dir, asdict(config), train.classes, config.train_conditions))
+    return Trainer(model, train_loader, evaluation_loader(config, test), optimizer, schedule, config.label_smoothing,
+                   callbacks)
+
+
+def start(config, run_dir, progress=True, log=print):
+    """A new run of ``config`` into ``run_dir``, which must not hold a run already."""
+    run_dir = Path(run_dir)
+    if (run_dir / checkpoint.WEIGHTS).exists():
+        raise RunExists(f"{run_dir} already holds a run")
+    train, test = load_datasets(config)
+    return Run(config, run_dir, train, test, build_trainer(config, train, test, run_dir, progress, log))
+
+
+def resume(run_dir, data=None, progress=True, log=print):
+    """The run saved in ``run_dir``, restored to where it stopped; ``data`` overrides where its
+    dataset is read from."""
+    run_dir = Path(run_dir)
+    model_state, optimizer_state, meta = checkpoint.load(run_dir)
+    config = _stored_config(run_dir, meta)
+    if data is not None:
+        config.data = data
+    train, test = load_datasets(config)
+    trainer = build_trainer(config, train, test, run_dir, progress, log)
+    _restore(run_dir, config, lambda: trainer.restore(model_state, optimizer_state, meta))
+    return Run(config, run_dir, train, test, trainer)
 
 
 def load_run(run_dir):
-    """(config, model with the run's weights, metadata) of a run folder."""
+    """(config, model with the run's weights in eval mode, metadata) of a run folder."""
     run_dir = Path(run_dir)
     model_state, _, meta = checkpoint.load(run_dir)
-    if "config" not in meta:
-        raise checkpoint.CheckpointError(f"{run_dir}: the checkpoint has no run configuration")
-    config = RunConfig.from_dict(meta["config"])
+    config = _stored_config(run_dir, meta)
     model = build_model(config)
-    try:
-        model.load_state_dict(model_state)
-    except ValueError as error:
-        raise checkpoint.CheckpointError(f"{run_dir}: the checkpoint does not fit a {config.model}: {error}") from None
+    _restore(run_dir, config, lambda: model.load_state_dict(model_state))
     model.eval()
     return config, model, meta
+
+
+def _stored_config(run_dir, meta):
+    if "config" not in meta:
+        raise checkpoint.CheckpointError(f"{run_dir}: the checkpoint has no run configuration")
+    return RunConfig.from_dict(meta["config"])
+
+
+def _restore(run_dir, config, load):
+    try:
+        load()
+    except ValueError as error:
+        raise checkpoint.CheckpointError(f"{run_dir}: the checkpoint does not fit a {config.model}: {error}") from None
+
+
+def evaluate_run(run_dir, data=None):
+    """(class names, `evaluate`'s result) of a run folder's model on its test set, read from
+    ``data`` if given."""
+    config, model, _ = load_run(run_dir)
+    if data is not None:
+        config.data = data
+    _, test = load_datasets(config)
+    return test.classes, evaluate(model, evaluation_loader(config, test))
+
+
+@dataclass
+class Classifier:
+    """A trained model that answers for image files, preprocessed as it was trained."""
+    model: Module
+    config: RunConfig
+
+    @classmethod
+    def from_run(cls, run_dir):
+        config, model, _ = load_run(run_dir)
+        return cls(model, config)
+
+    def probabilities(self, pixels):
+        """uint8 images (N, C, H, W) -> class probabilities (N, classes)."""
+        with no_grad():
+            return F.softmax(self.model(Tensor(mnist.preprocess(self.config.dataset, pixels))), dim=1).numpy()
+
+    def top(self, path, k):
+        """([(class name, probability)] of the ``k`` likeliest classes, conversion notes) of an image file."""
+        pixels, notes = read_image(path, size=(28, 28), channels=1)
+        probabilities = self.probabilities(pixels[None])[0]
+        classes = mnist.CLASSES[self.config.dataset]
+        return [(classes[i], float(probabilities[i])) for i in np.argsort(probabilities)[::-1][:k]], notes
+
+
+def open_model(target, data=None):
+    """(model, config, run folder or None, title) for a run folder or a model name (untrained,
+    seed 0)."""
+    if Path(target).is_dir():
+        config, model, _ = load_run(target)
+        return model, config, Path(target), f"{config.model} trained in {target}"
+    if target in models.MODELS:
+        config = RunConfig(model=target, data=data)
+        manual_seed(0)
+        return build_model(config), config, None, f"{target} (untrained)"
+    raise ValueError(f"{target} is neither a run folder nor a model ({', '.join(models.MODELS)})")
+
+
+@dataclass
+class Subject:
+    """What ``convnet show`` draws: a model, one image (C, H, W) as the model takes it, and words."""
+    model: Module
+    image: np.ndarray
+    title: str
+    classes: tuple = ()
+    notes: list = field(default_factory=list)
+    curves_png: bytes | None = None
+
+
+LESSON_IMAGE = "grace_hopper.jpg"  # a photograph that matplotlib ships, so the lesson needs no download
+
+
+def lesson_subject(image_path=None, seed=0):
+    """The lesson's network (`models.lesson_network`, kernels drawn with ``seed``) on a 256x256
+    photograph, or on the image at ``image_path``."""
+    manual_seed(seed)
+    model = models.lesson_network()
+    if image_path is None:
+        from matplotlib import cbook
+        image_path = cbook.get_sample_data(LESSON_IMAGE, asfileobj=False)
+    pixels, notes = read_image(image_path, size=(256, 256), channels=1)
+    return Subject(model, transforms.unit_range(pixels), "The lesson: 100 kernels of 10x10 over a 256x256 image, "
+                   "then 2x2 max pooling (untrained kernels)", notes=[f"{image_path}: {note}" for note in notes])
+
+
+def open_subject(target, image_path=None, data=None):
+    """A run folder's or zoo model's model on the image at ``image_path``, or on the first test
+    image of its dataset."""
+    model, config, run_dir, title = open_model(target, data)
+    if image_path is None:
+        images, labels = mnist.load(config.dataset, "test", config.data)
+        pixels = images[:1]
+        notes = [f"no IMAGE given: the first {config.dataset} test image "
+                 f"({mnist.CLASSES[config.dataset][labels[0]]})"]
+    else:
+        pixels, notes = read_image(image_path, size=(28, 28), channels=1)
+        notes = [f"{image_path}: {note}" for note in notes]
+    curves = run_dir / CURVES if run_dir is not None else None
+    return Subject(model, mnist.preprocess(config.dataset, pixels[None])[0], title, mnist.CLASSES[config.dataset],
+                   notes, curves.read_bytes() if curves is not None and curves.exists() else None)

@@ -1,5 +1,6 @@
 """Pictures of what happens inside a CNN and of its training (matplotlib Agg, no screen needed).
 
+``show(model, image, dir, title)`` does all of ``convnet show``; its two halves are these:
 ``story = tell(model, image)`` records one image's way through the model; ``render(story, dir,
 title)`` draws (a) the kernel sliding, (b) feature maps, (c) max pooling, (d) kernels, deeper
 maps and class probabilities, a GIF, and a self-contained HTML page.
@@ -7,9 +8,9 @@ maps and class probabilities, a GIF, and a self-contained HTML page.
 
 from .lesson import (convolution_figure, kernels_figure, maps_grid_figure, pooling_figure, probabilities_figure,
                      sliding_gif)
-from .show import render
+from .show import render, show
 from .story import Story, tell
 from .training import confusion_figure, curves_figure, save_confusion, save_curves
 
-__all__ = ["tell", "Story", "render", "convolution_figure", "maps_grid_figure", "pooling_figure", "kernels_figure",
+__all__ = ["show", "tell", "Story", "render", "convolution_figure", "maps_grid_figure", "pooling_figure", "kernels_figure",
            "probabilities_figure", "sliding_gif", "curves_figure", "confusion_figure", "save_curves", "save_confusion"]

@@ -2,10 +2,20 @@
 
 from pathlib import Path
 
-from ..checkpoint import atomic_write
+from ..files import atomic_write
+from ..nn import summary
 from . import lesson
 from .figures import png_bytes
 from .page import page
+from .story import tell
+
+
+def show(model, image, out_dir, title, classes=(), layer=0, curves_png=None, notes=()):
+    """Tell ``image`` (C, H, W)'s way through ``model`` and `render` it, with the model's summary;
+    return the paths written."""
+    story = tell(model, image, layer=layer, classes=classes)
+    return render(story, out_dir, title, summary=summary(model, (1,) + image.shape), curves_png=curves_png,
+                  notes=notes)
 
 
 def render(story, out_dir, title, summary=None, curves_png=None, notes=()):

@@ -1,0 +1,94 @@
+"""What a training run shows and leaves behind, as callbacks on the loop (`convnet.train.Callback`):
+a progress bar, one log line per epoch, and the run folder.
+
+A run folder holds ``checkpoint.safetensors`` (+ readable ``checkpoint.json``), ``metrics.csv``,
+``curves.png`` and ``confusion.png``, each rewritten atomically after every epoch, and the
+checkpoint also when a run stops early, so it can be resumed from where it stopped.
+"""
+
+import csv
+import io
+from pathlib import Path
+
+from tqdm import tqdm
+
+from . import checkpoint
+from .files import atomic_write, check_writable
+from .train import Callback
+from .viz import save_confusion, save_curves
+
+METRICS, CURVES, CONFUSION = "metrics.csv", "curves.png", "confusion.png"
+
+
+class ProgressBar(Callback):
+    """A tqdm bar per epoch with the running loss, accuracy and images per second."""
+
+    def __init__(self, epochs):
+        self.epochs, self.bar = epochs, None
+
+    def on_epoch_begin(self, trainer):
+        self.bar = tqdm(total=len(trainer.train_loader), initial=trainer.batch, leave=False, unit="batch",
+                        desc=f"epoch {trainer.epoch + 1}/{self.epochs}")
+
+    def on_batch_end(self, trainer, loss):
+        totals = trainer.partial
+        self.bar.update()
+        self.bar.set_postfix(loss=f"{totals['loss'] / totals['count']:.4f}",
+                             acc=f"{totals['correct'] / totals['count']:.4f}",
+                             img_s=f"{totals['count'] / max(totals['seconds'], 1e-9):.0f}")
+
+    def on_epoch_end(self, trainer, record, evaluation):
+        self._close()
+
+    def on_train_end(self, trainer):
+        self._close()
+
+    def _close(self):
+        if self.bar is not None:
+            self.bar.close()
+            self.bar = None
+
+
+class EpochLog(Callback):
+    """One line per epoch: train and test loss and accuracy, and the speed."""
+
+    def __init__(self, epochs, log=print):
+        self.epochs, self.log = epochs, log
+
+    def on_epoch_end(self, trainer, record, evaluation):
+        self.log(f"epoch {record['epoch']}/{self.epochs}: train loss {record['train_loss']:.4f} "
+                 f"acc {record['train_accuracy']:.4f} | test loss {record['test_loss']:.4f} "
+                 f"acc {record['test_accuracy']:.4f} | {record['images_per_second']:.0f} img/s")
+
+
+class RunFolder(Callback):
+    """Keeps ``run_dir`` up to date: the checkpoint (with ``config``, the JSON-able run
+    configuration, so the folder can rebuild its model) after every epoch and when the run
+    stops, the metrics table, the learning curves and the confusion matrix after every epoch.
+
+    ``train_conditions`` (e.g. ``["augmented"]``) label the train curves, measured under them.
+    """
+
+    def __init__(self, run_dir, config, classes, train_conditions=()):
+        self.run_dir, self.config, self.classes = Path(run_dir), dict(config), classes
+        self.train_conditions = list(train_conditions)
+
+    def on_train_begin(self, trainer):
+        check_writable(self.run_dir)  # refuse a read-only folder before training, not after an epoch
+
+    def on_epoch_end(self, trainer, record, evaluation):
+        self.save(trainer)
+        text = io.StringIO()
+        writer = csv.DictWriter(text, fieldnames=list(trainer.history[0]))
+        writer.writeheader()
+        writer.writerows(trainer.history)
+        atomic_write(self.run_dir / METRICS, text.getvalue())
+        save_curves(trainer.history, self.run_dir / CURVES, self.train_conditions)
+        save_confusion(evaluation["confusion"], self.classes, self.run_dir / CONFUSION)
+
+    def on_train_end(self, trainer):
+        if trainer.stop_requested:
+            self.save(trainer)
+
+    def save(self, trainer):
+        checkpoint.save(self.run_dir, trainer.model, trainer.optimizer, {"config": self.config, **trainer.state()})
