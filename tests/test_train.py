@@ -8,10 +8,9 @@ import numpy as np
 import pytest
 
 import convnet
-from convnet import checkpoint
-from convnet import experiment
+from convnet import checkpoint, experiment
 from convnet.experiment import RunConfig, build_trainer, load_datasets, load_run
-from convnet.train import TrainingDiverged, TrainingInterrupted
+from convnet.train import Callback, TrainingDiverged, TrainingInterrupted
 
 
 def config(data, **changes):
@@ -113,3 +112,74 @@ def test_checkpoints_that_do_not_fit_are_refused(tiny_fashion, tmp_path):
 def test_config_checks_every_value_at_once():
     with pytest.raises(ValueError, match=r"epochs must be a positive integer, got 0; .*lr must be positive, got -1"):
         RunConfig(epochs=0, lr=-1)
+
+
+class Recorder(Callback):
+    """Writes down every hook the loop calls, with the loop's position at that moment."""
+
+    def __init__(self, stop_after_batches=None):
+        self.calls, self.stop_after_batches, self.batches = [], stop_after_batches, 0
+
+    def on_train_begin(self, trainer):
+        self.calls.append(("train_begin", trainer.epoch, trainer.batch))
+
+    def on_epoch_begin(self, trainer):
+        self.calls.append(("epoch_begin", trainer.epoch, trainer.batch))
+
+    def on_batch_end(self, trainer, loss):
+        self.batches += 1
+        assert np.isfinite(loss) and trainer.partial["count"] > 0
+        if self.batches == self.stop_after_batches:
+            trainer.request_stop()
+
+    def on_epoch_end(self, trainer, record, evaluation):
+        assert record is trainer.history[-1] and record["test_accuracy"] == evaluation["accuracy"]
+        assert np.sum(evaluation["confusion"]) == len(trainer.test_loader.dataset)
+        self.calls.append(("epoch_end", trainer.epoch, trainer.batch))
+
+    def on_train_end(self, trainer):
+        self.calls.append(("train_end", trainer.epoch, trainer.batch, trainer.stop_requested))
+
+
+def test_callbacks_hear_every_step_in_order(tiny_fashion):
+    cfg = config(tiny_fashion, epochs=2, augment=False)
+    trainer = trainer_for(cfg, None)
+    recorder = Recorder()
+    trainer.callbacks.append(recorder)
+    trainer.fit(2)
+    steps = len(trainer.train_loader)
+    assert recorder.batches == 2 * steps
+    assert recorder.calls == [("train_begin", 0, 0), ("epoch_begin", 0, 0), ("epoch_end", 1, 0),
+                              ("epoch_begin", 1, 0), ("epoch_end", 2, 0), ("train_end", 2, 0, False)]
+
+
+def test_a_callback_can_stop_the_run_which_is_saved_and_resumes_exactly(tiny_fashion, tmp_path):
+    cfg = config(tiny_fashion, epochs=2)
+    straight = trainer_for(cfg, None)
+    straight.fit(2)
+    stopped = trainer_for(cfg, tmp_path / "run")
+    stopped.callbacks.append(Recorder(stop_after_batches=5))
+    history = stopped.fit(2)  # a requested stop is not an interruption: fit returns
+    assert history == [] and (stopped.epoch, stopped.batch) == (0, 5)
+    _, _, meta = checkpoint.load(tmp_path / "run")
+    assert (meta["epoch"], meta["batch"]) == (0, 5) and meta["config"]["seed"] == cfg.seed
+    resumed = experiment.resume(tmp_path / "run", progress=False, log=lambda line: None).trainer
+    resumed.fit(2)
+    for key, value in straight.model.state_dict().items():
+        np.testing.assert_array_equal(resumed.model.state_dict()[key], value, err_msg=key)
+
+
+def test_resume_reads_the_checkpoint_once(tiny_fashion, tmp_path, monkeypatch):
+    trainer_for(config(tiny_fashion, epochs=1, augment=False), tmp_path / "run").fit(1)
+    reads = []
+    load = checkpoint.load
+    monkeypatch.setattr(checkpoint, "load", lambda run_dir: reads.append(run_dir) or load(run_dir))
+    run = experiment.resume(tmp_path / "run", progress=False, log=lambda line: None)
+    assert len(reads) == 1 and run.trainer.epoch == 1 and run.config.model == "simple_cnn"
+
+
+def test_a_new_run_refuses_a_folder_that_holds_one(tiny_fashion, tmp_path):
+    cfg = config(tiny_fashion, epochs=1, augment=False)
+    trainer_for(cfg, tmp_path / "run").fit(1)
+    with pytest.raises(experiment.RunExists, match="already holds a run"):
+        experiment.start(cfg, tmp_path / "run", progress=False)
