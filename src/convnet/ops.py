@@ -91,6 +91,8 @@ class Pow(Function):
 
 
 class Neg(Function):
+    """out = -a."""
+
     def forward(self, a):
         return -a
 
@@ -182,6 +184,8 @@ class Extremum(Function):
 
 # -------------------------------------------------------------------------- shape
 class Reshape(Function):
+    """out = a.reshape(shape); the gradient is reshaped back to a's shape."""
+
     def forward(self, a, shape):
         self.shape = a.shape
         try:
@@ -206,6 +210,8 @@ def flatten(a, start_dim=0, end_dim=-1):
 
 
 class Permute(Function):
+    """out = a.transpose(dims); the gradient goes back through the inverse permutation."""
+
     def forward(self, a, dims):
         if sorted(d % a.ndim for d in dims) != list(range(a.ndim)):
             raise ValueError(f"permute: expected a permutation of {tuple(range(a.ndim))}, got {dims}")
@@ -231,6 +237,8 @@ class Index(Function):
 
 # -------------------------------------------------------------------------- elementwise
 class Exp(Function):
+    """out = exp(a); d/da = exp(a), the output itself."""
+
     def forward(self, a):
         self.out = np.exp(a)
         return self.out
@@ -240,6 +248,8 @@ class Exp(Function):
 
 
 class Log(Function):
+    """out = log(a); d/da = 1/a."""
+
     def forward(self, a):
         self.a = a
         return np.log(a)
@@ -249,6 +259,8 @@ class Log(Function):
 
 
 class Sqrt(Function):
+    """out = sqrt(a); d/da = 1 / (2*sqrt(a))."""
+
     def forward(self, a):
         self.out = np.sqrt(a)
         return self.out
@@ -258,6 +270,8 @@ class Sqrt(Function):
 
 
 class Abs(Function):
+    """out = |a|; d/da = sign(a), 0 at a = 0 (as torch.abs)."""
+
     def forward(self, a):
         self.a = a
         return np.abs(a)

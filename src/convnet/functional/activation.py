@@ -42,6 +42,8 @@ class Sigmoid(Function):
 
 
 class Tanh(Function):
+    """out = tanh(x); d/dx = 1 - tanh(x)^2, from the output."""
+
     def forward(self, x):
         self.out = np.tanh(x)
         return self.out

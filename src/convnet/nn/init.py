@@ -70,6 +70,15 @@ def kaiming_normal_(tensor, a=0.0, mode="fan_in", nonlinearity="leaky_relu", gen
     return normal_(tensor, 0.0, calculate_gain(nonlinearity, a) / math.sqrt(_fan(tensor, mode)), generator)
 
 
+def default_init_(weight, bias):
+    """PyTorch's default for Conv2d, ConvTranspose2d and Linear: kaiming_uniform_(a=sqrt(5)) for the
+    weight, which is U(+-1/sqrt(fan_in)), and U(+-1/sqrt(fan_in)) for the bias."""
+    kaiming_uniform_(weight, a=math.sqrt(5))
+    if bias is not None:
+        bound = 1 / math.sqrt(fan_in_and_fan_out(weight)[0])
+        uniform_(bias, -bound, bound)
+
+
 def xavier_uniform_(tensor, gain=1.0, generator=None):
     """U(-bound, bound) with bound = gain * sqrt(6 / (fan_in + fan_out))."""
     fan_in, fan_out = fan_in_and_fan_out(tensor)

@@ -5,7 +5,7 @@ import numpy as np
 from .. import _checks
 from .. import functional as F
 from ..ops import flatten
-from .conv import default_init_
+from .init import default_init_
 from .module import Module, Parameter
 
 
