@@ -49,3 +49,18 @@ def probability(op, name, value):
     if not isinstance(value, numbers.Real) or not 0 <= value <= 1:
         raise ValueError(f"{op}: expected {name} between 0 and 1, got {value!r}")
     return float(value)
+
+
+def groups_divide_channels(op, groups, in_channels, out_channels):
+    """Grouped convolution splits both channel counts into ``groups`` equal parts."""
+    if in_channels % groups or out_channels % groups:
+        raise ValueError(f"{op}: expected groups to divide in_channels and out_channels, got groups={groups}, "
+                         f"in_channels={in_channels}, out_channels={out_channels}")
+
+
+def output_padding_fits(op, output_padding, stride, dilation):
+    """output_padding picks among the sizes that a strided convolution maps to one size, so
+    PyTorch requires it smaller than the stride or the dilation in each dimension."""
+    if any(p >= max(s, d) for p, s, d in zip(output_padding, stride, dilation)):
+        raise ValueError(f"{op}: expected output_padding smaller than stride or dilation, got "
+                         f"output_padding={output_padding}, stride={stride}, dilation={dilation}")

@@ -6,6 +6,8 @@ one output position at a time, the ops loop over the kH*kW *kernel offsets*: for
 the input values under that kernel tap, for every output position at once, are one strided
 view `offset_view(padded, i, j, ...)` of shape (N, C, H', W'). Scattering gradients back is the
 same loop with `+=` into strided slices (never `np.add.at`, which is an order of magnitude slower).
+Convolution copies those views into im2col columns, so that one matrix product does its sums;
+`col2im` is the adjoint that scatters columns back.
 
 Memory layout: the ops work on *channel-major* arrays (C, N, H, W) internally and hand back
 (N, C, H, W)-shaped views of them, like PyTorch's channels_last is NCHW-shaped with another
@@ -53,3 +55,52 @@ def offset_view(padded, i, j, stride, dilation, out_hw):
     (sh, sw), (dh, dw), (oh, ow) = stride, dilation, out_hw
     top, left = i * dh, j * dw
     return padded[:, :, top:top + sh * (oh - 1) + 1:sh, left:left + sw * (ow - 1) + 1:sw]
+
+
+def im2col(padded, kernel, stride, dilation, out_hw):
+    """padded: channel-major (C, N, Hp, Wp) -> columns (C*kH*kW, N*H'*W'), one column per output position.
+
+    One strided copy per kernel tap. (Splitting the copies across threads was measured: no gain,
+    they are memory-bound on this 2-core machine.)
+    """
+    c, n = padded.shape[:2]
+    (kh, kw), (oh, ow) = kernel, out_hw
+    cols = np.empty((c, kh, kw, n, oh, ow), dtype=padded.dtype)
+    for i in range(kh):
+        for j in range(kw):
+            cols[:, i, j] = offset_view(padded, i, j, stride, dilation, out_hw)
+    return cols.reshape(c * kh * kw, n * oh * ow)
+
+
+def col2im(cols, padded_shape, kernel, stride, dilation, out_hw):
+    """Adjoint of `im2col`: columns (C*kH*kW, N*H'*W') -> channel-major (C, N, Hp, Wp), overlaps summed."""
+    c, n = padded_shape[:2]
+    (kh, kw), (oh, ow) = kernel, out_hw
+    cols = cols.reshape(c, kh, kw, n, oh, ow)
+    padded = np.zeros(padded_shape, dtype=cols.dtype)
+    for i in range(kh):
+        for j in range(kw):
+            offset_view(padded, i, j, stride, dilation, out_hw)[...] += cols[:, i, j]
+    return padded
+
+
+def col2im_wide(cols, padded_shape, kernel, dilation, out_h):
+    """`col2im` for stride 1, from *wide* columns (C*kH*kW, N*H'*Wp) whose extra Wp - W' entries
+    per output row are zero.
+
+    With output rows as wide as the padded input, kernel tap (i, j) covers each image's padded
+    pixels as one contiguous run of H'*Wp values from offset i*dH*Wp + j*dW, so a tap is one
+    add of N long runs instead of N*H' short rows (about 4x faster). The zero entries land on
+    padding or on the next row's first pixels and change nothing.
+    """
+    c, n, hp, wp = padded_shape
+    kh, kw = kernel
+    cols = cols.reshape(c, kh, kw, n, out_h * wp)
+    image = hp * wp
+    last_offset = (kh - 1) * dilation[0] * wp + (kw - 1) * dilation[1]
+    flat = np.zeros((c, n * image + last_offset), dtype=cols.dtype)
+    for i in range(kh):
+        for j in range(kw):
+            offset = i * dilation[0] * wp + j * dilation[1]
+            flat[:, offset:offset + n * image].reshape(c, n, image)[:, :, :out_h * wp] += cols[:, i, j]
+    return flat[:, :n * image].reshape(padded_shape)

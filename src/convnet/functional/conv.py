@@ -1,4 +1,4 @@
-"""2-D convolution, as deep learning defines it: cross-correlation.
+"""2-D convolution, as deep learning defines it: cross-correlation, and its transpose.
 
 ``out[n, o, y, x] = bias[o] + sum_{c, i, j} weight[o, c, i, j] * in[n, c, y*s + i*d, x*s + j*d]``
 
@@ -6,116 +6,180 @@ The kernel is *not* flipped. Signal processing's convolution flips it first, so
 ``conv2d(x, w)`` equals ``scipy.signal.convolve2d(x, w[::-1, ::-1], 'valid')`` and
 ``scipy.signal.correlate2d(x, w, 'valid')`` (tests/test_conv_scipy.py shows both). Since the
 kernel is learned, the flip makes no difference to what a network can represent.
+
+Both ops are built from three array-level functions (arrays in, arrays out, no Tensor):
+`conv2d_forward`, `conv2d_input_grad` and `conv2d_weight_grad`, with a `ConvGeometry` saying
+everything about the convolution but its batch and channels. A transposed convolution is a
+convolution's input gradient, so it uses the same three the other way round.
 """
+
+from typing import NamedTuple
 
 import numpy as np
 
 from .. import _checks
 from ..tensor import Function
-from ._windows import channel_major, offset_view, output_size, pad, unpad
+from ._windows import channel_major, col2im, col2im_wide, im2col, output_size, pad, unpad
 
 
-def im2col(padded, kernel, stride, dilation, out_hw):
-    """padded: channel-major (C, N, Hp, Wp) -> columns (C*kH*kW, N*H'*W'), one column per output position.
+class ConvGeometry(NamedTuple):
+    """A convolution's geometry: kernel (kH, kW), stride (sH, sW), padding (top, bottom, left,
+    right), dilation (dH, dW), groups G, input (H, W) before padding and output (H', W').
 
-    One strided copy per kernel tap. (Splitting the copies across threads was measured: no gain,
-    they are memory-bound on this 2-core machine.)
+    ``output_hw`` is the natural size ``output_size(...)`` for `conv2d`. For `conv_transpose2d`
+    it is that op's input size, which an ``output_padding`` not smaller than the stride makes
+    smaller than the natural size: the convolution then counts only the first H' x W' positions.
     """
-    c, n = padded.shape[:2]
-    (kh, kw), (oh, ow) = kernel, out_hw
-    cols = np.empty((c, kh, kw, n, oh, ow), dtype=padded.dtype)
-    for i in range(kh):
-        for j in range(kw):
-            cols[:, i, j] = offset_view(padded, i, j, stride, dilation, out_hw)
-    return cols.reshape(c * kh * kw, n * oh * ow)
+    kernel: tuple
+    stride: tuple
+    padding: tuple
+    dilation: tuple
+    groups: int
+    input_hw: tuple
+    output_hw: tuple
+
+    @classmethod
+    def of_conv2d(cls, input_hw, kernel, stride, padding, dilation, groups):
+        """The geometry of ``conv2d`` on an (H, W) input: H' = (H + top + bottom - dH*(kH-1) - 1) // sH + 1."""
+        output_hw = (output_size(input_hw[0], kernel[0], stride[0], dilation[0], *padding[:2]),
+                     output_size(input_hw[1], kernel[1], stride[1], dilation[1], *padding[2:]))
+        return cls(kernel, stride, padding, dilation, groups, input_hw, output_hw)
+
+    @classmethod
+    def of_conv_transpose2d(cls, input_hw, kernel, stride, padding, output_padding, dilation, groups):
+        """The geometry of the convolution whose input gradient is ``conv_transpose2d`` on an (H, W)
+        input: that convolution maps (H_out, W_out) to (H, W), with padding (pH, pH, pW, pW) and
+        H_out = (H - 1)*sH - 2*pH + dH*(kH-1) + output_padding_H + 1.
+        """
+        transposed_out = tuple((size - 1) * s - 2 * p + d * (k - 1) + extra + 1 for size, s, p, d, k, extra
+                               in zip(input_hw, stride, padding, dilation, kernel, output_padding))
+        return cls(kernel, stride, (padding[0], padding[0], padding[1], padding[1]), dilation, groups,
+                   transposed_out, tuple(input_hw))
+
+    @property
+    def padded_hw(self):
+        (h, w), (top, bottom, left, right) = self.input_hw, self.padding
+        return h + top + bottom, w + left + right
 
 
-def col2im(cols, padded_shape, kernel, stride, dilation, out_hw):
-    """Adjoint of `im2col`: columns (C*kH*kW, N*H'*W') -> channel-major (C, N, Hp, Wp), overlaps summed."""
-    c, n = padded_shape[:2]
-    (kh, kw), (oh, ow) = kernel, out_hw
-    cols = cols.reshape(c, kh, kw, n, oh, ow)
-    padded = np.zeros(padded_shape, dtype=cols.dtype)
-    for i in range(kh):
-        for j in range(kw):
-            offset_view(padded, i, j, stride, dilation, out_hw)[...] += cols[:, i, j]
-    return padded
+# ------------------------------------------------------------------ the three array functions
+def conv2d_columns(x, geometry):
+    """x: (N, C, H, W) -> columns: (G, C/G*kH*kW, N*H'*W'), the im2col matrix of the padded input
+    split by group: column (n, y, x) holds the values under the kernel at output position (y, x)."""
+    padded = pad(channel_major(x), geometry.padding)
+    columns = im2col(padded, geometry.kernel, geometry.stride, geometry.dilation, geometry.output_hw)
+    return columns.reshape(geometry.groups, -1, x.shape[0] * geometry.output_hw[0] * geometry.output_hw[1])
 
 
-def col2im_wide(cols, padded_shape, kernel, dilation, out_h):
-    """`col2im` for stride 1, from *wide* columns (C*kH*kW, N*H'*Wp) whose extra Wp - W' entries
-    per output row are zero.
+def conv2d_forward(x, weight, geometry):
+    """x: (N, C, H, W), weight: (O, C/G, kH, kW) -> out: (N, O, H', W'), columns: (G, C/G*kH*kW, N*H'*W').
 
-    With output rows as wide as the padded input, kernel tap (i, j) covers each image's padded
-    pixels as one contiguous run of H'*Wp values from offset i*dH*Wp + j*dW, so a tap is one
-    add of N long runs instead of N*H' short rows (about 4x faster). The zero entries land on
-    padding or on the next row's first pixels and change nothing.
+    out[n, o, y, x] = sum_{c, i, j} weight[o, c, i, j] * x_padded[n, g*C/G + c, y*sH + i*dH, x*sW + j*dW]
+    with g = o // (O/G): `conv2d_columns` then one matrix product per group,
+    (O/G, C/G*kH*kW) @ (C/G*kH*kW, N*H'*W'), whose (O, N*H'*W') result is ``out`` in channel-major
+    memory (returned as an NCHW view). ``columns`` are returned for `conv2d_weight_grad`.
     """
-    c, n, hp, wp = padded_shape
-    kh, kw = kernel
-    cols = cols.reshape(c, kh, kw, n, out_h * wp)
-    image = hp * wp
-    last_offset = (kh - 1) * dilation[0] * wp + (kw - 1) * dilation[1]
-    flat = np.zeros((c, n * image + last_offset), dtype=cols.dtype)
-    for i in range(kh):
-        for j in range(kw):
-            offset = i * dilation[0] * wp + j * dilation[1]
-            flat[:, offset:offset + n * image].reshape(c, n, image)[:, :, :out_h * wp] += cols[:, i, j]
-    return flat[:, :n * image].reshape(padded_shape)
+    o, groups = weight.shape[0], geometry.groups
+    columns = conv2d_columns(x, geometry)
+    out = np.matmul(weight.reshape(groups, o // groups, -1), columns)
+    return out.reshape(o, x.shape[0], *geometry.output_hw).transpose(1, 0, 2, 3), columns
 
 
+def conv2d_input_grad(grad_out, weight, geometry):
+    """grad_out: (N, O, H', W'), weight: (O, C/G, kH, kW) -> grad_x: (N, C, H, W).
+
+    Per group, d_columns = weight^T @ d_out, (C/G*kH*kW, O/G) @ (O/G, N*H'*W'), then col2im sums
+    each column back onto the input positions it was read from, and the padding is cut off. For
+    stride 1 the columns are computed wide (see `col2im_wide`). Returned as an NCHW view of
+    channel-major memory.
+    """
+    o, groups = weight.shape[0], geometry.groups
+    c = weight.shape[1] * groups
+    grad_c = channel_major(grad_out)
+    padded_shape = (c, grad_c.shape[1]) + geometry.padded_hw
+    weight_t = weight.reshape(groups, o // groups, -1).transpose(0, 2, 1)
+    if geometry.stride == (1, 1):
+        wide = np.zeros(grad_c.shape[:3] + (padded_shape[3],), dtype=grad_c.dtype)
+        wide[..., :geometry.output_hw[1]] = grad_c
+        columns = np.matmul(weight_t, wide.reshape(groups, o // groups, -1))
+        padded = col2im_wide(columns, padded_shape, geometry.kernel, geometry.dilation, geometry.output_hw[0])
+    else:
+        columns = np.matmul(weight_t, grad_c.reshape(groups, o // groups, -1))
+        padded = col2im(columns, padded_shape, geometry.kernel, geometry.stride, geometry.dilation, geometry.output_hw)
+    return unpad(padded, geometry.padding).transpose(1, 0, 2, 3)
+
+
+def conv2d_weight_grad(grad_out, columns, geometry):
+    """grad_out: (N, O, H', W'), columns: (G, C/G*kH*kW, N*H'*W') from `conv2d_columns` of the
+    input -> grad_weight: (O, C/G, kH, kW).
+
+    Per group, d_weight = d_out @ columns^T, (O/G, N*H'*W') @ (N*H'*W', C/G*kH*kW).
+    """
+    o, groups = grad_out.shape[1], geometry.groups
+    grad_grouped = channel_major(grad_out).reshape(groups, o // groups, -1)
+    grad_weight = np.matmul(grad_grouped, columns.transpose(0, 2, 1))
+    return grad_weight.reshape((o, columns.shape[1] // (geometry.kernel[0] * geometry.kernel[1])) + geometry.kernel)
+
+
+def _channel_sums(grad):
+    """grad: (N, C, H, W) -> (C,): the bias gradient."""
+    return channel_major(grad).reshape(grad.shape[1], -1).sum(axis=1)
+
+
+# ------------------------------------------------------------------ autograd Functions
 class Conv2d(Function):
     """x: (N, C, H, W), weight: (O, C/G, kH, kW), bias: (O,) or None -> out: (N, O, H', W').
 
-    H' = (H + pad_top + pad_bottom - dH*(kH-1) - 1) // sH + 1, likewise W'.
-    Forward: im2col then one matrix product per group, (O/G, C/G*kH*kW) @ (C/G*kH*kW, N*H'*W'),
-    whose (O, N*H'*W') result is the output in channel-major memory (returned as an NCHW view).
-    Backward: d_weight = d_out @ cols^T, d_cols = weight^T @ d_out, d_x = col2im(d_cols); for
-    stride 1 the columns are computed wide (see `col2im_wide`).
+    Forward keeps the im2col columns, so the weight gradient needs no second im2col.
     """
 
-    def forward(self, x, weight, bias, stride, padding, dilation, groups):
-        n, c, h, w = x.shape
-        o, _, kh, kw = weight.shape
-        out_hw = (output_size(h, kh, stride[0], dilation[0], *padding[:2]),
-                  output_size(w, kw, stride[1], dilation[1], *padding[2:]))
-        padded = pad(channel_major(x), padding)
-        cols = im2col(padded, (kh, kw), stride, dilation, out_hw).reshape(groups, -1, n * out_hw[0] * out_hw[1])
-        out = np.matmul(weight.reshape(groups, o // groups, -1), cols).reshape(o, n, *out_hw)
+    def forward(self, x, weight, bias, geometry):
+        out, self.columns = conv2d_forward(x, weight, geometry)
         if bias is not None:
-            out += bias.reshape(o, 1, 1, 1)
-        self.cols, self.weight, self.has_bias = cols, weight, bias is not None
-        self.geometry = (padded.shape, (kh, kw), stride, dilation, out_hw, padding, groups)
-        return out.transpose(1, 0, 2, 3)
+            out += bias.reshape(1, -1, 1, 1)
+        self.weight, self.geometry, self.has_bias = weight, geometry, bias is not None
+        return out
 
     def backward(self, grad):
-        padded_shape, kernel, stride, dilation, out_hw, padding, groups = self.geometry
-        o = grad.shape[1]
-        grad_c = channel_major(grad)
-        grad_grouped = grad_c.reshape(groups, o // groups, -1)
-        grad_x = grad_weight = grad_bias = None
-        if self.needs_input_grad[0]:
-            grad_x = self._input_grad(grad_c, grad_grouped)
-        if self.needs_input_grad[1]:
-            grad_weight = np.matmul(grad_grouped, self.cols.transpose(0, 2, 1)).reshape(self.weight.shape)
-        if self.has_bias and self.needs_input_grad[2]:
-            grad_bias = grad_c.reshape(o, -1).sum(axis=1)
+        # One channel-major copy (at most), which each gradient below then reads for free.
+        grad = channel_major(grad).transpose(1, 0, 2, 3)
+        grad_x = conv2d_input_grad(grad, self.weight, self.geometry) if self.needs_input_grad[0] else None
+        grad_weight = conv2d_weight_grad(grad, self.columns, self.geometry) if self.needs_input_grad[1] else None
+        grad_bias = _channel_sums(grad) if self.has_bias and self.needs_input_grad[2] else None
         return grad_x, grad_weight, grad_bias
 
-    def _input_grad(self, grad_c, grad_grouped):
-        padded_shape, kernel, stride, dilation, out_hw, padding, groups = self.geometry
-        o = grad_c.shape[0]
-        weight_t = self.weight.reshape(groups, o // groups, -1).transpose(0, 2, 1)
-        if stride == (1, 1):
-            wide = np.zeros(grad_c.shape[:3] + (padded_shape[3],), dtype=grad_c.dtype)
-            wide[..., :out_hw[1]] = grad_c
-            cols = np.matmul(weight_t, wide.reshape(groups, o // groups, -1))
-            padded = col2im_wide(cols, padded_shape, kernel, dilation, out_hw[0])
-        else:
-            padded = col2im(np.matmul(weight_t, grad_grouped), padded_shape, kernel, stride, dilation, out_hw)
-        return unpad(padded, padding).transpose(1, 0, 2, 3)
+
+class ConvTranspose2d(Function):
+    """x: (N, C_in, H, W), weight: (C_in, C_out/G, kH, kW), bias: (C_out,) or None
+    -> out: (N, C_out, H_out, W_out), H_out = (H - 1)*sH - 2*pH + dH*(kH-1) + output_padding_H + 1.
+
+    The adjoint of the convolution ``geometry`` describes, which maps (N, C_out, H_out, W_out) to
+    (N, C_in, H, W) with the same weight: forward is its input gradient, the input gradient is
+    its forward, and the weight gradient is its weight gradient with the roles of x and d_out swapped.
+    """
+
+    def forward(self, x, weight, bias, geometry):
+        out = conv2d_input_grad(x, weight, geometry)
+        if bias is not None:
+            out += bias.reshape(1, -1, 1, 1)
+        self.x, self.weight, self.geometry, self.has_bias = x, weight, geometry, bias is not None
+        return out
+
+    def backward(self, grad):
+        grad_x = grad_weight = None
+        grad = channel_major(grad).transpose(1, 0, 2, 3)
+        # The input gradient's forward builds the columns of grad that the weight gradient needs.
+        if self.needs_input_grad[0]:
+            grad_x, grad_columns = conv2d_forward(grad, self.weight, self.geometry)
+        elif self.needs_input_grad[1]:
+            grad_columns = conv2d_columns(grad, self.geometry)
+        if self.needs_input_grad[1]:
+            grad_weight = conv2d_weight_grad(self.x, grad_columns, self.geometry)
+        grad_bias = _channel_sums(grad) if self.has_bias and self.needs_input_grad[2] else None
+        return grad_x, grad_weight, grad_bias
 
 
+# ------------------------------------------------------------------ slow references for the tests
 def conv2d_reference(x, weight, bias=None, stride=(1, 1), padding=(0, 0, 0, 0), dilation=(1, 1), groups=1):
     """Slow, obviously correct forward on arrays: the defining sum, one output position at a time.
 
@@ -141,6 +205,35 @@ def conv2d_reference(x, weight, bias=None, stride=(1, 1), padding=(0, 0, 0, 0), 
     return out
 
 
+def conv_transpose2d_reference(x, weight, bias=None, stride=(1, 1), padding=(0, 0), output_padding=(0, 0),
+                               dilation=(1, 1), groups=1):
+    """Slow, obviously correct transposed convolution on arrays: the defining scatter sum, one
+    input position at a time.
+
+    Input position (y, x) adds ``x[n, c, y, x] * weight[c, o, :, :]`` to the output window whose
+    tap (i, j) is at (y*sH + i*dH - pH, x*sW + j*dW - pW), for each channel c of o's group.
+    """
+    n, c, h, w = x.shape
+    _, og, kh, kw = weight.shape
+    cg = c // groups
+    out_h = (h - 1) * stride[0] - 2 * padding[0] + dilation[0] * (kh - 1) + output_padding[0] + 1
+    out_w = (w - 1) * stride[1] - 2 * padding[1] + dilation[1] * (kw - 1) + output_padding[1] + 1
+    # Scatter into an output padded on every side, then cut the padding off.
+    full = np.zeros((n, og * groups, out_h + 2 * padding[0], out_w + 2 * padding[1]), dtype=np.result_type(x, weight))
+    for y in range(h):
+        for xx in range(w):
+            rows = slice(y * stride[0], y * stride[0] + dilation[0] * (kh - 1) + 1, dilation[0])
+            cols = slice(xx * stride[1], xx * stride[1] + dilation[1] * (kw - 1) + 1, dilation[1])
+            for g in range(groups):
+                full[:, g * og:(g + 1) * og, rows, cols] += np.einsum(
+                    "nc,coij->noij", x[:, g * cg:(g + 1) * cg, y, xx], weight[g * cg:(g + 1) * cg])
+    out = full[:, :, padding[0]:padding[0] + out_h, padding[1]:padding[1] + out_w]
+    if bias is not None:
+        out = out + bias.reshape(1, -1, 1, 1)
+    return out
+
+
+# ------------------------------------------------------------------ public ops
 def resolve_padding(op, padding, kernel, stride, dilation):
     """padding: int, pair, 'valid' or 'same' -> (top, bottom, left, right), as PyTorch pads."""
     if isinstance(padding, str):
@@ -154,6 +247,15 @@ def resolve_padding(op, padding, kernel, stride, dilation):
         raise ValueError(f"{op}: expected padding to be an int, a pair, 'same' or 'valid', got {padding!r}")
     ph, pw = _checks.pair(op, "padding", padding, minimum=0)
     return ph, ph, pw, pw
+
+
+def _check_weight_and_bias(op, input, weight, bias, out_channels):
+    if weight.dtype != input.dtype:
+        raise TypeError(f"{op}: expected weight dtype to match input dtype {input.dtype}, got {weight.dtype}")
+    if bias is not None:
+        bias = _checks.as_tensor(op, "bias", bias)
+        _checks.check_shape(op, "bias", bias, "(O,)", O=out_channels)
+    return bias
 
 
 def conv2d(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1):
@@ -184,20 +286,61 @@ def conv2d(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1):
     dilation = _checks.pair(op, "dilation", dilation, minimum=1)
     n, c, h, w = input.shape
     o, cg, kh, kw = weight.shape
-    if c % groups or o % groups:
-        raise ValueError(f"{op}: groups={groups} must divide both input channels ({c}) and output channels ({o})")
+    _checks.groups_divide_channels(op, groups, c, o)
     if cg * groups != c:
         raise ValueError(f"{op}: expected weight of shape ({o}, {c // groups}, kH, kW) for input with {c} channels "
                          f"and groups={groups}, got {weight.shape}")
-    if weight.dtype != input.dtype:
-        raise TypeError(f"{op}: expected weight dtype to match input dtype {input.dtype}, got {weight.dtype}")
-    if bias is not None:
-        bias = _checks.as_tensor(op, "bias", bias)
-        _checks.check_shape(op, "bias", bias, "(O,)", O=o)
+    bias = _check_weight_and_bias(op, input, weight, bias, o)
     padding = resolve_padding(op, padding, (kh, kw), stride, dilation)
-    padded_hw = (h + padding[0] + padding[1], w + padding[2] + padding[3])
+    geometry = ConvGeometry.of_conv2d((h, w), (kh, kw), stride, padding, dilation, groups)
     span = (dilation[0] * (kh - 1) + 1, dilation[1] * (kw - 1) + 1)
-    if span[0] > padded_hw[0] or span[1] > padded_hw[1]:
+    if span[0] > geometry.padded_hw[0] or span[1] > geometry.padded_hw[1]:
         raise ValueError(f"{op}: kernel {(kh, kw)} with dilation {dilation} spans {span}, larger than the padded "
-                         f"input {padded_hw} (input {(h, w)}, padding {padding[::2]})")
-    return Conv2d.apply(input, weight, bias, stride=stride, padding=padding, dilation=dilation, groups=groups)
+                         f"input {geometry.padded_hw} (input {(h, w)}, padding {padding[::2]})")
+    return Conv2d.apply(input, weight, bias, geometry=geometry)
+
+
+def conv_transpose2d(input, weight, bias=None, stride=1, padding=0, output_padding=0, groups=1, dilation=1):
+    """2-D transposed convolution, like ``torch.nn.functional.conv_transpose2d`` (note its
+    argument order): the gradient of `conv2d` with respect to its input, used to upsample.
+
+    Args:
+        input: (N, C_in, H, W) floating tensor.
+        weight: (C_in, C_out/groups, kH, kW).
+        bias: (C_out,) or None.
+        stride, dilation: int or (sH, sW) >= 1.
+        padding: int or (pH, pW) >= 0: removed from each side of the output.
+        output_padding: int or pair, each smaller than its stride or its dilation: added to
+            the bottom and right of the output, to pick among the sizes a stride maps to one.
+        groups: int dividing C_in.
+
+    Returns:
+        (N, C_out, H_out, W_out) with H_out = (H - 1)*sH - 2*pH + dH*(kH-1) + output_padding_H + 1.
+
+    >>> import convnet, convnet.functional as F
+    >>> F.conv_transpose2d(convnet.ones(1, 1, 2, 2), convnet.ones(1, 1, 2, 2), stride=2).shape
+    (1, 1, 4, 4)
+    """
+    op = "conv_transpose2d"
+    input = _checks.as_tensor(op, "input", input)
+    weight = _checks.as_tensor(op, "weight", weight)
+    _checks.check_shape(op, "input", input, "(N, C_in, H, W)")
+    _checks.check_shape(op, "weight", weight, "(C_in, C_out/groups, kH, kW)")
+    groups = _checks.positive_int(op, "groups", groups)
+    stride = _checks.pair(op, "stride", stride, minimum=1)
+    padding = _checks.pair(op, "padding", padding, minimum=0)
+    output_padding = _checks.pair(op, "output_padding", output_padding, minimum=0)
+    dilation = _checks.pair(op, "dilation", dilation, minimum=1)
+    _checks.output_padding_fits(op, output_padding, stride, dilation)
+    n, c, h, w = input.shape
+    c_weight, out_per_group, kh, kw = weight.shape
+    _checks.groups_divide_channels(op, groups, c, out_per_group * groups)
+    if c_weight != c:
+        raise ValueError(f"{op}: expected weight of shape ({c}, C_out/groups, kH, kW) for input with {c} channels, "
+                         f"got {weight.shape}")
+    bias = _check_weight_and_bias(op, input, weight, bias, out_per_group * groups)
+    geometry = ConvGeometry.of_conv_transpose2d((h, w), (kh, kw), stride, padding, output_padding, dilation, groups)
+    if min(geometry.input_hw) < 1:
+        raise ValueError(f"{op}: expected a positive output size, got {geometry.input_hw} for input {(h, w)} "
+                         f"with kernel {(kh, kw)}, stride {stride}, padding {padding}, dilation {dilation}")
+    return ConvTranspose2d.apply(input, weight, bias, geometry=geometry)

@@ -2,7 +2,7 @@
 
 from . import init
 from .activation import GELU, LeakyReLU, LogSoftmax, ReLU, Sigmoid, Softmax, Tanh
-from .conv import Conv2d
+from .conv import Conv2d, ConvTranspose2d
 from .inspect import LayerOutput, record_outputs
 from .linear import Dropout, Flatten, Identity, Linear
 from .module import Module, Parameter, Sequential
@@ -11,6 +11,7 @@ from .pooling import AdaptiveAvgPool2d, AvgPool2d, MaxPool2d
 from .residual import BasicBlock
 from .summary import summary, summary_rows
 
-__all__ = ["Module", "Parameter", "Sequential", "Conv2d", "Linear", "Flatten", "Dropout", "Identity", "MaxPool2d",
-           "AvgPool2d", "AdaptiveAvgPool2d", "ReLU", "LeakyReLU", "Sigmoid", "Tanh", "GELU", "Softmax", "LogSoftmax",
-           "BatchNorm1d", "BatchNorm2d", "BasicBlock", "init", "summary", "summary_rows", "record_outputs", "LayerOutput"]
+__all__ = ["Module", "Parameter", "Sequential", "Conv2d", "ConvTranspose2d", "Linear", "Flatten", "Dropout", "Identity",
+           "MaxPool2d", "AvgPool2d", "AdaptiveAvgPool2d", "ReLU", "LeakyReLU", "Sigmoid", "Tanh", "GELU", "Softmax",
+           "LogSoftmax", "BatchNorm1d", "BatchNorm2d", "BasicBlock", "init", "summary", "summary_rows",
+           "record_outputs", "LayerOutput"]

@@ -10,7 +10,6 @@ import numpy as np
 
 from .. import functional as F
 from .. import nn
-from ..functional.conv import resolve_padding
 from ..tensor import Tensor
 
 
@@ -84,8 +83,7 @@ def _convolution_step(record, maps):
     map_index = int(np.argmax(maps.reshape(len(maps), -1).std(axis=1)))
     feature_map = maps[map_index]
     (kh, kw), (sh, sw), (dh, dw) = module.kernel_size, module.stride, module.dilation
-    top_pad, _, left_pad, _ = resolve_padding("Conv2d", module.padding, module.kernel_size, module.stride,
-                                              module.dilation)
+    top_pad, _, left_pad, _ = module.resolved_padding
     row, col = np.unravel_index(np.argmax(feature_map), feature_map.shape)
     spacing = max(1, -(-kw // sw))  # windows side by side, not on top of each other
     cols = [col + spacing * k for k in (-1, 0, 1)]
