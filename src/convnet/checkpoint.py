@@ -66,7 +66,11 @@ def load(run_dir):
         tensors = load_tensors(data)
         header_length = int.from_bytes(data[:8], "little")
         header = json.loads(data[8:8 + header_length])
-        meta = json.loads(header.get("__metadata__", {}).get("convnet", "{}"))
+        stored = (header.get("__metadata__") or {}).get("convnet")
+        if stored is None:
+            raise CheckpointError(f"{path}: not a readable convnet checkpoint (a safetensors file without "
+                                  f"convnet's metadata)")
+        meta = json.loads(stored)
     except (SafetensorError, ValueError, OSError) as error:
         raise CheckpointError(f"{path}: not a readable convnet checkpoint ({error})") from None
     model_state = {key[len("model."):]: value for key, value in tensors.items() if key.startswith("model.")}
