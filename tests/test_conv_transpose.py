@@ -16,7 +16,7 @@ import convnet.functional as F
 from convnet import Tensor, nn
 from convnet.functional.conv import (ConvGeometry, conv2d_columns, conv2d_forward, conv2d_input_grad,
                                      conv2d_reference, conv2d_weight_grad, conv_transpose2d_reference)
-from conftest import assert_close_relative_to_scale, finite_difference_check, torch_check
+from conftest import assert_close_relative_to_scale, finite_difference_check, requires_torch, torch, torch_check
 
 
 @st.composite
@@ -53,10 +53,11 @@ def test_conv_transpose2d_gradients_match_finite_differences(case):
     finite_difference_check(_conv_transpose(case, F.conv_transpose2d), _inputs(case))
 
 
+@requires_torch
 @given(transpose_cases())
 def test_conv_transpose2d_matches_torch(case):
-    torch_check(_conv_transpose(case, F.conv_transpose2d), _conv_transpose(case, _torch_functional().conv_transpose2d),
-                _inputs(case))
+    torch_check(_conv_transpose(case, F.conv_transpose2d),
+                _conv_transpose(case, torch.nn.functional.conv_transpose2d), _inputs(case))
 
 
 @given(transpose_cases())
@@ -64,11 +65,6 @@ def test_conv_transpose2d_matches_slow_reference(case):
     out = _conv_transpose(case, F.conv_transpose2d)(*_inputs(case))
     np.testing.assert_allclose(out.numpy(), _conv_transpose(case, conv_transpose2d_reference)(*_inputs(case)),
                                rtol=1e-10, atol=1e-10)
-
-
-def _torch_functional():
-    torch = pytest.importorskip("torch")
-    return torch.nn.functional
 
 
 # ------------------------------------------------------------------ the three array functions
@@ -130,9 +126,9 @@ def test_array_gradients_match_finite_differences(x_shape, w_shape, arguments):
         assert (grad_w * v_w).sum() == pytest.approx(numeric_w, rel=1e-6, abs=1e-6)
 
 
+@requires_torch
 @pytest.mark.parametrize("x_shape, w_shape, arguments", ARRAY_CASES)
 def test_array_gradients_match_torch(x_shape, w_shape, arguments):
-    torch = pytest.importorskip("torch")
     x, w, geometry, grad_out, _ = _array_case(x_shape, w_shape, arguments)
     x, w, grad_out = (a.astype(np.float32) for a in (x, w, grad_out))
     their_x, their_w = torch.tensor(x, requires_grad=True), torch.tensor(w, requires_grad=True)
@@ -165,10 +161,10 @@ LAYERS = [
 ]
 
 
+@requires_torch
 @pytest.mark.parametrize("arguments", LAYERS)
 @pytest.mark.parametrize("input_requires_grad", [True, False])  # False: a first layer, weight gradients alone
 def test_conv_transpose_layer_loads_into_torch_and_matches_it(arguments, input_requires_grad, rng):
-    torch = pytest.importorskip("torch")
     ours, theirs = nn.ConvTranspose2d(**arguments), torch.nn.ConvTranspose2d(**arguments)
     assert ours.extra_repr() == theirs.extra_repr()
     assert list(ours.state_dict()) == list(theirs.state_dict())

@@ -2,11 +2,11 @@
 
 import numpy as np
 import pytest
-import torch
 
 import convnet
 from convnet import Tensor, optim
 from convnet.optim import lr_scheduler
+from conftest import requires_torch, torch
 
 
 def quadratic_problem(rng):
@@ -58,6 +58,7 @@ OPTIMIZERS = [
 ]
 
 
+@requires_torch
 @pytest.mark.parametrize("name, kwargs", OPTIMIZERS)
 def test_optimizer_follows_torch_for_20_steps(name, kwargs, rng):
     assert_same_trajectory_as_torch(lambda p: getattr(optim, name)(p, **kwargs), lambda p: getattr(torch.optim, name)(p, **kwargs), rng)
@@ -72,6 +73,7 @@ SCHEDULES = [
 ]
 
 
+@requires_torch
 @pytest.mark.parametrize("name, make", SCHEDULES)
 def test_schedules_follow_torch(name, make, rng):
     assert_same_trajectory_as_torch(lambda p: getattr(optim, name)(p, lr=0.05, **({"momentum": 0.9} if name == "SGD" else {})),

@@ -2,12 +2,11 @@
 
 import numpy as np
 import pytest
-import torch
 from hypothesis import given
 from hypothesis import strategies as st
 
 import convnet
-from conftest import finite_difference_check, torch_check
+from conftest import finite_difference_check, requires_torch, torch, torch_check
 
 BROADCAST_PAIRS = [((3, 4), (3, 4)), ((3, 4), (4,)), ((2, 1, 4), (3, 1)), ((1,), (2, 3)), ((2, 3), ())]
 BINARY = [
@@ -19,38 +18,76 @@ BINARY = [
 ]
 
 
-@given(st.sampled_from(range(len(BINARY))), st.sampled_from(BROADCAST_PAIRS), st.booleans(), st.integers(0, 2**16))
-def test_binary_ops_broadcast_and_reduce_gradients(op, shapes, swap, seed):
+BINARY_CASES = (st.sampled_from(range(len(BINARY))), st.sampled_from(BROADCAST_PAIRS), st.booleans(),
+                st.integers(0, 2**16))
+
+
+def binary_operands(op, shapes, swap, seed):
     rng = np.random.default_rng(seed)
     shapes = shapes[::-1] if swap else shapes
     a = rng.standard_normal(shapes[0])
     b = rng.uniform(0.5, 2.0, shapes[1]) * rng.choice([-1, 1], shapes[1])
     if op == 4:
         a = a + np.sign(a) * 0.5  # keep the base away from 0 where |a|**b has a kink
+    return a, b
+
+
+@given(*BINARY_CASES)
+def test_binary_ops_broadcast_and_reduce_gradients(op, shapes, swap, seed):
+    ours, _ = BINARY[op]
+    finite_difference_check(ours, list(binary_operands(op, shapes, swap, seed)))
+
+
+@requires_torch
+@given(*BINARY_CASES)
+def test_binary_ops_match_torch(op, shapes, swap, seed):
     ours, theirs = BINARY[op]
-    finite_difference_check(ours, [a, b])
-    torch_check(ours, theirs, [a, b])
+    torch_check(ours, theirs, list(binary_operands(op, shapes, swap, seed)))
 
 
 def test_scalar_operands_and_reflected_ops():
     finite_difference_check(lambda a: (2 - a) * 3 + 1 / (a + 5) - (a ** 2) / 4 + 2 ** a, [np.arange(4.0)])
+
+
+@requires_torch
+def test_scalar_operands_and_reflected_ops_match_torch():
     torch_check(lambda a: (2 - a) * 3 + 1 / (a + 5) - (a ** 2) / 4 + 2 ** a - (-a),
                 lambda a: (2 - a) * 3 + 1 / (a + 5) - (a ** 2) / 4 + 2 ** a - (-a), [np.arange(4.0)])
 
 
-@pytest.mark.parametrize("shapes", [((3, 4), (4, 5)), ((2, 3, 4), (4, 2)), ((4,), (4, 3)), ((3, 4), (4,)),
-                                    ((2, 1, 3, 4), (5, 4, 2)), ((4,), (4,))])
+MATMUL_SHAPES = [((3, 4), (4, 5)), ((2, 3, 4), (4, 2)), ((4,), (4, 3)), ((3, 4), (4,)), ((2, 1, 3, 4), (5, 4, 2)),
+                 ((4,), (4,))]
+
+
+@pytest.mark.parametrize("shapes", MATMUL_SHAPES)
 def test_matmul(shapes, rng):
     a, b = rng.standard_normal(shapes[0]), rng.standard_normal(shapes[1])
     finite_difference_check(lambda x, y: x @ y, [a, b])
+
+
+@requires_torch
+@pytest.mark.parametrize("shapes", MATMUL_SHAPES)
+def test_matmul_matches_torch(shapes, rng):
+    a, b = rng.standard_normal(shapes[0]), rng.standard_normal(shapes[1])
     torch_check(lambda x, y: x @ y, lambda x, y: x @ y, [a, b])
 
 
 REDUCTIONS = ["sum", "mean", "max", "min"]
 
 
-@given(st.sampled_from(REDUCTIONS), st.sampled_from([None, 0, 1, -1, (0, 2)]), st.booleans(), st.integers(0, 2**16))
+REDUCTION_CASES = (st.sampled_from(REDUCTIONS), st.sampled_from([None, 0, 1, -1, (0, 2)]), st.booleans(),
+                   st.integers(0, 2**16))
+
+
+@given(*REDUCTION_CASES)
 def test_reductions(name, axis, keepdims, seed):
+    x = np.random.default_rng(seed).standard_normal((3, 4, 2))
+    finite_difference_check(lambda t: getattr(t, name)(axis=axis, keepdims=keepdims), [x])
+
+
+@requires_torch
+@given(*REDUCTION_CASES)
+def test_reductions_match_torch(name, axis, keepdims, seed):
     x = np.random.default_rng(seed).standard_normal((3, 4, 2))
     ours = lambda t: getattr(t, name)(axis=axis, keepdims=keepdims)  # noqa: E731
     if name in ("max", "min"):
@@ -61,50 +98,78 @@ def test_reductions(name, axis, keepdims, seed):
         theirs = (lambda t: method(t)) if axis is None else (lambda t: method(t, dim=axis, keepdim=keepdims))
         if axis is None and keepdims:
             theirs = lambda t: method(t).reshape(1, 1, 1)  # noqa: E731
-    finite_difference_check(ours, [x])
     torch_check(ours, theirs, [x])
 
 
+@requires_torch
 def test_max_shares_the_gradient_among_ties_like_torch_amax():
     torch_check(lambda t: t.max(axis=1), lambda t: torch.amax(t, dim=1), [[[1.0, 3.0, 3.0], [2.0, 0.0, 1.0]]])
 
 
+SHAPE_OPS = [
+    (lambda t: t.reshape(4, 6) * np.arange(24.0).reshape(4, 6), lambda t: t.reshape(4, 6) * torch.arange(24.0).reshape(4, 6)),
+    (lambda t: t.view(-1), lambda t: t.view(-1)),
+    (lambda t: t.flatten(1), lambda t: t.flatten(1)),
+    (lambda t: t.transpose(0, 2), lambda t: t.transpose(0, 2)),
+    (lambda t: t.permute(1, 2, 0), lambda t: t.permute(1, 2, 0)),
+    (lambda t: t.T, lambda t: t.permute(2, 1, 0)),
+    (lambda t: t[1, :, 1:3], lambda t: t[1, :, 1:3]),
+    (lambda t: t[:, [0, 0, 2]], lambda t: t[:, [0, 0, 2]]),
+    (lambda t: t[np.array([1, 0, 1]), np.array([2, 2, 0])], lambda t: t[[1, 0, 1], [2, 2, 0]]),
+    (lambda t: t[t > 0], lambda t: t[t > 0]),
+    (lambda t: t[..., ::-2], lambda t: t.flip(-1)[..., ::2]),
+]
+
+
 def test_shape_ops(rng):
     x = rng.standard_normal((2, 3, 4))
-    cases = [
-        (lambda t: t.reshape(4, 6) * np.arange(24.0).reshape(4, 6), lambda t: t.reshape(4, 6) * torch.arange(24.0).reshape(4, 6)),
-        (lambda t: t.view(-1), lambda t: t.view(-1)),
-        (lambda t: t.flatten(1), lambda t: t.flatten(1)),
-        (lambda t: t.transpose(0, 2), lambda t: t.transpose(0, 2)),
-        (lambda t: t.permute(1, 2, 0), lambda t: t.permute(1, 2, 0)),
-        (lambda t: t.T, lambda t: t.permute(2, 1, 0)),
-        (lambda t: t[1, :, 1:3], lambda t: t[1, :, 1:3]),
-        (lambda t: t[:, [0, 0, 2]], lambda t: t[:, [0, 0, 2]]),
-        (lambda t: t[np.array([1, 0, 1]), np.array([2, 2, 0])], lambda t: t[[1, 0, 1], [2, 2, 0]]),
-        (lambda t: t[t > 0], lambda t: t[t > 0]),
-        (lambda t: t[..., ::-2], lambda t: t.flip(-1)[..., ::2]),
-    ]
-    for ours, theirs in cases:
+    for ours, _ in SHAPE_OPS:
         finite_difference_check(ours, [x])
+
+
+@requires_torch
+def test_shape_ops_match_torch(rng):
+    x = rng.standard_normal((2, 3, 4))
+    for ours, theirs in SHAPE_OPS:
         torch_check(ours, theirs, [x])
 
 
-def test_elementwise_functions(rng):
+# (ours, PyTorch's, whether the input must be positive); PyTorch's side is looked up when called,
+# so that this module collects without PyTorch.
+ELEMENTWISE = [
+    (lambda t: t.exp(), lambda t: torch.exp(t), False), (lambda t: t.log(), lambda t: torch.log(t), True),
+    (lambda t: t.sqrt(), lambda t: torch.sqrt(t), True), (lambda t: t.abs(), lambda t: torch.abs(t), False),
+    (lambda t: t.clip(-1.0, 1.5), lambda t: t.clamp(-1.0, 1.5), False),
+    (lambda t: t.clip(min=0.5), lambda t: t.clamp(min=0.5), False),
+]
+
+
+def signed_and_positive_inputs(rng):
     x = rng.uniform(0.2, 3.0, (3, 4)) * rng.choice([-1, 1], (3, 4))
-    positive = np.abs(x)
-    for ours, theirs, data in [
-        (lambda t: t.exp(), torch.exp, x), (lambda t: t.log(), torch.log, positive),
-        (lambda t: t.sqrt(), torch.sqrt, positive), (lambda t: t.abs(), torch.abs, x),
-        (lambda t: t.clip(-1.0, 1.5), lambda t: t.clamp(-1.0, 1.5), x),
-        (lambda t: t.clip(min=0.5), lambda t: t.clamp(min=0.5), x),
-    ]:
-        finite_difference_check(ours, [data])
-        torch_check(ours, theirs, [data])
+    return x, np.abs(x)
+
+
+def test_elementwise_functions(rng):
+    x, positive = signed_and_positive_inputs(rng)
+    for ours, _, needs_positive in ELEMENTWISE:
+        finite_difference_check(ours, [positive if needs_positive else x])
+
+
+@requires_torch
+def test_elementwise_functions_match_torch(rng):
+    x, positive = signed_and_positive_inputs(rng)
+    for ours, theirs, needs_positive in ELEMENTWISE:
+        torch_check(ours, theirs, [positive if needs_positive else x])
 
 
 def test_concatenate_and_stack(rng):
-    a, b, c = rng.standard_normal((2, 3)), rng.standard_normal((2, 1)), rng.standard_normal((2, 3))
+    a, b = rng.standard_normal((2, 3)), rng.standard_normal((2, 1))
     finite_difference_check(lambda x, y: convnet.concatenate([x, y, x], axis=1), [a, b])
+
+
+@requires_torch
+def test_concatenate_and_stack_match_torch(rng):
+    a, b, c = rng.standard_normal((2, 3)), rng.standard_normal((2, 1)), rng.standard_normal((2, 3))
     torch_check(lambda x, y: convnet.concatenate([x, y], axis=1), lambda x, y: torch.cat([x, y], dim=1), [a, b])
     torch_check(lambda x, y: convnet.stack([x, y], axis=1), lambda x, y: torch.stack([x, y], dim=1), [a, c])
 
