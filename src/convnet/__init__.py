@@ -16,7 +16,7 @@ from .tensor import (Function, Tensor, concatenate, is_grad_enabled, no_grad, on
 from . import functional, nn, optim  # noqa: E402  (built on the names above)
 
 try:
-    __version__ = version("convnet")
+    __version__ = version("convnet-numpy")
 except PackageNotFoundError:  # running from a source tree that was never installed
     __version__ = "0.0.0+unknown"
 
