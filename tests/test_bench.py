@@ -1,6 +1,7 @@
 """The benchmark runs end to end on a reduced case list and writes a sound report."""
 
 import json
+import shlex
 import subprocess
 import sys
 
@@ -10,20 +11,40 @@ from conftest import requires_torch
 
 
 @requires_torch  # the report's ratios need PyTorch's figures
-def test_bench_ops_writes_table_and_json(tmp_path, monkeypatch, capsys):
-    monkeypatch.setattr(bench, "CONV_CASES", [("conv 3->4 3x3 p1 8x8 N=4", 4, 3, 8, 8, 4, 3, 1, 1, 1)])
+def test_bench_times_each_contender_in_its_own_process_and_writes_the_report(tmp_path, capsys):
     out = tmp_path / "bench.json"
-    assert main(["bench", "--quick", "--parts", "ops", "--repeats", "1", "--out", str(out)]) == 0
+    assert main(["bench", "--quick", "--parts", "ops", "--cases", "max_pool2d 2x2", "--out", str(out)]) == 0
     report = json.loads(out.read_text())
-    names = [row["name"] for row in report["rows"]]
-    assert "conv 3->4 3x3 p1 8x8 N=4 forward+backward" in names
-    assert any(name.startswith("max_pool2d 2x2") for name in names)
+    assert [row["name"] for row in report["rows"]] == ["max_pool2d 2x2 (N, 32, 28, 28) forward",
+                                                       "max_pool2d 2x2 (N, 32, 28, 28) forward+backward"]
     for row in report["rows"]:
-        assert row["convnet"] > 0 and row["torch"] > 0
-        assert abs(row["ratio"] - row["convnet"] / row["torch"]) < 1e-9
+        assert set(row["figures"]) == {"convnet", "torch", "torch_cl"} and min(row["figures"].values()) > 0
+        assert row["rounds"] == 3 and 0 <= row["quiet_rounds"] <= 3
+        for name in ("torch", "torch_cl"):
+            median, low, high = row["ratios"][name]
+            assert low <= median <= high and low > 0
+    assert report["machine"]["contenders"] == ["convnet", "torch", "torch_cl"]
     assert report["machine"]["matmul_peak_gflops"] > 0
-    assert report["command"] == f"convnet bench --quick --repeats 1 --parts ops --out {out}"
-    assert "GFLOP/s" in capsys.readouterr().out
+    assert report["command"] == f"convnet bench --quick --parts ops --cases 'max_pool2d 2x2' --out {out}"
+    assert "max_pool2d 2x2" in capsys.readouterr().out
+
+
+def test_throughput_rows_invert_the_time_ratios():
+    class Contender:
+        def __init__(self, name, seconds):
+            self.name, self.seconds = name, seconds
+
+        def time(self, case):
+            return self.seconds
+
+        def cpu_seconds(self):
+            return 0.0
+
+    case = bench.Case("train step tiny batch 128", build=None, images=128)
+    step, throughput = bench.measure(case, [Contender("convnet", 0.02), Contender("torch", 0.04)], rounds=3)
+    assert step.figures == {"convnet": 20.0, "torch": 40.0} and step.ratios["torch"] == (0.5, 0.5, 0.5)
+    assert throughput.name == "training throughput tiny batch 128" and throughput.unit == "img/s"
+    assert throughput.figures == {"convnet": 6400.0, "torch": 3200.0} and throughput.ratios["torch"] == (2.0, 2.0, 2.0)
 
 
 def test_the_report_records_the_command_that_repeats_it():
@@ -31,10 +52,11 @@ def test_the_report_records_the_command_that_repeats_it():
     bench.add_arguments(parser)
     for argv, expected in [([], "convnet bench"), (["--quick"], "convnet bench --quick"),
                            (["--no-torch", "--parts", "ops", "train", "--data", "/d", "--repeats", "7"],
-                            "convnet bench --repeats 7 --parts ops train --data /d --no-torch")]:
+                            "convnet bench --repeats 7 --parts ops train --data /d --no-torch"),
+                           (["--cases", "conv 1->32"], "convnet bench --cases 'conv 1->32'")]:
         command = bench.command_line(parser.parse_args(argv))
         assert command == expected
-        assert parser.parse_args(command.split()[2:]) == parser.parse_args(argv)
+        assert parser.parse_args(shlex.split(command)[2:]) == parser.parse_args(argv)
 
 
 def test_memory_probe_reports_a_plausible_peak():

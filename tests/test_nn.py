@@ -7,7 +7,7 @@ import pytest
 
 import convnet
 import convnet.functional as F
-from convnet import Tensor, nn
+from convnet import Tensor, bench, models, nn
 from conftest import assert_close_relative_to_scale, requires_torch, torch
 
 
@@ -67,35 +67,19 @@ def test_layer_matches_its_torch_twin(make, shape, train, rng):
     check_twins(make(nn), make(torch.nn), shape, rng, train=train)
 
 
-def torch_basic_block(in_channels, out_channels, stride=1):
-    """torchvision's BasicBlock, written out so the test needs no torchvision (the class is made on
-    call so that this module collects without PyTorch)."""
-
-    class TorchBasicBlock(torch.nn.Module):
-        def __init__(self):
-            super().__init__()
-            self.conv1 = torch.nn.Conv2d(in_channels, out_channels, 3, stride, 1, bias=False)
-            self.bn1 = torch.nn.BatchNorm2d(out_channels)
-            self.conv2 = torch.nn.Conv2d(out_channels, out_channels, 3, 1, 1, bias=False)
-            self.bn2 = torch.nn.BatchNorm2d(out_channels)
-            self.downsample = None
-            if stride != 1 or in_channels != out_channels:
-                self.downsample = torch.nn.Sequential(torch.nn.Conv2d(in_channels, out_channels, 1, stride, bias=False),
-                                                      torch.nn.BatchNorm2d(out_channels))
-
-        def forward(self, x):
-            out = self.bn2(self.conv2(torch.relu(self.bn1(self.conv1(x)))))
-            return torch.relu(out + (x if self.downsample is None else self.downsample(x)))
-
-    return TorchBasicBlock()
-
-
 @requires_torch
 @pytest.mark.parametrize("in_channels, out_channels, stride", [(4, 4, 1), (4, 8, 2), (3, 5, 1)])
 @pytest.mark.parametrize("train", [True, False])
 def test_basic_block_matches_torchvision_block(in_channels, out_channels, stride, train, rng):
-    check_twins(nn.BasicBlock(in_channels, out_channels, stride), torch_basic_block(in_channels, out_channels, stride),
-                (2, in_channels, 8, 8), rng, train=train)
+    """The bench's torch.nn with torchvision's BasicBlock written out (no torchvision needed)."""
+    torch_layers = bench.TorchLayers(torch)
+    check_twins(nn.BasicBlock(in_channels, out_channels, stride),
+                torch_layers.BasicBlock(in_channels, out_channels, stride), (2, in_channels, 8, 8), rng, train=train)
+
+
+@requires_torch
+def test_the_zoo_builds_the_same_resnet8_in_pytorch(rng):
+    check_twins(models.resnet8(), models.resnet8(layers=bench.TorchLayers(torch)), (2, 1, 28, 28), rng, train=True)
 
 
 def small_cnn(m):

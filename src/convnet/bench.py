@@ -1,9 +1,15 @@
-"""``convnet bench``: convnet and PyTorch side by side, in one process, on the same data.
+"""``convnet bench``: convnet against PyTorch, each contender in its own process, taking turns.
 
-Each figure is the median of several repetitions after a warm-up, convnet and PyTorch
-alternating, PyTorch on as many threads as convnet's BLAS. Ratios are convnet / PyTorch
-(times: lower is better for convnet; throughputs: higher is better). Peak memory is measured in
-a fresh subprocess per framework. Without PyTorch installed, only convnet's figures are shown.
+The contenders are convnet, PyTorch with its default NCHW layout (``torch``) and PyTorch with
+``channels_last`` tensors and models (``torch_cl``, its fastest CPU setup). Each runs in a
+process of its own, so no two thread pools spin at once, with as many threads as this machine
+has cores. Every case is measured in rounds: in each round every contender, in an order that
+rotates from round to round, reports the median time of its calls over a fifth of a second,
+after a warm-up. A round is quiet when other processes used less than a tenth of the machine
+(read from /proc around it). Figures are medians over the quiet rounds (over all rounds, with
+the machine's business said, when fewer than three were quiet); the ratio convnet / PyTorch is
+the median of the per-round ratios, with its range. Peak memory is measured in a fresh process
+per contender, and compile time in fresh processes with an empty and then a warm kernel cache.
 """
 
 import argparse
@@ -11,9 +17,11 @@ import json
 import os
 import platform
 import resource
+import shlex
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 from dataclasses import dataclass, field
 
@@ -21,67 +29,15 @@ import numpy as np
 
 from . import functional as F
 from . import models, optim
-from .process import retain_freed_memory
 from .data import mnist
+from .process import retain_freed_memory
 from .tensor import Tensor, no_grad
 
 BATCH = 128
+CONTENDERS = ("convnet", "torch", "torch_cl")
+QUIET = 0.10  # the largest share of the machine that other processes may use in a quiet round
+SECONDS_PER_TURN = 0.2
 
-
-def _torch():
-    try:
-        import torch
-    except ImportError:
-        return None
-    return torch
-
-
-@dataclass
-class Row:
-    name: str
-    unit: str
-    convnet: float
-    torch: float | None = None
-    higher_is_better: bool = False
-    extra: dict = field(default_factory=dict)
-
-    @property
-    def ratio(self):
-        return None if not self.torch else self.convnet / self.torch
-
-
-def median_time(run, repeats, min_seconds=0.05):
-    """Median seconds per call of ``run`` over ``repeats`` measurements (calls batched to >= min_seconds)."""
-    start = time.perf_counter()
-    run()
-    calls = max(1, int(min_seconds / max(time.perf_counter() - start, 1e-6)))
-    samples = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        for _ in range(calls):
-            run()
-        samples.append((time.perf_counter() - start) / calls)
-    return statistics.median(samples)
-
-
-def alternate(runs, repeats):
-    """Median time of each named run, measured round-robin so drifts in machine speed hit all alike."""
-    for run in runs.values():
-        run()
-    samples = {name: [] for name in runs}
-    for _ in range(repeats):
-        for name, run in runs.items():
-            samples[name].append(median_time(run, 1))
-    return {name: statistics.median(values) for name, values in samples.items()}
-
-
-def matmul_peak(repeats):
-    """The best float32 matrix-multiply rate of several tries (a peak, so the best, not the median)."""
-    a = np.random.default_rng(0).random((2048, 2048), dtype=np.float32)
-    return max(2 * 2048 ** 3 / median_time(lambda: a @ a, 1) / 1e9 for _ in range(max(repeats, 5)))
-
-
-# ---------------------------------------------------------------------------- operations
 CONV_CASES = [  # (label, N, C, H, W, O, kernel, stride, padding, groups)
     ("conv 1->32 3x3 p1 28x28 N=128", 128, 1, 28, 28, 32, 3, 1, 1, 1),
     ("conv 32->64 3x3 p1 14x14 N=128", 128, 32, 14, 14, 64, 3, 1, 1, 1),
@@ -92,193 +48,342 @@ CONV_CASES = [  # (label, N, C, H, W, O, kernel, stride, padding, groups)
 ]
 
 
-def _op_runs(make_ours, make_theirs, arrays, input_grad, torch):
-    """Forward and forward+backward closures for both frameworks on the same arrays."""
-    def ours(backward):
-        inputs = [Tensor(a, requires_grad=input_grad if i == 0 else a.dtype.kind == "f") for i, a in enumerate(arrays)]
-        out = make_ours(*inputs)
-        if backward:
-            out.backward(np.ones(out.shape, dtype=out.dtype) if out.data.size > 1 else None)
+# ---------------------------------------------------------------------------- cases
+@dataclass
+class Case:
+    """One figure: ``build(contender)`` gives the call to time; ``images`` per call make img/s."""
+    name: str
+    build: object
+    images: int = 0
+    flops: int = 0
 
-    def theirs(backward):
-        inputs = [torch.from_numpy(a).requires_grad_(input_grad if i == 0 else a.dtype.kind == "f")
-                  for i, a in enumerate(arrays)]
-        out = make_theirs(*inputs)
-        if backward:
+
+def _torch():
+    try:
+        import torch
+    except ImportError:
+        return None
+    return torch
+
+
+def _torch_inputs(torch, arrays, channels_last):
+    tensors = [torch.from_numpy(a) for a in arrays]
+    if channels_last:
+        tensors = [t.contiguous(memory_format=torch.channels_last) if t.ndim == 4 else t for t in tensors]
+    return tensors
+
+
+def _op_case(name, ours, theirs, arrays, input_grad, backward, flops=0):
+    """Forward (or forward+backward with a gradient of ones) of an op on fixed arrays."""
+    def build(contender):
+        if contender == "convnet":
+            def run():
+                inputs = [Tensor(a, requires_grad=backward and (input_grad or i > 0) and a.dtype.kind == "f")
+                          for i, a in enumerate(arrays)]
+                if not backward:
+                    with no_grad():
+                        return ours(*inputs)
+                out = ours(*inputs)
+                out.backward(np.ones(out.shape, dtype=out.dtype) if out.data.size > 1 else None)
+            return run
+        torch = _torch()
+        fixed = _torch_inputs(torch, arrays, contender == "torch_cl")
+
+        def run():
+            inputs = [t.detach().requires_grad_(backward and (input_grad or i > 0) and t.is_floating_point())
+                      for i, t in enumerate(fixed)]
+            if not backward:
+                with torch.no_grad():
+                    return theirs(torch.nn.functional, *inputs)
+            out = theirs(torch.nn.functional, *inputs)
             out.backward(torch.ones_like(out) if out.numel() > 1 else None)
-
-    runs = {"forward": {"convnet": lambda: _no_grad_call(ours)}, "forward+backward": {"convnet": lambda: ours(True)}}
-    if torch is not None:
-        runs["forward"]["torch"] = lambda: _torch_no_grad(torch, theirs)
-        runs["forward+backward"]["torch"] = lambda: theirs(True)
-    return runs
+        return run
+    return Case(f"{name} {'forward+backward' if backward else 'forward'}", build,
+                flops=flops * ((2 + input_grad) if backward else 1))
 
 
-def _no_grad_call(run):
-    with no_grad():
-        run(False)
-
-
-def _torch_no_grad(torch, run):
-    with torch.no_grad():
-        run(False)
-
-
-def op_cases(rng, quick):
-    """(label, ours, theirs(torch), arrays, input_grad, flops of the forward) for every benchmarked op."""
+def op_cases(quick):
+    """Every op case, forward and forward+backward, on the same random arrays for every contender."""
+    rng = np.random.default_rng(0)
     cases = []
     for label, n, c, h, w, o, k, s, p, g in CONV_CASES:
-        if quick:
-            n = max(1, n // 4)
-        x = rng.standard_normal((n, c, h, w), dtype=np.float32)
-        weight = rng.standard_normal((o, c // g, k, k), dtype=np.float32) * 0.1
-        bias = rng.standard_normal(o, dtype=np.float32)
+        n = max(1, n // 4) if quick else n
+        arrays = [rng.standard_normal((n, c, h, w), dtype=np.float32),
+                  rng.standard_normal((o, c // g, k, k), dtype=np.float32) * 0.1, rng.standard_normal(o, dtype=np.float32)]
         oh, ow = (h + 2 * p - k) // s + 1, (w + 2 * p - k) // s + 1
         flops = 2 * n * o * oh * ow * (c // g) * k * k
-        cases.append((label, lambda x, w, b, s=s, p=p, g=g: F.conv2d(x, w, b, s, p, 1, g),
-                      lambda tf, x, w, b, s=s, p=p, g=g: tf.conv2d(x, w, b, s, p, 1, g), [x, weight, bias], c > 1, flops))
+        for backward in (False, True):
+            cases.append(_op_case(label, lambda x, w, b, s=s, p=p, g=g: F.conv2d(x, w, b, s, p, 1, g),
+                                  lambda tf, x, w, b, s=s, p=p, g=g: tf.conv2d(x, w, b, s, p, 1, g), arrays, c > 1,
+                                  backward, flops))
     n = 32 if quick else 128
-    x = rng.standard_normal((n, 32, 28, 28), dtype=np.float32)
-    cases.append(("max_pool2d 2x2 (N, 32, 28, 28)", lambda x: F.max_pool2d(x, 2), lambda tf, x: tf.max_pool2d(x, 2),
-                  [x], True, 0))
-    y = rng.standard_normal((n // 2, 64, 32, 32), dtype=np.float32)
-    cases.append(("max_pool2d 3x3 s2 p1 (N, 64, 32, 32)", lambda x: F.max_pool2d(x, 3, 2, 1),
-                  lambda tf, x: tf.max_pool2d(x, 3, 2, 1), [y], True, 0))
+    pooled = [rng.standard_normal((n, 32, 28, 28), dtype=np.float32)]
+    strided = [rng.standard_normal((n // 2, 64, 32, 32), dtype=np.float32)]
+    normed = [pooled[0], np.ones(32, np.float32), np.zeros(32, np.float32)]
     mean, var = np.zeros(32, np.float32), np.ones(32, np.float32)
-    cases.append(("batch_norm2d train (N, 32, 28, 28)",
-                  lambda x, w, b: F.batch_norm(x, mean.copy(), var.copy(), w, b, training=True),
-                  lambda tf, x, w, b: tf.batch_norm(x, None, None, w, b, training=True),
-                  [x, np.ones(32, np.float32), np.zeros(32, np.float32)], True, 0))
-    logits = rng.standard_normal((4 * n, 1000), dtype=np.float32)
     target = rng.integers(0, 1000, 4 * n)
-    cases.append(("cross_entropy (4N, 1000)", lambda x: F.cross_entropy(x, target),
-                  lambda tf, x: tf.cross_entropy(x, _torch().from_numpy(target)), [logits], True, 0))
+    for backward in (False, True):
+        cases += [
+            _op_case("max_pool2d 2x2 (N, 32, 28, 28)", lambda x: F.max_pool2d(x, 2), lambda tf, x: tf.max_pool2d(x, 2),
+                     pooled, True, backward),
+            _op_case("max_pool2d 3x3 s2 p1 (N, 64, 32, 32)", lambda x: F.max_pool2d(x, 3, 2, 1),
+                     lambda tf, x: tf.max_pool2d(x, 3, 2, 1), strided, True, backward),
+            _op_case("batch_norm2d train (N, 32, 28, 28)",
+                     lambda x, w, b: F.batch_norm(x, mean.copy(), var.copy(), w, b, training=True),
+                     lambda tf, x, w, b: tf.batch_norm(x, None, None, w, b, training=True), normed, True, backward),
+            _op_case("cross_entropy (4N, 1000)", lambda x: F.cross_entropy(x, target),
+                     lambda tf, x: tf.cross_entropy(x, _torch().from_numpy(target)),
+                     [rng.standard_normal((4 * n, 1000), dtype=np.float32)], True, backward),
+        ]
     return cases
 
 
-def bench_ops(torch, repeats, quick, rng):
-    rows = []
-    tf = torch.nn.functional if torch else None
-    for label, ours, theirs, arrays, input_grad, flops in op_cases(rng, quick):
-        runs = _op_runs(ours, (lambda *a, t=theirs: t(tf, *a)) if torch else None, arrays, input_grad, torch)
-        for phase, phase_runs in runs.items():
-            times = alternate(phase_runs, repeats)
-            total_flops = flops * (1 if phase == "forward" else 2 + input_grad)
-            extra = {"convnet_gflops": total_flops / times["convnet"] / 1e9} if flops else {}
-            rows.append(Row(f"{label} {phase}", "ms", times["convnet"] * 1e3,
-                            times.get("torch", 0) * 1e3 or None, extra=extra))
-    return rows
-
-
-# ---------------------------------------------------------------------------- end to end
-def _batches(count, batch, rng):
-    order = rng.permutation(count)
-    return [order[i:i + batch] for i in range(0, count, batch)]
-
-
-def train_epoch(framework, model, images, labels, steps, torch=None):
-    """Seconds for ``steps`` training steps (Adam, batch 128) over shuffled data."""
-    rng = np.random.default_rng(0)
-    batches = _batches(len(images), BATCH, rng)[:steps]
-    if framework == "convnet":
-        optimizer = optim.Adam(model.parameters(), lr=1e-3)
-
-        def step(index):
-            loss = F.cross_entropy(model(Tensor(images[index])), labels[index])
-            optimizer.zero_grad()
-            loss.backward()
-            optimizer.step()
-    else:
-        optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
-
-        def step(index):
-            loss = torch.nn.functional.cross_entropy(model(torch.from_numpy(images[index])),
-                                                     torch.from_numpy(labels[index]))
-            optimizer.zero_grad()
-            loss.backward()
-            optimizer.step()
-    for index in batches[:2]:
-        step(index)
-    start = time.perf_counter()
-    for index in batches:
-        step(index)
-    return time.perf_counter() - start
-
-
-def infer(framework, model, images, torch=None):
-    """Seconds to classify ``images`` in batches of 1000."""
-    model.eval()
-    start = time.perf_counter()
-    if framework == "convnet":
-        with no_grad():
-            for i in range(0, len(images), 1000):
-                model(Tensor(images[i:i + 1000])).numpy().argmax(axis=1)
-    else:
-        with torch.no_grad():
-            for i in range(0, len(images), 1000):
-                model(torch.from_numpy(images[i:i + 1000])).argmax(dim=1)
-    model.train()
-    return time.perf_counter() - start
-
-
-def load_images(split, data_dir, quick):
+def load_images(split, data_dir):
+    """Preprocessed Fashion-MNIST images and labels, or random images of the same shape without it."""
     try:
         images, labels = mnist.load("fashion-mnist", split, data_dir)
         source = "Fashion-MNIST"
-    except FileNotFoundError as missing:
-        print(f"note: {missing}\n      using random images of the same shape instead", file=sys.stderr)
+    except FileNotFoundError:
         rng = np.random.default_rng(0)
         count = 60000 if split == "train" else 10000
-        images, labels, source = rng.integers(0, 256, (count, 28, 28), dtype=np.uint8), rng.integers(0, 10, count), \
-            "random 28x28 images"
+        images, labels = rng.integers(0, 256, (count, 28, 28), dtype=np.uint8), rng.integers(0, 10, count)
+        source = "random 28x28 images"
     return mnist.preprocess("fashion-mnist", images[:, None]), labels.astype(np.int64), source
 
 
-def bench_end_to_end(torch, repeats, quick, data_dir, batch_norm):
-    images, labels, source = load_images("train", data_dir, quick)
-    test_images, _, _ = load_images("test", data_dir, quick)
-    steps_per_epoch = -(-len(images) // BATCH)
-    steps = 25 if quick else steps_per_epoch
-    if quick:
-        test_images = test_images[:2000]
-    suffix = " +BN" if batch_norm else ""
-    epoch = {"convnet": []}
-    inference = {"convnet": []}
-    builders = {"convnet": lambda: models.reference_cnn(batch_norm)}
-    if torch is not None:
-        epoch["torch"], inference["torch"] = [], []
-        builders["torch"] = lambda: models.reference_cnn(batch_norm, layers=torch.nn)
-    for _ in range(3):
-        for name, build in builders.items():
-            seconds = train_epoch(name, build(), images, labels, steps, torch)
-            epoch[name].append(seconds * steps_per_epoch / steps)
-            inference[name].append(len(test_images) / infer(name, build(), test_images, torch))
-    epoch_median = {k: statistics.median(v) for k, v in epoch.items()}
-    infer_median = {k: statistics.median(v) for k, v in inference.items()}
-    note = {"data": source, "measured_steps": steps}
-    return [
-        Row(f"train epoch reference CNN{suffix}", "s/epoch", epoch_median["convnet"], epoch_median.get("torch"),
-            extra=note),
-        Row(f"train reference CNN{suffix}", "img/s", len(images) / epoch_median["convnet"],
-            len(images) / epoch_median["torch"] if "torch" in epoch_median else None, higher_is_better=True),
-        Row(f"inference reference CNN{suffix} batch 1000", "img/s", infer_median["convnet"],
-            infer_median.get("torch"), higher_is_better=True),
-    ]
+MODELS = {"reference CNN": lambda layers: models.reference_cnn(False, layers=layers),
+          "reference CNN + BN": lambda layers: models.reference_cnn(True, layers=layers),
+          "ResNet-8": lambda layers: models.resnet8(layers=layers)}
 
 
-# ---------------------------------------------------------------------------- memory
-def probe_memory(framework, steps, batch_norm):
-    """Train ``steps`` steps at batch 128 in this (fresh) process; print peak RSS in MiB."""
-    rng = np.random.default_rng(0)
-    images = rng.standard_normal((BATCH * 4, 1, 28, 28), dtype=np.float32)
-    labels = rng.integers(0, 10, len(images))
-    torch = _torch() if framework == "torch" else None
+def _model(name, contender):
+    if contender == "convnet":
+        return MODELS[name](models.convnet_nn)
+    torch = _torch()
+    layers = torch.nn
+    if name == "ResNet-8":
+        layers = TorchLayers(torch)
+    model = MODELS[name](layers)
+    return model.to(memory_format=torch.channels_last) if contender == "torch_cl" else model
+
+
+class TorchLayers:
+    """torch.nn with torchvision's BasicBlock (same keys and computation as convnet's), so the
+    zoo's resnet8 builds in PyTorch without torchvision."""
+
+    def __init__(self, torch):
+        self._nn = torch.nn
+
+        class BasicBlock(torch.nn.Module):
+            def __init__(self, in_channels, out_channels, stride=1):
+                super().__init__()
+                nn = torch.nn
+                self.conv1 = nn.Conv2d(in_channels, out_channels, 3, stride, 1, bias=False)
+                self.bn1 = nn.BatchNorm2d(out_channels)
+                self.conv2 = nn.Conv2d(out_channels, out_channels, 3, 1, 1, bias=False)
+                self.bn2 = nn.BatchNorm2d(out_channels)
+                self.downsample = None
+                if stride != 1 or in_channels != out_channels:
+                    self.downsample = nn.Sequential(nn.Conv2d(in_channels, out_channels, 1, stride, bias=False),
+                                                    nn.BatchNorm2d(out_channels))
+
+            def forward(self, x):
+                out = self.bn2(self.conv2(torch.relu(self.bn1(self.conv1(x)))))
+                return torch.relu(out + (x if self.downsample is None else self.downsample(x)))
+
+        self.BasicBlock = BasicBlock
+
+    def __getattr__(self, name):
+        return getattr(self._nn, name)
+
+
+def _training_case(model_name, images, labels):
+    """One Adam training step at batch 128, on the next of a few fixed batches each call."""
+    batches = [np.arange(i * BATCH, (i + 1) * BATCH) for i in range(8)]
+
+    def build(contender):
+        model, turn = _model(model_name, contender), [0]
+        if contender == "convnet":
+            optimizer = optim.Adam(model.parameters(), lr=1e-3)
+
+            def step():
+                index = batches[turn[0] % len(batches)]
+                turn[0] += 1
+                loss = F.cross_entropy(model(Tensor(images[index])), labels[index])
+                optimizer.zero_grad()
+                loss.backward()
+                optimizer.step()
+            return step
+        torch = _torch()
+        optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
+        inputs = [_torch_inputs(torch, [images[index]], contender == "torch_cl")[0] for index in batches]
+        targets = [torch.from_numpy(labels[index]) for index in batches]
+
+        def step():
+            index = turn[0] % len(batches)
+            turn[0] += 1
+            loss = torch.nn.functional.cross_entropy(model(inputs[index]), targets[index])
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+        return step
+    return Case(f"train step {model_name} batch {BATCH}", build, images=BATCH)
+
+
+def _inference_case(model_name, images):
+    def build(contender):
+        model = _model(model_name, contender)
+        model.eval()
+        if contender == "convnet":
+            def classify():
+                with no_grad():
+                    return model(Tensor(images)).numpy().argmax(axis=1)
+            return classify
+        torch = _torch()
+        batch = _torch_inputs(torch, [images], contender == "torch_cl")[0]
+
+        def classify():
+            with torch.no_grad():
+                return model(batch).argmax(dim=1)
+        return classify
+    return Case(f"inference {model_name} batch {len(images)}", build, images=len(images))
+
+
+def model_cases(quick, data_dir):
+    images, labels, _ = load_images("train", data_dir)
+    test_images = load_images("test", data_dir)[0][:250 if quick else 1000]
+    cases = [_training_case(name, images, labels) for name in MODELS]
+    return cases + [_inference_case(name, test_images) for name in ("reference CNN", "reference CNN + BN")]
+
+
+def all_cases(parts, quick, data_dir):
+    cases = op_cases(quick) if "ops" in parts else []
+    return cases + (model_cases(quick, data_dir) if "train" in parts else [])
+
+
+# ---------------------------------------------------------------------------- one contender's process
+def median_time(run, seconds):
+    """Median seconds per call of ``run`` over at least three calls and about ``seconds``."""
+    samples, spent = [], 0.0
+    while len(samples) < 3 or spent < seconds:
+        start = time.perf_counter()
+        run()
+        samples.append(time.perf_counter() - start)
+        spent += samples[-1]
+    return statistics.median(samples)
+
+
+def serve(contender, parts, quick, data_dir):
+    """A contender's process: answer each case name read from stdin with a median time."""
+    torch = _torch() if contender != "convnet" else None
     if torch is not None:
         torch.set_num_threads(len(os.sched_getaffinity(0)))
-        model = models.reference_cnn(batch_norm, layers=torch.nn)
-    else:
-        model = models.reference_cnn(batch_norm)
-    train_epoch(framework, model, images, labels, steps, torch)
+    cases = {case.name: case for case in all_cases(parts, quick, data_dir)}
+    runs = {}
+    print(json.dumps({"ready": contender}), flush=True)
+    for line in sys.stdin:
+        name = json.loads(line)["case"]
+        if name not in runs:
+            runs[name] = cases[name].build(contender)
+            median_time(runs[name], 0)  # warm-up: first-call allocations and compilation
+        print(json.dumps({"seconds": median_time(runs[name], SECONDS_PER_TURN)}), flush=True)
+
+
+class Contender:
+    """A contender's process, asked for one case's time at a time."""
+
+    def __init__(self, name, options):
+        self.name = name
+        self.process = subprocess.Popen([sys.executable, "-m", "convnet.bench", "--serve", name, *options],
+                                        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+        self._read()
+
+    def time(self, case):
+        self.process.stdin.write(json.dumps({"case": case}) + "\n")
+        self.process.stdin.flush()
+        return self._read()["seconds"]
+
+    def _read(self):
+        line = self.process.stdout.readline()
+        if not line:
+            raise RuntimeError(f"bench: the {self.name} process ended unexpectedly (exit {self.process.wait()})")
+        return json.loads(line)
+
+    def cpu_seconds(self):
+        return _process_cpu_seconds(self.process.pid)
+
+    def close(self):
+        self.process.stdin.close()
+        self.process.wait()
+
+
+def _process_cpu_seconds(pid):
+    with open(f"/proc/{pid}/stat") as stat:
+        fields = stat.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def _machine_busy_seconds():
+    with open("/proc/stat") as stat:
+        values = [int(v) for v in stat.readline().split()[1:]]
+    return (sum(values) - values[3] - values[4]) / os.sysconf("SC_CLK_TCK")  # all but idle and iowait
+
+
+# ---------------------------------------------------------------------------- rounds and rows
+@dataclass
+class Row:
+    name: str
+    unit: str                       # "ms" per call, or "img/s"
+    figures: dict                   # contender -> median figure
+    ratios: dict = field(default_factory=dict)   # "torch"/"torch_cl" -> (median, low, high) of convnet / them
+    quiet_rounds: int = 0
+    rounds: int = 0
+    others_busy: float = 0.0        # median share of the machine used by other processes
+    flops: int = 0
+
+
+def measure(case, contenders, rounds):
+    """Time ``case`` in ``rounds`` rounds, the contenders' order rotating; return its Row(s)."""
+    times, busy = {c.name: [] for c in contenders}, []
+    for round_index in range(rounds):
+        order = contenders[round_index % len(contenders):] + contenders[:round_index % len(contenders)]
+        ours_before = _process_cpu_seconds(os.getpid()) + sum(c.cpu_seconds() for c in contenders)
+        machine_before, wall_before = _machine_busy_seconds(), time.perf_counter()
+        for contender in order:
+            times[contender.name].append(contender.time(case.name))
+        ours = _process_cpu_seconds(os.getpid()) + sum(c.cpu_seconds() for c in contenders) - ours_before
+        wall = time.perf_counter() - wall_before
+        busy.append(max(0.0, _machine_busy_seconds() - machine_before - ours) / (wall * os.cpu_count()))
+    quiet = [i for i, share in enumerate(busy) if share < QUIET]
+    kept = quiet if len(quiet) >= 3 else list(range(rounds))
+    per_call = {name: [values[i] for i in kept] for name, values in times.items()}
+    row = Row(case.name, "ms", {name: statistics.median(v) * 1e3 for name, v in per_call.items()},
+              quiet_rounds=len(quiet), rounds=rounds, others_busy=statistics.median(busy), flops=case.flops)
+    for name in per_call:
+        if name != "convnet":
+            ratios = [ours / theirs for ours, theirs in zip(per_call["convnet"], per_call[name])]
+            row.ratios[name] = (statistics.median(ratios), min(ratios), max(ratios))
+    if not case.images:
+        return [row]
+    throughput = Row(case.name.replace("train step", "training throughput"), "img/s",
+                     {name: case.images / (value / 1e3) for name, value in row.figures.items()},
+                     {name: (1 / m, 1 / high, 1 / low) for name, (m, low, high) in row.ratios.items()},
+                     row.quiet_rounds, rounds, row.others_busy)
+    return [row, throughput] if case.name.startswith("train step") else [throughput]
+
+
+# ---------------------------------------------------------------------------- memory and compile time
+def probe_memory(contender, steps, batch_norm):
+    """Train ``steps`` steps at batch 128 in this (fresh) process; print peak RSS in MiB."""
+    rng = np.random.default_rng(0)
+    images = rng.standard_normal((BATCH * 8, 1, 28, 28), dtype=np.float32)
+    labels = rng.integers(0, 10, len(images))
+    torch = _torch() if contender != "convnet" else None
+    if torch is not None:
+        torch.set_num_threads(len(os.sched_getaffinity(0)))
+    step = _training_case("reference CNN + BN" if batch_norm else "reference CNN", images, labels).build(contender)
+    for _ in range(steps):
+        step()
     print(peak_rss_mib())
 
 
@@ -292,72 +397,122 @@ def peak_rss_mib():
         return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-def bench_memory(torch, batch_norm, steps):
-    peaks = {}
-    for name in ["convnet"] + (["torch"] if torch else []):
-        result = subprocess.run([sys.executable, "-m", "convnet.bench", "--probe-memory", name, "--steps", str(steps)]
-                                + (["--batch-norm"] if batch_norm else []), capture_output=True, text=True, check=True)
-        peaks[name] = float(result.stdout.strip().splitlines()[-1])
-    suffix = " +BN" if batch_norm else ""
-    return [Row(f"peak RSS training reference CNN{suffix} batch 128", "MiB", peaks["convnet"], peaks.get("torch"))]
+def bench_memory(contenders, steps):
+    rows = []
+    for batch_norm in (False, True):
+        peaks = {}
+        for name in contenders:
+            result = subprocess.run([sys.executable, "-m", "convnet.bench", "--probe-memory", name, "--steps",
+                                     str(steps)] + (["--batch-norm"] if batch_norm else []),
+                                    capture_output=True, text=True, check=True)
+            peaks[name] = float(result.stdout.strip().splitlines()[-1])
+        row = Row(f"peak RSS training reference CNN{' + BN' if batch_norm else ''} batch {BATCH}", "MiB", peaks)
+        row.ratios = {name: (peaks["convnet"] / peaks[name],) * 3 for name in peaks if name != "convnet"}
+        rows.append(row)
+    return rows
+
+
+def bench_compile():
+    """Seconds from a fresh process's start to the end of its first training step (reference
+    CNN + BN, then ResNet-8), with an empty kernel cache and then with that cache warm."""
+    script = ("import time, numpy as np; start = time.perf_counter(); from convnet import bench; "
+              "rng = np.random.default_rng(0); x = rng.standard_normal((1024, 1, 28, 28), dtype=np.float32); "
+              "y = rng.integers(0, 10, 1024); "
+              "[bench._training_case(m, x, y).build('convnet')() for m in ('reference CNN + BN', 'ResNet-8')]; "
+              "print(time.perf_counter() - start)")
+    rows = []
+    with tempfile.TemporaryDirectory() as cache:
+        environment = dict(os.environ, NUMBA_CACHE_DIR=cache)
+        for label in ("first start (empty kernel cache)", "second start (kernel cache warm)"):
+            result = subprocess.run([sys.executable, "-c", script], env=environment, capture_output=True, text=True,
+                                    check=True)
+            rows.append(Row(f"{label}: import + first training steps", "s",
+                            {"convnet": float(result.stdout.strip().splitlines()[-1])}))
+    return rows
 
 
 # ---------------------------------------------------------------------------- report
 def machine(torch):
-    model = next((line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name")),
-                 platform.processor()) if os.path.exists("/proc/cpuinfo") else platform.processor()
-    return {"cpu": model, "cores": len(os.sched_getaffinity(0)), "python": platform.python_version(),
-            "numpy": np.__version__, "torch": torch.__version__ if torch else None,
-            "torch_threads": torch.get_num_threads() if torch else None}
+    info = {"cpu": platform.processor(), "cores": len(os.sched_getaffinity(0)), "python": platform.python_version(),
+            "numpy": np.__version__, "torch": torch.__version__ if torch else None}
+    if os.path.exists("/proc/cpuinfo"):
+        with open("/proc/cpuinfo") as cpuinfo:
+            info["cpu"] = next((line.split(":", 1)[1].strip() for line in cpuinfo if line.startswith("model name")),
+                               info["cpu"])
+    try:
+        from threadpoolctl import threadpool_info
+        info["blas"] = [{k: pool.get(k) for k in ("internal_api", "version", "architecture", "num_threads")}
+                        for pool in threadpool_info()]
+    except ImportError:
+        info["blas"] = "threadpoolctl not installed (pip install 'convnet-numpy[bench]')"
+    return info
 
 
-def format_table(rows, peak):
-    lines = [f"{'benchmark':58s} {'convnet':>10s} {'PyTorch':>10s} {'ratio':>7s}  note", "-" * 100]
+def matmul_peak():
+    """The best float32 matrix-multiply rate of several tries (a peak, so the best, not the median)."""
+    a = np.random.default_rng(0).random((2048, 2048), dtype=np.float32)
+    return max(2 * 2048 ** 3 / median_time(lambda: a @ a, 0.2) / 1e9 for _ in range(5))
+
+
+def format_table(rows, contenders, peak):
+    them = [name for name in contenders if name != "convnet"]
+    header = f"{'benchmark':60s} {'unit':>6s} " + " ".join(f"{name:>10s}" for name in contenders)
+    header += " " + " ".join(f"{'/' + name:>18s}" for name in them) + "  quiet  note"
+    lines = [header, "-" * len(header)]
     for row in rows:
-        theirs = f"{row.torch:10.2f}" if row.torch else f"{'-':>10s}"
-        ratio = f"{row.ratio:7.2f}" if row.ratio else f"{'-':>7s}"
+        figures = " ".join(f"{row.figures[name]:10.2f}" if name in row.figures else f"{'-':>10s}"
+                           for name in contenders)
+        ratios = " ".join(f"{row.ratios[name][0]:6.2f} ({row.ratios[name][1]:.2f}-{row.ratios[name][2]:.2f})"
+                          if name in row.ratios else f"{'-':>18s}" for name in them)
+        quiet = f"{row.quiet_rounds}/{row.rounds}" if row.rounds else "-"
         note = ""
-        if "convnet_gflops" in row.extra:
-            note = f"{row.extra['convnet_gflops']:.0f} GFLOP/s ({row.extra['convnet_gflops'] / peak:.0%} of peak)"
-        lines.append(f"{row.name + ' (' + row.unit + ')':58s} {row.convnet:10.2f} {theirs} {ratio}  {note}")
+        if row.flops and row.unit == "ms":
+            rate = row.flops / (row.figures["convnet"] / 1e3) / 1e9
+            note = f"{rate:.0f} GFLOP/s ({rate / peak:.0%} of peak)"
+        lines.append(f"{row.name:60s} {row.unit:>6s} {figures} {ratios}  {quiet:>5s}  {note}")
     return "\n".join(lines)
 
 
 def run(args):
     torch = None if args.no_torch else _torch()
-    if torch is not None:
-        torch.set_num_threads(len(os.sched_getaffinity(0)))
-    repeats = 3 if args.quick else args.repeats
-    rng = np.random.default_rng(0)
-    info = machine(torch)
-    info["matmul_peak_gflops"] = matmul_peak(repeats)
-    print(f"{info['cpu']}, {info['cores']} cores; numpy {info['numpy']}, torch {info['torch'] or 'not installed'} "
-          f"({info['torch_threads']} threads); float32 matmul peak {info['matmul_peak_gflops']:.0f} GFLOP/s",
-          flush=True)
+    contenders = ["convnet"] + (["torch", "torch_cl"] if torch is not None else [])
+    info = dict(machine(torch), matmul_peak_gflops=matmul_peak(), contenders=contenders,
+                kernels=os.environ.get("CONVNET_KERNELS", "compiled"))
+    print(f"{info['cpu']}, {info['cores']} cores; numpy {info['numpy']}, torch {info['torch'] or 'not installed'}; "
+          f"float32 matmul peak {info['matmul_peak_gflops']:.0f} GFLOP/s", flush=True)
     rows = []
-    if "ops" in args.parts:
-        rows += bench_ops(torch, repeats, args.quick, rng)
-        print(format_table(rows, info["matmul_peak_gflops"]), flush=True)
-    if "train" in args.parts:
-        for batch_norm in (False, True):
-            rows += bench_end_to_end(torch, repeats, args.quick, args.data, batch_norm)
+    cases = [case for case in all_cases(args.parts, args.quick, args.data) if args.cases in case.name]
+    if cases:
+        options = (["--quick"] if args.quick else []) + ["--parts", *args.parts] + (
+            ["--data", args.data] if args.data else [])
+        processes = [Contender(name, options) for name in contenders]
+        try:
+            for case in cases:
+                rows += measure(case, processes, 3 if args.quick else args.repeats)
+                print(format_table(rows[-1:], contenders, info["matmul_peak_gflops"]).splitlines()[-1], flush=True)
+        finally:
+            for process in processes:
+                process.close()
     if "memory" in args.parts:
-        for batch_norm in (False, True):
-            rows += bench_memory(torch, batch_norm, steps=5 if args.quick else 20)
+        rows += bench_memory(contenders, steps=5 if args.quick else 20)
+    if "compile" in args.parts:
+        rows += bench_compile()
     print()
-    print(format_table(rows, info["matmul_peak_gflops"]))
-    report = {"date": time.strftime("%Y-%m-%d %H:%M:%S"), "command": command_line(args),
-              "machine": info, "rows": [dict(row.__dict__, ratio=row.ratio) for row in rows]}
+    print(format_table(rows, contenders, info["matmul_peak_gflops"]))
+    report = {"date": time.strftime("%Y-%m-%d %H:%M:%S"), "command": command_line(args), "machine": info,
+              "rows": [row.__dict__ for row in rows]}
     with open(args.out, "w") as stream:
         json.dump(report, stream, indent=2)
     print(f"\nwritten to {args.out}")
     return 0
 
 
+PARTS = ["ops", "train", "memory", "compile"]
 OPTIONS = {  # destination: (flag, argparse keywords); also what `command_line` writes back
-    "quick": ("--quick", {"action": "store_true", "help": "a smaller version that finishes in about a minute"}),
-    "repeats": ("--repeats", {"type": int, "default": 5, "help": "repetitions per figure (median; default 5)"}),
-    "parts": ("--parts", {"nargs": "+", "default": ["ops", "train", "memory"], "choices": ["ops", "train", "memory"]}),
+    "quick": ("--quick", {"action": "store_true", "help": "smaller cases and 3 rounds: about two minutes"}),
+    "repeats": ("--repeats", {"type": int, "default": 5, "help": "rounds per figure (median; default 5)"}),
+    "parts": ("--parts", {"nargs": "+", "default": PARTS, "choices": PARTS}),
+    "cases": ("--cases", {"default": "", "metavar": "TEXT", "help": "only the cases whose name contains TEXT"}),
     "data": ("--data", {"help": "directory with the Fashion-MNIST IDX files"}),
     "out": ("--out", {"default": "bench.json", "help": "where to write the JSON report (default bench.json)"}),
     "no_torch": ("--no-torch", {"action": "store_true", "help": "measure convnet alone"}),
@@ -378,23 +533,28 @@ def command_line(args):
         if value == keywords.get("default", False if keywords.get("action") == "store_true" else None):
             continue
         words += [flag] if value is True else [flag, *map(str, value if isinstance(value, list) else [value])]
-    return " ".join(words)
+    return shlex.join(words)
 
 
 def main(argv=None):
     argv = sys.argv[1:] if argv is None else argv
     parser = argparse.ArgumentParser(prog="python -m convnet.bench", description=__doc__.splitlines()[0])
     add_arguments(parser)
-    parser.add_argument("--probe-memory", choices=["convnet", "torch"], help=argparse.SUPPRESS)
+    parser.add_argument("--serve", choices=CONTENDERS, help=argparse.SUPPRESS)
+    parser.add_argument("--probe-memory", choices=CONTENDERS, help=argparse.SUPPRESS)
     parser.add_argument("--steps", type=int, default=20, help=argparse.SUPPRESS)
     parser.add_argument("--batch-norm", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
-    if args.probe_memory != "torch":  # PyTorch's memory is measured under its own allocator settings
+    contender = args.serve or args.probe_memory
+    if contender in (None, "convnet"):  # PyTorch is measured under its own allocator settings
         retain_freed_memory()
-    if args.probe_memory:
+    if args.serve:
+        serve(args.serve, args.parts, args.quick, args.data)
+    elif args.probe_memory:
         probe_memory(args.probe_memory, args.steps, args.batch_norm)
-        return 0
-    return run(args)
+    else:
+        return run(args)
+    return 0
 
 
 if __name__ == "__main__":
