@@ -58,8 +58,9 @@ def test_the_wheel_holds_the_package_its_type_marker_and_its_metadata(wheel):
     assert metadata["Name"] == PROJECT["name"] and metadata["Version"] == PROJECT["version"]
     assert metadata["License-Expression"] == "MIT" and metadata["License-File"] == "LICENSE"
     assert any(name.endswith(".dist-info/licenses/LICENSE") for name in names)
-    test_extra = [f'{requirement}; extra == "test"' for requirement in PROJECT["optional-dependencies"]["test"]]
-    assert sorted(metadata.get_all("Requires-Dist")) == sorted(PROJECT["dependencies"] + test_extra)
+    extras = [f'{requirement}; extra == "{extra}"' for extra, requirements in PROJECT["optional-dependencies"].items()
+              for requirement in requirements]
+    assert sorted(metadata.get_all("Requires-Dist")) == sorted(PROJECT["dependencies"] + extras)
 
 
 def test_the_installed_command_runs_help_summary_and_demo(wheel, tmp_path):

@@ -7,7 +7,8 @@ PyTorch does). Average pooling keeps the mean.
 
 import numpy as np
 
-from .. import _checks
+from .. import _checks, kernels
+from ..kernels import pooling as pooling_kernels
 from ..tensor import Function
 from ._windows import channel_major, offset_view, output_size, pad, unpad
 
@@ -67,18 +68,45 @@ def tiles_exactly(shape, kernel, stride, padding):
 class MaxPool2d(Function):
     """x: (N, C, H, W) -> out: (N, C, H', W'), H' = (H + 2*pH - kH) // sH + 1.
 
-    Forward: the maximum over the window stack. Backward: each output's gradient goes to the
-    first tap (in row-major order) that holds the maximum, as in PyTorch.
+    Forward: each window's maximum. Backward: each output's gradient goes to the first position
+    (in row-major window order) that holds the maximum, as in PyTorch. Compiled: one pass records
+    the winners' positions and the backward scatters to them. Reference: the maximum over the
+    window stack, the winners found again in the backward.
     """
 
     def forward(self, x, kernel, stride, padding):
+        self.geometry = (x.shape, kernel, stride, padding)
+        if kernels.compiled():
+            xc = channel_major(x)
+            c, n, h, w = xc.shape
+            out_hw = (output_size(h, kernel[0], stride[0], 1, padding[0], padding[0]),
+                      output_size(w, kernel[1], stride[1], 1, padding[1], padding[1]))
+            planes = xc.reshape(c * n, h, w)
+            out = np.empty((c * n,) + out_hw, dtype=x.dtype)
+            self.argmax = np.empty((c * n,) + out_hw, dtype=np.int32)
+            if _is_2x2(kernel, stride, padding):
+                pooling_kernels.max_pool_2x2_forward(planes, out, self.argmax)
+            else:
+                pooling_kernels.max_pool_forward(planes, *kernel, *stride, *padding, out, self.argmax)
+            return out.reshape((c, n) + out_hw).transpose(1, 0, 2, 3)
         self.stack = window_stack(x, kernel, stride, padding, fill=-np.inf)
         self.out = self.stack.max(axis=0)
-        self.geometry = (x.shape, kernel, stride, padding)
         return self.out.transpose(1, 0, 2, 3)
 
     def backward(self, grad):
+        (n, c, h, w), kernel, stride, padding = self.geometry
+        if kernels.compiled():
+            grad_out = channel_major(grad).reshape(self.argmax.shape)
+            if _is_2x2(kernel, stride, padding):
+                grad_in = (np.zeros if h % 2 or w % 2 else np.empty)((c * n, h, w), dtype=grad.dtype)
+                pooling_kernels.max_pool_2x2_backward(grad_out, self.argmax, grad_in)
+            else:
+                grad_in = np.zeros((c * n, h * w), dtype=grad.dtype)
+                pooling_kernels.max_pool_backward(grad_out.reshape(c * n, -1), self.argmax.reshape(c * n, -1), grad_in)
+            return grad_in.reshape(c, n, h, w).transpose(1, 0, 2, 3)
         winners = self.stack == self.out
+        if any(padding):  # padding never wins, even over a window of -inf
+            winners &= window_stack(np.ones((1, 1, h, w), dtype=bool), kernel, stride, padding, fill=False)
         taken = winners[0].copy()
         for tap in range(1, len(winners)):
             winners[tap] &= ~taken
@@ -97,6 +125,10 @@ class AvgPool2d(Function):
         taps = self.geometry[1][0] * self.geometry[1][1]
         share = channel_major(grad) / taps
         return unstack_windows(np.broadcast_to(share, (taps,) + share.shape), *self.geometry).transpose(1, 0, 2, 3)
+
+
+def _is_2x2(kernel, stride, padding):
+    return tuple(kernel) == (2, 2) and tuple(stride) == (2, 2) and not any(padding)
 
 
 def _pool_arguments(op, input, kernel_size, stride, padding):
