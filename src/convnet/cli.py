@@ -37,6 +37,7 @@ TRAIN_OPTIONS = ("model", "dataset", "epochs", "batch_size", "optimizer", "lr", 
 def _train(args):
     from . import experiment
     from .checkpoint import WEIGHTS
+    from .reports import CONFUSION
     from .train import TrainingInterrupted, evaluate
     progress = not args.no_progress
     if args.resume:
@@ -62,7 +63,7 @@ def _train(args):
               f"{run.run_dir}", file=sys.stderr)
         return EXIT_INTERRUPTED
     _report(evaluate(run.trainer.model, run.trainer.test_loader), run.train.classes)
-    print(f"confusion matrix: {run.run_dir / 'confusion.png'}")
+    print(f"confusion matrix: {run.run_dir / CONFUSION}")
     return 0
 
 
@@ -74,10 +75,11 @@ def _report(result, classes):
 
 def _evaluate(args):
     from .experiment import evaluate_run
+    from .reports import CONFUSION
     from .viz import save_confusion
     classes, result = evaluate_run(args.run_dir, args.data)
     _report(result, classes)
-    confusion = Path(args.run_dir) / "confusion.png"
+    confusion = Path(args.run_dir) / CONFUSION
     save_confusion(result["confusion"], classes, confusion)
     print(f"confusion matrix: {confusion}")
     print("confusion matrix (rows: true, columns: predicted):")

@@ -32,10 +32,10 @@ class ProgressBar(Callback):
 
     def on_batch_end(self, trainer, loss):
         totals = trainer.partial
-        self.bar.update()
         self.bar.set_postfix(loss=f"{totals['loss'] / totals['count']:.4f}",
                              acc=f"{totals['correct'] / totals['count']:.4f}",
-                             img_s=f"{totals['count'] / max(totals['seconds'], 1e-9):.0f}")
+                             img_s=f"{totals['count'] / max(totals['seconds'], 1e-9):.0f}", refresh=False)
+        self.bar.update()  # redraws at most every tqdm.mininterval, with the new postfix
 
     def on_epoch_end(self, trainer, record, evaluation):
         self._close()
