@@ -17,7 +17,8 @@ from typing import NamedTuple
 
 import numpy as np
 
-from .. import _checks
+from .. import _checks, kernels
+from ..kernels import im2col as compiled
 from ..tensor import Function
 from ._windows import channel_major, col2im, col2im_wide, im2col, output_size, pad, unpad
 
@@ -65,10 +66,20 @@ class ConvGeometry(NamedTuple):
 # ------------------------------------------------------------------ the three array functions
 def conv2d_columns(x, geometry):
     """x: (N, C, H, W) -> columns: (G, C/G*kH*kW, N*H'*W'), the im2col matrix of the padded input
-    split by group: column (n, y, x) holds the values under the kernel at output position (y, x)."""
-    padded = pad(channel_major(x), geometry.padding)
-    columns = im2col(padded, geometry.kernel, geometry.stride, geometry.dilation, geometry.output_hw)
-    return columns.reshape(geometry.groups, -1, x.shape[0] * geometry.output_hw[0] * geometry.output_hw[1])
+    split by group: column (n, y, x) holds the values under the kernel at output position (y, x).
+
+    The compiled kernel reads x unpadded and writes the padding's zeros itself; the reference
+    pads a copy first.
+    """
+    image = channel_major(x)
+    (c, n), (oh, ow), (kh, kw) = image.shape[:2], geometry.output_hw, geometry.kernel
+    if kernels.compiled():
+        columns = np.empty((c, kh, kw, n, oh, ow), dtype=image.dtype)
+        compiled.im2col(image, geometry.stride, geometry.dilation, geometry.padding[::2], columns)
+    else:
+        columns = im2col(pad(image, geometry.padding), geometry.kernel, geometry.stride, geometry.dilation,
+                         geometry.output_hw)
+    return columns.reshape(geometry.groups, -1, n * oh * ow)
 
 
 def conv2d_forward(x, weight, geometry):
@@ -89,20 +100,28 @@ def conv2d_input_grad(grad_out, weight, geometry):
     """grad_out: (N, O, H', W'), weight: (O, C/G, kH, kW) -> grad_x: (N, C, H, W).
 
     Per group, d_columns = weight^T @ d_out, (C/G*kH*kW, O/G) @ (O/G, N*H'*W'), then col2im sums
-    each column back onto the input positions it was read from, and the padding is cut off. For
-    stride 1 the columns are computed wide (see `col2im_wide`). Returned as an NCHW view of
-    channel-major memory.
+    each column back onto the input positions it was read from. The compiled kernel drops the
+    taps that fall in the padding; the reference sums into a padded array and cuts the padding
+    off, and for stride 1 computes the columns wide (see `col2im_wide`). Returned as an NCHW view
+    of channel-major memory.
     """
     o, groups = weight.shape[0], geometry.groups
     c = weight.shape[1] * groups
     grad_c = channel_major(grad_out)
-    padded_shape = (c, grad_c.shape[1]) + geometry.padded_hw
+    n, (kh, kw), (oh, ow) = grad_c.shape[1], geometry.kernel, geometry.output_hw
     weight_t = weight.reshape(groups, o // groups, -1).transpose(0, 2, 1)
+    if kernels.compiled():
+        columns = np.matmul(weight_t, grad_c.reshape(groups, o // groups, -1))
+        grad_x = np.empty((c, n) + geometry.input_hw, dtype=columns.dtype)
+        compiled.col2im(columns.reshape(c, kh, kw, n, oh, ow), geometry.stride, geometry.dilation,
+                        geometry.padding[::2], grad_x)
+        return grad_x.transpose(1, 0, 2, 3)
+    padded_shape = (c, n) + geometry.padded_hw
     if geometry.stride == (1, 1):
         wide = np.zeros(grad_c.shape[:3] + (padded_shape[3],), dtype=grad_c.dtype)
-        wide[..., :geometry.output_hw[1]] = grad_c
+        wide[..., :ow] = grad_c
         columns = np.matmul(weight_t, wide.reshape(groups, o // groups, -1))
-        padded = col2im_wide(columns, padded_shape, geometry.kernel, geometry.dilation, geometry.output_hw[0])
+        padded = col2im_wide(columns, padded_shape, geometry.kernel, geometry.dilation, oh)
     else:
         columns = np.matmul(weight_t, grad_c.reshape(groups, o // groups, -1))
         padded = col2im(columns, padded_shape, geometry.kernel, geometry.stride, geometry.dilation, geometry.output_hw)

@@ -1,0 +1,177 @@
+"""The compiled im2col / col2im kernels against their NumPy references, and convolution in both
+kernel modes against each other."""
+
+import numpy as np
+import pytest
+from hypothesis import example, given
+from hypothesis import strategies as st
+
+import convnet
+import convnet.functional as F
+from convnet import kernels
+from convnet.functional import _windows
+from convnet.functional.conv import ConvGeometry
+from convnet.kernels.im2col import col2im, im2col
+
+from conftest import finite_difference_check, requires_torch, torch, torch_check
+
+
+@st.composite
+def geometries(draw):
+    """(C, N, H, W), kernel, stride, dilation, padding (top, bottom, left, right), output (H', W')."""
+    kernel = (draw(st.integers(1, 5)), draw(st.integers(1, 5)))
+    stride = (draw(st.integers(1, 3)), draw(st.integers(1, 3)))
+    dilation = (draw(st.integers(1, 2)), draw(st.integers(1, 2)))
+    padding = tuple(draw(st.integers(0, 3)) for _ in range(4))
+    span = [d * (k - 1) + 1 for d, k in zip(dilation, kernel)]
+    h = draw(st.integers(max(1, span[0] - padding[0] - padding[1]), 12))
+    w = draw(st.integers(max(1, span[1] - padding[2] - padding[3]), 12))
+    shape = (draw(st.sampled_from([1, 2, 3, 64])), draw(st.integers(1, 3)), h, w)
+    out_hw = (_windows.output_size(h, kernel[0], stride[0], dilation[0], *padding[:2]),
+              _windows.output_size(w, kernel[1], stride[1], dilation[1], *padding[2:]))
+    return shape, kernel, stride, dilation, padding, out_hw
+
+
+def reference_im2col(image, kernel, stride, dilation, padding, out_hw):
+    return _windows.im2col(_windows.pad(image, padding), kernel, stride, dilation, out_hw)
+
+
+def reference_col2im(columns, shape, kernel, stride, dilation, padding, out_hw):
+    c, n, h, w = shape
+    padded_shape = (c, n, h + padding[0] + padding[1], w + padding[2] + padding[3])
+    return _windows.unpad(_windows.col2im(columns, padded_shape, kernel, stride, dilation, out_hw), padding)
+
+
+def run_im2col(image, kernel, stride, dilation, padding, out_hw):
+    c, n = image.shape[:2]
+    columns = np.full((c,) + kernel + (n,) + out_hw, np.nan, dtype=image.dtype)  # every entry must be written
+    im2col(image, stride, dilation, padding[::2], columns)
+    return columns.reshape(c * kernel[0] * kernel[1], -1)
+
+
+def run_col2im(columns, shape, kernel, stride, dilation, padding, out_hw):
+    image = np.full(shape, np.nan, dtype=columns.dtype)  # overwritten, not added to
+    col2im(columns.reshape(shape[:1] + kernel + shape[1:2] + out_hw), stride, dilation, padding[::2], image)
+    return image
+
+
+# 10x10 kernel on a bigger image, like the lesson's; 'same' padding of an even kernel (asymmetric).
+@example(((2, 2, 40, 37), (10, 10), (1, 1), (1, 1), (0, 0, 0, 0), (31, 28)))
+@example(((3, 2, 9, 8), (4, 2), (1, 1), (1, 1), (1, 2, 0, 1), (9, 8)))
+@given(geometries())
+def test_im2col_equals_the_reference_exactly(geometry):
+    shape, kernel, stride, dilation, padding, out_hw = geometry
+    image = np.random.default_rng(0).standard_normal(shape).astype(np.float32)
+    np.testing.assert_array_equal(run_im2col(image, kernel, stride, dilation, padding, out_hw),
+                                  reference_im2col(image, kernel, stride, dilation, padding, out_hw))
+
+
+@example(((2, 2, 40, 37), (10, 10), (1, 1), (1, 1), (0, 0, 0, 0), (31, 28)))
+@example(((3, 2, 9, 8), (4, 2), (1, 1), (1, 1), (1, 2, 0, 1), (9, 8)))
+@given(geometries())
+def test_col2im_equals_the_reference_exactly(geometry):
+    """Both add the taps in (i, j) order onto zeros, so even float32 sums agree bit for bit."""
+    shape, kernel, stride, dilation, padding, out_hw = geometry
+    c, n = shape[:2]
+    columns = np.random.default_rng(1).standard_normal((c * kernel[0] * kernel[1], n * out_hw[0] * out_hw[1]))
+    columns = columns.astype(np.float32)
+    np.testing.assert_array_equal(run_col2im(columns, shape, kernel, stride, dilation, padding, out_hw),
+                                  reference_col2im(columns, shape, kernel, stride, dilation, padding, out_hw))
+
+
+@given(geometries())
+def test_col2im_is_the_adjoint_of_im2col(geometry):
+    """<im2col(x), cols> == <x, col2im(cols)> in float64."""
+    shape, kernel, stride, dilation, padding, out_hw = geometry
+    rng = np.random.default_rng(2)
+    image = rng.standard_normal(shape)
+    columns = rng.standard_normal((shape[0] * kernel[0] * kernel[1], shape[1] * out_hw[0] * out_hw[1]))
+    lhs = np.vdot(run_im2col(image, kernel, stride, dilation, padding, out_hw), columns)
+    rhs = np.vdot(image, run_col2im(columns, shape, kernel, stride, dilation, padding, out_hw))
+    assert lhs == pytest.approx(rhs, rel=1e-12, abs=1e-12)
+
+
+def test_the_stride_1_reference_col2im_wide_agrees():
+    """The reference's stride-1 path (wide columns) sums in the same order as the kernel."""
+    c, n, h, w, (kh, kw), padding = 3, 2, 7, 6, (3, 2), (1, 1, 1, 0)
+    geometry = ConvGeometry.of_conv2d((h, w), (kh, kw), (1, 1), padding, (1, 1), 1)
+    (oh, ow), wp = geometry.output_hw, geometry.padded_hw[1]
+    wide = np.zeros((c * kh * kw, n, oh, wp), dtype=np.float32)
+    wide[..., :ow] = np.random.default_rng(3).standard_normal((c * kh * kw, n, oh, ow))
+    expected = _windows.unpad(_windows.col2im_wide(wide.reshape(c * kh * kw, -1), (c, n) + geometry.padded_hw,
+                                                   (kh, kw), (1, 1), oh), padding)
+    columns = np.ascontiguousarray(wide[..., :ow]).reshape(c * kh * kw, -1)
+    np.testing.assert_array_equal(run_col2im(columns, (c, n, h, w), (kh, kw), (1, 1), (1, 1), padding, (oh, ow)),
+                                  expected)
+
+
+def forward_and_gradients(op, x, weight, **kwargs):
+    x, weight = convnet.Tensor(x, requires_grad=True), convnet.Tensor(weight, requires_grad=True)
+    out = op(x, weight, **kwargs)
+    (out * convnet.Tensor(np.cos(np.arange(np.prod(out.shape), dtype=np.float32)).reshape(out.shape))).sum().backward()
+    return out.numpy(), x.grad.numpy(), weight.grad.numpy()
+
+
+CONV_CASES = [  # input shape, weight shape, keyword arguments
+    ((1, 1, 5, 7), (2, 1, 3, 3), dict(padding=1)),
+    ((2, 4, 9, 8), (6, 2, 3, 2), dict(stride=(2, 1), padding=(1, 2), dilation=(1, 2), groups=2)),
+    ((2, 3, 8, 8), (4, 3, 4, 4), dict(padding="same")),
+    ((3, 64, 6, 5), (8, 64, 1, 1), dict()),
+    ((2, 6, 10, 11), (6, 1, 3, 3), dict(stride=3, padding=2, groups=6)),
+    ((1, 1, 30, 30), (3, 1, 10, 10), dict()),
+]
+
+
+@pytest.mark.parametrize("x_shape, w_shape, kwargs", CONV_CASES)
+def test_conv2d_agrees_in_both_kernel_modes(x_shape, w_shape, kwargs):
+    rng = np.random.default_rng(4)
+    x, weight = rng.standard_normal(x_shape).astype(np.float32), rng.standard_normal(w_shape).astype(np.float32)
+    with kernels.use("compiled"):
+        ours = forward_and_gradients(F.conv2d, x, weight, **kwargs)
+    with kernels.use("reference"):
+        theirs = forward_and_gradients(F.conv2d, x, weight, **kwargs)
+    for name, a, b in zip(("output", "input gradient", "weight gradient"), ours, theirs):
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-5, err_msg=name)
+
+
+TRANSPOSE_CASES = [  # input shape, weight shape, keyword arguments
+    ((2, 3, 5, 4), (3, 2, 3, 3), dict(stride=2, padding=1, output_padding=1)),
+    ((1, 4, 6, 7), (4, 3, 2, 3), dict(stride=(1, 3), dilation=(2, 1), groups=2)),
+    ((2, 2, 4, 4), (2, 1, 4, 4), dict(stride=2, padding=1)),
+]
+
+
+@pytest.mark.parametrize("x_shape, w_shape, kwargs", TRANSPOSE_CASES)
+def test_conv_transpose2d_agrees_in_both_kernel_modes(x_shape, w_shape, kwargs):
+    rng = np.random.default_rng(5)
+    x, weight = rng.standard_normal(x_shape).astype(np.float32), rng.standard_normal(w_shape).astype(np.float32)
+    with kernels.use("compiled"):
+        ours = forward_and_gradients(F.conv_transpose2d, x, weight, **kwargs)
+    with kernels.use("reference"):
+        theirs = forward_and_gradients(F.conv_transpose2d, x, weight, **kwargs)
+    for name, a, b in zip(("output", "input gradient", "weight gradient"), ours, theirs):
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-5, err_msg=name)
+
+
+def test_compiled_conv2d_gradients_match_finite_differences():
+    """float64 through the compiled kernels: asymmetric 'same' padding, stride, dilation, groups."""
+    rng = np.random.default_rng(6)
+    with kernels.use("compiled"):
+        finite_difference_check(lambda x, w: F.conv2d(x, w, padding="same", dilation=(1, 2), groups=2),
+                                [rng.standard_normal((2, 4, 6, 7)), rng.standard_normal((4, 2, 2, 3))])
+        finite_difference_check(lambda x, w: F.conv2d(x, w, stride=(2, 3), padding=(2, 1)),
+                                [rng.standard_normal((1, 3, 7, 8)), rng.standard_normal((2, 3, 3, 3))])
+
+
+@requires_torch
+def test_compiled_conv2d_and_transpose_match_torch():
+    rng = np.random.default_rng(7)
+    x, w = rng.standard_normal((3, 4, 11, 9)), rng.standard_normal((6, 2, 4, 3))
+    with kernels.use("compiled"):
+        torch_check(lambda x, w: F.conv2d(x, w, stride=2, padding=(2, 1), dilation=(1, 2), groups=2),
+                    lambda x, w: torch.nn.functional.conv2d(x, w, stride=2, padding=(2, 1), dilation=(1, 2), groups=2),
+                    [x, w])
+        torch_check(lambda x, w: F.conv_transpose2d(x, w, stride=2, padding=1, output_padding=1, groups=2),
+                    lambda x, w: torch.nn.functional.conv_transpose2d(x, w, stride=2, padding=1, output_padding=1,
+                                                                      groups=2),
+                    [x[:, :, :5, :5], rng.standard_normal((4, 3, 3, 3))])
