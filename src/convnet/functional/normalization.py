@@ -2,7 +2,8 @@
 
 import numpy as np
 
-from .. import _checks
+from .. import _checks, kernels
+from ..kernels import normalization as compiled_kernels
 from ..tensor import Function, Tensor
 from ._windows import channel_major
 
@@ -17,6 +18,17 @@ def from_channel_rows(rows, shape):
     if len(shape) == 2:
         return rows.T
     return rows.reshape(shape[1], shape[0], *shape[2:]).transpose(1, 0, 2, 3)
+
+
+def update_running_statistics(running_mean, running_var, mean, var, count, momentum):
+    """PyTorch's rule, in place: running = (1 - momentum) * running + momentum * batch, where the
+    batch's mean and biased var: (C,) come from ``count`` values and the *unbiased* var is stored."""
+    if running_mean is not None:
+        running_mean *= 1 - momentum
+        running_mean += momentum * mean
+    if running_var is not None:
+        running_var *= 1 - momentum
+        running_var += momentum * var * count / (count - 1)
 
 
 class BatchNorm(Function):
@@ -35,12 +47,7 @@ class BatchNorm(Function):
             mean = rows.mean(axis=1)
             centered = rows - mean[:, None]
             var = np.vecdot(centered, centered) / count
-            if running_mean is not None:
-                running_mean *= 1 - momentum
-                running_mean += momentum * mean
-            if running_var is not None:
-                running_var *= 1 - momentum
-                running_var += momentum * var * count / (count - 1)
+            update_running_statistics(running_mean, running_var, mean, var, count, momentum)
         else:
             mean, var = running_mean, running_var
             centered = rows - mean[:, None].astype(rows.dtype)
@@ -67,6 +74,45 @@ class BatchNorm(Function):
         return from_channel_rows(grad_rows, grad.shape), grad_weight, grad_bias if self.needs_input_grad[2] else None
 
 
+class CompiledBatchNorm(Function):
+    """`BatchNorm` on the compiled kernels (`convnet.kernels.normalization`); same arguments.
+
+    Keeps the input's channel rows, the mean and 1/sqrt(var + eps) for backward, which recomputes
+    x - mean instead of storing it: the forward writes one array, the output.
+    """
+
+    def forward(self, x, weight, bias, running_mean, running_var, training, momentum, eps):
+        rows = channel_rows(x)
+        channels, count = rows.shape
+        weight = np.ones(channels, rows.dtype) if weight is None else np.ascontiguousarray(weight, rows.dtype)
+        bias = np.zeros(channels, rows.dtype) if bias is None else np.ascontiguousarray(bias, rows.dtype)
+        out = np.empty_like(rows)
+        if training:
+            mean, var = np.empty(channels), np.empty(channels)
+            compiled_kernels.batch_norm_train_forward(rows, weight, bias, float(eps), out, mean, var)
+            update_running_statistics(running_mean, running_var, mean.astype(rows.dtype), var.astype(rows.dtype),
+                                      count, momentum)
+            inv_std = 1 / np.sqrt(var + eps)  # the kernel's, bit for bit
+        else:
+            mean, inv_std = running_mean.astype(np.float64), 1 / np.sqrt(running_var.astype(np.float64) + eps)
+            compiled_kernels.batch_norm_eval_forward(rows, mean.astype(rows.dtype), (inv_std * weight).astype(rows.dtype),
+                                                     bias, out)
+        self.rows, self.mean, self.inv_std, self.weight, self.training = rows, mean, inv_std, weight, training
+        return from_channel_rows(out, x.shape)
+
+    def backward(self, grad):
+        grad_rows = channel_rows(grad).astype(self.rows.dtype, copy=False)
+        channels = grad_rows.shape[0]
+        grad_input = np.empty_like(grad_rows)
+        grad_sum, projection = np.empty(channels), np.empty(channels)
+        compiled_kernels.batch_norm_backward(grad_rows, self.rows, self.mean, self.inv_std, self.weight, self.training,
+                                             grad_input, grad_sum, projection)
+        dtype = grad_rows.dtype
+        grad_weight = (projection * self.inv_std).astype(dtype) if self.needs_input_grad[1] else None
+        grad_bias = grad_sum.astype(dtype) if self.needs_input_grad[2] else None
+        return from_channel_rows(grad_input, grad.shape), grad_weight, grad_bias
+
+
 def batch_norm(input, running_mean, running_var, weight=None, bias=None, training=False, momentum=0.1, eps=1e-5):
     """Batch normalisation, like ``torch.nn.functional.batch_norm``.
 
@@ -89,4 +135,7 @@ def batch_norm(input, running_mean, running_var, weight=None, bias=None, trainin
                          f"{input.shape}")
     if not training and any(value is None for value in running):
         raise ValueError(f"{op}: running_mean and running_var are needed when not training")
-    return BatchNorm.apply(input, weight, bias, *running, training=bool(training), momentum=momentum, eps=eps)
+    # The kernels are compiled for float32 and float64; other dtypes take the NumPy reference.
+    compiled = kernels.compiled() and input.dtype in (np.float32, np.float64)
+    return (CompiledBatchNorm if compiled else BatchNorm).apply(input, weight, bias, *running, training=bool(training),
+                                                                momentum=momentum, eps=eps)

@@ -4,7 +4,8 @@ import math
 
 import numpy as np
 
-from .optimizer import Optimizer, check_hyperparameter
+from ..kernels import optim as compiled_kernels
+from .optimizer import Optimizer, check_hyperparameter, flat_views
 
 
 class Adam(Optimizer):
@@ -27,23 +28,41 @@ class Adam(Optimizer):
 
     def step(self):
         for group in self.param_groups:
-            lr, (beta1, beta2), weight_decay = group["lr"], group["betas"], group["weight_decay"]
             for p, grad in self._parameters_with_grad(group):
-                if weight_decay and self.decoupled_weight_decay:
-                    p.data *= 1 - lr * weight_decay
-                elif weight_decay:
-                    grad = grad + weight_decay * p.data
                 state = self.state.setdefault(p, {})
                 if not state:
                     state.update(step=0, exp_avg=np.zeros_like(p.data), exp_avg_sq=np.zeros_like(p.data))
                 state["step"] += 1
-                m, v = state["exp_avg"], state["exp_avg_sq"]
-                m += (1 - beta1) * (grad - m)
-                v *= beta2
-                v += (1 - beta2) * grad * grad
-                step_size = lr / (1 - beta1 ** state["step"])
-                denominator = np.sqrt(v) / math.sqrt(1 - beta2 ** state["step"]) + group["eps"]
-                p.data -= step_size * (m / denominator)
+                flat = flat_views(p.data, grad, state["exp_avg"], state["exp_avg_sq"])
+                if flat is None:
+                    self._update(p, grad, state, group)
+                else:
+                    self._update_compiled(*flat, state["step"], group)
+
+    def _update(self, p, grad, state, group):
+        """The NumPy reference: one pass per operation."""
+        lr, (beta1, beta2), weight_decay = group["lr"], group["betas"], group["weight_decay"]
+        if weight_decay and self.decoupled_weight_decay:
+            p.data *= 1 - lr * weight_decay
+        elif weight_decay:
+            grad = grad + weight_decay * p.data
+        m, v = state["exp_avg"], state["exp_avg_sq"]
+        m += (1 - beta1) * (grad - m)
+        v *= beta2
+        v += (1 - beta2) * grad * grad
+        step_size = lr / (1 - beta1 ** state["step"])
+        denominator = np.sqrt(v) / math.sqrt(1 - beta2 ** state["step"]) + group["eps"]
+        p.data -= step_size * (m / denominator)
+
+    def _update_compiled(self, param, grad, exp_avg, exp_avg_sq, step, group):
+        """`_update` as one loop (`convnet.kernels.optim.adam_update`) over the flattened arrays."""
+        lr, (beta1, beta2), weight_decay = group["lr"], group["betas"], group["weight_decay"]
+        decoupled = bool(weight_decay) and self.decoupled_weight_decay
+        scalar = param.dtype.type  # NumPy rounds a Python float to the array's dtype; so do we
+        compiled_kernels.adam_update(
+            param, grad, exp_avg, exp_avg_sq, scalar(1 - lr * weight_decay if decoupled else 1.0),
+            scalar(0.0 if decoupled else weight_decay), scalar(1 - beta1), scalar(beta2), scalar(1 - beta2),
+            scalar(lr / (1 - beta1 ** step)), scalar(math.sqrt(1 - beta2 ** step)), scalar(group["eps"]))
 
 
 class AdamW(Adam):

@@ -5,6 +5,7 @@ import numbers
 
 import numpy as np
 
+from .. import kernels
 from ..tensor import Tensor
 
 
@@ -80,3 +81,14 @@ def check_hyperparameter(optimizer, name, value, low=0.0, high=None):
     if not isinstance(value, numbers.Real) or value < low or (high is not None and value >= high):
         bounds = f">= {low}" if high is None else f"in [{low}, {high})"
         raise ValueError(f"{optimizer}: expected {name} {bounds}, got {value!r}")
+
+
+def flat_views(param, grad, *state):
+    """1-D views of a parameter's array and its state arrays, and its gradient flattened, for the
+    compiled update kernels; or None where the reference update must run: kernels off, a dtype
+    they are not compiled for, or an array that is not C-contiguous (a flattened copy of it would
+    not write back)."""
+    if not kernels.compiled() or param.dtype not in (np.float32, np.float64) or \
+            not all(a.flags.c_contiguous and a.dtype == param.dtype for a in (param, *state)):
+        return None
+    return [param.reshape(-1), np.ascontiguousarray(grad, param.dtype).reshape(-1), *(a.reshape(-1) for a in state)]
