@@ -11,6 +11,12 @@ Both ops are built from three array-level functions (arrays in, arrays out, no T
 `conv2d_forward`, `conv2d_input_grad` and `conv2d_weight_grad`, with a `ConvGeometry` saying
 everything about the convolution but its batch and channels. A transposed convolution is a
 convolution's input gradient, so it uses the same three the other way round.
+
+Each of the three runs one of two algorithms, which `kernels.conv_algorithm` picks per shape:
+im2col (any geometry) or Winograd F(2x2, 3x3) (stride-1 3x3 kernels, groups 1; see
+kernels/winograd.py). The forward returns what its weight gradient needs, ``saved``: the im2col
+columns (3-D) or Winograd's transformed input tiles (5-D); `conv2d_weight_grad` follows the
+form it is given, so a forward and its backward agree even if the choice changed in between.
 """
 
 from typing import NamedTuple
@@ -19,6 +25,7 @@ import numpy as np
 
 from .. import _checks, kernels
 from ..kernels import im2col as compiled
+from ..kernels import winograd
 from ..tensor import Function
 from ._windows import channel_major, col2im, col2im_wide, im2col, output_size, pad, unpad
 
@@ -82,14 +89,23 @@ def conv2d_columns(x, geometry):
     return columns.reshape(geometry.groups, -1, n * oh * ow)
 
 
+def _uses_winograd(geometry, weight):
+    return kernels.conv_algorithm(geometry.kernel, geometry.stride, geometry.dilation, geometry.groups,
+                                  weight.shape[1] * geometry.groups) == "winograd"
+
+
 def conv2d_forward(x, weight, geometry):
-    """x: (N, C, H, W), weight: (O, C/G, kH, kW) -> out: (N, O, H', W'), columns: (G, C/G*kH*kW, N*H'*W').
+    """x: (N, C, H, W), weight: (O, C/G, kH, kW) -> out: (N, O, H', W'), saved: what
+    `conv2d_weight_grad` needs, the im2col columns (G, C/G*kH*kW, N*H'*W') or Winograd's input
+    tiles (16, C, N, ceil(H'/2), ceil(W'/2)).
 
     out[n, o, y, x] = sum_{c, i, j} weight[o, c, i, j] * x_padded[n, g*C/G + c, y*sH + i*dH, x*sW + j*dW]
-    with g = o // (O/G): `conv2d_columns` then one matrix product per group,
+    with g = o // (O/G). im2col: `conv2d_columns` then one matrix product per group,
     (O/G, C/G*kH*kW) @ (C/G*kH*kW, N*H'*W'), whose (O, N*H'*W') result is ``out`` in channel-major
-    memory (returned as an NCHW view). ``columns`` are returned for `conv2d_weight_grad`.
+    memory (returned as an NCHW view). Winograd: `_winograd_forward`.
     """
+    if _uses_winograd(geometry, weight):
+        return _winograd_forward(x, weight, geometry)
     o, groups = weight.shape[0], geometry.groups
     columns = conv2d_columns(x, geometry)
     out = np.matmul(weight.reshape(groups, o // groups, -1), columns)
@@ -103,8 +119,10 @@ def conv2d_input_grad(grad_out, weight, geometry):
     each column back onto the input positions it was read from. The compiled kernel drops the
     taps that fall in the padding; the reference sums into a padded array and cuts the padding
     off, and for stride 1 computes the columns wide (see `col2im_wide`). Returned as an NCHW view
-    of channel-major memory.
+    of channel-major memory. Winograd: `_winograd_input_grad`.
     """
+    if _uses_winograd(geometry, weight):
+        return _winograd_input_grad(grad_out, weight, geometry)
     o, groups = weight.shape[0], geometry.groups
     c = weight.shape[1] * groups
     grad_c = channel_major(grad_out)
@@ -128,16 +146,104 @@ def conv2d_input_grad(grad_out, weight, geometry):
     return unpad(padded, geometry.padding).transpose(1, 0, 2, 3)
 
 
-def conv2d_weight_grad(grad_out, columns, geometry):
-    """grad_out: (N, O, H', W'), columns: (G, C/G*kH*kW, N*H'*W') from `conv2d_columns` of the
-    input -> grad_weight: (O, C/G, kH, kW).
+def conv2d_weight_grad(grad_out, saved, geometry):
+    """grad_out: (N, O, H', W'), saved: from `conv2d_forward` (or `conv2d_columns`) of the input
+    -> grad_weight: (O, C/G, kH, kW).
 
-    Per group, d_weight = d_out @ columns^T, (O/G, N*H'*W') @ (N*H'*W', C/G*kH*kW).
+    im2col columns (G, C/G*kH*kW, N*H'*W'): per group, d_weight = d_out @ columns^T,
+    (O/G, N*H'*W') @ (N*H'*W', C/G*kH*kW). Winograd tiles (5-D): `_winograd_weight_grad`.
     """
+    if saved.ndim == 5:
+        return _winograd_weight_grad(grad_out, saved, geometry)
+    columns = saved
     o, groups = grad_out.shape[1], geometry.groups
     grad_grouped = channel_major(grad_out).reshape(groups, o // groups, -1)
     grad_weight = np.matmul(grad_grouped, columns.transpose(0, 2, 1))
     return grad_weight.reshape((o, columns.shape[1] // (geometry.kernel[0] * geometry.kernel[1])) + geometry.kernel)
+
+
+# ------------------------------------------------------------------ Winograd F(2x2, 3x3), groups 1
+def _winograd_forward(x, weight, geometry):
+    """x: (N, C, H, W), weight: (O, C, 3, 3) -> out: (N, O, H', W'), tiles: (16, C, N, tH, tW).
+
+    tiles = B^T d B over the input's 4x4 patches, U = G g G^T, then the 16 products
+    (16, O, C) @ (16, C, N*tH*tW) and A^T m A back onto channel-major output. The 16-plane
+    arrays come from `winograd.planes` (staggered, so the kernels' 16 streams do not collide).
+    """
+    image, weight = channel_major(x), np.ascontiguousarray(weight)
+    (c, n), o, top_left = image.shape[:2], weight.shape[0], geometry.padding[::2]
+    tiles_hw = winograd.tiles_hw(geometry.output_hw)
+    if not kernels.compiled():
+        tiles = winograd.input_transform_reference(image, top_left, tiles_hw)
+        products = np.matmul(_winograd_weight(weight), tiles.reshape(16, c, -1))
+        out = winograd.output_transform_reference(products.reshape((16, o, n) + tiles_hw), geometry.output_hw)
+        return out.transpose(1, 0, 2, 3), tiles
+    tiles = winograd.planes((c, n) + tiles_hw, image.dtype)
+    winograd.input_transform(image, top_left, tiles)
+    products = winograd.planes((o, n * tiles_hw[0] * tiles_hw[1]), image.dtype)
+    np.matmul(_winograd_weight(weight), tiles.reshape(16, c, -1), out=products)
+    out = np.empty((o, n) + geometry.output_hw, dtype=image.dtype)
+    winograd.output_transform(products.reshape((16, o, n) + tiles_hw), out)
+    return out.transpose(1, 0, 2, 3), tiles
+
+
+def _winograd_weight(weight):
+    """weight: (O, C, 3, 3) -> U = G g G^T: (16, O, C)."""
+    if not kernels.compiled():
+        return winograd.weight_transform_reference(weight)
+    transformed = np.empty((16,) + weight.shape[:2], dtype=weight.dtype)
+    winograd.weight_transform(np.ascontiguousarray(weight), transformed)
+    return transformed
+
+
+def _winograd_output_grad(grad_out, geometry):
+    """grad_out: (N, O, H', W') -> A dY A^T over its 2x2 tiles: (16, O, N*tH*tW)."""
+    grad_c, tiles_hw = channel_major(grad_out), winograd.tiles_hw(geometry.output_hw)
+    if kernels.compiled():
+        transformed = winograd.planes(grad_c.shape[:2] + tiles_hw, grad_c.dtype)
+        winograd.output_grad_transform(grad_c, transformed)
+    else:
+        transformed = winograd.output_grad_transform_reference(grad_c, tiles_hw)
+    return transformed.reshape(16, grad_c.shape[0], -1)
+
+
+def _winograd_input_grad(grad_out, weight, geometry, grad_transformed=None):
+    """grad_out: (N, O, H', W'), weight: (O, C, 3, 3) -> grad_x: (N, C, H, W).
+
+    dV = U^T @ dM, (16, C, O) @ (16, O, N*tH*tW), then B dV B^T added back onto the input.
+    ``grad_transformed``: dM from `_winograd_output_grad`, when the caller has it already.
+    """
+    (n, o), c = grad_out.shape[:2], weight.shape[1]
+    tiles_hw, top_left = winograd.tiles_hw(geometry.output_hw), geometry.padding[::2]
+    if grad_transformed is None:
+        grad_transformed = _winograd_output_grad(grad_out, geometry)
+    weight_t = _winograd_weight(weight).transpose(0, 2, 1)
+    if not kernels.compiled():
+        tiles_grad = np.matmul(weight_t, grad_transformed).reshape((16, c, n) + tiles_hw)
+        grad_x = winograd.input_grad_transform_reference(tiles_grad, top_left, (c, n) + geometry.input_hw)
+        return grad_x.transpose(1, 0, 2, 3)
+    tiles_grad = winograd.planes((c, grad_transformed.shape[2]), grad_transformed.dtype)
+    np.matmul(weight_t, grad_transformed, out=tiles_grad)
+    grad_x = np.empty((c, n) + geometry.input_hw, dtype=tiles_grad.dtype)
+    winograd.input_grad_transform(tiles_grad.reshape((16, c, n) + tiles_hw), top_left, grad_x)
+    return grad_x.transpose(1, 0, 2, 3)
+
+
+def _winograd_weight_grad(grad_out, tiles, geometry, grad_transformed=None):
+    """grad_out: (N, O, H', W'), tiles: (16, C, N, tH, tW) from `_winograd_forward` -> (O, C, 3, 3).
+
+    dU = dM @ tiles^T, (16, O, N*tH*tW) @ (16, N*tH*tW, C), then G^T dU G. ``grad_transformed``:
+    dM, when the caller has it already.
+    """
+    c = tiles.shape[1]
+    if grad_transformed is None:
+        grad_transformed = _winograd_output_grad(grad_out, geometry)
+    transformed = np.matmul(grad_transformed, tiles.reshape(16, c, -1).transpose(0, 2, 1))
+    if not kernels.compiled():
+        return winograd.weight_grad_transform_reference(transformed)
+    grad_weight = np.empty(transformed.shape[1:] + (3, 3), dtype=transformed.dtype)
+    winograd.weight_grad_transform(transformed, grad_weight)
+    return grad_weight
 
 
 def _channel_sums(grad):
@@ -149,11 +255,12 @@ def _channel_sums(grad):
 class Conv2d(Function):
     """x: (N, C, H, W), weight: (O, C/G, kH, kW), bias: (O,) or None -> out: (N, O, H', W').
 
-    Forward keeps the im2col columns, so the weight gradient needs no second im2col.
+    Forward keeps what the weight gradient needs (im2col columns or Winograd tiles), so it
+    needs no second pass over the input.
     """
 
     def forward(self, x, weight, bias, geometry):
-        out, self.columns = conv2d_forward(x, weight, geometry)
+        out, self.saved = conv2d_forward(x, weight, geometry)
         if bias is not None:
             out += bias.reshape(1, -1, 1, 1)
         self.weight, self.geometry, self.has_bias = weight, geometry, bias is not None
@@ -162,8 +269,14 @@ class Conv2d(Function):
     def backward(self, grad):
         # One channel-major copy (at most), which each gradient below then reads for free.
         grad = channel_major(grad).transpose(1, 0, 2, 3)
-        grad_x = conv2d_input_grad(grad, self.weight, self.geometry) if self.needs_input_grad[0] else None
-        grad_weight = conv2d_weight_grad(grad, self.columns, self.geometry) if self.needs_input_grad[1] else None
+        if self.saved.ndim == 5 and all(self.needs_input_grad[:2]):
+            # Winograd both ways: the two gradients share one transform of grad (dM).
+            transformed = _winograd_output_grad(grad, self.geometry)
+            grad_x = _winograd_input_grad(grad, self.weight, self.geometry, transformed)
+            grad_weight = _winograd_weight_grad(grad, self.saved, self.geometry, transformed)
+        else:
+            grad_x = conv2d_input_grad(grad, self.weight, self.geometry) if self.needs_input_grad[0] else None
+            grad_weight = conv2d_weight_grad(grad, self.saved, self.geometry) if self.needs_input_grad[1] else None
         grad_bias = _channel_sums(grad) if self.has_bias and self.needs_input_grad[2] else None
         return grad_x, grad_weight, grad_bias
 
@@ -187,13 +300,13 @@ class ConvTranspose2d(Function):
     def backward(self, grad):
         grad_x = grad_weight = None
         grad = channel_major(grad).transpose(1, 0, 2, 3)
-        # The input gradient's forward builds the columns of grad that the weight gradient needs.
+        # The input gradient's forward saves what the weight gradient needs from grad.
         if self.needs_input_grad[0]:
-            grad_x, grad_columns = conv2d_forward(grad, self.weight, self.geometry)
+            grad_x, grad_saved = conv2d_forward(grad, self.weight, self.geometry)
         elif self.needs_input_grad[1]:
-            grad_columns = conv2d_columns(grad, self.geometry)
+            grad_saved = conv2d_columns(grad, self.geometry)
         if self.needs_input_grad[1]:
-            grad_weight = conv2d_weight_grad(self.x, grad_columns, self.geometry)
+            grad_weight = conv2d_weight_grad(self.x, grad_saved, self.geometry)
         grad_bias = _channel_sums(grad) if self.has_bias and self.needs_input_grad[2] else None
         return grad_x, grad_weight, grad_bias
 

@@ -1,0 +1,206 @@
+"""Winograd F(2x2, 3x3) convolution: its compiled transforms against their NumPy references, and
+its forward, input gradient and weight gradient against im2col, the defining sum
+(`conv2d_reference`), finite differences (float64) and PyTorch (float32).
+
+float32 error bound: Winograd's transforms add and halve before the products, so it does not
+match im2col bit for bit. Measured against float64 (values ~N(0, 1), 1..128 channels, batch
+1..128, including conv2's (128, 32, 14, 14) -> 64): max error 0.8e-7..8.2e-7 of each result's
+scale (forward, input and weight gradients), im2col's float32 0.6e-7..6.8e-7; asserted
+<= 1e-5 of the scale (`assert_close_relative_to_scale`).
+"""
+
+import numpy as np
+import pytest
+from hypothesis import example, given, settings
+from hypothesis import strategies as st
+
+import convnet
+import convnet.functional as F
+from convnet import kernels
+from convnet.functional.conv import (ConvGeometry, conv2d_forward, conv2d_input_grad, conv2d_reference,
+                                     conv2d_weight_grad)
+from convnet.kernels import winograd
+
+from conftest import assert_close_relative_to_scale, finite_difference_check, requires_torch, torch, torch_check
+
+FLOAT32_BOUND = 1e-5  # max error / max |expected|; measured <= 8.2e-7 (module docstring)
+
+
+@st.composite
+def cases(draw):
+    """(N, C, H, W), O, padding (top, bottom, left, right): odd sizes, batch 1, asymmetric padding."""
+    padding = tuple(draw(st.integers(0, 2)) for _ in range(4))
+    h = draw(st.integers(max(1, 3 - padding[0] - padding[1]), 11))
+    w = draw(st.integers(max(1, 3 - padding[2] - padding[3]), 11))
+    n = draw(st.integers(1, 3))
+    c, o = draw(st.sampled_from([1, 2, 5, 16, 64])), draw(st.sampled_from([1, 3, 8, 33]))
+    return (n, c, h, w), o, padding
+
+
+def arrays(shape, o, dtype=np.float32, seed=0):
+    rng = np.random.default_rng(seed)
+    x = rng.standard_normal(shape).astype(dtype)
+    weight = rng.standard_normal((o, shape[1], 3, 3)).astype(dtype)
+    return x, weight
+
+
+def geometry_of(shape, padding):
+    return ConvGeometry.of_conv2d(shape[2:], (3, 3), (1, 1), padding, (1, 1), 1)
+
+
+def all_three(x, weight, grad_out, geometry, algorithm):
+    with kernels.use_algorithm(algorithm):
+        out, saved = conv2d_forward(x, weight, geometry)
+        grad_x = conv2d_input_grad(grad_out, weight, geometry)
+    # The weight gradient follows the saved form, whichever algorithm is selected now.
+    return out, grad_x, conv2d_weight_grad(grad_out, saved, geometry)
+
+
+def float64_oracle(x, weight, grad_out, geometry):
+    """The three in float64 through im2col's references."""
+    with kernels.use("reference"), kernels.use_algorithm("im2col"):
+        return all_three(*(a.astype(np.float64) for a in (x, weight, grad_out)), geometry, "im2col")
+
+
+# ------------------------------------------------------------------ compiled transforms vs references
+@given(cases())
+@example(((2, 3, 7, 6), 4, (1, 1, 1, 1)))
+@example(((1, 2, 5, 9), 2, (0, 2, 1, 0)))
+@settings(deadline=None, max_examples=40)
+def test_transforms_match_their_references(case):
+    shape, o, padding = case
+    x, weight = arrays(shape, o)
+    geometry = geometry_of(shape, padding)
+    image, top_left = np.ascontiguousarray(x.transpose(1, 0, 2, 3)), padding[::2]
+    tiles_hw = winograd.tiles_hw(geometry.output_hw)
+    rng = np.random.default_rng(1)
+
+    tiles = np.full((16,) + image.shape[:2] + tiles_hw, np.nan, dtype=np.float32)  # every entry written
+    winograd.input_transform(image, top_left, tiles)
+    np.testing.assert_allclose(tiles, winograd.input_transform_reference(image, top_left, tiles_hw), atol=1e-5)
+
+    u = np.full((16, o, shape[1]), np.nan, dtype=np.float32)
+    winograd.weight_transform(weight, u)
+    np.testing.assert_allclose(u, winograd.weight_transform_reference(weight), rtol=1e-6, atol=1e-6)
+
+    products = rng.standard_normal((16, o, shape[0]) + tiles_hw).astype(np.float32)
+    out = np.full((o, shape[0]) + geometry.output_hw, np.nan, dtype=np.float32)
+    winograd.output_transform(products, out)
+    np.testing.assert_allclose(out, winograd.output_transform_reference(products, geometry.output_hw), atol=1e-5)
+
+    grad_out = rng.standard_normal(out.shape).astype(np.float32)
+    grad_t = np.full(products.shape, np.nan, dtype=np.float32)
+    winograd.output_grad_transform(grad_out, grad_t)
+    np.testing.assert_allclose(grad_t, winograd.output_grad_transform_reference(grad_out, tiles_hw), atol=1e-5)
+
+    grad_image = np.full(image.shape, np.nan, dtype=np.float32)  # overwritten, not added to
+    winograd.input_grad_transform(tiles, top_left, grad_image)
+    np.testing.assert_allclose(grad_image, winograd.input_grad_transform_reference(tiles, top_left, image.shape),
+                               atol=1e-4)
+
+    grad_weight = np.full(weight.shape, np.nan, dtype=np.float32)
+    winograd.weight_grad_transform(u, grad_weight)
+    np.testing.assert_allclose(grad_weight, winograd.weight_grad_transform_reference(u), rtol=1e-5, atol=1e-5)
+
+
+def test_planes_are_staggered_views_blas_can_use():
+    planes = winograd.planes((32, 128, 7, 7), np.float32)
+    assert planes.shape == (16, 32, 128, 7, 7) and planes[0].flags.c_contiguous
+    assert planes.strides[0] % 4096 != 0
+    flat = planes.reshape(16, 32, -1)
+    assert np.shares_memory(flat, planes)
+
+
+# ------------------------------------------------------------------ the three functions
+@given(cases(), st.sampled_from(["compiled", "reference"]))
+@example(((2, 3, 7, 6), 4, (1, 1, 1, 1)), "compiled")
+@example(((1, 64, 9, 5), 33, (0, 2, 2, 1)), "compiled")
+@settings(deadline=None, max_examples=60)
+def test_winograd_matches_im2col_and_float64(case, mode):
+    shape, o, padding = case
+    x, weight = arrays(shape, o)
+    geometry = geometry_of(shape, padding)
+    grad_out = np.random.default_rng(2).standard_normal((shape[0], o) + geometry.output_hw).astype(np.float32)
+    with kernels.use(mode):
+        ours = all_three(x, weight, grad_out, geometry, "winograd")
+        im2col = all_three(x, weight, grad_out, geometry, "im2col")
+    exact = float64_oracle(x, weight, grad_out, geometry)
+    for name, a, b, e in zip(("out", "grad_x", "grad_weight"), ours, im2col, exact):
+        assert a.dtype == np.float32 and a.shape == e.shape, name
+        assert_close_relative_to_scale(a, e, FLOAT32_BOUND)
+        assert_close_relative_to_scale(a, b, FLOAT32_BOUND)
+
+
+@given(cases())
+@settings(deadline=None, max_examples=15)
+def test_forward_matches_the_defining_sum(case):
+    shape, o, padding = case
+    x, weight = arrays(shape, o, dtype=np.float64)
+    with kernels.use_algorithm("winograd"):
+        out, _ = conv2d_forward(x, weight, geometry_of(shape, padding))
+    np.testing.assert_allclose(out, conv2d_reference(x, weight, padding=padding), rtol=1e-10, atol=1e-10)
+
+
+@pytest.mark.parametrize("padding", [(1, 1), (0, 2), 0])
+def test_gradients_match_finite_differences(padding):
+    x, weight = arrays((2, 3, 7, 6), 4, dtype=np.float64)
+    bias = np.random.default_rng(3).standard_normal(4)
+    with kernels.use_algorithm("winograd"):
+        finite_difference_check(lambda a, b, c: F.conv2d(a, b, c, padding=padding), [x, weight, bias])
+
+
+def test_asymmetric_same_padding_through_conv2d():
+    x, weight = arrays((1, 5, 8, 7), 3, dtype=np.float64)
+    with kernels.use_algorithm("winograd"):
+        finite_difference_check(lambda a, b: F.conv2d(a, b, padding="same"), [x, weight])
+
+
+@requires_torch
+@pytest.mark.parametrize("shape, o, padding", [((2, 32, 14, 14), 64, 1), ((1, 5, 9, 7), 3, 0),
+                                               ((3, 64, 7, 7), 16, (2, 1))])
+def test_matches_torch(shape, o, padding):
+    x, weight = arrays(shape, o)
+    bias = np.random.default_rng(4).standard_normal(o).astype(np.float32)
+    with kernels.use_algorithm("winograd"):
+        torch_check(lambda a, b, c: F.conv2d(a, b, c, padding=padding),
+                    lambda a, b, c: torch.nn.functional.conv2d(a, b, c, padding=padding), [x, weight, bias],
+                    rtol=1e-4, atol=1e-4)
+
+
+# ------------------------------------------------------------------ the rule and the switch
+def test_rule_sends_only_stride_1_3x3_with_enough_channels_to_winograd():
+    plain = dict(kernel=(3, 3), stride=(1, 1), dilation=(1, 1), groups=1)
+    assert kernels.conv_algorithm(**plain, in_channels=kernels.WINOGRAD_MIN_CHANNELS) == "winograd"
+    assert kernels.conv_algorithm(**plain, in_channels=kernels.WINOGRAD_MIN_CHANNELS - 1) == "im2col"
+    for change in ({"kernel": (5, 5)}, {"stride": (2, 2)}, {"dilation": (1, 2)}, {"groups": 2}):
+        with kernels.use_algorithm("winograd"):
+            assert kernels.conv_algorithm(**{**plain, **change}, in_channels=64) == "im2col", change
+    with kernels.use_algorithm("winograd"):
+        assert kernels.conv_algorithm(**plain, in_channels=1) == "winograd"
+    with kernels.use_algorithm("im2col"):
+        assert kernels.conv_algorithm(**plain, in_channels=64) == "im2col"
+    with pytest.raises(ValueError, match="expected one of auto, im2col, winograd, got 'fft'"):
+        kernels.set_algorithm("fft")
+
+
+def test_saved_form_follows_the_algorithm():
+    x, weight = arrays((2, 32, 6, 6), 8)
+    geometry = geometry_of(x.shape, (1, 1, 1, 1))
+    assert conv2d_forward(x, weight, geometry)[1].ndim == 5  # 32 channels: Winograd under 'auto'
+    with kernels.use_algorithm("im2col"):
+        assert conv2d_forward(x, weight, geometry)[1].ndim == 3
+
+
+def test_conv_transpose_through_winograd_matches_im2col():
+    rng = np.random.default_rng(5)
+    x = convnet.Tensor(rng.standard_normal((2, 8, 7, 6)).astype(np.float32), requires_grad=True)
+    weight = convnet.Tensor(rng.standard_normal((8, 5, 3, 3)).astype(np.float32), requires_grad=True)
+    results = []
+    for algorithm in ("winograd", "im2col"):
+        x.grad = weight.grad = None
+        with kernels.use_algorithm(algorithm):
+            out = F.conv_transpose2d(x, weight, padding=1)
+            (out * out).sum().backward()
+        results.append((out.numpy(), x.grad.numpy(), weight.grad.numpy()))
+    for a, b in zip(*results):
+        assert_close_relative_to_scale(a, b, FLOAT32_BOUND)
