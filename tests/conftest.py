@@ -103,6 +103,39 @@ def assert_close_relative_to_scale(actual, expected, tolerance=1e-5):
     assert error <= tolerance * scale, f"max error {error} exceeds {tolerance} x scale {scale}"
 
 
+def to_torch_state(module):
+    return {key: torch.from_numpy(np.array(value)) for key, value in module.state_dict().items()}
+
+
+def check_twins(ours, theirs, input_shape, rng, train=True, steps=2, input_requires_grad=True):
+    """Load ours' weights into theirs (a torch.nn twin); compare keys, outputs, the input's
+    gradient (unless not ``input_requires_grad``: a first layer) and the parameters', and (for
+    layers with buffers) the buffers after ``steps`` training forwards."""
+    assert list(ours.state_dict()) == list(theirs.state_dict())
+    theirs.load_state_dict(to_torch_state(ours))
+    ours.train(train)
+    theirs.train(train)
+    for _ in range(steps):
+        x = rng.standard_normal(input_shape).astype(np.float32)
+        ours.zero_grad()
+        theirs.zero_grad()
+        our_x = Tensor(x, requires_grad=input_requires_grad)
+        their_x = torch.tensor(x, requires_grad=input_requires_grad)
+        out, expected = ours(our_x), theirs(their_x)
+        np.testing.assert_allclose(out.numpy(), expected.detach().numpy(), rtol=1e-4, atol=1e-5)
+        grad = rng.standard_normal(out.shape).astype(np.float32)
+        out.backward(grad)
+        expected.backward(torch.from_numpy(grad))
+        if input_requires_grad:
+            assert_close_relative_to_scale(our_x.grad.numpy(), their_x.grad.numpy())
+        their_params = dict(theirs.named_parameters())
+        for name, parameter in ours.named_parameters():
+            assert_close_relative_to_scale(parameter.grad.numpy(), their_params[name].grad.numpy())
+    their_state = theirs.state_dict()
+    for key, value in ours.state_dict().items():
+        np.testing.assert_allclose(value, their_state[key].numpy(), rtol=1e-5, atol=1e-6, err_msg=key)
+
+
 def write_tiny_fashion(directory, train=256, test=64, seed=0):
     """A Fashion-MNIST-shaped dataset (IDX .gz files) that a CNN can learn: class k is noise
     with a bright 6x6 square at a class-specific place."""

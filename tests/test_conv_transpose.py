@@ -13,10 +13,11 @@ from hypothesis import strategies as st
 
 import convnet
 import convnet.functional as F
-from convnet import Tensor, nn
+from convnet import nn
 from convnet.functional.conv import (ConvGeometry, conv2d_columns, conv2d_forward, conv2d_input_grad,
                                      conv2d_reference, conv2d_weight_grad, conv_transpose2d_reference)
-from conftest import assert_close_relative_to_scale, finite_difference_check, requires_torch, torch, torch_check
+from conftest import (assert_close_relative_to_scale, check_twins, finite_difference_check, requires_torch, torch,
+                      torch_check)
 
 
 @st.composite
@@ -167,20 +168,8 @@ LAYERS = [
 def test_conv_transpose_layer_loads_into_torch_and_matches_it(arguments, input_requires_grad, rng):
     ours, theirs = nn.ConvTranspose2d(**arguments), torch.nn.ConvTranspose2d(**arguments)
     assert ours.extra_repr() == theirs.extra_repr()
-    assert list(ours.state_dict()) == list(theirs.state_dict())
-    theirs.load_state_dict({key: torch.from_numpy(np.array(value)) for key, value in ours.state_dict().items()})
-    x = rng.standard_normal((2, arguments["in_channels"], 5, 4)).astype(np.float32)
-    our_x, their_x = Tensor(x, requires_grad=input_requires_grad), torch.tensor(x, requires_grad=input_requires_grad)
-    out, expected = ours(our_x), theirs(their_x)
-    np.testing.assert_allclose(out.numpy(), expected.detach().numpy(), rtol=1e-4, atol=1e-5)
-    grad = rng.standard_normal(out.shape).astype(np.float32)
-    out.backward(grad)
-    expected.backward(torch.from_numpy(grad))
-    if input_requires_grad:
-        assert_close_relative_to_scale(our_x.grad.numpy(), their_x.grad.numpy())
-    their_parameters = dict(theirs.named_parameters())
-    for name, parameter in ours.named_parameters():
-        assert_close_relative_to_scale(parameter.grad.numpy(), their_parameters[name].grad.numpy())
+    check_twins(ours, theirs, (2, arguments["in_channels"], 5, 4), rng, steps=1,
+                input_requires_grad=input_requires_grad)
 
 
 def test_conv_transpose_layer_default_init_has_torchs_bounds():

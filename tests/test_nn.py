@@ -8,37 +8,7 @@ import pytest
 import convnet
 import convnet.functional as F
 from convnet import Tensor, bench, models, nn
-from conftest import assert_close_relative_to_scale, requires_torch, torch
-
-
-def to_torch_state(module):
-    return {key: torch.from_numpy(np.array(value)) for key, value in module.state_dict().items()}
-
-
-def check_twins(ours, theirs, input_shape, rng, train=True, steps=2):
-    """Load ours' weights into theirs; compare keys, outputs, input and parameter gradients,
-    and (for layers with buffers) the buffers after ``steps`` training forwards."""
-    assert list(ours.state_dict()) == list(theirs.state_dict())
-    theirs.load_state_dict(to_torch_state(ours))
-    ours.train(train)
-    theirs.train(train)
-    for _ in range(steps):
-        x = rng.standard_normal(input_shape).astype(np.float32)
-        ours.zero_grad()
-        theirs.zero_grad()
-        our_x, their_x = Tensor(x, requires_grad=True), torch.tensor(x, requires_grad=True)
-        out, expected = ours(our_x), theirs(their_x)
-        np.testing.assert_allclose(out.numpy(), expected.detach().numpy(), rtol=1e-4, atol=1e-5)
-        grad = rng.standard_normal(out.shape).astype(np.float32)
-        out.backward(grad)
-        expected.backward(torch.from_numpy(grad))
-        assert_close_relative_to_scale(our_x.grad.numpy(), their_x.grad.numpy())
-        their_params = dict(theirs.named_parameters())
-        for name, parameter in ours.named_parameters():
-            assert_close_relative_to_scale(parameter.grad.numpy(), their_params[name].grad.numpy())
-    their_state = theirs.state_dict()
-    for key, value in ours.state_dict().items():
-        np.testing.assert_allclose(value, their_state[key].numpy(), rtol=1e-5, atol=1e-6, err_msg=key)
+from conftest import check_twins, requires_torch, torch
 
 
 LAYERS = [
