@@ -102,9 +102,9 @@ def _reference_out(x, w, geometry):
 @pytest.mark.parametrize("x_shape, w_shape, arguments", ARRAY_CASES)
 def test_array_forward_matches_reference(x_shape, w_shape, arguments):
     x, w, geometry, _, _ = _array_case(x_shape, w_shape, arguments)
-    out, columns = conv2d_forward(x, w, geometry)
+    out, saved = conv2d_forward(x, w, geometry)
     np.testing.assert_allclose(out, _reference_out(x, w, geometry), rtol=1e-12, atol=1e-12)
-    np.testing.assert_array_equal(columns, conv2d_columns(x, geometry))
+    np.testing.assert_array_equal(saved.array, conv2d_columns(x, geometry).array)
 
 
 @pytest.mark.parametrize("x_shape, w_shape, arguments", ARRAY_CASES)

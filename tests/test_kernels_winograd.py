@@ -170,25 +170,25 @@ def test_matches_torch(shape, o, padding):
 # ------------------------------------------------------------------ the rule and the switch
 def test_rule_sends_only_stride_1_3x3_with_enough_channels_to_winograd():
     plain = dict(kernel=(3, 3), stride=(1, 1), dilation=(1, 1), groups=1)
-    assert kernels.conv_algorithm(**plain, in_channels=kernels.WINOGRAD_MIN_CHANNELS) == "winograd"
-    assert kernels.conv_algorithm(**plain, in_channels=kernels.WINOGRAD_MIN_CHANNELS - 1) == "im2col"
+    assert kernels.conv_algorithm(**plain, in_channels=kernels.WINOGRAD_MIN_CHANNELS, out_channels=64) == "winograd"
+    assert kernels.conv_algorithm(**plain, in_channels=kernels.WINOGRAD_MIN_CHANNELS - 1, out_channels=64) == "im2col"
     for change in ({"kernel": (5, 5)}, {"stride": (2, 2)}, {"dilation": (1, 2)}, {"groups": 2}):
         with kernels.use_algorithm("winograd"):
-            assert kernels.conv_algorithm(**{**plain, **change}, in_channels=64) == "im2col", change
+            assert kernels.conv_algorithm(**{**plain, **change}, in_channels=64, out_channels=64) == "im2col", change
     with kernels.use_algorithm("winograd"):
-        assert kernels.conv_algorithm(**plain, in_channels=1) == "winograd"
+        assert kernels.conv_algorithm(**plain, in_channels=1, out_channels=64) == "winograd"
     with kernels.use_algorithm("im2col"):
-        assert kernels.conv_algorithm(**plain, in_channels=64) == "im2col"
-    with pytest.raises(ValueError, match="expected one of auto, im2col, winograd, got 'fft'"):
+        assert kernels.conv_algorithm(**plain, in_channels=64, out_channels=64) == "im2col"
+    with pytest.raises(ValueError, match="expected one of auto, im2col, winograd, direct, got 'fft'"):
         kernels.set_algorithm("fft")
 
 
 def test_saved_form_follows_the_algorithm():
     x, weight = arrays((2, 32, 6, 6), 8)
     geometry = geometry_of(x.shape, (1, 1, 1, 1))
-    assert conv2d_forward(x, weight, geometry)[1].ndim == 5  # 32 channels: Winograd under 'auto'
+    assert conv2d_forward(x, weight, geometry)[1].array.ndim == 5  # 32 channels: Winograd under 'auto'
     with kernels.use_algorithm("im2col"):
-        assert conv2d_forward(x, weight, geometry)[1].ndim == 3
+        assert conv2d_forward(x, weight, geometry)[1].array.ndim == 3
 
 
 def test_conv_transpose_through_winograd_matches_im2col():

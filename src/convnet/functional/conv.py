@@ -12,11 +12,12 @@ Both ops are built from three array-level functions (arrays in, arrays out, no T
 everything about the convolution but its batch and channels. A transposed convolution is a
 convolution's input gradient, so it uses the same three the other way round.
 
-Each of the three runs one of two algorithms, which `kernels.conv_algorithm` picks per shape:
-im2col (any geometry) or Winograd F(2x2, 3x3) (stride-1 3x3 kernels, groups 1; see
-kernels/winograd.py). The forward returns what its weight gradient needs, ``saved``: the im2col
-columns (3-D) or Winograd's transformed input tiles (5-D); `conv2d_weight_grad` follows the
-form it is given, so a forward and its backward agree even if the choice changed in between.
+Each of the three runs one of three algorithms, which `kernels.conv_algorithm` picks per shape:
+im2col (any geometry), Winograd F(2x2, 3x3) (stride-1 3x3 kernels, groups 1; see
+kernels/winograd.py) or direct (one input channel, stride 1, groups 1; kernels/direct.py; its
+input gradient is im2col's). The forward returns what its weight gradient needs as a `Saved`:
+the algorithm's name and its array; `conv2d_weight_grad` follows the name it is given, so a
+forward and its backward agree even if the choice changed in between.
 """
 
 from typing import NamedTuple
@@ -24,6 +25,7 @@ from typing import NamedTuple
 import numpy as np
 
 from .. import _checks, kernels
+from ..kernels import direct
 from ..kernels import im2col as compiled
 from ..kernels import winograd
 from ..tensor import Function
@@ -70,10 +72,21 @@ class ConvGeometry(NamedTuple):
         return h + top + bottom, w + left + right
 
 
+class Saved(NamedTuple):
+    """What `conv2d_forward` keeps for `conv2d_weight_grad`: the algorithm that ran ('im2col',
+    'winograd' or 'direct') and its array: im2col columns (G, C/G*kH*kW, N*H'*W'), Winograd's
+    input tiles (16, C, N, ceil(H'/2), ceil(W'/2)) or direct's channel-major input (1, N, H, W).
+    ``np.asarray(saved)`` is the array.
+    """
+    algorithm: str
+    array: np.ndarray
+
+
 # ------------------------------------------------------------------ the three array functions
 def conv2d_columns(x, geometry):
-    """x: (N, C, H, W) -> columns: (G, C/G*kH*kW, N*H'*W'), the im2col matrix of the padded input
-    split by group: column (n, y, x) holds the values under the kernel at output position (y, x).
+    """x: (N, C, H, W) -> Saved('im2col', columns), columns: (G, C/G*kH*kW, N*H'*W'), the im2col
+    matrix of the padded input split by group: column (n, y, x) holds the values under the kernel
+    at output position (y, x).
 
     The compiled kernel reads x unpadded and writes the padding's zeros itself; the reference
     pads a copy first.
@@ -86,30 +99,32 @@ def conv2d_columns(x, geometry):
     else:
         columns = im2col(pad(image, geometry.padding), geometry.kernel, geometry.stride, geometry.dilation,
                          geometry.output_hw)
-    return columns.reshape(geometry.groups, -1, n * oh * ow)
+    return Saved("im2col", columns.reshape(geometry.groups, -1, n * oh * ow))
 
 
-def _uses_winograd(geometry, weight):
+def _algorithm(geometry, weight):
     return kernels.conv_algorithm(geometry.kernel, geometry.stride, geometry.dilation, geometry.groups,
-                                  weight.shape[1] * geometry.groups) == "winograd"
+                                  weight.shape[1] * geometry.groups, weight.shape[0])
 
 
 def conv2d_forward(x, weight, geometry):
-    """x: (N, C, H, W), weight: (O, C/G, kH, kW) -> out: (N, O, H', W'), saved: what
-    `conv2d_weight_grad` needs, the im2col columns (G, C/G*kH*kW, N*H'*W') or Winograd's input
-    tiles (16, C, N, ceil(H'/2), ceil(W'/2)).
+    """x: (N, C, H, W), weight: (O, C/G, kH, kW) -> out: (N, O, H', W'), saved: the `Saved` that
+    `conv2d_weight_grad` needs.
 
     out[n, o, y, x] = sum_{c, i, j} weight[o, c, i, j] * x_padded[n, g*C/G + c, y*sH + i*dH, x*sW + j*dW]
     with g = o // (O/G). im2col: `conv2d_columns` then one matrix product per group,
     (O/G, C/G*kH*kW) @ (C/G*kH*kW, N*H'*W'), whose (O, N*H'*W') result is ``out`` in channel-major
-    memory (returned as an NCHW view). Winograd: `_winograd_forward`.
+    memory (returned as an NCHW view). Winograd: `_winograd_forward`; direct: `_direct_forward`.
     """
-    if _uses_winograd(geometry, weight):
+    algorithm = _algorithm(geometry, weight)
+    if algorithm == "winograd":
         return _winograd_forward(x, weight, geometry)
+    if algorithm == "direct":
+        return _direct_forward(x, weight, geometry)
     o, groups = weight.shape[0], geometry.groups
-    columns = conv2d_columns(x, geometry)
-    out = np.matmul(weight.reshape(groups, o // groups, -1), columns)
-    return out.reshape(o, x.shape[0], *geometry.output_hw).transpose(1, 0, 2, 3), columns
+    saved = conv2d_columns(x, geometry)
+    out = np.matmul(weight.reshape(groups, o // groups, -1), saved.array)
+    return out.reshape(o, x.shape[0], *geometry.output_hw).transpose(1, 0, 2, 3), saved
 
 
 def conv2d_input_grad(grad_out, weight, geometry):
@@ -119,9 +134,10 @@ def conv2d_input_grad(grad_out, weight, geometry):
     each column back onto the input positions it was read from. The compiled kernel drops the
     taps that fall in the padding; the reference sums into a padded array and cuts the padding
     off, and for stride 1 computes the columns wide (see `col2im_wide`). Returned as an NCHW view
-    of channel-major memory. Winograd: `_winograd_input_grad`.
+    of channel-major memory. Winograd: `_winograd_input_grad`. Direct has no input gradient of its
+    own: this one needs no columns, and a first layer needs none at all.
     """
-    if _uses_winograd(geometry, weight):
+    if _algorithm(geometry, weight) == "winograd":
         return _winograd_input_grad(grad_out, weight, geometry)
     o, groups = weight.shape[0], geometry.groups
     c = weight.shape[1] * groups
@@ -147,19 +163,46 @@ def conv2d_input_grad(grad_out, weight, geometry):
 
 
 def conv2d_weight_grad(grad_out, saved, geometry):
-    """grad_out: (N, O, H', W'), saved: from `conv2d_forward` (or `conv2d_columns`) of the input
-    -> grad_weight: (O, C/G, kH, kW).
+    """grad_out: (N, O, H', W'), saved: the `Saved` from `conv2d_forward` (or `conv2d_columns`) of
+    the input -> grad_weight: (O, C/G, kH, kW).
 
-    im2col columns (G, C/G*kH*kW, N*H'*W'): per group, d_weight = d_out @ columns^T,
-    (O/G, N*H'*W') @ (N*H'*W', C/G*kH*kW). Winograd tiles (5-D): `_winograd_weight_grad`.
+    im2col: per group, d_weight = d_out @ columns^T, (O/G, N*H'*W') @ (N*H'*W', C/G*kH*kW).
+    Winograd: `_winograd_weight_grad`; direct: `_direct_weight_grad`.
     """
-    if saved.ndim == 5:
-        return _winograd_weight_grad(grad_out, saved, geometry)
-    columns = saved
+    if saved.algorithm == "winograd":
+        return _winograd_weight_grad(grad_out, saved.array, geometry)
+    if saved.algorithm == "direct":
+        return _direct_weight_grad(grad_out, saved.array, geometry)
+    columns = saved.array
     o, groups = grad_out.shape[1], geometry.groups
     grad_grouped = channel_major(grad_out).reshape(groups, o // groups, -1)
     grad_weight = np.matmul(grad_grouped, columns.transpose(0, 2, 1))
     return grad_weight.reshape((o, columns.shape[1] // (geometry.kernel[0] * geometry.kernel[1])) + geometry.kernel)
+
+
+# ------------------------------------------------------------------ direct, one input channel
+def _direct_forward(x, weight, geometry):
+    """x: (N, 1, H, W), weight: (O, 1, kH, kW) -> out: (N, O, H', W'), Saved('direct', image (1, N, H, W)).
+
+    Stride 1: each output plane summed tap by tap from the image (kernels/direct.py).
+    """
+    image, top_left = channel_major(x), geometry.padding[::2]
+    if not kernels.compiled():
+        out = direct.forward_reference(image, weight, geometry.dilation, top_left, geometry.output_hw)
+    else:
+        out = np.empty((weight.shape[0], x.shape[0]) + geometry.output_hw, dtype=image.dtype)
+        direct.forward(image, np.ascontiguousarray(weight), geometry.dilation, top_left, out)
+    return out.transpose(1, 0, 2, 3), Saved("direct", image)
+
+
+def _direct_weight_grad(grad_out, image, geometry):
+    """grad_out: (N, O, H', W'), image: (1, N, H, W) from `_direct_forward` -> (O, 1, kH, kW)."""
+    grad_c, top_left = channel_major(grad_out), geometry.padding[::2]
+    if not kernels.compiled():
+        return direct.weight_grad_reference(grad_c, image, geometry.dilation, top_left, geometry.kernel)
+    grad_weight = np.empty((grad_c.shape[0], 1) + geometry.kernel, dtype=grad_c.dtype)
+    direct.weight_grad(grad_c, image, geometry.dilation, top_left, grad_weight)
+    return grad_weight
 
 
 # ------------------------------------------------------------------ Winograd F(2x2, 3x3), groups 1
@@ -177,14 +220,14 @@ def _winograd_forward(x, weight, geometry):
         tiles = winograd.input_transform_reference(image, top_left, tiles_hw)
         products = np.matmul(_winograd_weight(weight), tiles.reshape(16, c, -1))
         out = winograd.output_transform_reference(products.reshape((16, o, n) + tiles_hw), geometry.output_hw)
-        return out.transpose(1, 0, 2, 3), tiles
+        return out.transpose(1, 0, 2, 3), Saved("winograd", tiles)
     tiles = winograd.planes((c, n) + tiles_hw, image.dtype)
     winograd.input_transform(image, top_left, tiles)
     products = winograd.planes((o, n * tiles_hw[0] * tiles_hw[1]), image.dtype)
     np.matmul(_winograd_weight(weight), tiles.reshape(16, c, -1), out=products)
     out = np.empty((o, n) + geometry.output_hw, dtype=image.dtype)
     winograd.output_transform(products.reshape((16, o, n) + tiles_hw), out)
-    return out.transpose(1, 0, 2, 3), tiles
+    return out.transpose(1, 0, 2, 3), Saved("winograd", tiles)
 
 
 def _winograd_weight(weight):
@@ -213,7 +256,7 @@ def _winograd_input_grad(grad_out, weight, geometry, grad_transformed=None):
     dV = U^T @ dM, (16, C, O) @ (16, O, N*tH*tW), then B dV B^T added back onto the input.
     ``grad_transformed``: dM from `_winograd_output_grad`, when the caller has it already.
     """
-    (n, o), c = grad_out.shape[:2], weight.shape[1]
+    n, c = grad_out.shape[0], weight.shape[1]
     tiles_hw, top_left = winograd.tiles_hw(geometry.output_hw), geometry.padding[::2]
     if grad_transformed is None:
         grad_transformed = _winograd_output_grad(grad_out, geometry)
@@ -255,8 +298,8 @@ def _channel_sums(grad):
 class Conv2d(Function):
     """x: (N, C, H, W), weight: (O, C/G, kH, kW), bias: (O,) or None -> out: (N, O, H', W').
 
-    Forward keeps what the weight gradient needs (im2col columns or Winograd tiles), so it
-    needs no second pass over the input.
+    Forward keeps what the weight gradient needs (a `Saved`: im2col columns, Winograd tiles or
+    direct's input), so it needs no second pass over the input.
     """
 
     def forward(self, x, weight, bias, geometry):
@@ -269,11 +312,11 @@ class Conv2d(Function):
     def backward(self, grad):
         # One channel-major copy (at most), which each gradient below then reads for free.
         grad = channel_major(grad).transpose(1, 0, 2, 3)
-        if self.saved.ndim == 5 and all(self.needs_input_grad[:2]):
+        if self.saved.algorithm == "winograd" and all(self.needs_input_grad[:2]):
             # Winograd both ways: the two gradients share one transform of grad (dM).
             transformed = _winograd_output_grad(grad, self.geometry)
             grad_x = _winograd_input_grad(grad, self.weight, self.geometry, transformed)
-            grad_weight = _winograd_weight_grad(grad, self.saved, self.geometry, transformed)
+            grad_weight = _winograd_weight_grad(grad, self.saved.array, self.geometry, transformed)
         else:
             grad_x = conv2d_input_grad(grad, self.weight, self.geometry) if self.needs_input_grad[0] else None
             grad_weight = conv2d_weight_grad(grad, self.saved, self.geometry) if self.needs_input_grad[1] else None

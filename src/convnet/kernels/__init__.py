@@ -18,18 +18,22 @@ process (to compare a run's accuracy or speed with and without the compiled kern
 Kernels are compiled on first use and cached on disk (``cache=True``), so only the first run on
 a machine pays for compiling them.
 
-Convolution has two algorithms: im2col (columns, then one GEMM; any geometry) and Winograd
+Convolution has three algorithms: im2col (columns, then one GEMM; any geometry), Winograd
 F(2x2, 3x3) (kernels/winograd.py: transforms, then 16 smaller GEMMs; stride-1 3x3 kernels,
-dilation 1, groups 1). ``conv_algorithm`` picks one per shape; ``use_algorithm`` overrides the
-choice, orthogonally to the compiled/reference mode. Forcing 'winograd' still sends the shapes
-it cannot do to im2col:
+dilation 1, groups 1) and direct (kernels/direct.py: the sum tap by tap, no columns; one input
+channel, stride 1, groups 1). ``conv_algorithm`` picks one per shape; ``use_algorithm``
+overrides the choice, orthogonally to the compiled/reference mode. Forcing 'winograd' or
+'direct' still sends the shapes it cannot do to im2col:
 
->>> kernels.conv_algorithm(kernel=(3, 3), stride=(1, 1), dilation=(1, 1), groups=1, in_channels=64)
+>>> plain = dict(stride=(1, 1), dilation=(1, 1), groups=1)
+>>> kernels.conv_algorithm((3, 3), **plain, in_channels=64, out_channels=64)
 'winograd'
->>> kernels.conv_algorithm(kernel=(3, 3), stride=(1, 1), dilation=(1, 1), groups=1, in_channels=1)
+>>> kernels.conv_algorithm((3, 3), **plain, in_channels=1, out_channels=32)
 'im2col'
+>>> kernels.conv_algorithm((5, 5), **plain, in_channels=1, out_channels=6)
+'direct'
 >>> with kernels.use_algorithm("im2col"):
-...     kernels.conv_algorithm(kernel=(3, 3), stride=(1, 1), dilation=(1, 1), groups=1, in_channels=64)
+...     kernels.conv_algorithm((3, 3), **plain, in_channels=64, out_channels=64)
 'im2col'
 """
 
@@ -37,11 +41,16 @@ import os
 from contextlib import contextmanager
 
 MODES = ("compiled", "reference")
-ALGORITHMS = ("auto", "im2col", "winograd")
+ALGORITHMS = ("auto", "im2col", "winograd", "direct")
 # Winograd's forward + backward beat im2col's from 32 input channels up (0.62-0.93x of its time
 # on 32..128 channels at 7..32 px, measured for issue 13); at 16 and fewer it lost or tied
 # (0.96-1.7x) with the transforms costing more than the multiplies they save.
 WINOGRAD_MIN_CHANNELS = 32
+# Direct beat im2col on one input channel with few output channels (forward + weight gradient
+# on 128 28x28 images: 1->6 5x5 0.35x, 1->6 3x3 0.77x of im2col's time) and lost from about a
+# dozen up (1->12 5x5 1.2x, 1->32 3x3 1.8x, 1->100 5x5 2.1x, the lesson's 1->100 10x10 1.7-4x),
+# where im2col's GEMM shares each column among many kernels; measured for issue 13.
+DIRECT_MAX_OUT_CHANNELS = 8
 _mode = os.environ.get("CONVNET_KERNELS", "compiled")
 if _mode not in MODES:
     raise ValueError(f"CONVNET_KERNELS: expected one of {', '.join(MODES)}, got {_mode!r}")
@@ -81,7 +90,7 @@ _algorithm = "auto"
 
 def set_algorithm(algorithm):
     """Convolution's algorithm from now on: 'auto' (the default: `conv_algorithm`'s per-shape
-    rule), 'im2col' everywhere, or 'winograd' wherever it applies."""
+    rule), 'im2col' everywhere, or 'winograd' or 'direct' wherever it applies."""
     global _algorithm
     if algorithm not in ALGORITHMS:
         raise ValueError(f"kernels.set_algorithm: expected one of {', '.join(ALGORITHMS)}, got {algorithm!r}")
@@ -90,7 +99,7 @@ def set_algorithm(algorithm):
 
 @contextmanager
 def use_algorithm(algorithm):
-    """Within the block, convolutions use ``algorithm`` ('auto', 'im2col' or 'winograd')."""
+    """Within the block, convolutions use ``algorithm`` ('auto', 'im2col', 'winograd' or 'direct')."""
     previous = _algorithm
     set_algorithm(algorithm)
     try:
@@ -99,14 +108,21 @@ def use_algorithm(algorithm):
         set_algorithm(previous)
 
 
-def conv_algorithm(kernel, stride, dilation, groups, in_channels):
-    """'winograd' or 'im2col' for a convolution of this geometry on ``in_channels`` channels.
+def conv_algorithm(kernel, stride, dilation, groups, in_channels, out_channels):
+    """'winograd', 'direct' or 'im2col' for a convolution of this geometry and channel counts.
 
     Winograd applies to 3x3 kernels with stride 1, dilation 1 and groups 1 (any padding); under
     'auto' it is chosen from WINOGRAD_MIN_CHANNELS input channels up, where its transforms cost
-    less than the multiplies they save.
+    less than the multiplies they save. Direct applies to one input channel with stride 1 and
+    groups 1 (any kernel, dilation, padding); under 'auto' it is chosen, undilated, for at most
+    DIRECT_MAX_OUT_CHANNELS output channels, where it was measured faster.
     """
-    applies = tuple(kernel) == (3, 3) and tuple(stride) == (1, 1) and tuple(dilation) == (1, 1) and groups == 1
-    if not applies or _algorithm == "im2col":
+    stride_1, undilated = tuple(stride) == (1, 1), tuple(dilation) == (1, 1)
+    if _algorithm == "im2col" or groups != 1 or not stride_1:
+        return "im2col"
+    if in_channels == 1 and _algorithm != "winograd":
+        if _algorithm == "direct" or (undilated and out_channels <= DIRECT_MAX_OUT_CHANNELS):
+            return "direct"
+    if tuple(kernel) != (3, 3) or not undilated or _algorithm == "direct":
         return "im2col"
     return "winograd" if _algorithm == "winograd" or in_channels >= WINOGRAD_MIN_CHANNELS else "im2col"
