@@ -225,3 +225,12 @@ def test_download_verifies_and_rejects_corrupt_or_interrupted_files(mirror, tmp_
     images, labels = mnist.load("fashion-mnist", "test", target)
     assert images.shape == (10000, 28, 28) and labels[:3].tolist() == [9, 2, 1]
     assert time.time() - start < 60
+
+
+def test_a_bad_kernels_setting_is_one_line_not_an_import_traceback():
+    result = subprocess.run([sys.executable, "-m", "convnet", "summary", "reference_cnn"], capture_output=True,
+                            text=True, timeout=120, env=dict(os.environ, CONVNET_KERNELS="fast"))
+    assert result.returncode == 1 and "Traceback" not in result.stderr
+    assert result.stderr.strip().splitlines() == [
+        "convnet: error: Conv2d(1, 32, kernel_size=3): kernels.set_mode (or CONVNET_KERNELS): expected one of "
+        "compiled, reference, got 'fast'"]

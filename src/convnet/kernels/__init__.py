@@ -51,61 +51,72 @@ WINOGRAD_MIN_CHANNELS = 32
 # dozen up (1->12 5x5 1.2x, 1->32 3x3 1.8x, 1->100 5x5 2.1x, the lesson's 1->100 10x10 1.7-4x),
 # where im2col's GEMM shares each column among many kernels; measured for issue 13.
 DIRECT_MAX_OUT_CHANNELS = 8
-_mode = os.environ.get("CONVNET_KERNELS", "compiled")
-if _mode not in MODES:
-    raise ValueError(f"CONVNET_KERNELS: expected one of {', '.join(MODES)}, got {_mode!r}")
+
+
+class _Setting:
+    """A process-wide choice among ``choices``, set for good or for a ``with`` block. The value is
+    checked when it is read, so a bad environment variable is reported by the first op that
+    needs it (as a one-line error from the command line) rather than as an import failure."""
+
+    def __init__(self, setter, choices, value):
+        self.setter, self.choices, self._value = setter, choices, value
+
+    @property
+    def value(self):
+        self._check(self._value)
+        return self._value
+
+    def set(self, value):
+        self._check(value)
+        self._value = value
+
+    @contextmanager
+    def use(self, value):
+        previous = self._value
+        self.set(value)
+        try:
+            yield
+        finally:
+            self._value = previous
+
+    def _check(self, value):
+        if value not in self.choices:
+            raise ValueError(f"{self.setter}: expected one of {', '.join(self.choices)}, got {value!r}")
+
+
+_mode = _Setting("kernels.set_mode (or CONVNET_KERNELS)", MODES, os.environ.get("CONVNET_KERNELS", "compiled"))
+_algorithm = _Setting("kernels.set_algorithm", ALGORITHMS, "auto")
 
 
 def active():
     """Which implementation the ops call: 'compiled' (the default) or 'reference'."""
-    return _mode
-
-
-def set_mode(mode):
-    """Select the compiled kernels or their NumPy references for every op from now on."""
-    global _mode
-    if mode not in MODES:
-        raise ValueError(f"kernels.set_mode: expected one of {', '.join(MODES)}, got {mode!r}")
-    _mode = mode
-
-
-@contextmanager
-def use(mode):
-    """Within the block, the ops call ``mode``'s implementation ('compiled' or 'reference')."""
-    previous = _mode
-    set_mode(mode)
-    try:
-        yield
-    finally:
-        set_mode(previous)
+    return _mode.value
 
 
 def compiled():
     """True when the ops should call the compiled kernels."""
-    return _mode == "compiled"
+    return _mode.value == "compiled"
 
 
-_algorithm = "auto"
+def set_mode(mode):
+    """Select the compiled kernels or their NumPy references for every op from now on."""
+    _mode.set(mode)
+
+
+def use(mode):
+    """Within the block, the ops call ``mode``'s implementation ('compiled' or 'reference')."""
+    return _mode.use(mode)
 
 
 def set_algorithm(algorithm):
     """Convolution's algorithm from now on: 'auto' (the default: `conv_algorithm`'s per-shape
     rule), 'im2col' everywhere, or 'winograd' or 'direct' wherever it applies."""
-    global _algorithm
-    if algorithm not in ALGORITHMS:
-        raise ValueError(f"kernels.set_algorithm: expected one of {', '.join(ALGORITHMS)}, got {algorithm!r}")
-    _algorithm = algorithm
+    _algorithm.set(algorithm)
 
 
-@contextmanager
 def use_algorithm(algorithm):
     """Within the block, convolutions use ``algorithm`` ('auto', 'im2col', 'winograd' or 'direct')."""
-    previous = _algorithm
-    set_algorithm(algorithm)
-    try:
-        yield
-    finally:
-        set_algorithm(previous)
+    return _algorithm.use(algorithm)
 
 
 def conv_algorithm(kernel, stride, dilation, groups, in_channels, out_channels):
@@ -117,12 +128,13 @@ def conv_algorithm(kernel, stride, dilation, groups, in_channels, out_channels):
     groups 1 (any kernel, dilation, padding); under 'auto' it is chosen, undilated, for at most
     DIRECT_MAX_OUT_CHANNELS output channels, where it was measured faster.
     """
+    chosen = _algorithm.value
     stride_1, undilated = tuple(stride) == (1, 1), tuple(dilation) == (1, 1)
-    if _algorithm == "im2col" or groups != 1 or not stride_1:
+    if chosen == "im2col" or groups != 1 or not stride_1:
         return "im2col"
-    if in_channels == 1 and _algorithm != "winograd":
-        if _algorithm == "direct" or (undilated and out_channels <= DIRECT_MAX_OUT_CHANNELS):
+    if in_channels == 1 and chosen != "winograd":
+        if chosen == "direct" or (undilated and out_channels <= DIRECT_MAX_OUT_CHANNELS):
             return "direct"
-    if tuple(kernel) != (3, 3) or not undilated or _algorithm == "direct":
+    if tuple(kernel) != (3, 3) or not undilated or chosen == "direct":
         return "im2col"
-    return "winograd" if _algorithm == "winograd" or in_channels >= WINOGRAD_MIN_CHANNELS else "im2col"
+    return "winograd" if chosen == "winograd" or in_channels >= WINOGRAD_MIN_CHANNELS else "im2col"
