@@ -15,7 +15,6 @@ from tqdm import tqdm
 from . import checkpoint
 from .files import atomic_write, check_writable
 from .train import Callback
-from .viz import save_confusion, save_curves
 
 METRICS, CURVES, CONFUSION = "metrics.csv", "curves.png", "confusion.png"
 
@@ -77,6 +76,7 @@ class RunFolder(Callback):
         check_writable(self.run_dir)  # refuse a read-only folder before training, not after an epoch
 
     def on_epoch_end(self, trainer, record, evaluation):
+        from .viz import save_confusion, save_curves  # matplotlib: loaded by the first epoch, not by --help
         self.save(trainer)
         text = io.StringIO()
         writer = csv.DictWriter(text, fieldnames=list(trainer.history[0]))
