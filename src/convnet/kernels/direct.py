@@ -87,8 +87,8 @@ def forward(image, weight, dilation, top_left, out):
                 for p in range(length):
                     acc[p] = acc[p] + t0 * s0[p] + t1 * s1[p] + t2 * s2[p] + t3 * s3[p]
                 k += 4
-            for k in range(k, kh * kw):
-                t0, s0 = taps[o, k], flat[offsets[k]:]
+            for tap in range(k, kh * kw):  # the last kH*kW % 4 taps
+                t0, s0 = taps[o, tap], flat[offsets[tap]:]
                 for p in range(length):
                     acc[p] += t0 * s0[p]
             for y in range(out_h):
@@ -143,11 +143,11 @@ def weight_grad(grad, image, dilation, top_left, grad_weight):
                 sums[o, k + 2] += d2
                 sums[o, k + 3] += d3
                 k += 4
-            for k in range(k, kh * kw):
-                s0, d0 = flat[offsets[k]:], wide[0] * 0
+            for tap in range(k, kh * kw):  # the last kH*kW % 4 taps
+                s0, d0 = flat[offsets[tap]:], wide[0] * 0
                 for p in range(length):
                     d0 += wide[p] * s0[p]
-                sums[o, k] += d0
+                sums[o, tap] += d0
     for o in range(o_count):
         for i in range(kh):
             for j in range(kw):
