@@ -122,18 +122,6 @@ CONV_CASES = [  # input shape, weight shape, keyword arguments
 ]
 
 
-@pytest.mark.parametrize("x_shape, w_shape, kwargs", CONV_CASES)
-def test_conv2d_agrees_in_both_kernel_modes(x_shape, w_shape, kwargs):
-    rng = np.random.default_rng(4)
-    x, weight = rng.standard_normal(x_shape).astype(np.float32), rng.standard_normal(w_shape).astype(np.float32)
-    with kernels.use("compiled"):
-        ours = forward_and_gradients(F.conv2d, x, weight, **kwargs)
-    with kernels.use("reference"):
-        theirs = forward_and_gradients(F.conv2d, x, weight, **kwargs)
-    for name, a, b in zip(("output", "input gradient", "weight gradient"), ours, theirs):
-        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-5, err_msg=name)
-
-
 TRANSPOSE_CASES = [  # input shape, weight shape, keyword arguments
     ((2, 3, 5, 4), (3, 2, 3, 3), dict(stride=2, padding=1, output_padding=1)),
     ((1, 4, 6, 7), (4, 3, 2, 3), dict(stride=(1, 3), dilation=(2, 1), groups=2)),
@@ -141,14 +129,15 @@ TRANSPOSE_CASES = [  # input shape, weight shape, keyword arguments
 ]
 
 
-@pytest.mark.parametrize("x_shape, w_shape, kwargs", TRANSPOSE_CASES)
-def test_conv_transpose2d_agrees_in_both_kernel_modes(x_shape, w_shape, kwargs):
-    rng = np.random.default_rng(5)
+@pytest.mark.parametrize("op, x_shape, w_shape, kwargs", [(F.conv2d, *case) for case in CONV_CASES]
+                         + [(F.conv_transpose2d, *case) for case in TRANSPOSE_CASES])
+def test_convolutions_agree_in_both_kernel_modes(op, x_shape, w_shape, kwargs):
+    rng = np.random.default_rng(4)
     x, weight = rng.standard_normal(x_shape).astype(np.float32), rng.standard_normal(w_shape).astype(np.float32)
     with kernels.use("compiled"):
-        ours = forward_and_gradients(F.conv_transpose2d, x, weight, **kwargs)
+        ours = forward_and_gradients(op, x, weight, **kwargs)
     with kernels.use("reference"):
-        theirs = forward_and_gradients(F.conv_transpose2d, x, weight, **kwargs)
+        theirs = forward_and_gradients(op, x, weight, **kwargs)
     for name, a, b in zip(("output", "input gradient", "weight gradient"), ours, theirs):
         np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-5, err_msg=name)
 
