@@ -33,7 +33,7 @@ class ReLU(Function):
             activation_kernels.relu_backward(grad.ravel(order="K"), self.out.ravel(order="K"),
                                              grad_in.ravel(order="K"))
             return grad_in
-        return np.where(self.out <= 0, 0, grad).astype(grad.dtype, copy=False)  # as torch: 0 even for an inf grad
+        return np.where(self.out <= 0, 0, grad)  # as torch: 0 even for an infinite grad
 
 
 class LeakyReLU(Function):
