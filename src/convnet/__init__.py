@@ -10,9 +10,14 @@
 
 from importlib.metadata import PackageNotFoundError, version
 
-from .random import manual_seed
-from .tensor import (Function, Tensor, concatenate, is_grad_enabled, no_grad, ones, rand, randn, set_grad_enabled,
-                     stack, tensor, zeros)
+from .process import quiet_idle_threads
+
+quiet_idle_threads()  # before anything below loads NumPy and its BLAS
+
+from .random import manual_seed  # noqa: E402
+from .tensor import (  # noqa: E402
+    Function, Tensor, concatenate, is_grad_enabled, no_grad, ones, rand, randn, set_grad_enabled, stack, tensor,
+    zeros)
 from . import functional, nn, optim  # noqa: E402  (built on the names above)
 
 try:

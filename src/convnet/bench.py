@@ -30,7 +30,7 @@ import numpy as np
 from . import functional as F
 from . import models, optim
 from .data import mnist
-from .process import retain_freed_memory
+from .process import retain_freed_memory, withdraw_thread_defaults
 from .tensor import Tensor, no_grad
 
 BATCH = 128
@@ -59,6 +59,7 @@ class Case:
 
 
 def _torch():
+    withdraw_thread_defaults()  # PyTorch's own OpenMP pool keeps its usual idle wait
     try:
         import torch
     except ImportError:

@@ -16,7 +16,9 @@ NumPy reference beside it, which the tests compare it with and which `use` can s
 The environment variable ``CONVNET_KERNELS=reference`` selects the references for a whole
 process (to compare a run's accuracy or speed with and without the compiled kernels).
 Kernels are compiled on first use and cached on disk (``cache=True``), so only the first run on
-a machine pays for compiling them.
+a machine pays for compiling them. The big passes run on all cores (``parallel=True``), each
+thread taking whole channels, planes or images, so results do not depend on the thread count;
+`convnet.process` explains the idle-wait settings that keep their threads and BLAS's apart.
 
 Convolution has three algorithms: im2col (columns, then one GEMM; any geometry), Winograd
 F(2x2, 3x3) (kernels/winograd.py: transforms, then 16 smaller GEMMs; stride-1 3x3 kernels,

@@ -6,20 +6,20 @@ out alike (the op hands over ``ravel(order='K')`` of arrays with equal strides).
 references are in `convnet.functional.activation.ReLU`.
 """
 
-from numba import njit
+from numba import njit, prange
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, parallel=True)
 def relu_forward(x, out):
     """x: (M,) -> out: (M,) = max(x, 0); NaN stays NaN, as in torch.relu."""
-    for i in range(x.shape[0]):
+    for i in prange(x.shape[0]):
         value = x[i]
         out[i] = 0 if value <= 0 else value
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, parallel=True)
 def relu_backward(grad, out, grad_in):
     """grad, out: (M,) -> grad_in: (M,) = 0 where out <= 0 (even for an infinite grad), else grad
     (NaN outputs pass their gradient, as in torch's threshold_backward)."""
-    for i in range(grad.shape[0]):
+    for i in prange(grad.shape[0]):
         grad_in[i] = 0 if out[i] <= 0 else grad[i]

@@ -14,7 +14,7 @@ does not).
 References: `convnet.functional._windows.im2col` and `col2im`, on a padded copy.
 """
 
-from numba import njit
+from numba import njit, prange
 
 
 @njit(cache=True, nogil=True)
@@ -25,7 +25,7 @@ def _taps_in_image(size, out_size, stride, offset):
     return lo, max(lo, hi)
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, parallel=True)
 def im2col(image, stride, dilation, top_left, columns):
     """image: channel-major (C, N, H, W) -> columns: (C, kH, kW, N, H', W'), written in full.
 
@@ -35,7 +35,14 @@ def im2col(image, stride, dilation, top_left, columns):
     c_count, n_count, h, w = image.shape
     kh, kw, out_h, out_w = columns.shape[1], columns.shape[2], columns.shape[4], columns.shape[5]
     (sh, sw), (dh, dw), (top, left) = stride, dilation, top_left
-    for c in range(c_count):
+    # The threads share out (channel, run of images) blocks: a first layer's single channel is
+    # split into runs of images so that it still keeps every thread busy. (A fixed count of 8:
+    # asking Numba for its thread count here would stop the kernel from being cached.)
+    runs = min(n_count, 8) if c_count < 8 else 1
+    per_run = (n_count + runs - 1) // runs
+    for block_index in prange(c_count * runs):
+        c = block_index // runs
+        first, end = (block_index % runs) * per_run, min(n_count, (block_index % runs + 1) * per_run)
         # Tap by tap, so the writes are one stream of N*H'*W' values (measured 1.5x faster than
         # image by image, which interleaves kH*kW short streams); one channel stays in cache.
         for i in range(kh):
@@ -45,7 +52,7 @@ def im2col(image, stride, dilation, top_left, columns):
                 col_offset = j * dw - left
                 x_lo, x_hi = _taps_in_image(w, out_w, sw, col_offset)
                 start = x_lo * sw + col_offset
-                for n in range(n_count):
+                for n in range(first, end):
                     block = columns[c, i, j, n]
                     for y in range(out_h):
                         row = block[y]
@@ -71,7 +78,7 @@ def im2col(image, stride, dilation, top_left, columns):
                                 dst[x] = src[x * sw]
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, parallel=True)
 def col2im(columns, stride, dilation, top_left, image):
     """Adjoint of `im2col`: columns (C, kH, kW, N, H', W') -> image: channel-major (C, N, H, W),
     overwritten with the sums.
@@ -83,27 +90,27 @@ def col2im(columns, stride, dilation, top_left, image):
     c_count, n_count, h, w = image.shape
     kh, kw, out_h, out_w = columns.shape[1], columns.shape[2], columns.shape[4], columns.shape[5]
     (sh, sw), (dh, dw), (top, left) = stride, dilation, top_left
-    for c in range(c_count):
-        # Image by image, so the H*W sums being built stay in L1 while kH*kW column rows stream in
-        # (measured 2x faster than tap by tap over the whole channel).
-        for n in range(n_count):
-            dst_image = image[c, n]
-            dst_image[:] = 0
-            for i in range(kh):
-                row_offset = i * dh - top
-                y_lo, y_hi = _taps_in_image(h, out_h, sh, row_offset)
-                for j in range(kw):
-                    col_offset = j * dw - left
-                    x_lo, x_hi = _taps_in_image(w, out_w, sw, col_offset)
-                    width, start = x_hi - x_lo, x_lo * sw + col_offset
-                    for y in range(y_lo, y_hi):
-                        # Slices that start at the first valid tap, so the indices below count
-                        # from 0 and LLVM vectorises the stride-1 add.
-                        src = columns[c, i, j, n, y, x_lo:]
-                        dst = dst_image[y * sh + row_offset, start:]
-                        if sw == 1:
-                            for x in range(width):
-                                dst[x] += src[x]
-                        else:
-                            for x in range(width):
-                                dst[x * sw] += src[x]
+    # Image by image, so the H*W sums being built stay in L1 while kH*kW column rows stream in
+    # (measured 2x faster than tap by tap over the whole channel); the threads share out images.
+    for image_index in prange(c_count * n_count):
+        c, n = image_index // n_count, image_index % n_count
+        dst_image = image[c, n]
+        dst_image[:] = 0
+        for i in range(kh):
+            row_offset = i * dh - top
+            y_lo, y_hi = _taps_in_image(h, out_h, sh, row_offset)
+            for j in range(kw):
+                col_offset = j * dw - left
+                x_lo, x_hi = _taps_in_image(w, out_w, sw, col_offset)
+                width, start = x_hi - x_lo, x_lo * sw + col_offset
+                for y in range(y_lo, y_hi):
+                    # Slices that start at the first valid tap, so the indices below count
+                    # from 0 and LLVM vectorises the stride-1 add.
+                    src = columns[c, i, j, n, y, x_lo:]
+                    dst = dst_image[y * sh + row_offset, start:]
+                    if sw == 1:
+                        for x in range(width):
+                            dst[x] += src[x]
+                    else:
+                        for x in range(width):
+                            dst[x * sw] += src[x]

@@ -10,7 +10,7 @@ The NumPy reference is `convnet.functional.normalization.BatchNorm`.
 """
 
 import numpy as np
-from numba import njit
+from numba import njit, prange
 
 
 # fastmath: only 'reassoc', so that LLVM may split the sums into vector lanes (5x here). It
@@ -39,7 +39,7 @@ def _grad_sums(grad_row, row, mean):
 
 # error_model="numpy" here and in the backward: 1 / sqrt(0) is inf, as in the NumPy reference
 # (a constant channel with eps=0), not Python's ZeroDivisionError.
-@njit(cache=True, nogil=True, error_model="numpy")
+@njit(cache=True, nogil=True, parallel=True, error_model="numpy")
 def batch_norm_train_forward(rows, weight, bias, eps, out, mean, var):
     """rows: (C, M) with M >= 2; weight, bias: (C,) in rows' dtype -> out: (C, M), mean, var: (C,) float64.
 
@@ -47,7 +47,7 @@ def batch_norm_train_forward(rows, weight, bias, eps, out, mean, var):
     * weight + bias, computed in rows' dtype like the reference.
     """
     channels, count = rows.shape
-    for c in range(channels):
+    for c in prange(channels):
         row = rows[c]
         shift = np.float64(row[0])
         total, squares = _sums_about(row, shift)
@@ -60,20 +60,20 @@ def batch_norm_train_forward(rows, weight, bias, eps, out, mean, var):
             out[c, i] = (row[i] - mu) * scale + b
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, parallel=True)
 def batch_norm_eval_forward(rows, mean, scale, bias, out):
     """rows: (C, M); mean, scale, bias: (C,) in rows' dtype -> out: (C, M) = (rows - mean) * scale + bias.
 
     With the running statistics, scale = weight / sqrt(running_var + eps).
     """
     channels, count = rows.shape
-    for c in range(channels):
+    for c in prange(channels):
         mu, s, b = mean[c], scale[c], bias[c]
         for i in range(count):
             out[c, i] = (rows[c, i] - mu) * s + b
 
 
-@njit(cache=True, nogil=True, error_model="numpy")
+@njit(cache=True, nogil=True, parallel=True, error_model="numpy")
 def batch_norm_backward(grad_rows, rows, mean, inv_std, weight, training, grad_input, grad_sum, projection):
     """grad_rows, rows: (C, M); mean, inv_std: (C,) float64; weight: (C,) in rows' dtype ->
     grad_input: (C, M), grad_sum, projection: (C,) float64.
@@ -84,7 +84,7 @@ def batch_norm_backward(grad_rows, rows, mean, inv_std, weight, training, grad_i
     its projection on x_hat = (x - mean) * inv_std are removed first.
     """
     channels, count = rows.shape
-    for c in range(channels):
+    for c in prange(channels):
         grad_sum[c], projection[c] = _grad_sums(grad_rows[c], rows[c], mean[c])
         scale = inv_std[c] * weight[c]
         s = rows.dtype.type(scale)

@@ -11,10 +11,10 @@ PyTorch's CPU kernel does.
 The NumPy references are `convnet.functional.pooling.window_stack` and `unstack_windows`.
 """
 
-from numba import njit
+from numba import njit, prange
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, parallel=True)
 def max_pool_forward(x, kernel_h, kernel_w, stride_h, stride_w, pad_h, pad_w, out, argmax):
     """x: (P, H, W) -> out: (P, H', W') window maxima, argmax: (P, H', W') int32 flat indices iy*W + ix.
 
@@ -23,7 +23,7 @@ def max_pool_forward(x, kernel_h, kernel_w, stride_h, stride_w, pad_h, pad_w, ou
     """
     planes, height, width = x.shape
     out_h, out_w = out.shape[1], out.shape[2]
-    for p in range(planes):
+    for p in prange(planes):
         for oy in range(out_h):
             top = oy * stride_h - pad_h
             y0, y1 = max(top, 0), min(top + kernel_h, height)
@@ -40,7 +40,7 @@ def max_pool_forward(x, kernel_h, kernel_w, stride_h, stride_w, pad_h, pad_w, ou
                 argmax[p, oy, ox] = where
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, parallel=True)
 def max_pool_backward(grad_out, argmax, grad_in):
     """grad_out, argmax: (P, H'*W') -> grad_in: (P, H*W), which the caller zeroes.
 
@@ -49,12 +49,12 @@ def max_pool_backward(grad_out, argmax, grad_in):
     (by kernel tap, that is by decreasing output position) and the float sums are identical.
     """
     planes, outputs = grad_out.shape
-    for p in range(planes):
+    for p in prange(planes):
         for o in range(outputs - 1, -1, -1):
             grad_in[p, argmax[p, o]] += grad_out[p, o]
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, parallel=True)
 def max_pool_2x2_forward(x, out, argmax):
     """`max_pool_forward` for kernel 2, stride 2, no padding: x: (P, H, W) -> out, argmax: (P, H//2, W//2).
 
@@ -63,7 +63,7 @@ def max_pool_2x2_forward(x, out, argmax):
     """
     width = x.shape[2]
     planes, out_h, out_w = out.shape
-    for p in range(planes):
+    for p in prange(planes):
         for oy in range(out_h):
             for ox in range(out_w):
                 at = 2 * oy * width + 2 * ox
@@ -81,7 +81,7 @@ def max_pool_2x2_forward(x, out, argmax):
                 argmax[p, oy, ox] = where
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, parallel=True)
 def max_pool_2x2_backward(grad_out, argmax, grad_in):
     """`max_pool_backward` for kernel 2, stride 2, no padding: grad_out, argmax: (P, H', W') -> grad_in: (P, H, W).
 
@@ -90,7 +90,7 @@ def max_pool_2x2_backward(grad_out, argmax, grad_in):
     """
     width = grad_in.shape[2]
     planes, out_h, out_w = grad_out.shape
-    for p in range(planes):
+    for p in prange(planes):
         for oy in range(out_h):
             for ox in range(out_w):
                 at, where, grad = 2 * oy * width + 2 * ox, argmax[p, oy, ox], grad_out[p, oy, ox]

@@ -30,7 +30,7 @@ Each kernel has a NumPy reference beside it (``*_reference``), written from the 
 """
 
 import numpy as np
-from numba import njit
+from numba import njit, prange
 
 B_T = np.array([[1, 0, -1, 0], [0, 1, 1, 0], [0, -1, 1, 0], [0, 1, 0, -1]], dtype=np.float64)
 G = np.array([[1, 0, 0], [0.5, 0.5, 0.5], [0.5, -0.5, 0.5], [0, 0, 1]], dtype=np.float64)
@@ -89,7 +89,7 @@ def _scratch_hw(h, w, top, left, th, tw):
     return max(2 * th + 2, top + h), max(2 * tw + 2, left + w)
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, parallel=True)
 def input_transform(image, top_left, tiles):
     """image: channel-major (C, N, H, W) -> tiles: (16, C, N, tiles_h, tiles_w), written in full.
 
@@ -99,9 +99,9 @@ def input_transform(image, top_left, tiles):
     c_count, n_count, h, w = image.shape
     th, tw = tiles.shape[3], tiles.shape[4]
     top, left = top_left
-    # The padded image, one (c, n) at a time; only the interior is rewritten, the border stays 0.
-    padded = np.zeros(_scratch_hw(h, w, top, left, th, tw), dtype=image.dtype)
-    for c in range(c_count):
+    for c in prange(c_count):
+        # The padded image, one (c, n) at a time; only the interior is rewritten, the border stays 0.
+        padded = np.zeros(_scratch_hw(h, w, top, left, th, tw), dtype=image.dtype)
         for n in range(n_count):
             for y in range(h):
                 padded[y + top, left:left + w] = image[c, n, y]
@@ -151,7 +151,7 @@ def weight_transform(weight, transformed):
                 transformed[4 * r + 3, o, c] = rows[r, 2]
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, parallel=True)
 def output_transform(products, out):
     """products: (16, O, N, tiles_h, tiles_w) -> out: channel-major (O, N, H', W'), written in full.
 
@@ -160,7 +160,7 @@ def output_transform(products, out):
     """
     o_count, n_count, out_h, out_w = out.shape
     th, tw = products.shape[3], products.shape[4]
-    for o in range(o_count):
+    for o in prange(o_count):
         for n in range(n_count):
             m = products[:, o, n]
             for ty in range(th):
@@ -184,16 +184,16 @@ def output_transform(products, out):
 
 
 # ------------------------------------------------------------------ backward
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, parallel=True)
 def output_grad_transform(grad_out, transformed):
     """grad_out: channel-major (O, N, H', W') -> transformed: (16, O, N, tiles_h, tiles_w), written
     in full: transformed[4r + s, o, n, ty, tx] = (A dY A^T)[r, s], dY = grad_out[o, n, 2ty:2ty+2,
     2tx:2tx+2] with zeros for a ragged tile's missing outputs (the adjoint of `output_transform`)."""
     o_count, n_count, out_h, out_w = grad_out.shape
     th, tw = transformed.shape[3], transformed.shape[4]
-    # One (o, n) image at a time, zero-extended to whole tiles, so the tile loop has no tests.
-    whole = np.zeros((2 * th, 2 * tw), dtype=grad_out.dtype)
-    for o in range(o_count):
+    for o in prange(o_count):
+        # One (o, n) image at a time, zero-extended to whole tiles, so the tile loop has no tests.
+        whole = np.zeros((2 * th, 2 * tw), dtype=grad_out.dtype)
         for n in range(n_count):
             whole[:out_h, :out_w] = grad_out[o, n]
             t = transformed[:, o, n]
@@ -219,7 +219,7 @@ def _add_column(rows, x, d):
     rows[3, x] += d[3]
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, parallel=True)
 def input_grad_transform(tiles_grad, top_left, grad_image):
     """tiles_grad: (16, C, N, tiles_h, tiles_w) -> grad_image: channel-major (C, N, H, W),
     overwritten: the adjoint of `input_transform`.
@@ -230,8 +230,8 @@ def input_grad_transform(tiles_grad, top_left, grad_image):
     c_count, n_count, h, w = grad_image.shape
     th, tw = tiles_grad.shape[3], tiles_grad.shape[4]
     top, left = top_left
-    padded = np.empty(_scratch_hw(h, w, top, left, th, tw), dtype=grad_image.dtype)
-    for c in range(c_count):
+    for c in prange(c_count):
+        padded = np.empty(_scratch_hw(h, w, top, left, th, tw), dtype=grad_image.dtype)
         for n in range(n_count):
             padded[:] = 0
             v = tiles_grad[:, c, n]
