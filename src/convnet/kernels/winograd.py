@@ -37,17 +37,17 @@ G = np.array([[1, 0, 0], [0.5, 0.5, 0.5], [0.5, -0.5, 0.5], [0, 0, 1]], dtype=np
 A_T = np.array([[1, 1, 1, 0], [0, 1, -1, -1]], dtype=np.float64)
 
 
-def planes(shape, dtype):
-    """An uninitialised (16,) + shape array whose 16 planes lie 16 elements further apart than
-    contiguous ones.
+def planes(shape, dtype, count=16):
+    """An uninitialised (count,) + shape array whose planes lie 16 elements further apart than
+    contiguous ones (count: 16 for F(2x2, 3x3)'s 4x4 tiles, 36 for F(4x4, 3x3)'s 6x6).
 
-    The kernels write (or read) the 16 planes at once, one stream each; when a plane's size is a
-    multiple of 4 KiB (conv2's is) the 16 streams map to the same L1 cache sets and evict one
+    The kernels write (or read) all planes at once, one stream each; when a plane's size is a
+    multiple of 4 KiB (conv2's is) the streams map to the same L1 cache sets and evict one
     another (measured 7x slower input transform). The gap staggers them. Each plane is C-contiguous,
     so `np.matmul` hands the planes to BLAS without a copy.
     """
     size = int(np.prod(shape))
-    return np.empty((16, size + 16), dtype=dtype)[:, :size].reshape((16,) + tuple(shape))
+    return np.empty((count, size + 16), dtype=dtype)[:, :size].reshape((count,) + tuple(shape))
 
 
 def tiles_hw(output_hw):
