@@ -21,8 +21,11 @@ class MaxPool2d(_Pool2d):
     """Keeps the maximum of each kernel_size window, like ``torch.nn.MaxPool2d`` (stride defaults
     to kernel_size): (N, C, H, W) -> (N, C, (H + 2p - k) // s + 1, ...)."""
 
-    def forward(self, x):
-        return F.max_pool2d(x, self.kernel_size, self.stride, self.padding)
+    def forward(self, x, rectify_input=False):
+        """``rectify_input``: pool relu(x), as `F.relu_max_pool2d` (what `nn.Sequential` asks for
+        when a ReLU comes first)."""
+        pool = F.relu_max_pool2d if rectify_input else F.max_pool2d
+        return pool(x, self.kernel_size, self.stride, self.padding)
 
 
 class AvgPool2d(_Pool2d):
