@@ -10,10 +10,11 @@ import convnet
 import convnet.functional as F
 from convnet import kernels
 from convnet.functional import _windows
+from convnet.functional import conv as conv_module
 from convnet.functional.conv import ConvGeometry
 from convnet.kernels.im2col import col2im, im2col
 
-from conftest import finite_difference_check, requires_torch, torch, torch_check
+from conftest import assert_close_relative_to_scale, finite_difference_check, requires_torch, torch, torch_check
 
 
 @st.composite
@@ -164,3 +165,26 @@ def test_compiled_conv2d_and_transpose_match_torch():
                     lambda x, w: torch.nn.functional.conv_transpose2d(x, w, stride=2, padding=1, output_padding=1,
                                                                       groups=2),
                     [x[:, :, :5, :5], rng.standard_normal((4, 3, 3, 3))])
+
+
+@pytest.mark.parametrize("length", [100, 2048, 3 * 2048, 3 * 2048 + 5])
+def test_small_weight_gradient_summed_run_by_run_equals_one_product(length):
+    rng = np.random.default_rng(length)
+    a, b = rng.standard_normal((32, length)), rng.standard_normal((9, length))
+    np.testing.assert_allclose(conv_module._small_product_of_long_rows(a, b), a @ b.T, rtol=1e-12, atol=1e-12)
+
+
+@requires_torch
+def test_first_layer_weight_gradient_over_many_positions_matches_torch_in_float64():
+    """A first layer's (32, 9) weight gradient over 9 x 28 x 28 positions takes the run-by-run path;
+    in float32 it is as close to float64 PyTorch as one product is."""
+    rng = np.random.default_rng(8)
+    x, w = rng.standard_normal((9, 1, 28, 28)), rng.standard_normal((32, 1, 3, 3))
+    grad_out = rng.standard_normal((9, 32, 28, 28))
+    assert 32 * 9 <= conv_module.SMALL_PRODUCT_MAX_ENTRIES
+    expected_w = torch.tensor(w, requires_grad=True)
+    torch.nn.functional.conv2d(torch.tensor(x), expected_w, padding=1).backward(torch.tensor(grad_out))
+    for dtype, bound in [(np.float64, 1e-12), (np.float32, 1e-6)]:
+        weight = convnet.tensor(w.astype(dtype), requires_grad=True)
+        F.conv2d(convnet.tensor(x.astype(dtype)), weight, padding=1).backward(grad_out.astype(dtype))
+        assert_close_relative_to_scale(weight.grad.numpy(), expected_w.grad.numpy(), bound)
