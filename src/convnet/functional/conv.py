@@ -27,7 +27,7 @@ import numpy as np
 from .. import _checks, kernels
 from ..kernels import direct
 from ..kernels import im2col as compiled
-from ..kernels import winograd
+from ..kernels import winograd, winograd4
 from ..tensor import Function
 from ._windows import channel_major, col2im, col2im_wide, im2col, output_size, pad, unpad
 
@@ -117,8 +117,8 @@ def conv2d_forward(x, weight, geometry):
     memory (returned as an NCHW view). Winograd: `_winograd_forward`; direct: `_direct_forward`.
     """
     algorithm = _algorithm(geometry, weight)
-    if algorithm == "winograd":
-        return _winograd_forward(x, weight, geometry)
+    if algorithm in WINOGRAD:
+        return _winograd_forward(x, weight, geometry, algorithm)
     if algorithm == "direct":
         return _direct_forward(x, weight, geometry)
     o, groups = weight.shape[0], geometry.groups
@@ -137,8 +137,9 @@ def conv2d_input_grad(grad_out, weight, geometry):
     of channel-major memory. Winograd: `_winograd_input_grad`. Direct has no input gradient of its
     own: this one needs no columns, and a first layer needs none at all.
     """
-    if _algorithm(geometry, weight) == "winograd":
-        return _winograd_input_grad(grad_out, weight, geometry)
+    algorithm = _algorithm(geometry, weight)
+    if algorithm in WINOGRAD:
+        return _winograd_input_grad(grad_out, weight, geometry, WINOGRAD[algorithm])
     o, groups = weight.shape[0], geometry.groups
     c = weight.shape[1] * groups
     grad_c = channel_major(grad_out)
@@ -169,8 +170,8 @@ def conv2d_weight_grad(grad_out, saved, geometry):
     im2col: per group, d_weight = d_out @ columns^T, (O/G, N*H'*W') @ (N*H'*W', C/G*kH*kW).
     Winograd: `_winograd_weight_grad`; direct: `_direct_weight_grad`.
     """
-    if saved.algorithm == "winograd":
-        return _winograd_weight_grad(grad_out, saved.array, geometry)
+    if saved.algorithm in WINOGRAD:
+        return _winograd_weight_grad(grad_out, saved.array, geometry, WINOGRAD[saved.algorithm])
     if saved.algorithm == "direct":
         return _direct_weight_grad(grad_out, saved.array, geometry)
     columns = saved.array
@@ -230,87 +231,92 @@ def _direct_weight_grad(grad_out, image, geometry):
     return grad_weight
 
 
-# ------------------------------------------------------------------ Winograd F(2x2, 3x3), groups 1
-def _winograd_forward(x, weight, geometry):
-    """x: (N, C, H, W), weight: (O, C, 3, 3) -> out: (N, O, H', W'), tiles: (16, C, N, tH, tW).
+# ------------------------------------------------------------------ Winograd F(2x2, 3x3) and F(4x4, 3x3), groups 1
+# Each algorithm's transforms, by the name `Saved` records; both modules have the same functions.
+WINOGRAD = {"winograd": winograd, "winograd4": winograd4}
 
-    tiles = B^T d B over the input's 4x4 patches, U = G g G^T, then the 16 products
-    (16, O, C) @ (16, C, N*tH*tW) and A^T m A back onto channel-major output. The 16-plane
-    arrays come from `winograd.planes` (staggered, so the kernels' 16 streams do not collide).
+
+def _winograd_forward(x, weight, geometry, algorithm):
+    """x: (N, C, H, W), weight: (O, C, 3, 3) -> out: (N, O, H', W'), tiles: (P, C, N, tH, tW),
+    P = 16 (F(2x2, 3x3): 4x4 patches, 2x2 output tiles) or 36 (F(4x4, 3x3): 6x6 and 4x4).
+
+    tiles = B^T d B over the input's patches, U = G g G^T, then the P products
+    (P, O, C) @ (P, C, N*tH*tW) and A^T m A back onto channel-major output. The P-plane arrays
+    come from `winograd.planes` (staggered, so the kernels' P streams do not collide).
     """
-    image, weight = channel_major(x), np.ascontiguousarray(weight)
-    (c, n), o, top_left = image.shape[:2], weight.shape[0], geometry.padding[::2]
-    tiles_hw = winograd.tiles_hw(geometry.output_hw)
+    method, image, weight = WINOGRAD[algorithm], channel_major(x), np.ascontiguousarray(weight)
+    (c, n), o, top_left, planes = image.shape[:2], weight.shape[0], geometry.padding[::2], method.PLANES
+    tiles_hw = method.tiles_hw(geometry.output_hw)
     if not kernels.compiled():
-        tiles = winograd.input_transform_reference(image, top_left, tiles_hw)
-        products = np.matmul(_winograd_weight(weight), tiles.reshape(16, c, -1))
-        out = winograd.output_transform_reference(products.reshape((16, o, n) + tiles_hw), geometry.output_hw)
-        return out.transpose(1, 0, 2, 3), Saved("winograd", tiles)
-    tiles = winograd.planes((c, n) + tiles_hw, image.dtype)
-    winograd.input_transform(image, top_left, tiles)
-    products = winograd.planes((o, n * tiles_hw[0] * tiles_hw[1]), image.dtype)
-    np.matmul(_winograd_weight(weight), tiles.reshape(16, c, -1), out=products)
+        tiles = method.input_transform_reference(image, top_left, tiles_hw)
+        products = np.matmul(_winograd_weight(weight, method), tiles.reshape(planes, c, -1))
+        out = method.output_transform_reference(products.reshape((planes, o, n) + tiles_hw), geometry.output_hw)
+        return out.transpose(1, 0, 2, 3), Saved(algorithm, tiles)
+    tiles = winograd.planes((c, n) + tiles_hw, image.dtype, planes)
+    method.input_transform(image, top_left, tiles)
+    products = winograd.planes((o, n * tiles_hw[0] * tiles_hw[1]), image.dtype, planes)
+    np.matmul(_winograd_weight(weight, method), tiles.reshape(planes, c, -1), out=products)
     out = np.empty((o, n) + geometry.output_hw, dtype=image.dtype)
-    winograd.output_transform(products.reshape((16, o, n) + tiles_hw), out)
-    return out.transpose(1, 0, 2, 3), Saved("winograd", tiles)
+    method.output_transform(products.reshape((planes, o, n) + tiles_hw), out)
+    return out.transpose(1, 0, 2, 3), Saved(algorithm, tiles)
 
 
-def _winograd_weight(weight):
-    """weight: (O, C, 3, 3) -> U = G g G^T: (16, O, C)."""
+def _winograd_weight(weight, method):
+    """weight: (O, C, 3, 3) -> U = G g G^T: (P, O, C)."""
     if not kernels.compiled():
-        return winograd.weight_transform_reference(weight)
-    transformed = np.empty((16,) + weight.shape[:2], dtype=weight.dtype)
-    winograd.weight_transform(np.ascontiguousarray(weight), transformed)
+        return method.weight_transform_reference(weight)
+    transformed = np.empty((method.PLANES,) + weight.shape[:2], dtype=weight.dtype)
+    method.weight_transform(np.ascontiguousarray(weight), transformed)
     return transformed
 
 
-def _winograd_output_grad(grad_out, geometry):
-    """grad_out: (N, O, H', W') -> A dY A^T over its 2x2 tiles: (16, O, N*tH*tW)."""
-    grad_c, tiles_hw = channel_major(grad_out), winograd.tiles_hw(geometry.output_hw)
+def _winograd_output_grad(grad_out, geometry, method):
+    """grad_out: (N, O, H', W') -> A dY A^T over its output tiles: (P, O, N*tH*tW)."""
+    grad_c, tiles_hw = channel_major(grad_out), method.tiles_hw(geometry.output_hw)
     if kernels.compiled():
-        transformed = winograd.planes(grad_c.shape[:2] + tiles_hw, grad_c.dtype)
-        winograd.output_grad_transform(grad_c, transformed)
+        transformed = winograd.planes(grad_c.shape[:2] + tiles_hw, grad_c.dtype, method.PLANES)
+        method.output_grad_transform(grad_c, transformed)
     else:
-        transformed = winograd.output_grad_transform_reference(grad_c, tiles_hw)
-    return transformed.reshape(16, grad_c.shape[0], -1)
+        transformed = method.output_grad_transform_reference(grad_c, tiles_hw)
+    return transformed.reshape(method.PLANES, grad_c.shape[0], -1)
 
 
-def _winograd_input_grad(grad_out, weight, geometry, grad_transformed=None):
+def _winograd_input_grad(grad_out, weight, geometry, method, grad_transformed=None):
     """grad_out: (N, O, H', W'), weight: (O, C, 3, 3) -> grad_x: (N, C, H, W).
 
-    dV = U^T @ dM, (16, C, O) @ (16, O, N*tH*tW), then B dV B^T added back onto the input.
+    dV = U^T @ dM, (P, C, O) @ (P, O, N*tH*tW), then B dV B^T added back onto the input.
     ``grad_transformed``: dM from `_winograd_output_grad`, when the caller has it already.
     """
-    n, c = grad_out.shape[0], weight.shape[1]
-    tiles_hw, top_left = winograd.tiles_hw(geometry.output_hw), geometry.padding[::2]
+    n, c, planes = grad_out.shape[0], weight.shape[1], method.PLANES
+    tiles_hw, top_left = method.tiles_hw(geometry.output_hw), geometry.padding[::2]
     if grad_transformed is None:
-        grad_transformed = _winograd_output_grad(grad_out, geometry)
-    weight_t = _winograd_weight(weight).transpose(0, 2, 1)
+        grad_transformed = _winograd_output_grad(grad_out, geometry, method)
+    weight_t = _winograd_weight(weight, method).transpose(0, 2, 1)
     if not kernels.compiled():
-        tiles_grad = np.matmul(weight_t, grad_transformed).reshape((16, c, n) + tiles_hw)
-        grad_x = winograd.input_grad_transform_reference(tiles_grad, top_left, (c, n) + geometry.input_hw)
+        tiles_grad = np.matmul(weight_t, grad_transformed).reshape((planes, c, n) + tiles_hw)
+        grad_x = method.input_grad_transform_reference(tiles_grad, top_left, (c, n) + geometry.input_hw)
         return grad_x.transpose(1, 0, 2, 3)
-    tiles_grad = winograd.planes((c, grad_transformed.shape[2]), grad_transformed.dtype)
+    tiles_grad = winograd.planes((c, grad_transformed.shape[2]), grad_transformed.dtype, planes)
     np.matmul(weight_t, grad_transformed, out=tiles_grad)
     grad_x = np.empty((c, n) + geometry.input_hw, dtype=tiles_grad.dtype)
-    winograd.input_grad_transform(tiles_grad.reshape((16, c, n) + tiles_hw), top_left, grad_x)
+    method.input_grad_transform(tiles_grad.reshape((planes, c, n) + tiles_hw), top_left, grad_x)
     return grad_x.transpose(1, 0, 2, 3)
 
 
-def _winograd_weight_grad(grad_out, tiles, geometry, grad_transformed=None):
-    """grad_out: (N, O, H', W'), tiles: (16, C, N, tH, tW) from `_winograd_forward` -> (O, C, 3, 3).
+def _winograd_weight_grad(grad_out, tiles, geometry, method, grad_transformed=None):
+    """grad_out: (N, O, H', W'), tiles: (P, C, N, tH, tW) from `_winograd_forward` -> (O, C, 3, 3).
 
-    dU = dM @ tiles^T, (16, O, N*tH*tW) @ (16, N*tH*tW, C), then G^T dU G. ``grad_transformed``:
+    dU = dM @ tiles^T, (P, O, N*tH*tW) @ (P, N*tH*tW, C), then G^T dU G. ``grad_transformed``:
     dM, when the caller has it already.
     """
     c = tiles.shape[1]
     if grad_transformed is None:
-        grad_transformed = _winograd_output_grad(grad_out, geometry)
-    transformed = np.matmul(grad_transformed, tiles.reshape(16, c, -1).transpose(0, 2, 1))
+        grad_transformed = _winograd_output_grad(grad_out, geometry, method)
+    transformed = np.matmul(grad_transformed, tiles.reshape(method.PLANES, c, -1).transpose(0, 2, 1))
     if not kernels.compiled():
-        return winograd.weight_grad_transform_reference(transformed)
+        return method.weight_grad_transform_reference(transformed)
     grad_weight = np.empty(transformed.shape[1:] + (3, 3), dtype=transformed.dtype)
-    winograd.weight_grad_transform(transformed, grad_weight)
+    method.weight_grad_transform(transformed, grad_weight)
     return grad_weight
 
 
@@ -337,11 +343,12 @@ class Conv2d(Function):
     def backward(self, grad):
         # One channel-major copy (at most), which each gradient below then reads for free.
         grad = channel_major(grad).transpose(1, 0, 2, 3)
-        if self.saved.algorithm == "winograd" and all(self.needs_input_grad[:2]):
+        if self.saved.algorithm in WINOGRAD and all(self.needs_input_grad[:2]):
             # Winograd both ways: the two gradients share one transform of grad (dM).
-            transformed = _winograd_output_grad(grad, self.geometry)
-            grad_x = _winograd_input_grad(grad, self.weight, self.geometry, transformed)
-            grad_weight = _winograd_weight_grad(grad, self.saved.array, self.geometry, transformed)
+            method = WINOGRAD[self.saved.algorithm]
+            transformed = _winograd_output_grad(grad, self.geometry, method)
+            grad_x = _winograd_input_grad(grad, self.weight, self.geometry, method, transformed)
+            grad_weight = _winograd_weight_grad(grad, self.saved.array, self.geometry, method, transformed)
         else:
             grad_x = conv2d_input_grad(grad, self.weight, self.geometry) if self.needs_input_grad[0] else None
             grad_weight = conv2d_weight_grad(grad, self.saved, self.geometry) if self.needs_input_grad[1] else None

@@ -20,12 +20,12 @@ a machine pays for compiling them. The big passes run on all cores (``parallel=T
 thread taking whole channels, planes or images, so results do not depend on the thread count;
 `convnet.process` explains the idle-wait settings that keep their threads and BLAS's apart.
 
-Convolution has three algorithms: im2col (columns, then one GEMM; any geometry), Winograd
-F(2x2, 3x3) (kernels/winograd.py: transforms, then 16 smaller GEMMs; stride-1 3x3 kernels,
-dilation 1, groups 1) and direct (kernels/direct.py: the sum tap by tap, no columns; one input
-channel, stride 1, groups 1). ``conv_algorithm`` picks one per shape; ``use_algorithm``
-overrides the choice, orthogonally to the compiled/reference mode. Forcing 'winograd' or
-'direct' still sends the shapes it cannot do to im2col:
+Convolution has four algorithms: im2col (columns, then one GEMM; any geometry), Winograd
+F(2x2, 3x3) and F(4x4, 3x3) (kernels/winograd.py and winograd4.py: transforms, then 16 or 36
+smaller GEMMs; stride-1 3x3 kernels, dilation 1, groups 1) and direct (kernels/direct.py: the
+sum tap by tap, no columns; one input channel, stride 1, groups 1). ``conv_algorithm`` picks one per shape; ``use_algorithm``
+overrides the choice, orthogonally to the compiled/reference mode. Forcing 'winograd',
+'winograd4' or 'direct' still sends the shapes it cannot do to im2col:
 
 >>> plain = dict(stride=(1, 1), dilation=(1, 1), groups=1)
 >>> kernels.conv_algorithm((3, 3), **plain, in_channels=64, out_channels=64)
@@ -34,6 +34,9 @@ overrides the choice, orthogonally to the compiled/reference mode. Forcing 'wino
 'im2col'
 >>> kernels.conv_algorithm((5, 5), **plain, in_channels=1, out_channels=6)
 'direct'
+>>> with kernels.use_algorithm("winograd4"):
+...     kernels.conv_algorithm((3, 3), **plain, in_channels=64, out_channels=64)
+'winograd4'
 >>> with kernels.use_algorithm("im2col"):
 ...     kernels.conv_algorithm((3, 3), **plain, in_channels=64, out_channels=64)
 'im2col'
@@ -43,11 +46,18 @@ import os
 from contextlib import contextmanager
 
 MODES = ("compiled", "reference")
-ALGORITHMS = ("auto", "im2col", "winograd", "direct")
-# Winograd's forward + backward beat im2col's from 32 input channels up (0.62-0.93x of its time
-# on 32..128 channels at 7..32 px, measured for issue 13); at 16 and fewer it lost or tied
-# (0.96-1.7x) with the transforms costing more than the multiplies they save.
-WINOGRAD_MIN_CHANNELS = 32
+ALGORITHMS = ("auto", "im2col", "winograd", "winograd4", "direct")
+# Winograd's forward + backward beat im2col's from 8 input channels up (0.29-0.98x of its time on
+# 8..128 channels at 7..28 px, with the parallel kernels; measured for issue 13); with 1 or 3
+# input channels (a first layer) it lost (1.5-6.5x), its transforms then doing all the work.
+WINOGRAD_MIN_CHANNELS = 8
+# F(4x4, 3x3) ('winograd4') is there to be chosen, not chosen by 'auto'. Where 4 divides the
+# output (7, 28, 32 px) it needs 0.5625x F(2x2, 3x3)'s products and took 0.28-0.75x of im2col's
+# time (F(2x2) 0.32-0.98x); at 14 px its ragged tiles leave 0.73x and its costlier transforms ate
+# that (0.79-0.93x against F(2x2)'s 0.69-0.90x). In ResNet-8's training step (F(4x4) at 28 and
+# 7 px) it saved 5%, but the gradients' float32 error grew from 1.2e-6 to 5-9e-6 of their scale
+# (against float64; im2col and F(2x2) alike at 1.1-1.5e-6), and its kernels add about 15 s to
+# the first compile. Measured for issue 13.
 # Direct beat im2col on one input channel with few output channels (forward + weight gradient
 # on 128 28x28 images: 1->6 5x5 0.35x, 1->6 3x3 0.77x of im2col's time) and lost from about a
 # dozen up (1->12 5x5 1.2x, 1->32 3x3 1.8x, 1->100 5x5 2.1x, the lesson's 1->100 10x10 1.7-4x),
@@ -112,31 +122,37 @@ def use(mode):
 
 def set_algorithm(algorithm):
     """Convolution's algorithm from now on: 'auto' (the default: `conv_algorithm`'s per-shape
-    rule), 'im2col' everywhere, or 'winograd' or 'direct' wherever it applies."""
+    rule), 'im2col' everywhere, or 'winograd', 'winograd4' or 'direct' wherever it applies."""
     _algorithm.set(algorithm)
 
 
 def use_algorithm(algorithm):
-    """Within the block, convolutions use ``algorithm`` ('auto', 'im2col', 'winograd' or 'direct')."""
+    """Within the block, convolutions use ``algorithm`` ('auto', 'im2col', 'winograd', 'winograd4'
+    or 'direct')."""
     return _algorithm.use(algorithm)
 
 
 def conv_algorithm(kernel, stride, dilation, groups, in_channels, out_channels):
-    """'winograd', 'direct' or 'im2col' for a convolution of this geometry and channel counts.
+    """'winograd', 'winograd4', 'direct' or 'im2col' for a convolution of this geometry and channel
+    counts.
 
-    Winograd applies to 3x3 kernels with stride 1, dilation 1 and groups 1 (any padding); under
-    'auto' it is chosen from WINOGRAD_MIN_CHANNELS input channels up, where its transforms cost
-    less than the multiplies they save. Direct applies to one input channel with stride 1 and
-    groups 1 (any kernel, dilation, padding); under 'auto' it is chosen, undilated, for at most
-    DIRECT_MAX_OUT_CHANNELS output channels, where it was measured faster.
+    Winograd, F(2x2, 3x3) ('winograd') or F(4x4, 3x3) ('winograd4'), applies to 3x3 kernels with
+    stride 1, dilation 1 and groups 1 (any padding); under 'auto' F(2x2, 3x3) is chosen from
+    WINOGRAD_MIN_CHANNELS input channels up, where its transforms cost less than the multiplies
+    they save (F(4x4, 3x3) only when asked for: see the comment above). Direct applies to one
+    input channel with stride 1 and groups 1 (any kernel, dilation, padding); under 'auto' it is
+    chosen, undilated, for at most DIRECT_MAX_OUT_CHANNELS output channels, where it was measured
+    faster.
     """
     chosen = _algorithm.value
     stride_1, undilated = tuple(stride) == (1, 1), tuple(dilation) == (1, 1)
     if chosen == "im2col" or groups != 1 or not stride_1:
         return "im2col"
-    if in_channels == 1 and chosen != "winograd":
+    if in_channels == 1 and chosen not in ("winograd", "winograd4"):
         if chosen == "direct" or (undilated and out_channels <= DIRECT_MAX_OUT_CHANNELS):
             return "direct"
     if tuple(kernel) != (3, 3) or not undilated or chosen == "direct":
         return "im2col"
-    return "winograd" if chosen == "winograd" or in_channels >= WINOGRAD_MIN_CHANNELS else "im2col"
+    if chosen in ("winograd", "winograd4"):
+        return chosen
+    return "winograd" if in_channels >= WINOGRAD_MIN_CHANNELS else "im2col"

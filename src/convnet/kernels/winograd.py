@@ -35,6 +35,7 @@ from numba import njit, prange
 B_T = np.array([[1, 0, -1, 0], [0, 1, 1, 0], [0, -1, 1, 0], [0, 1, 0, -1]], dtype=np.float64)
 G = np.array([[1, 0, 0], [0.5, 0.5, 0.5], [0.5, -0.5, 0.5], [0, 0, 1]], dtype=np.float64)
 A_T = np.array([[1, 1, 1, 0], [0, 1, -1, -1]], dtype=np.float64)
+PLANES = 16  # the element-wise products per tile: one per entry of the 4x4 input patch
 
 
 def planes(shape, dtype, count=16):
