@@ -75,6 +75,7 @@ def test_withdrawing_the_defaults_leaves_the_environment_as_it_was(monkeypatch):
     monkeypatch.setenv("OPENBLAS_THREAD_TIMEOUT", "28")
     monkeypatch.setattr(process, "applied_thread_defaults", {})
     process.quiet_idle_threads()
-    assert os.environ["OMP_WAIT_POLICY"] == "PASSIVE" and process.applied_thread_defaults == {"OMP_WAIT_POLICY": "PASSIVE"}
+    assert os.environ["OMP_WAIT_POLICY"] == "PASSIVE"
+    assert process.applied_thread_defaults == {"OMP_WAIT_POLICY": "PASSIVE"}
     process.withdraw_thread_defaults()
     assert "OMP_WAIT_POLICY" not in os.environ and os.environ["OPENBLAS_THREAD_TIMEOUT"] == "28"

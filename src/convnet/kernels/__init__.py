@@ -23,8 +23,8 @@ thread taking whole channels, planes or images, so results do not depend on the 
 Convolution has four algorithms: im2col (columns, then one GEMM; any geometry), Winograd
 F(2x2, 3x3) and F(4x4, 3x3) (kernels/winograd.py and winograd4.py: transforms, then 16 or 36
 smaller GEMMs; stride-1 3x3 kernels, dilation 1, groups 1) and direct (kernels/direct.py: the
-sum tap by tap, no columns; one input channel, stride 1, groups 1). ``conv_algorithm`` picks one per shape; ``use_algorithm``
-overrides the choice, orthogonally to the compiled/reference mode. Forcing 'winograd',
+sum tap by tap, no columns; one input channel, stride 1, groups 1). ``conv_algorithm`` picks one
+per shape; ``use_algorithm`` overrides the choice, orthogonally to the compiled/reference mode. Forcing 'winograd',
 'winograd4' or 'direct' still sends the shapes it cannot do to im2col:
 
 >>> plain = dict(stride=(1, 1), dilation=(1, 1), groups=1)
