@@ -12,5 +12,5 @@ from .normalization import batch_norm
 from .pooling import adaptive_avg_pool2d, avg_pool2d, max_pool2d, relu_max_pool2d
 
 __all__ = ["conv2d", "conv_transpose2d", "resolve_padding", "max_pool2d", "relu_max_pool2d", "avg_pool2d",
-           "adaptive_avg_pool2d", "linear", "dropout", "relu", "leaky_relu", "sigmoid", "tanh", "gelu", "softmax", "log_softmax", "batch_norm",
-           "cross_entropy", "nll_loss", "mse_loss"]
+           "adaptive_avg_pool2d", "linear", "dropout", "relu", "leaky_relu", "sigmoid", "tanh", "gelu", "softmax",
+           "log_softmax", "batch_norm", "cross_entropy", "nll_loss", "mse_loss"]
