@@ -194,7 +194,7 @@ def test_rule_sends_only_stride_1_3x3_with_enough_channels_to_winograd():
             assert kernels.conv_algorithm(**plain, in_channels=1, out_channels=64) == forced
     with kernels.use_algorithm("im2col"):
         assert kernels.conv_algorithm(**plain, in_channels=64, out_channels=64) == "im2col"
-    with pytest.raises(ValueError, match="expected one of auto, im2col, winograd, winograd4, direct, got 'fft'"):
+    with pytest.raises(ValueError, match="expected one of auto, im2col, winograd, winograd4, direct, depthwise, got 'fft'"):
         kernels.set_algorithm("fft")
 
 

@@ -12,11 +12,12 @@ Both ops are built from three array-level functions (arrays in, arrays out, no T
 everything about the convolution but its batch and channels. A transposed convolution is a
 convolution's input gradient, so it uses the same three the other way round.
 
-Each of the three runs one of three algorithms, which `kernels.conv_algorithm` picks per shape:
-im2col (any geometry), Winograd F(2x2, 3x3) (stride-1 3x3 kernels, groups 1; see
-kernels/winograd.py) or direct (one input channel, stride 1, groups 1; kernels/direct.py; its
-input gradient is im2col's). The forward returns what its weight gradient needs as a `Saved`:
-the algorithm's name and its array; `conv2d_weight_grad` follows the name it is given, so a
+Each of the three runs one of five algorithms, which `kernels.conv_algorithm` picks per shape:
+im2col (any geometry), Winograd F(2x2, 3x3) or F(4x4, 3x3) (stride-1 3x3 kernels, groups 1; see
+kernels/winograd.py and winograd4.py), direct (one input channel, stride 1, groups 1;
+kernels/direct.py; its input gradient is im2col's) or depthwise (groups = input channels =
+output channels; kernels/depthwise.py). The forward returns what its weight gradient needs as a
+`Saved`: the algorithm's name and its array; `conv2d_weight_grad` follows the name it is given, so a
 forward and its backward agree even if the choice changed in between.
 """
 
@@ -25,7 +26,7 @@ from typing import NamedTuple
 import numpy as np
 
 from .. import _checks, kernels
-from ..kernels import direct
+from ..kernels import depthwise, direct
 from ..kernels import im2col as compiled
 from ..kernels import winograd, winograd4
 from ..tensor import Function
@@ -74,8 +75,9 @@ class ConvGeometry(NamedTuple):
 
 class Saved(NamedTuple):
     """What `conv2d_forward` keeps for `conv2d_weight_grad`: the algorithm that ran ('im2col',
-    'winograd' or 'direct') and its array: im2col columns (G, C/G*kH*kW, N*H'*W'), Winograd's
-    input tiles (16, C, N, ceil(H'/2), ceil(W'/2)) or direct's channel-major input (1, N, H, W).
+    'winograd', 'winograd4', 'direct' or 'depthwise') and its array: im2col columns
+    (G, C/G*kH*kW, N*H'*W'), Winograd's input tiles (16 or 36, C, N, tiles_h, tiles_w), or
+    direct's or depthwise's channel-major input (C, N, H, W).
     ``np.asarray(saved)`` is the array.
     """
     algorithm: str
@@ -121,6 +123,8 @@ def conv2d_forward(x, weight, geometry):
         return _winograd_forward(x, weight, geometry, algorithm)
     if algorithm == "direct":
         return _direct_forward(x, weight, geometry)
+    if algorithm == "depthwise":
+        return _depthwise_forward(x, weight, geometry)
     o, groups = weight.shape[0], geometry.groups
     saved = conv2d_columns(x, geometry)
     out = np.matmul(weight.reshape(groups, o // groups, -1), saved.array)
@@ -140,6 +144,8 @@ def conv2d_input_grad(grad_out, weight, geometry):
     algorithm = _algorithm(geometry, weight)
     if algorithm in WINOGRAD:
         return _winograd_input_grad(grad_out, weight, geometry, WINOGRAD[algorithm])
+    if algorithm == "depthwise":
+        return _depthwise_input_grad(grad_out, weight, geometry)
     o, groups = weight.shape[0], geometry.groups
     c = weight.shape[1] * groups
     grad_c = channel_major(grad_out)
@@ -174,6 +180,8 @@ def conv2d_weight_grad(grad_out, saved, geometry):
         return _winograd_weight_grad(grad_out, saved.array, geometry, WINOGRAD[saved.algorithm])
     if saved.algorithm == "direct":
         return _direct_weight_grad(grad_out, saved.array, geometry)
+    if saved.algorithm == "depthwise":
+        return _depthwise_weight_grad(grad_out, saved.array, geometry)
     columns = saved.array
     o, groups = grad_out.shape[1], geometry.groups
     grad_grouped = channel_major(grad_out).reshape(groups, o // groups, -1)
@@ -229,6 +237,43 @@ def _direct_weight_grad(grad_out, image, geometry):
     grad_weight = np.empty((grad_c.shape[0], 1) + geometry.kernel, dtype=grad_c.dtype)
     direct.weight_grad(grad_c, image, geometry.dilation, top_left, grad_weight)
     return grad_weight
+
+
+# ------------------------------------------------------------------ depthwise: groups = in = out channels
+def _depthwise_forward(x, weight, geometry):
+    """x: (N, C, H, W), weight: (C, 1, kH, kW) -> out: (N, C, H', W'), Saved('depthwise', image (C, N, H, W))."""
+    image, kernel = channel_major(x), np.ascontiguousarray(weight[:, 0])
+    arguments = (geometry.stride, geometry.dilation, geometry.padding[::2])
+    if not kernels.compiled():
+        out = depthwise.forward_reference(image, kernel, *arguments, geometry.output_hw)
+    else:
+        out = np.empty(image.shape[:2] + geometry.output_hw, dtype=image.dtype)
+        depthwise.forward(image, kernel, *arguments, out)
+    return out.transpose(1, 0, 2, 3), Saved("depthwise", image)
+
+
+def _depthwise_input_grad(grad_out, weight, geometry):
+    """grad_out: (N, C, H', W'), weight: (C, 1, kH, kW) -> grad_x: (N, C, H, W)."""
+    grad_c, kernel = channel_major(grad_out), np.ascontiguousarray(weight[:, 0])
+    arguments = (geometry.stride, geometry.dilation, geometry.padding[::2])
+    if not kernels.compiled():
+        grad_x = depthwise.input_grad_reference(grad_c, kernel, *arguments, geometry.input_hw)
+    else:
+        grad_x = np.empty(grad_c.shape[:2] + geometry.input_hw, dtype=grad_c.dtype)
+        depthwise.input_grad(grad_c, kernel, *arguments, grad_x)
+    return grad_x.transpose(1, 0, 2, 3)
+
+
+def _depthwise_weight_grad(grad_out, image, geometry):
+    """grad_out: (N, C, H', W'), image: (C, N, H, W) from `_depthwise_forward` -> (C, 1, kH, kW)."""
+    grad_c = channel_major(grad_out)
+    arguments = (geometry.stride, geometry.dilation, geometry.padding[::2])
+    if not kernels.compiled():
+        grad_weight = depthwise.weight_grad_reference(grad_c, image, *arguments, geometry.kernel)
+    else:
+        grad_weight = np.empty((grad_c.shape[0],) + geometry.kernel, dtype=grad_c.dtype)
+        depthwise.weight_grad(grad_c, image, *arguments, grad_weight)
+    return grad_weight[:, None]
 
 
 # ------------------------------------------------------------------ Winograd F(2x2, 3x3) and F(4x4, 3x3), groups 1

@@ -20,11 +20,13 @@ a machine pays for compiling them. The big passes run on all cores (``parallel=T
 thread taking whole channels, planes or images, so results do not depend on the thread count;
 `convnet.process` explains the idle-wait settings that keep their threads and BLAS's apart.
 
-Convolution has four algorithms: im2col (columns, then one GEMM; any geometry), Winograd
+Convolution has five algorithms: im2col (columns, then one GEMM; any geometry), Winograd
 F(2x2, 3x3) and F(4x4, 3x3) (kernels/winograd.py and winograd4.py: transforms, then 16 or 36
-smaller GEMMs; stride-1 3x3 kernels, dilation 1, groups 1) and direct (kernels/direct.py: the
-sum tap by tap, no columns; one input channel, stride 1, groups 1). ``conv_algorithm`` picks one
-per shape; ``use_algorithm`` overrides the choice, orthogonally to the compiled/reference mode. Forcing 'winograd',
+smaller GEMMs; stride-1 3x3 kernels, dilation 1, groups 1), direct (kernels/direct.py: the sum
+tap by tap, no columns; one input channel, stride 1, groups 1) and depthwise
+(kernels/depthwise.py: the same per channel; groups = input channels = output channels, any
+kernel, stride, dilation). ``conv_algorithm`` picks one per shape; ``use_algorithm`` overrides
+the choice, orthogonally to the compiled/reference mode. Forcing 'winograd',
 'winograd4' or 'direct' still sends the shapes it cannot do to im2col:
 
 >>> plain = dict(stride=(1, 1), dilation=(1, 1), groups=1)
@@ -34,6 +36,8 @@ per shape; ``use_algorithm`` overrides the choice, orthogonally to the compiled/
 'im2col'
 >>> kernels.conv_algorithm((5, 5), **plain, in_channels=1, out_channels=6)
 'direct'
+>>> kernels.conv_algorithm((3, 3), (2, 2), (1, 1), groups=64, in_channels=64, out_channels=64)
+'depthwise'
 >>> with kernels.use_algorithm("winograd4"):
 ...     kernels.conv_algorithm((3, 3), **plain, in_channels=64, out_channels=64)
 'winograd4'
@@ -46,7 +50,7 @@ import os
 from contextlib import contextmanager
 
 MODES = ("compiled", "reference")
-ALGORITHMS = ("auto", "im2col", "winograd", "winograd4", "direct")
+ALGORITHMS = ("auto", "im2col", "winograd", "winograd4", "direct", "depthwise")
 # Winograd's forward + backward beat im2col's from 8 input channels up (0.29-0.98x of its time on
 # 8..128 channels at 7..28 px, with the parallel kernels; measured for issue 13); with 1 or 3
 # input channels (a first layer) it lost (1.5-6.5x), its transforms then doing all the work.
@@ -122,19 +126,24 @@ def use(mode):
 
 def set_algorithm(algorithm):
     """Convolution's algorithm from now on: 'auto' (the default: `conv_algorithm`'s per-shape
-    rule), 'im2col' everywhere, or 'winograd', 'winograd4' or 'direct' wherever it applies."""
+    rule), 'im2col' everywhere, or 'winograd', 'winograd4', 'direct' or 'depthwise' wherever it
+    applies."""
     _algorithm.set(algorithm)
 
 
 def use_algorithm(algorithm):
-    """Within the block, convolutions use ``algorithm`` ('auto', 'im2col', 'winograd', 'winograd4'
-    or 'direct')."""
+    """Within the block, convolutions use ``algorithm`` ('auto', 'im2col', 'winograd', 'winograd4',
+    'direct' or 'depthwise')."""
     return _algorithm.use(algorithm)
 
 
 def conv_algorithm(kernel, stride, dilation, groups, in_channels, out_channels):
-    """'winograd', 'winograd4', 'direct' or 'im2col' for a convolution of this geometry and channel
-    counts.
+    """'winograd', 'winograd4', 'direct', 'depthwise' or 'im2col' for a convolution of this geometry
+    and channel counts.
+
+    Depthwise applies to, and under 'auto' is chosen for, groups = input channels = output
+    channels (more than one): each channel filtered by its own kernel, where im2col runs one
+    GEMM of a single row per channel.
 
     Winograd, F(2x2, 3x3) ('winograd') or F(4x4, 3x3) ('winograd4'), applies to 3x3 kernels with
     stride 1, dilation 1 and groups 1 (any padding); under 'auto' F(2x2, 3x3) is chosen from
@@ -146,12 +155,16 @@ def conv_algorithm(kernel, stride, dilation, groups, in_channels, out_channels):
     """
     chosen = _algorithm.value
     stride_1, undilated = tuple(stride) == (1, 1), tuple(dilation) == (1, 1)
-    if chosen == "im2col" or groups != 1 or not stride_1:
+    if chosen == "im2col":
         return "im2col"
-    if in_channels == 1 and chosen not in ("winograd", "winograd4"):
+    if groups > 1 and groups == in_channels == out_channels and chosen in ("auto", "depthwise"):
+        return "depthwise"
+    if groups != 1 or not stride_1:
+        return "im2col"
+    if in_channels == 1 and chosen in ("auto", "direct"):
         if chosen == "direct" or (undilated and out_channels <= DIRECT_MAX_OUT_CHANNELS):
             return "direct"
-    if tuple(kernel) != (3, 3) or not undilated or chosen == "direct":
+    if tuple(kernel) != (3, 3) or not undilated or chosen in ("direct", "depthwise"):
         return "im2col"
     if chosen in ("winograd", "winograd4"):
         return chosen
