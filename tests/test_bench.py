@@ -25,6 +25,7 @@ def test_bench_times_each_contender_in_its_own_process_and_writes_the_report(tmp
             assert low <= median <= high and low > 0
     assert report["machine"]["contenders"] == ["convnet", "torch", "torch_cl"]
     assert report["machine"]["matmul_peak_gflops"] > 0
+    assert report["machine"]["numba"]["threading_layer"] in ("omp", "tbb", "workqueue")
     assert report["command"] == f"convnet bench --quick --parts ops --cases 'max_pool2d 2x2' --out {out}"
     assert "max_pool2d 2x2" in capsys.readouterr().out
 

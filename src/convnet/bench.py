@@ -25,11 +25,13 @@ import tempfile
 import time
 from dataclasses import dataclass, field
 
+import numba
 import numpy as np
 
 from . import functional as F
 from . import models, optim
 from .data import mnist
+from .kernels import activation as activation_kernels
 from .process import retain_freed_memory, withdraw_thread_defaults
 from .tensor import Tensor, no_grad
 
@@ -446,7 +448,16 @@ def machine(torch):
                         for pool in threadpool_info()]
     except ImportError:
         info["blas"] = "threadpoolctl not installed (pip install 'convnet-numpy[bench]')"
+    info["numba"] = {"version": numba.__version__, "threading_layer": _threading_layer(),
+                     "threads": numba.get_num_threads()}
     return info
+
+
+def _threading_layer():
+    """The layer Numba's parallel kernels run on, which it picks when the first one runs."""
+    flat = np.zeros(1, dtype=np.float32)
+    activation_kernels.relu_forward(flat, flat)
+    return numba.threading_layer()
 
 
 def matmul_peak():
@@ -479,7 +490,8 @@ def run(args):
     contenders = ["convnet"] + (["torch", "torch_cl"] if torch is not None else [])
     info = dict(machine(torch), matmul_peak_gflops=matmul_peak(), contenders=contenders,
                 kernels=os.environ.get("CONVNET_KERNELS", "compiled"))
-    print(f"{info['cpu']}, {info['cores']} cores; numpy {info['numpy']}, torch {info['torch'] or 'not installed'}; "
+    print(f"{info['cpu']}, {info['cores']} cores; numpy {info['numpy']}, torch {info['torch'] or 'not installed'}, "
+          f"numba {info['numba']['version']} ({info['numba']['threading_layer']} threads); "
           f"float32 matmul peak {info['matmul_peak_gflops']:.0f} GFLOP/s", flush=True)
     rows = []
     cases = [case for case in all_cases(args.parts, args.quick, args.data) if args.cases in case.name]
