@@ -3,6 +3,7 @@ with one clear line and no traceback."""
 
 import gzip
 import http.server
+import json
 import os
 import shutil
 import signal
@@ -21,6 +22,7 @@ from convnet.cli import main
 from convnet.data import mnist
 from convnet.data.download import SOURCES
 from convnet.experiment import RunConfig, build_trainer, load_datasets
+from conftest import write_tiny_fashion
 
 SYSTEM_FASHION = Path("/usr/share/datasets/fashion-mnist")
 
@@ -124,8 +126,10 @@ def test_bad_arguments_exit_2(argv, message, capsys):
 
 
 def test_missing_truncated_and_mismatched_datasets(tiny_fashion, tmp_path, capsys, no_system_data):
-    code, _, err = run(capsys, "train", "--data", str(tmp_path / "empty"), "--epochs", "1")
+    code, _, err = run(capsys, "train", "--epochs", "1", "--out", str(tmp_path / "r"))
     assert code == 1 and "apt-get install dataset-fashion-mnist, or convnet download fashion-mnist" in err
+    code, _, err = run(capsys, "train", "--data", str(tmp_path / "typo"), "--epochs", "1")
+    assert code == 1 and f"--data {tmp_path / 'typo'} is not a directory" in err
     images = tiny_fashion / "train-images-idx3-ubyte.gz"
     data = gzip.decompress(images.read_bytes())
     images.write_bytes(gzip.compress(data[:1000]))
@@ -234,3 +238,90 @@ def test_a_bad_kernels_setting_is_one_line_not_an_import_traceback():
     assert result.stderr.strip().splitlines() == [
         "convnet: error: Conv2d(1, 32, kernel_size=3): kernels.set_mode (or CONVNET_KERNELS): expected one of "
         "compiled, reference, got 'fast'"]
+
+
+# ---------------------------------------------------------------------------- the run's own data
+def _evaluation_accuracy(out):
+    return float(out.split("test accuracy: ")[1].split()[0])
+
+
+def test_a_relative_data_folder_means_the_same_files_from_any_directory(tiny_fashion, tmp_path, capsys,
+                                                                          monkeypatch):
+    monkeypatch.chdir(tiny_fashion.parent)
+    code, out, _ = run(capsys, "train", "--data", tiny_fashion.name, "--epochs", "1", "--batch-size", "32",
+                       "--out", str(tmp_path / "run"), "--no-progress")
+    assert code == 0
+    trained = _evaluation_accuracy(out)
+    elsewhere = tmp_path / "elsewhere"
+    (elsewhere / tiny_fashion.name).mkdir(parents=True)
+    write_tiny_fashion(elsewhere / tiny_fashion.name, seed=1)  # other files under the same relative name
+    monkeypatch.chdir(elsewhere)
+    stored = json.loads((tmp_path / "run" / "checkpoint.json").read_text())
+    assert stored["config"]["data"] == str(tiny_fashion) and stored["data"]["test"]["files"][0].startswith(
+        str(tiny_fashion))
+    files = {path.name: path.read_bytes() for path in (tmp_path / "run").iterdir()}
+    code, out, err = run(capsys, "evaluate", str(tmp_path / "run"))
+    assert code == 0 and err == "" and _evaluation_accuracy(out) == trained
+    assert {path.name: path.read_bytes() for path in (tmp_path / "run").iterdir()} == files  # evaluating writes nothing
+
+
+def test_changed_data_is_refused_or_named(tiny_fashion, tmp_path, capsys):
+    run_dir = tmp_path / "run"
+    assert run(capsys, "train", "--data", str(tiny_fashion), "--epochs", "2", "--batch-size", "32",
+               "--out", str(run_dir), "--no-progress")[0] == 0
+    (run_dir / "checkpoint.json").unlink()  # only the safetensors file counts
+    test_images = tiny_fashion / "t10k-images-idx3-ubyte.gz"
+    pixels = bytearray(gzip.decompress(test_images.read_bytes()))
+    pixels[-1] ^= 1  # one pixel of one test image
+    test_images.write_bytes(gzip.compress(bytes(pixels)))
+    code, _, err = run(capsys, "evaluate", str(run_dir))
+    assert code == 1 and "its test set is not the one it was trained with" in err and str(test_images) in err
+    other = tmp_path / "other"
+    other.mkdir()
+    write_tiny_fashion(other, seed=3)
+    code, out, err = run(capsys, "evaluate", str(run_dir), "--data", str(other))
+    assert code == 0 and "convnet: warning:" in err and f"the figures below are for {other}" in err
+    code, _, err = run(capsys, "train", "--resume", str(run_dir))
+    assert code == 1 and "cannot resume: its test set is not the one" in err
+
+
+def test_an_explicit_data_folder_must_hold_all_four_files(tiny_fashion, tmp_path, capsys):
+    half = tmp_path / "half"
+    half.mkdir()
+    for name in ("train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz"):
+        shutil.copy(tiny_fashion / name, half / name)
+    code, _, err = run(capsys, "train", "--data", str(half), "--epochs", "1", "--out", str(tmp_path / "run"))
+    assert code == 1 and f"t10k-images-idx3-ubyte(.gz) not found in --data {half}, which must hold all four" in err
+
+
+@pytest.mark.parametrize("change, message", [
+    (lambda images, labels: (images[:0], labels[:0]), "expected at least one image, got none"),
+    (lambda images, labels: (images, labels.astype(np.float32)), "expected integer labels of shape (N,), got float32"),
+])
+def test_empty_datasets_and_float_labels_are_refused(tiny_fashion, tmp_path, capsys, change, message):
+    from convnet.data import read_idx, write_idx
+    images_path, labels_path = tiny_fashion / "train-images-idx3-ubyte.gz", tiny_fashion / "train-labels-idx1-ubyte.gz"
+    images, labels = change(read_idx(images_path), read_idx(labels_path))
+    write_idx(images_path, images)
+    write_idx(labels_path, labels)
+    code, _, err = run(capsys, "train", "--data", str(tiny_fashion), "--epochs", "1", "--out", str(tmp_path / "run"))
+    assert code == 1 and message in err
+
+
+def test_one_writer_per_run_folder_and_no_stale_lock_after_kill_9(tiny_fashion, tmp_path, capsys):
+    run_dir = tmp_path / "run"
+    holder = subprocess.Popen([sys.executable, "-c", "import sys, time; from convnet.reports import RunFolder; "
+                               "folder = RunFolder(sys.argv[1], {}, ()); folder.on_train_begin(None); print('locked', flush=True); "
+                               "time.sleep(120)", str(run_dir)], stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "locked"
+        argv = ["train", "--data", str(tiny_fashion), "--epochs", "1", "--batch-size", "64", "--out", str(run_dir),
+                "--no-progress"]
+        code, _, err = run(capsys, *argv)
+        assert code == 1 and f"is being trained by another process (PID {holder.pid})" in err
+        assert not (run_dir / checkpoint.WEIGHTS).exists()
+    finally:
+        holder.kill()  # SIGKILL: no cleanup runs in the holder
+        holder.wait()
+    code, _, err = run(capsys, *argv)
+    assert code == 0, err

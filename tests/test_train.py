@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 import convnet
-from convnet import checkpoint, experiment
+from convnet import checkpoint, experiment, reports
 from convnet.experiment import RunConfig, build_trainer, load_datasets, load_run
 from convnet.train import Callback, TrainingDiverged, TrainingInterrupted
 
@@ -88,7 +88,7 @@ def test_a_failing_disk_leaves_the_previous_checkpoint_intact(tiny_fashion, tmp_
     with pytest.raises(checkpoint.CheckpointError, match="No space left on device; the previous file, if any, is intact"):
         trainer.fit(2)
     assert (run_dir / checkpoint.WEIGHTS).read_bytes() == before
-    assert not [p for p in os.listdir(run_dir) if p.startswith(".")]
+    assert not [p for p in os.listdir(run_dir) if p.startswith(".") and p != reports.LOCK]  # no temporaries
 
 
 def test_checkpoints_that_do_not_fit_are_refused(tiny_fashion, tmp_path):
@@ -107,6 +107,20 @@ def test_checkpoints_that_do_not_fit_are_refused(tiny_fashion, tmp_path):
         checkpoint.load(run_dir)
     with pytest.raises(checkpoint.CheckpointError, match="no checkpoint in"):
         checkpoint.load(tmp_path / "empty")
+
+
+def test_a_checkpoint_past_the_end_of_an_epoch_is_refused(tiny_fashion, tmp_path):
+    run_dir = tmp_path / "run"
+    trainer_for(config(tiny_fashion, epochs=2, augment=False), run_dir).fit(1)
+    model_state, optimizer_state, meta = checkpoint.load(run_dir)
+    model = load_run(run_dir)[1]
+    batches = len(experiment.resume(run_dir, progress=False).trainer.train_loader)
+    for batch in (batches + 1, -1, 1.5):
+        meta["batch"] = batch
+        checkpoint.save(run_dir, model, None, meta)
+        with pytest.raises(checkpoint.CheckpointError,
+                           match=rf"expected the batch reached in the epoch to be in 0..{batches} .*got {batch}"):
+            experiment.resume(run_dir, progress=False)
 
 
 def test_config_checks_every_value_at_once():

@@ -75,13 +75,14 @@ def _report(result, classes):
 
 def _evaluate(args):
     from .experiment import evaluate_run
-    from .reports import CONFUSION
-    from .viz import save_confusion
-    classes, result = evaluate_run(args.run_dir, args.data)
+    classes, result, warnings = evaluate_run(args.run_dir, args.data)
+    for warning in warnings:
+        print(f"convnet: warning: {warning}", file=sys.stderr)
     _report(result, classes)
-    confusion = Path(args.run_dir) / CONFUSION
-    save_confusion(result["confusion"], classes, confusion)
-    print(f"confusion matrix: {confusion}")
+    if args.confusion:
+        from .viz import save_confusion
+        save_confusion(result["confusion"], classes, args.confusion)
+        print(f"confusion matrix: {args.confusion}")
     print("confusion matrix (rows: true, columns: predicted):")
     for name, row in zip(classes, result["confusion"]):
         print(f"  {name:<12s} " + " ".join(f"{count:5d}" for count in row))
@@ -196,6 +197,8 @@ def build_parser():
     evaluate = commands.add_parser("evaluate", help="accuracy, per-class accuracy and confusion matrix of a run")
     evaluate.add_argument("run_dir", metavar="RUN_DIR")
     evaluate.add_argument("--data", metavar="DIR", help="directory with the dataset's IDX files")
+    evaluate.add_argument("--confusion", metavar="PNG", help="also draw the confusion matrix into this file (the "
+                          "run folder's confusion.png is the training's own; evaluating writes nothing there)")
     evaluate.set_defaults(handler=_evaluate)
 
     predict = commands.add_parser("predict", help="top-3 classes of images, with probabilities")
@@ -247,12 +250,13 @@ def main(argv=None):
     from .data.download import DownloadError
     from .files import WriteError
     from .process import retain_freed_memory
+    from .reports import RunLocked
     from .train import TrainingDiverged
     retain_freed_memory()
     try:
         return args.handler(args)
     except (CommandError, CheckpointError, IdxError, ImageError, DownloadError, TrainingDiverged, WriteError,
-            FileNotFoundError, ValueError, TypeError) as error:
+            RunLocked, FileNotFoundError, ValueError, TypeError) as error:
         if os.environ.get("CONVNET_TRACEBACK"):
             raise
         print(f"convnet: error: {error}", file=sys.stderr)

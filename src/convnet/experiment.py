@@ -117,11 +117,36 @@ def make_schedule(config, optimizer, steps_per_epoch):
     return None
 
 
-def load_datasets(config):
-    classes = mnist.CLASSES[config.dataset]
-    train = ArrayDataset(*mnist.load(config.dataset, "train", config.data), classes=classes)
-    test = ArrayDataset(*mnist.load(config.dataset, "test", config.data), classes=classes)
-    return train, test
+class DataChanged(ValueError):
+    """A run's dataset is not the one it was trained on."""
+
+
+def load_datasets(config, splits=("train", "test")):
+    """The datasets of ``splits``, each with its `ArrayDataset.source` (files and fingerprint)."""
+    datasets = []
+    for split in splits:
+        images, labels, source = mnist.load_with_source(config.dataset, split, config.data)
+        datasets.append(ArrayDataset(images, labels, mnist.CLASSES[config.dataset], source))
+    return tuple(datasets)
+
+
+def _absolute(data):
+    """A --data folder as an absolute path, so a run means the same files from any directory."""
+    return None if data is None else str(Path(data).resolve())
+
+
+def _changes(meta, datasets):
+    """For each split whose data differ from what the run recorded, a line saying how; runs
+    saved before convnet recorded its data have nothing to compare."""
+    recorded = meta.get("data") or {}
+    lines = []
+    for split, dataset in datasets.items():
+        before = recorded.get(split)
+        if before is not None and before["sha256"] != dataset.source["sha256"]:
+            lines.append(f"its {split} set is not the one it was trained with: {', '.join(dataset.source['files'])} "
+                         f"(SHA-256 {dataset.source['sha256'][:12]}...) instead of {', '.join(before['files'])} "
+                         f"(SHA-256 {before['sha256'][:12]}...)")
+    return lines
 
 
 def train_transform(config):
@@ -154,7 +179,8 @@ def build_trainer(config, train, test, run_dir=None, progress=True, log=print):
     callbacks = [ProgressBar(config.epochs)] if progress else []
     callbacks.append(EpochLog(config.epochs, log))
     if run_dir is not None:
-        callbacks.append(RunFolder(run_dir, asdict(config), train.classes, config.train_conditions))
+        callbacks.append(RunFolder(run_dir, asdict(config), train.classes, config.train_conditions,
+                                   {"train": train.source, "test": test.source}))
     return Trainer(model, train_loader, evaluation_loader(config, test), optimizer, schedule, config.label_smoothing,
                    callbacks)
 
@@ -164,19 +190,23 @@ def start(config, run_dir, progress=True, log=print):
     run_dir = Path(run_dir)
     if (run_dir / checkpoint.WEIGHTS).exists():
         raise RunExists(f"{run_dir} already holds a run")
+    config.data = _absolute(config.data)
     train, test = load_datasets(config)
     return Run(config, run_dir, train, test, build_trainer(config, train, test, run_dir, progress, log))
 
 
 def resume(run_dir, data=None, progress=True, log=print):
     """The run saved in ``run_dir``, restored to where it stopped; ``data`` overrides where its
-    dataset is read from."""
+    dataset is read from, which must still hold the data the run recorded (`DataChanged`)."""
     run_dir = Path(run_dir)
     model_state, optimizer_state, meta = checkpoint.load(run_dir)
     config = _stored_config(run_dir, meta)
     if data is not None:
-        config.data = data
+        config.data = _absolute(data)
     train, test = load_datasets(config)
+    changes = _changes(meta, {"train": train, "test": test})
+    if changes:
+        raise DataChanged(f"{run_dir}: cannot resume: {'; '.join(changes)} (pass --data with the run's files)")
     trainer = build_trainer(config, train, test, run_dir, progress, log)
     _restore(run_dir, config, lambda: trainer.restore(model_state, optimizer_state, meta))
     return Run(config, run_dir, train, test, trainer)
@@ -207,13 +237,19 @@ def _restore(run_dir, config, load):
 
 
 def evaluate_run(run_dir, data=None):
-    """(class names, `evaluate`'s result) of a run folder's model on its test set, read from
-    ``data`` if given."""
-    config, model, _ = load_run(run_dir)
+    """(class names, `evaluate`'s result, warnings) of a run folder's model on its test set, read
+    from ``data`` if given. A test set other than the run's is refused (`DataChanged`) unless
+    ``data`` asked for it; then the warnings say so."""
+    config, model, meta = load_run(run_dir)
     if data is not None:
-        config.data = data
-    _, test = load_datasets(config)
-    return test.classes, evaluate(model, evaluation_loader(config, test))
+        config.data = _absolute(data)
+    test, = load_datasets(config, ("test",))
+    changes = _changes(meta, {"test": test})
+    if changes and data is None:
+        raise DataChanged(f"{run_dir}: {'; '.join(changes)} (pass --data with the run's files, or --data DIR to "
+                          f"evaluate on other data on purpose)")
+    warnings = [f"{run_dir}: {change}; the figures below are for {config.data}" for change in changes]
+    return test.classes, evaluate(model, evaluation_loader(config, test)), warnings
 
 
 @dataclass

@@ -3,11 +3,14 @@ a progress bar, one log line per epoch, and the run folder.
 
 A run folder holds ``checkpoint.safetensors`` (+ readable ``checkpoint.json``), ``metrics.csv``,
 ``curves.png`` and ``confusion.png``, each rewritten atomically after every epoch, and the
-checkpoint also when a run stops early, so it can be resumed from where it stopped.
+checkpoint also when a run stops early, so it can be resumed from where it stopped; ``.lock``
+says which process is training in it (one at a time).
 """
 
 import csv
+import fcntl
 import io
+import os
 from pathlib import Path
 
 from tqdm import tqdm
@@ -17,6 +20,11 @@ from .files import atomic_write, check_writable
 from .train import Callback
 
 METRICS, CURVES, CONFUSION = "metrics.csv", "curves.png", "confusion.png"
+LOCK = ".lock"  # held by the process training in the folder; it holds that process's PID
+
+
+class RunLocked(RuntimeError):
+    """Another process is training in the run folder."""
 
 
 class ProgressBar(Callback):
@@ -65,15 +73,35 @@ class RunFolder(Callback):
     configuration, so the folder can rebuild its model) after every epoch and when the run
     stops, the metrics table, the learning curves and the confusion matrix after every epoch.
 
-    ``train_conditions`` (e.g. ``["augmented"]``) label the train curves, measured under them.
+    ``train_conditions`` (e.g. ``["augmented"]``) label the train curves, measured under them;
+    ``data`` (``{"train": source, "test": source}``, the datasets' `ArrayDataset.source`) goes
+    into the checkpoint so that a resumed or evaluated run can tell whether its data changed.
     """
 
-    def __init__(self, run_dir, config, classes, train_conditions=()):
+    def __init__(self, run_dir, config, classes, train_conditions=(), data=None):
         self.run_dir, self.config, self.classes = Path(run_dir), dict(config), classes
-        self.train_conditions = list(train_conditions)
+        self.train_conditions, self.data = list(train_conditions), data
 
     def on_train_begin(self, trainer):
         check_writable(self.run_dir)  # refuse a read-only folder before training, not after an epoch
+        self._lock()
+
+    def _lock(self):
+        """Hold the folder's lock while training, so a second writer is refused at once instead of
+        both runs overwriting each other's files. An advisory flock: the OS releases it when the
+        holder exits however it exits, so a killed run leaves no stale lock."""
+        self.lock_file = open(self.run_dir / LOCK, "a+")
+        try:
+            fcntl.flock(self.lock_file, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            self.lock_file.seek(0)
+            holder = self.lock_file.read().strip() or "unknown"
+            self.lock_file.close()
+            raise RunLocked(f"{self.run_dir} is being trained by another process (PID {holder}); "
+                            f"wait for it to end or choose another --out") from None
+        self.lock_file.truncate(0)
+        self.lock_file.write(str(os.getpid()))
+        self.lock_file.flush()
 
     def on_epoch_end(self, trainer, record, evaluation):
         from .viz import save_confusion, save_curves  # matplotlib: loaded by the first epoch, not by --help
@@ -89,6 +117,8 @@ class RunFolder(Callback):
     def on_train_end(self, trainer):
         if trainer.stop_requested:
             self.save(trainer)
+        self.lock_file.close()  # releases the lock
 
     def save(self, trainer):
-        checkpoint.save(self.run_dir, trainer.model, trainer.optimizer, {"config": self.config, **trainer.state()})
+        checkpoint.save(self.run_dir, trainer.model, trainer.optimizer,
+                        {"config": self.config, "data": self.data, **trainer.state()})

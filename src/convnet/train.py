@@ -117,6 +117,10 @@ class Trainer:
 
     def restore(self, model_state, optimizer_state, state):
         """Continue from a saved run: the inverse of (model.state_dict(), optimizer.state_dict(), `state`)."""
+        batches, batch = len(self.train_loader), state["batch"]
+        if not isinstance(batch, int) or isinstance(batch, bool) or not 0 <= batch <= batches:
+            raise ValueError(f"restore: expected the batch reached in the epoch to be in 0..{batches} (this run's "
+                             f"batches per epoch), got {batch!r}")
         self.model.load_state_dict(model_state)
         if optimizer_state is not None:
             self.optimizer.load_state_dict(optimizer_state)

@@ -15,20 +15,24 @@ from .transforms import unit_range
 class ArrayDataset:
     """Images (N, H, W) or (N, C, H, W), uint8 in [0, 255] or float, with integer labels (N,).
 
-    ``classes`` names the labels (for reports); ``len`` and integer-array indexing work.
+    ``classes`` names the labels (for reports); ``source`` says where the data came from (a
+    JSON-able dict that a run records, e.g. `mnist.load_with_source`'s), or is None; ``len`` and
+    integer-array indexing work.
     """
 
-    def __init__(self, images, labels, classes=None):
+    def __init__(self, images, labels, classes=None, source=None):
         images, labels = np.asarray(images), np.asarray(labels)
         if images.ndim == 3:
             images = images[:, None]
         if images.ndim != 4:
             raise ValueError(f"ArrayDataset: expected images of shape (N, H, W) or (N, C, H, W), got {images.shape}")
+        if len(images) == 0:
+            raise ValueError("ArrayDataset: expected at least one image, got none")
         if labels.shape != (len(images),):
             raise ValueError(f"ArrayDataset: expected labels of shape ({len(images)},), got {labels.shape}")
         if not np.issubdtype(labels.dtype, np.integer):
             raise TypeError(f"ArrayDataset: expected integer labels, got dtype {labels.dtype}")
-        self.images, self.labels = images, labels.astype(np.int64)
+        self.images, self.labels, self.source = images, labels.astype(np.int64), source
         self.classes = tuple(classes) if classes is not None else tuple(str(i) for i in range(int(labels.max()) + 1))
 
     def __len__(self):
