@@ -197,3 +197,14 @@ def test_a_new_run_refuses_a_folder_that_holds_one(tiny_fashion, tmp_path):
     trainer_for(cfg, tmp_path / "run").fit(1)
     with pytest.raises(experiment.RunExists, match="already holds a run"):
         experiment.start(cfg, tmp_path / "run", progress=False)
+
+
+def test_temporaries_left_by_a_killed_writer_are_removed_when_training_starts(tiny_fashion, tmp_path):
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    stale = [run_dir / ".checkpoint.safetensors.k3j2_x.tmp", run_dir / ".metrics.csv.9a8b7c.tmp"]
+    kept = [run_dir / "notes.tmp", run_dir / ".keep"]  # not atomic_write's: the user's own
+    for path in stale + kept:
+        path.write_bytes(b"x" * 1000)
+    trainer_for(config(tiny_fashion, epochs=1, augment=False), run_dir).fit(1)
+    assert not any(path.exists() for path in stale) and all(path.exists() for path in kept)

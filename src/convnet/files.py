@@ -6,8 +6,20 @@ import tempfile
 from pathlib import Path
 
 
+TEMPORARY_SUFFIX = ".tmp"
+
+
 class WriteError(OSError):
     """A file could not be written; the message names it and says why."""
+
+
+def remove_stale_temporaries(directory):
+    """Delete what `atomic_write`s killed mid-write left in ``directory`` (hidden ``.NAME.*.tmp``
+    files); only call it while no other process can be writing there. Returns their names."""
+    stale = sorted(Path(directory).glob(f".*{TEMPORARY_SUFFIX}"))
+    for path in stale:
+        path.unlink(missing_ok=True)
+    return [path.name for path in stale]
 
 
 def atomic_write(path, data):
@@ -18,7 +30,7 @@ def atomic_write(path, data):
     path = Path(path)
     data = data.encode() if isinstance(data, str) else data
     try:
-        handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+        handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=TEMPORARY_SUFFIX)
     except OSError as error:
         raise WriteError(f"cannot write {path}: {error.strerror or error}") from None
     try:

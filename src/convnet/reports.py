@@ -16,7 +16,7 @@ from pathlib import Path
 from tqdm import tqdm
 
 from . import checkpoint
-from .files import atomic_write, check_writable
+from .files import atomic_write, check_writable, remove_stale_temporaries
 from .train import Callback
 
 METRICS, CURVES, CONFUSION = "metrics.csv", "curves.png", "confusion.png"
@@ -102,6 +102,7 @@ class RunFolder(Callback):
         self.lock_file.truncate(0)
         self.lock_file.write(str(os.getpid()))
         self.lock_file.flush()
+        remove_stale_temporaries(self.run_dir)  # left by a writer that was killed; none can be writing now
 
     def on_epoch_end(self, trainer, record, evaluation):
         from .viz import save_confusion, save_curves  # matplotlib: loaded by the first epoch, not by --help
