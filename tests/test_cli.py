@@ -310,8 +310,8 @@ def test_empty_datasets_and_float_labels_are_refused(tiny_fashion, tmp_path, cap
 
 def test_one_writer_per_run_folder_and_no_stale_lock_after_kill_9(tiny_fashion, tmp_path, capsys):
     run_dir = tmp_path / "run"
-    holder = subprocess.Popen([sys.executable, "-c", "import sys, time; from convnet.reports import RunFolder; "
-                               "folder = RunFolder(sys.argv[1], {}, ()); folder.on_train_begin(None); print('locked', flush=True); "
+    holder = subprocess.Popen([sys.executable, "-c", "import sys, time, types; from convnet.reports import RunFolder; "
+                               "folder = RunFolder(sys.argv[1], {}, ()); folder.on_train_begin(types.SimpleNamespace(history=[])); print('locked', flush=True); "
                                "time.sleep(120)", str(run_dir)], stdout=subprocess.PIPE, text=True)
     try:
         assert holder.stdout.readline().strip() == "locked"
@@ -325,3 +325,17 @@ def test_one_writer_per_run_folder_and_no_stale_lock_after_kill_9(tiny_fashion, 
         holder.wait()
     code, _, err = run(capsys, *argv)
     assert code == 0, err
+
+
+def test_resuming_a_finished_run_says_so_and_rebuilds_stale_reports(trained_run, capsys):
+    run_dir, _ = trained_run
+    metrics = (run_dir / "metrics.csv").read_text()
+    # What a kill between the last checkpoint and the reports leaves: the reports an epoch behind.
+    (run_dir / "metrics.csv").write_text("\n".join(metrics.splitlines()[:2]) + "\n")
+    (run_dir / "curves.png").write_bytes(b"stale")
+    (run_dir / "confusion.png").unlink()
+    code, out, _ = run(capsys, "train", "--resume", str(run_dir), "--no-progress")
+    assert code == 0 and f"{run_dir} finished its 2 epochs already" in out and "epoch 3" not in out
+    assert (run_dir / "metrics.csv").read_text() == metrics
+    for name in ("curves.png", "confusion.png"):
+        assert (run_dir / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n", name

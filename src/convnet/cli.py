@@ -45,7 +45,11 @@ def _train(args):
         if given:
             raise CommandError(f"--resume continues a run with its saved settings; drop {', '.join(given)}")
         run = experiment.resume(args.resume, args.data, progress)
-        print(f"resuming {run.run_dir} at epoch {run.trainer.epoch + 1}, batch {run.trainer.batch}")
+        if run.trainer.epoch >= run.config.epochs:
+            print(f"{run.run_dir} finished its {run.config.epochs} epochs already; its reports are rebuilt from "
+                  f"the checkpoint")
+        else:
+            print(f"resuming {run.run_dir} at epoch {run.trainer.epoch + 1}, batch {run.trainer.batch}")
     else:
         config = experiment.RunConfig(**{name: getattr(args, name) for name in TRAIN_OPTIONS
                                          if getattr(args, name) is not None}, data=args.data)

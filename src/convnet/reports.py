@@ -17,7 +17,7 @@ from tqdm import tqdm
 
 from . import checkpoint
 from .files import atomic_write, check_writable, remove_stale_temporaries
-from .train import Callback
+from .train import Callback, evaluate
 
 METRICS, CURVES, CONFUSION = "metrics.csv", "curves.png", "confusion.png"
 LOCK = ".lock"  # held by the process training in the folder; it holds that process's PID
@@ -81,10 +81,13 @@ class RunFolder(Callback):
     def __init__(self, run_dir, config, classes, train_conditions=(), data=None):
         self.run_dir, self.config, self.classes = Path(run_dir), dict(config), classes
         self.train_conditions, self.data = list(train_conditions), data
+        self.reports_written = False  # by this object: until then, the folder's may be stale
 
     def on_train_begin(self, trainer):
         check_writable(self.run_dir)  # refuse a read-only folder before training, not after an epoch
         self._lock()
+        if trainer.history and not self.reports_written:
+            self.rebuild_reports(trainer)
 
     def _lock(self):
         """Hold the folder's lock while training, so a second writer is refused at once instead of
@@ -105,15 +108,28 @@ class RunFolder(Callback):
         remove_stale_temporaries(self.run_dir)  # left by a writer that was killed; none can be writing now
 
     def on_epoch_end(self, trainer, record, evaluation):
-        from .viz import save_confusion, save_curves  # matplotlib: loaded by the first epoch, not by --help
         self.save(trainer)
+        self._write_reports(trainer.history, evaluation)
+
+    def rebuild_reports(self, trainer):
+        """Rewrite the reports from the checkpoint's history (the single source of truth), as a
+        resumed run starts: a run killed between its checkpoint and its reports leaves them an
+        epoch behind. The confusion matrix needs the model of the history's last epoch, which
+        the checkpoint holds only when it was saved at an epoch's end."""
+        at_epoch_end = trainer.batch == 0
+        self._write_reports(trainer.history, evaluate(trainer.model, trainer.test_loader) if at_epoch_end else None)
+
+    def _write_reports(self, history, evaluation):
+        from .viz import save_confusion, save_curves  # matplotlib: loaded by the first epoch, not by --help
         text = io.StringIO()
-        writer = csv.DictWriter(text, fieldnames=list(trainer.history[0]))
+        writer = csv.DictWriter(text, fieldnames=list(history[0]))
         writer.writeheader()
-        writer.writerows(trainer.history)
+        writer.writerows(history)
         atomic_write(self.run_dir / METRICS, text.getvalue())
-        save_curves(trainer.history, self.run_dir / CURVES, self.train_conditions)
-        save_confusion(evaluation["confusion"], self.classes, self.run_dir / CONFUSION)
+        save_curves(history, self.run_dir / CURVES, self.train_conditions)
+        if evaluation is not None:
+            save_confusion(evaluation["confusion"], self.classes, self.run_dir / CONFUSION)
+        self.reports_written = True
 
     def on_train_end(self, trainer):
         if trainer.stop_requested:
