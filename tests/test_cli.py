@@ -310,9 +310,9 @@ def test_empty_datasets_and_float_labels_are_refused(tiny_fashion, tmp_path, cap
 
 def test_one_writer_per_run_folder_and_no_stale_lock_after_kill_9(tiny_fashion, tmp_path, capsys):
     run_dir = tmp_path / "run"
-    holder = subprocess.Popen([sys.executable, "-c", "import sys, time, types; from convnet.reports import RunFolder; "
-                               "folder = RunFolder(sys.argv[1], {}, ()); folder.on_train_begin(types.SimpleNamespace(history=[])); print('locked', flush=True); "
-                               "time.sleep(120)", str(run_dir)], stdout=subprocess.PIPE, text=True)
+    hold = ("import sys, time, types; from convnet.reports import RunFolder; folder = RunFolder(sys.argv[1], {}, ()); "
+            "folder.on_train_begin(types.SimpleNamespace(history=[])); print('locked', flush=True); time.sleep(120)")
+    holder = subprocess.Popen([sys.executable, "-c", hold, str(run_dir)], stdout=subprocess.PIPE, text=True)
     try:
         assert holder.stdout.readline().strip() == "locked"
         argv = ["train", "--data", str(tiny_fashion), "--epochs", "1", "--batch-size", "64", "--out", str(run_dir),
