@@ -97,7 +97,10 @@ def test_the_readable_sidecar_equals_the_stored_meta(tmp_path):
         stored_meta = json.loads(stored.metadata()["convnet"])
     sidecar = json.loads((tmp_path / checkpoint.SIDECAR).read_text())
     assert sidecar == stored_meta
-    assert {key: value for key, value in sidecar.items() if key != "optimizer"} == META_AS_JSON
+    assert {key: value for key, value in sidecar.items() if key not in ("optimizer", "sha256")} == META_AS_JSON
+    assert set(sidecar["sha256"]) == {f"model.{key}" for key in model.state_dict()} | {
+        f"optimizer.{index}.{name}" for index, entries in optimizer.state_dict()["state"].items()
+        for name, value in entries.items() if isinstance(value, np.ndarray)}
     assert sidecar["optimizer"]["state"]["0"] == {"step": 2}  # the scalars; the arrays live in the tensors
 
 
@@ -212,3 +215,40 @@ def test_check_writable_refuses_a_folder_that_cannot_be_written(tmp_path):
     directory = tmp_path / "a file" / "run"
     with pytest.raises(files.WriteError, match=f"^{re.escape(f'cannot write to {directory}: Not a directory')}$"):
         files.check_writable(directory)
+
+
+def test_a_damaged_tensor_is_refused_naming_it(tmp_path):
+    model, optimizer = trained_model_and_optimizer()
+    checkpoint.save(tmp_path, model, optimizer, META)
+    path = tmp_path / checkpoint.WEIGHTS
+    data = bytearray(path.read_bytes())
+    header_end = 8 + int.from_bytes(data[:8], "little")
+    header = json.loads(data[8:header_end])
+    first = next(name for name, entry in header.items() if name != "__metadata__" and entry["data_offsets"][0] == 0)
+    data[header_end + 3] ^= 0x40  # an exponent bit of the first tensor's first float32
+    path.write_bytes(bytes(data))
+    with pytest.raises(checkpoint.CheckpointError, match=rf"tensor {re.escape(first)} does not match its recorded "
+                                                         r"SHA-256; the file is damaged"):
+        checkpoint.load(tmp_path)
+
+
+def test_non_finite_weights_are_refused_even_with_a_matching_checksum(tmp_path):
+    model, optimizer = trained_model_and_optimizer()
+    first = next(iter(model.parameters()))
+    first.data.flat[0] = np.nan
+    checkpoint.save(tmp_path, model, optimizer, META)
+    with pytest.raises(checkpoint.CheckpointError, match=r"holds 1 non-finite values \(NaN or infinity\)"):
+        checkpoint.load(tmp_path)
+
+
+def test_a_checkpoint_from_before_checksums_still_loads(tmp_path):
+    model, optimizer = trained_model_and_optimizer()
+    checkpoint.save(tmp_path, model, optimizer, META)
+    path = tmp_path / checkpoint.WEIGHTS
+    with safe_open(str(path), "np") as stored:
+        meta = json.loads(stored.metadata()["convnet"])
+        tensors = {name: stored.get_tensor(name) for name in stored.keys()}
+    del meta["sha256"]
+    path.write_bytes(save_tensors(tensors, metadata={"convnet": json.dumps(meta)}))
+    state, _, loaded_meta = checkpoint.load(tmp_path)
+    assert loaded_meta["epoch"] == META["epoch"] and set(state) == set(model.state_dict())

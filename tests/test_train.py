@@ -208,3 +208,14 @@ def test_temporaries_left_by_a_killed_writer_are_removed_when_training_starts(ti
         path.write_bytes(b"x" * 1000)
     trainer_for(config(tiny_fashion, epochs=1, augment=False), run_dir).fit(1)
     assert not any(path.exists() for path in stale) and all(path.exists() for path in kept)
+
+
+@pytest.mark.filterwarnings("ignore:overflow encountered", "ignore:invalid value encountered")
+def test_evaluation_of_a_model_answering_infinity_is_an_error_not_a_figure(tiny_fashion):
+    from convnet.train import NonFiniteOutput, evaluate
+    cfg = config(tiny_fashion, epochs=1, augment=False)
+    _, test = load_datasets(cfg)
+    model = convnet.nn.Sequential(convnet.nn.Flatten(), convnet.nn.Linear(784, 10))
+    model[1].weight.data[3] = 3e38  # finite weights whose products overflow float32
+    with pytest.raises(NonFiniteOutput, match=r"outputs are NaN or infinite for \d+ of \d+ images"):
+        evaluate(model, experiment.evaluation_loader(cfg, test))

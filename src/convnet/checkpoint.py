@@ -3,9 +3,12 @@ in its metadata, everything else as JSON; written atomically (`convnet.files`) s
 full disk or a read-only folder never leaves a half-written checkpoint in place of the last good one.
 
 A readable copy of the metadata is written beside it as ``checkpoint.json``; the safetensors
-file is the one that is read back.
+file is the one that is read back (editing the copy changes nothing). Every tensor's SHA-256 is
+stored in the metadata and checked on load, and a model's weights must be finite, so a damaged
+file is refused naming the tensor instead of loading as a model that answers nonsense.
 """
 
+import hashlib
 import json
 from pathlib import Path
 
@@ -40,12 +43,35 @@ def save(run_dir, model, optimizer=None, meta=None):
                 else:
                     scalars[index][name] = value
         meta["optimizer"] = {"state": scalars, "param_groups": state["param_groups"]}
+    meta["sha256"] = {name: _digest(tensor) for name, tensor in tensors.items()}
     text = json.dumps(meta, indent=1, default=_jsonable)
     try:
         atomic_write(run_dir / WEIGHTS, save_tensors(tensors, metadata={"convnet": text}))
         atomic_write(run_dir / SIDECAR, text + "\n")
     except WriteError as error:
         raise CheckpointError(str(error)) from None
+
+
+def _digest(tensor):
+    return hashlib.sha256(np.ascontiguousarray(tensor).tobytes()).hexdigest()
+
+
+def _verify(path, tensors, meta):
+    """Refuse tensors whose bytes differ from their recorded SHA-256 (checkpoints written before
+    convnet recorded them have none to check) and model weights that are not finite."""
+    recorded = meta.pop("sha256", None)
+    if recorded is not None:
+        if set(recorded) != set(tensors):
+            raise CheckpointError(f"{path}: the tensors stored ({len(tensors)}) are not the ones its metadata lists "
+                                  f"({len(recorded)}); the file is damaged")
+        for name, tensor in tensors.items():
+            if _digest(tensor) != recorded[name]:
+                raise CheckpointError(f"{path}: tensor {name} does not match its recorded SHA-256; the file is "
+                                      f"damaged")
+    for name, tensor in tensors.items():
+        if name.startswith("model.") and tensor.dtype.kind == "f" and not np.isfinite(tensor).all():
+            raise CheckpointError(f"{path}: tensor {name} holds {np.count_nonzero(~np.isfinite(tensor))} non-finite "
+                                  f"values (NaN or infinity); a model cannot be loaded from it")
 
 
 def _jsonable(value):
@@ -73,6 +99,7 @@ def load(run_dir):
         meta = json.loads(stored)
     except (SafetensorError, ValueError, OSError) as error:
         raise CheckpointError(f"{path}: not a readable convnet checkpoint ({error})") from None
+    _verify(path, tensors, meta)
     model_state = {key[len("model."):]: value for key, value in tensors.items() if key.startswith("model.")}
     optimizer_state = None
     if "optimizer" in meta:

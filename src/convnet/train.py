@@ -52,8 +52,13 @@ class Callback:
         Not called when the loss diverges, so the last good checkpoint stays."""
 
 
+class NonFiniteOutput(ValueError):
+    """A model answered NaN or infinity: its figures would be meaningless, so there are none."""
+
+
 def evaluate(model, loader):
-    """Loss, accuracy, per-class accuracy and confusion matrix of ``model`` over ``loader``."""
+    """Loss, accuracy, per-class accuracy and confusion matrix of ``model`` over ``loader``;
+    `NonFiniteOutput` if any output is NaN or infinite (an argmax over NaN is not a prediction)."""
     classes = len(loader.dataset.classes)
     confusion = np.zeros((classes, classes), dtype=np.int64)
     total_loss, count = 0.0, 0
@@ -62,6 +67,11 @@ def evaluate(model, loader):
     with no_grad():
         for images, labels in loader.batches(0):
             logits = model(images)
+            finite = np.isfinite(logits.numpy()).all(axis=1)
+            if not finite.all():
+                model.train(was_training)
+                raise NonFiniteOutput(f"evaluate: the model's outputs are NaN or infinite for {int((~finite).sum())} "
+                                      f"of {len(labels)} images in a batch; its weights are damaged or diverged")
             total_loss += F.cross_entropy(logits, labels, reduction="sum").item()
             np.add.at(confusion, (labels, logits.numpy().argmax(axis=1)), 1)
             count += len(labels)
