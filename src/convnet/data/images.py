@@ -1,13 +1,22 @@
 """Users' own images: reading any picture file, and a folder-per-class dataset."""
 
+import math
+import re
+import warnings
 from pathlib import Path
 
 import numpy as np
-from PIL import Image, UnidentifiedImageError
+from PIL import ExifTags, Image, ImageOps
 
 from .loader import ArrayDataset
 
 EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff")
+
+# A 48-megapixel phone photograph fits; a decompression bomb (a few KB on disk that decode to gigabytes) does not.
+MAX_PIXELS = 8192 * 8192
+
+_ALPHA_MODES = ("LA", "La", "PA", "RGBA", "RGBa")
+_GRAY_MODES = ("1", "L", "LA", "La")
 
 
 class ImageError(ValueError):
@@ -17,26 +26,115 @@ class ImageError(ValueError):
 def read_image(path, size=None, channels=1):
     """Read ``path`` as uint8 (channels, H, W), converted to grayscale (1) or RGB (3) and,
     if ``size`` (H, W) is given, resized. Returns (array, notes) where notes lists the
-    conversions made, so callers can tell the user."""
+    conversions made, so callers can tell the user.
+
+    How each kind of image becomes 8 bits:
+
+    - 16-bit ("I;16", "I;16B", ...): value * 255 / 65535, rounded, so 65535 is white.
+    - 32-bit integer ("I", which is also what Pillow makes of some 16-bit files): values within
+      0..65535 are read as 16-bit; any other range is stretched from its minimum to its maximum
+      (the full int32 range would leave a typical image one flat gray).
+    - Floating point ("F"): values within 0..1 are scaled by 255; any other range is stretched
+      from its minimum to its maximum (a constant image is black); NaN or infinity is an
+      `ImageError`. Every scaling is noted.
+    - Transparency (alpha, or a transparent palette entry or colour) is composited onto black, as
+      the Fashion-MNIST-style models here see light objects on a dark background.
+    - Palette, bilevel ("1"), CMYK, YCbCr, LAB and HSV images go through RGB (or grayscale);
+      RGB becomes grayscale by Pillow's L = R * 299/1000 + G * 587/1000 + B * 114/1000.
+    - Several frames (GIF, APNG, WebP, multi-page TIFF): the first, noted.
+    - An EXIF orientation other than upright is applied, noted.
+
+    A file of more than `MAX_PIXELS` pixels is refused before its pixels are decoded; it, and
+    any file Pillow cannot decode (damaged, truncated, not an image), is an `ImageError`.
+    """
     if channels not in (1, 3):
         raise ValueError(f"read_image: expected channels 1 or 3, got {channels}")
     try:
-        with Image.open(path) as image:
-            image.load()
+        with warnings.catch_warnings():
+            # Pillow warns at open about images past its own limit; ours is lower, and says more, just below.
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            opened = Image.open(path)
+        with opened as image:
+            width, height = image.size
+            if width * height > MAX_PIXELS:
+                raise ImageError(_too_large(path, f"{width}x{height} pixels"))
             notes = []
-            mode = "L" if channels == 1 else "RGB"
-            if image.mode != mode:
-                notes.append(f"converted {image.mode} to {'grayscale' if channels == 1 else 'RGB'}")
-                image = image.convert(mode)
+            frames = getattr(image, "n_frames", 1)
+            if frames > 1:
+                notes.append(f"used the first of {frames} frames")
+            image.load()
+            if image.getexif().get(ExifTags.Base.Orientation, 1) in range(2, 9):  # 2..8: turned or mirrored
+                image = ImageOps.exif_transpose(image)
+                notes.append("turned upright as its EXIF orientation says")
+            image = _converted(path, image, channels, notes)
             if size is not None and image.size != (size[1], size[0]):
                 notes.append(f"resized {image.size[0]}x{image.size[1]} to {size[1]}x{size[0]}")
                 image = image.resize((size[1], size[0]), Image.Resampling.BILINEAR)
             array = np.asarray(image, dtype=np.uint8)
+    except ImageError:
+        raise
     except FileNotFoundError:
         raise ImageError(f"{path}: no such file") from None
-    except (UnidentifiedImageError, OSError) as error:
-        raise ImageError(f"{path}: not a readable image ({error.__class__.__name__}: {error})") from None
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as error:
+        # Past twice its own limit Pillow refuses inside Image.open, before the size can be asked; its
+        # message carries the pixel count.
+        pixels = re.search(r"\((\d+) pixels\)", str(error))
+        if pixels is None or int(pixels[1]) <= MAX_PIXELS:
+            raise ImageError(_unreadable(path, error)) from None
+        raise ImageError(_too_large(path, f"{int(pixels[1]) // 10**6} megapixels")) from None
+    except Exception as error:  # noqa: BLE001  (damaged files make Pillow raise OSError, SyntaxError, ValueError, ...)
+        raise ImageError(_unreadable(path, error)) from None
     return (array[None] if channels == 1 else array.transpose(2, 0, 1)), notes
+
+
+def _too_large(path, size):
+    side = math.isqrt(MAX_PIXELS)
+    return f"{path}: {size} is more than convnet reads (at most {side}x{side} = {MAX_PIXELS // 10**6} megapixels)"
+
+
+def _unreadable(path, error):
+    return f"{path}: not a readable image ({error.__class__.__name__}: {error})"
+
+
+def _converted(path, image, channels, notes):
+    """``image`` as 8-bit "L" (``channels`` 1) or "RGB" (3), with a note of what that took."""
+    mode, target = image.mode, "L" if channels == 1 else "RGB"
+    how, see_through = "", False
+    if mode in ("I", "F") or mode.startswith("I;16"):
+        values, how = _eight_bits(path, mode, np.asarray(image))
+        image = Image.fromarray(values)
+    elif mode in _ALPHA_MODES or "transparency" in image.info:
+        image, see_through = _composited_onto_black(image.convert("LA" if mode in _GRAY_MODES else "RGBA"))
+    elif mode not in ("L", "RGB"):
+        image = image.convert("L" if mode in _GRAY_MODES else "RGB")
+    if mode != target:
+        notes.append(f"converted {mode} to {'grayscale' if channels == 1 else 'RGB'}" + (f" ({how})" if how else ""))
+    if see_through:
+        notes.append("alpha composited onto black")
+    return image if image.mode == target else image.convert(target)
+
+
+def _eight_bits(path, mode, values):
+    """(uint8 array, how it was scaled) of the pixel values of a 16-bit, 32-bit or float image."""
+    if mode == "F" and not np.isfinite(values).all():
+        raise ImageError(f"{path}: expected finite pixel values, got NaN or infinity")
+    low, high = values.min(), values.max()
+    if mode == "F" and 0 <= low and high <= 1:
+        return np.rint(values * np.float32(255)).astype(np.uint8), "values 0..1 scaled to 0..255"
+    if mode != "F" and 0 <= low and high <= 65535:
+        # round(value * 255 / 65535), in integers
+        return ((values.astype(np.uint32) * 255 + 32767) // 65535).astype(np.uint8), "16-bit, scaled to 8 bits"
+    spread = float(high) - float(low)
+    stretched = (values.astype(np.float64) - float(low)) * (255 / spread) if spread else np.zeros(values.shape)
+    return np.rint(stretched).astype(np.uint8), f"values {low:g}..{high:g} stretched to 0..255"
+
+
+def _composited_onto_black(image):
+    """(an "LA" or "RGBA" image laid over black, as "L" or "RGB"; whether any of it was see-through)."""
+    pixels = np.asarray(image)
+    colour, alpha = pixels[..., :-1].astype(np.uint16), pixels[..., -1:]
+    composited = ((colour * alpha + 127) // 255).astype(np.uint8)  # round(colour * alpha / 255), in integers
+    return Image.fromarray(composited[..., 0] if image.mode == "LA" else composited), bool((alpha < 255).any())
 
 
 def image_folder(root, size=(28, 28), channels=1):
