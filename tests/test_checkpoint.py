@@ -96,6 +96,7 @@ def test_the_readable_sidecar_equals_the_stored_meta(tmp_path):
     with safe_open(str(tmp_path / checkpoint.WEIGHTS), "np") as stored:
         stored_meta = json.loads(stored.metadata()["convnet"])
     sidecar = json.loads((tmp_path / checkpoint.SIDECAR).read_text())
+    assert sidecar.pop("note") == checkpoint.SIDECAR_NOTE and "editing this one changes nothing" in checkpoint.SIDECAR_NOTE
     assert sidecar == stored_meta
     assert {key: value for key, value in sidecar.items() if key not in ("optimizer", "sha256")} == META_AS_JSON
     assert set(sidecar["sha256"]) == {f"model.{key}" for key in model.state_dict()} | {

@@ -339,3 +339,12 @@ def test_resuming_a_finished_run_says_so_and_rebuilds_stale_reports(trained_run,
     assert (run_dir / "metrics.csv").read_text() == metrics
     for name in ("curves.png", "confusion.png"):
         assert (run_dir / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n", name
+
+
+def test_a_run_diverging_before_its_first_checkpoint_says_so_and_leaves_no_empty_folder(tiny_fashion, tmp_path,
+                                                                                        capsys):
+    run_dir = tmp_path / "run"
+    code, _, err = run(capsys, "train", "--data", str(tiny_fashion), "--epochs", "1", "--lr", "1e30",
+                       "--batch-size", "32", "--out", str(run_dir), "--no-progress")
+    assert code == 1 and "the loss became" in err and "no epoch finished, so nothing was saved" in err
+    assert "Warning" not in err and not run_dir.exists()

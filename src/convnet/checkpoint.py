@@ -21,6 +21,8 @@ from .files import WriteError, atomic_write
 
 WEIGHTS = "checkpoint.safetensors"
 SIDECAR = "checkpoint.json"
+SIDECAR_NOTE = (f"a readable copy of the metadata inside {WEIGHTS}; convnet reads only that file, so editing this "
+                f"one changes nothing")
 
 
 class CheckpointError(RuntimeError):
@@ -47,7 +49,7 @@ def save(run_dir, model, optimizer=None, meta=None):
     text = json.dumps(meta, indent=1, default=_jsonable)
     try:
         atomic_write(run_dir / WEIGHTS, save_tensors(tensors, metadata={"convnet": text}))
-        atomic_write(run_dir / SIDECAR, text + "\n")
+        atomic_write(run_dir / SIDECAR, json.dumps({"note": SIDECAR_NOTE, **meta}, indent=1, default=_jsonable) + "\n")
     except WriteError as error:
         raise CheckpointError(str(error)) from None
 

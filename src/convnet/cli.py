@@ -38,8 +38,9 @@ def _train(args):
     from . import experiment
     from .checkpoint import WEIGHTS
     from .reports import CONFUSION
-    from .train import TrainingInterrupted, evaluate
+    from .train import TrainingDiverged, TrainingInterrupted, evaluate
     progress = not args.no_progress
+    created = False
     if args.resume:
         given = [f"--{name.replace('_', '-')}" for name in TRAIN_OPTIONS if getattr(args, name) is not None]
         if given:
@@ -54,6 +55,7 @@ def _train(args):
         config = experiment.RunConfig(**{name: getattr(args, name) for name in TRAIN_OPTIONS
                                          if getattr(args, name) is not None}, data=args.data)
         run_dir = Path(args.out or f"runs/{config.model}-{time.strftime('%Y%m%d-%H%M%S')}")
+        created = not run_dir.exists()
         try:
             run = experiment.start(config, run_dir, progress)
         except experiment.RunExists as exists:
@@ -62,6 +64,8 @@ def _train(args):
               f"epoch{'s' if config.epochs > 1 else ''}; run folder {run_dir}")
     try:
         run.trainer.fit(run.config.epochs)
+    except TrainingDiverged as diverged:
+        raise CommandError(f"{diverged}; {_what_is_kept(run, created)}. Try a lower learning rate (--lr)") from None
     except TrainingInterrupted as stopped:
         print(f"convnet: {stopped}; saved to {run.run_dir / WEIGHTS}; resume with: convnet train --resume "
               f"{run.run_dir}", file=sys.stderr)
@@ -69,6 +73,20 @@ def _train(args):
     _report(evaluate(run.trainer.model, run.trainer.test_loader), run.train.classes)
     print(f"confusion matrix: {run.run_dir / CONFUSION}")
     return 0
+
+
+def _what_is_kept(run, remove_if_empty):
+    """After a run diverged: which checkpoint stays, or that none was saved (and then the folder
+    this run created holds nothing but its lock, and goes)."""
+    from .checkpoint import WEIGHTS
+    from .reports import LOCK
+    if (run.run_dir / WEIGHTS).exists():
+        return f"the last checkpoint in {run.run_dir} is kept"
+    if remove_if_empty and [path.name for path in run.run_dir.iterdir()] == [LOCK]:
+        (run.run_dir / LOCK).unlink()
+        run.run_dir.rmdir()
+        return f"no epoch finished, so nothing was saved ({run.run_dir} removed)"
+    return "no epoch finished, so nothing was saved"
 
 
 def _report(result, classes):

@@ -161,7 +161,9 @@ class Trainer:
             raise ValueError(f"fit: expected epochs to be a positive int, got {epochs!r}")
         self.stop_requested = self.interrupted = False
         self._tell("on_train_begin")
-        with _sigint_interrupts(self):
+        # A diverging run is stopped by the loss check below; NumPy's overflow warnings on the way
+        # there say nothing a user can act on.
+        with _sigint_interrupts(self), np.errstate(over="ignore", invalid="ignore"):
             while self.epoch < epochs and not self.stop_requested:
                 self._train_epoch()
                 if self.batch == len(self.train_loader):
@@ -185,9 +187,7 @@ class Trainer:
             loss = F.cross_entropy(logits, labels, label_smoothing=self.label_smoothing)
             value = loss.item()
             if not math.isfinite(value):
-                raise TrainingDiverged(
-                    f"the loss became {value} at epoch {self.epoch + 1}, batch {self.batch + 1}; the last "
-                    f"good checkpoint is kept. Try a lower learning rate (--lr).")
+                raise TrainingDiverged(f"the loss became {value} at epoch {self.epoch + 1}, batch {self.batch + 1}")
             self.optimizer.zero_grad()
             loss.backward()
             self.optimizer.step()
