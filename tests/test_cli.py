@@ -348,3 +348,18 @@ def test_a_run_diverging_before_its_first_checkpoint_says_so_and_leaves_no_empty
                        "--batch-size", "32", "--out", str(run_dir), "--no-progress")
     assert code == 1 and "the loss became" in err and "no epoch finished, so nothing was saved" in err
     assert "Warning" not in err and not run_dir.exists()
+
+
+def test_missing_mnist_says_what_works(tmp_path, capsys, no_system_data):
+    code, _, err = run(capsys, "train", "--dataset", "mnist", "--epochs", "1", "--out", str(tmp_path / "run"))
+    assert code == 1 and "pass --data DIR" in err and "convnet download mnist" not in err
+
+
+def test_the_printed_confusion_matrix_numbers_its_columns(trained_run, capsys):
+    run_dir, _ = trained_run
+    code, out, _ = run(capsys, "evaluate", str(run_dir))
+    lines = out.split("confusion matrix (rows: true class, columns: predicted class, numbered as the rows):\n")[1]
+    header, first, *rest = lines.splitlines()
+    assert header.split() == [str(index) for index in range(10)]
+    assert first.split()[:2] == ["0", "T-shirt/top"] and rest[-1].split()[:3] == ["9", "Ankle", "boot"]
+    assert sum(int(cell) for line in [first, *rest] for cell in line.split()[-10:]) == 64  # every test image once

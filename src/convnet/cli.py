@@ -105,9 +105,10 @@ def _evaluate(args):
         from .viz import save_confusion
         save_confusion(result["confusion"], classes, args.confusion)
         print(f"confusion matrix: {args.confusion}")
-    print("confusion matrix (rows: true, columns: predicted):")
-    for name, row in zip(classes, result["confusion"]):
-        print(f"  {name:<12s} " + " ".join(f"{count:5d}" for count in row))
+    print("confusion matrix (rows: true class, columns: predicted class, numbered as the rows):")
+    print(f"  {'':<15s} " + " ".join(f"{index:5d}" for index in range(len(classes))))
+    for index, (name, row) in enumerate(zip(classes, result["confusion"])):
+        print(f"  {index:>2d} {name:<12s} " + " ".join(f"{count:5d}" for count in row))
     return 0
 
 

@@ -26,6 +26,12 @@ NORMALIZATION = {"fashion-mnist": (0.2860, 0.3530), "mnist": (0.1307, 0.3081)}
 FILES = {"train": ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"),
          "test": ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")}
 SYSTEM_DIRS = {"fashion-mnist": Path("/usr/share/datasets/fashion-mnist")}
+# How to get each dataset, for the error that says it is missing (`convnet download` knows only
+# Fashion-MNIST, whose files it can verify against pinned checksums).
+GET = {"fashion-mnist": "Get it with: apt-get install dataset-fashion-mnist, or convnet download fashion-mnist "
+                        "(or pass --data DIR)",
+       "mnist": "Put its four IDX files (from http://yann.lecun.com/exdb/mnist/ or a mirror) in a folder and pass "
+                "--data DIR, or set CONVNET_DATA"}
 
 
 class DatasetNotFound(FileNotFoundError):
@@ -73,10 +79,7 @@ def locate(name, split, data_dir=None):
         if data_dir is not None:
             raise DatasetNotFound(f"{name}: {missing}(.gz) not found in --data {data_dir}, which must hold all four "
                                   f"files ({', '.join(stem for pair in FILES.values() for stem in pair)})")
-        hint = "apt-get install dataset-fashion-mnist, or " if name == "fashion-mnist" else ""
-        raise DatasetNotFound(
-            f"{name}: {missing}(.gz) not found in {', '.join(str(d) for d in dirs)}. "
-            f"Get it with: {hint}convnet download {name} (or pass --data DIR)")
+        raise DatasetNotFound(f"{name}: {missing}(.gz) not found in {', '.join(str(d) for d in dirs)}. {GET[name]}")
     return tuple(paths)
 
 
