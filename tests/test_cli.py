@@ -363,3 +363,14 @@ def test_the_printed_confusion_matrix_numbers_its_columns(trained_run, capsys):
     assert header.split() == [str(index) for index in range(10)]
     assert first.split()[:2] == ["0", "T-shirt/top"] and rest[-1].split()[:3] == ["9", "Ankle", "boot"]
     assert sum(int(cell) for line in [first, *rest] for cell in line.split()[-10:]) == 64  # every test image once
+
+
+def test_impossible_requests_are_refused_before_any_work(tiny_fashion, tmp_path, capsys):
+    code, _, err = run(capsys, "train", "--data", str(tiny_fashion), "--batch-size", "100000", "--out",
+                       str(tmp_path / "run"))
+    assert code == 1 and "batch_size 100000 is larger than the training set (256 images); expected at most 256" in err
+    assert not (tmp_path / "run").exists()
+    a_file = tmp_path / "pictures"
+    a_file.write_text("mine")
+    code, _, err = run(capsys, "show", "reference_cnn", "--out", str(a_file))
+    assert code == 1 and f"--out {a_file} is a file; expected a folder" in err and a_file.read_text() == "mine"

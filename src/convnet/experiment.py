@@ -170,6 +170,9 @@ def build_model(config):
 def build_trainer(config, train, test, run_dir=None, progress=True, log=print):
     """Seeded model, loaders, optimizer, schedule and reporting callbacks for ``config``, as a
     `Trainer`; with ``run_dir`` it keeps that folder's checkpoint and reports up to date."""
+    if config.batch_size > len(train):
+        raise ValueError(f"batch_size {config.batch_size} is larger than the training set ({len(train)} images); "
+                         f"expected at most {len(train)}")
     manual_seed(config.seed)
     model = build_model(config)
     train_loader = DataLoader(train, config.batch_size, shuffle=True, seed=config.seed,
