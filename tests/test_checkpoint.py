@@ -253,3 +253,18 @@ def test_a_checkpoint_from_before_checksums_still_loads(tmp_path):
     path.write_bytes(save_tensors(tensors, metadata={"convnet": json.dumps(meta)}))
     state, _, loaded_meta = checkpoint.load(tmp_path)
     assert loaded_meta["epoch"] == META["epoch"] and set(state) == set(model.state_dict())
+
+
+def test_edited_metadata_is_refused(tmp_path):
+    model, optimizer = trained_model_and_optimizer()
+    checkpoint.save(tmp_path, model, optimizer, META)
+    path = tmp_path / checkpoint.WEIGHTS
+    with safe_open(str(path), "np") as stored:
+        metadata = stored.metadata()
+        tensors = {name: stored.get_tensor(name) for name in stored.keys()}
+    edited = json.loads(metadata["convnet"])
+    edited["epoch"] = 10 ** 30
+    path.write_bytes(save_tensors(tensors, metadata={**metadata, "convnet": json.dumps(edited)}))
+    with pytest.raises(checkpoint.CheckpointError, match=r"its metadata does not match their recorded SHA-256; the "
+                                                         r"file was edited or damaged"):
+        checkpoint.load(tmp_path)

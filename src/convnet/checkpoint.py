@@ -4,8 +4,9 @@ full disk or a read-only folder never leaves a half-written checkpoint in place 
 
 A readable copy of the metadata is written beside it as ``checkpoint.json``; the safetensors
 file is the one that is read back (editing the copy changes nothing). Every tensor's SHA-256 is
-stored in the metadata and checked on load, and a model's weights must be finite, so a damaged
-file is refused naming the tensor instead of loading as a model that answers nonsense.
+stored in the metadata, and the metadata's own beside it, and checked on load; a model's weights
+must be finite. So a damaged or edited file is refused, naming what failed, instead of loading as
+a model that answers nonsense or a run at an absurd epoch.
 """
 
 import hashlib
@@ -48,10 +49,15 @@ def save(run_dir, model, optimizer=None, meta=None):
     meta["sha256"] = {name: _digest(tensor) for name, tensor in tensors.items()}
     text = json.dumps(meta, indent=1, default=_jsonable)
     try:
-        atomic_write(run_dir / WEIGHTS, save_tensors(tensors, metadata={"convnet": text}))
+        metadata = {"convnet": text, "convnet_sha256": _text_digest(text)}
+        atomic_write(run_dir / WEIGHTS, save_tensors(tensors, metadata=metadata))
         atomic_write(run_dir / SIDECAR, json.dumps({"note": SIDECAR_NOTE, **meta}, indent=1, default=_jsonable) + "\n")
     except WriteError as error:
         raise CheckpointError(str(error)) from None
+
+
+def _text_digest(text):
+    return hashlib.sha256(text.encode()).hexdigest()
 
 
 def _digest(tensor):
@@ -94,10 +100,15 @@ def load(run_dir):
         tensors = load_tensors(data)
         header_length = int.from_bytes(data[:8], "little")
         header = json.loads(data[8:8 + header_length])
-        stored = (header.get("__metadata__") or {}).get("convnet")
+        metadata = header.get("__metadata__") or {}
+        stored = metadata.get("convnet")
         if stored is None:
             raise CheckpointError(f"{path}: not a readable convnet checkpoint (a safetensors file without "
                                   f"convnet's metadata)")
+        recorded = metadata.get("convnet_sha256")  # absent from checkpoints written before it was recorded
+        if recorded is not None and recorded != _text_digest(stored):
+            raise CheckpointError(f"{path}: its metadata does not match their recorded SHA-256; the file was edited "
+                                  f"or damaged (checkpoint.json is only a copy: edit nothing)")
         meta = json.loads(stored)
     except (SafetensorError, ValueError, OSError) as error:
         raise CheckpointError(f"{path}: not a readable convnet checkpoint ({error})") from None
