@@ -374,3 +374,21 @@ def test_impossible_requests_are_refused_before_any_work(tiny_fashion, tmp_path,
     a_file.write_text("mine")
     code, _, err = run(capsys, "show", "reference_cnn", "--out", str(a_file))
     assert code == 1 and f"--out {a_file} is a file; expected a folder" in err and a_file.read_text() == "mine"
+
+
+def test_a_folder_being_trained_always_reads_as_a_whole_checkpoint(tiny_fashion, tmp_path):
+    run_dir = tmp_path / "run"
+    trainer = subprocess.Popen([sys.executable, "-m", "convnet", "train", "--data", str(tiny_fashion), "--epochs", "6",
+                                "--batch-size", "64", "--out", str(run_dir), "--no-progress"],
+                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    epochs_seen = set()
+    try:
+        while trainer.poll() is None:
+            if (run_dir / checkpoint.WEIGHTS).exists():
+                _, _, meta = checkpoint.load(run_dir)  # never half-written: atomic renames
+                epochs_seen.add(meta["epoch"])
+    finally:
+        trainer.kill()
+        _, err = trainer.communicate()
+    assert trainer.returncode == 0, err
+    assert len(epochs_seen) >= 2 and max(epochs_seen) <= 6
