@@ -98,7 +98,7 @@ def test_checkpoints_that_do_not_fit_are_refused(tiny_fashion, tmp_path):
     meta["config"]["model"] = "lenet5"  # a run folder claiming another architecture
     from convnet.models import build
     checkpoint.save(run_dir, build("simple_cnn"), None, meta)
-    with pytest.raises(checkpoint.CheckpointError, match=r"does not fit a lenet5: .*missing keys: \['3.weight'.*"
+    with pytest.raises(checkpoint.CheckpointError, match=r"does not fit a lenet5 run: .*missing keys: \['3.weight'.*"
                                                              r"wrong shapes: 0.weight: expected shape \(6, 1, 5, 5\), "
                                                              r"got \(100, 1, 5, 5\)"):
         load_run(run_dir)
@@ -121,6 +121,23 @@ def test_a_checkpoint_past_the_end_of_an_epoch_is_refused(tiny_fashion, tmp_path
         with pytest.raises(checkpoint.CheckpointError,
                            match=rf"expected the batch reached in the epoch to be in 0..{batches} .*got {batch}"):
             experiment.resume(run_dir, progress=False)
+
+
+def test_a_checkpoint_whose_loop_state_was_tampered_with_is_refused_field_by_field(tiny_fashion, tmp_path):
+    run_dir = tmp_path / "run"
+    trainer_for(config(tiny_fashion, epochs=2, augment=False), run_dir).fit(1)
+    model_state, optimizer_state, meta = checkpoint.load(run_dir)
+    model = load_run(run_dir)[1]
+    meta.update(epoch=10 ** 30, partial={"loss": -1.0}, rng=[1, 2])
+    meta["history"][0]["test_accuracy"] = "0.9"
+    checkpoint.save(run_dir, model, None, meta)  # a consistent file, so its checksums pass
+    with pytest.raises(checkpoint.CheckpointError) as refused:
+        experiment.resume(run_dir, progress=False)
+    message = str(refused.value)
+    assert f"epoch: expected the number of finished epochs, 1 (the history's rows), got {10 ** 30}" in message
+    assert "history: expected finite numbers, got others in 1.test_accuracy" in message
+    assert "partial: expected non-negative totals ['correct', 'count', 'loss', 'seconds']" in message
+    assert "rng: expected the generator's state (a dict), got list" in message and "\n" not in message
 
 
 def test_config_checks_every_value_at_once():

@@ -236,7 +236,8 @@ def _restore(run_dir, config, load):
     try:
         load()
     except ValueError as error:
-        raise checkpoint.CheckpointError(f"{run_dir}: the checkpoint does not fit a {config.model}: {error}") from None
+        raise checkpoint.CheckpointError(f"{run_dir}: the checkpoint does not fit a {config.model} run: "
+                                         f"{error}") from None
 
 
 def evaluate_run(run_dir, data=None):

@@ -104,6 +104,44 @@ def _empty_totals():
     return {"loss": 0.0, "correct": 0, "count": 0, "seconds": 0.0}
 
 
+def _is_count(value):
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 0
+
+
+def _is_number(value):
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _state_problems(state, batches):
+    """What in a saved `Trainer.state` is not as it writes it, each as "field: expected X, got Y"."""
+    if not isinstance(state, dict):
+        return [f"expected the loop's state to be a dict, got {type(state).__name__}"]
+    problems = []
+    missing = [name for name in ("epoch", "batch", "partial", "history", "rng") if name not in state]
+    if missing:
+        return [f"missing {', '.join(missing)}"]
+    epoch, batch, partial, history = state["epoch"], state["batch"], state["partial"], state["history"]
+    if not _is_count(batch) or batch > batches:
+        problems.append(f"batch: expected the batch reached in the epoch to be in 0..{batches} (this run's batches "
+                        f"per epoch), got {batch!r}")
+    if not isinstance(history, list) or not all(isinstance(row, dict) for row in history):
+        problems.append(f"history: expected a list of one dict per epoch, got {str(history)[:60]}")
+    else:
+        if not _is_count(epoch) or epoch != len(history):
+            problems.append(f"epoch: expected the number of finished epochs, {len(history)} (the history's rows), "
+                            f"got {epoch!r}")
+        bad = [f"{row.get('epoch', index + 1)}.{name}" for index, row in enumerate(history)
+               for name, value in row.items() if not _is_number(value)]
+        if bad:
+            problems.append(f"history: expected finite numbers, got others in {', '.join(bad[:3])}")
+    if not isinstance(partial, dict) or set(partial) != set(_empty_totals()) or not all(
+            _is_number(value) and value >= 0 for value in partial.values()):
+        problems.append(f"partial: expected non-negative totals {sorted(_empty_totals())}, got {str(partial)[:80]}")
+    if not isinstance(state["rng"], dict):
+        problems.append(f"rng: expected the generator's state (a dict), got {type(state['rng']).__name__}")
+    return problems
+
+
 class Trainer:
     """Trains ``model`` on ``train_loader``, evaluating on ``test_loader`` after every epoch.
 
@@ -126,11 +164,11 @@ class Trainer:
                 "schedule": self.schedule.state_dict() if self.schedule else None, "rng": _random.get_state()}
 
     def restore(self, model_state, optimizer_state, state):
-        """Continue from a saved run: the inverse of (model.state_dict(), optimizer.state_dict(), `state`)."""
-        batches, batch = len(self.train_loader), state["batch"]
-        if not isinstance(batch, int) or isinstance(batch, bool) or not 0 <= batch <= batches:
-            raise ValueError(f"restore: expected the batch reached in the epoch to be in 0..{batches} (this run's "
-                             f"batches per epoch), got {batch!r}")
+        """Continue from a saved run: the inverse of (model.state_dict(), optimizer.state_dict(), `state`).
+        The state is checked whole first; a ValueError lists every field that is not as `state` writes it."""
+        problems = _state_problems(state, len(self.train_loader))
+        if problems:
+            raise ValueError(f"restore: {'; '.join(problems)}")
         self.model.load_state_dict(model_state)
         if optimizer_state is not None:
             self.optimizer.load_state_dict(optimizer_state)
