@@ -48,6 +48,12 @@ class RunConfig:
             problems.append(f"model must be one of {', '.join(models.MODELS)}, got {self.model!r}")
         if self.dataset not in mnist.CLASSES:
             problems.append(f"dataset must be one of {', '.join(mnist.CLASSES)}, got {self.dataset!r}")
+        if self.data is not None and not isinstance(self.data, str):
+            problems.append(f"data must be a folder's path or None, got {self.data!r}")
+        if not isinstance(self.augment, bool):
+            problems.append(f"augment must be true or false, got {self.augment!r}")
+        if not isinstance(self.seed, int) or isinstance(self.seed, bool):
+            problems.append(f"seed must be an integer, got {self.seed!r}")
         for name in ("epochs", "batch_size"):
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool) or value < 1:
@@ -56,11 +62,11 @@ class RunConfig:
             problems.append(f"optimizer must be one of {', '.join(OPTIMIZERS)}, got {self.optimizer!r}")
         if self.schedule not in SCHEDULES:
             problems.append(f"schedule must be one of {', '.join(SCHEDULES)}, got {self.schedule!r}")
-        if self.lr is not None and not self.lr > 0:
+        if self.lr is not None and not (_is_real(self.lr) and self.lr > 0):
             problems.append(f"lr must be positive, got {self.lr!r}")
-        if not self.weight_decay >= 0:
+        if not (_is_real(self.weight_decay) and self.weight_decay >= 0):
             problems.append(f"weight_decay must be >= 0, got {self.weight_decay!r}")
-        if not 0 <= self.label_smoothing < 1:
+        if not (_is_real(self.label_smoothing) and 0 <= self.label_smoothing < 1):
             problems.append(f"label_smoothing must be in [0, 1), got {self.label_smoothing!r}")
         if problems:
             raise ValueError("; ".join(problems))
@@ -81,6 +87,11 @@ class RunConfig:
     def from_dict(cls, values):
         known = {f.name for f in fields(cls)}
         return cls(**{k: v for k, v in values.items() if k in known})
+
+
+def _is_real(value):
+    """A number a configuration can hold (a stored one may be anything a JSON file can)."""
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
 class RunExists(FileExistsError):
