@@ -86,7 +86,7 @@ class RunFolder(Callback):
     def on_train_begin(self, trainer):
         check_writable(self.run_dir)  # refuse a read-only folder before training, not after an epoch
         self._lock()
-        if trainer.history and not self.reports_written:
+        if (trainer.history or trainer.batch) and not self.reports_written:
             self.rebuild_reports(trainer)
 
     def _lock(self):
@@ -112,12 +112,14 @@ class RunFolder(Callback):
         self._write_reports(trainer.history, evaluation)
 
     def rebuild_reports(self, trainer):
-        """Rewrite the reports from the checkpoint's history (the single source of truth), as a
-        resumed run starts: a run killed between its checkpoint and its reports leaves them an
-        epoch behind. The confusion matrix needs the model of the history's last epoch, which
-        the checkpoint holds only when it was saved at an epoch's end."""
-        at_epoch_end = trainer.batch == 0
-        self._write_reports(trainer.history, evaluate(trainer.model, trainer.test_loader) if at_epoch_end else None)
+        """Rewrite everything derived from the checkpoint (the single source of truth) as a resumed
+        run starts: a run killed between its checkpoint and the rest leaves checkpoint.json and the
+        reports an epoch behind, or missing. The confusion matrix needs the model of the history's
+        last epoch, which the checkpoint holds only when it was saved at an epoch's end."""
+        self.save(trainer)  # the restored state, so the same checkpoint again, and its readable copy
+        if trainer.history:
+            evaluation = evaluate(trainer.model, trainer.test_loader) if trainer.batch == 0 else None
+            self._write_reports(trainer.history, evaluation)
 
     def _write_reports(self, history, evaluation):
         from .viz import save_confusion, save_curves  # matplotlib: loaded by the first epoch, not by --help
