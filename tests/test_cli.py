@@ -311,7 +311,7 @@ def test_empty_datasets_and_float_labels_are_refused(tiny_fashion, tmp_path, cap
 def test_one_writer_per_run_folder_and_no_stale_lock_after_kill_9(tiny_fashion, tmp_path, capsys):
     run_dir = tmp_path / "run"
     hold = ("import sys, time, types; from convnet.reports import RunFolder; folder = RunFolder(sys.argv[1], {}, ()); "
-            "folder.on_train_begin(types.SimpleNamespace(history=[])); print('locked', flush=True); time.sleep(120)")
+            "folder.on_train_begin(types.SimpleNamespace(history=[], batch=0)); print('locked', flush=True); time.sleep(120)")
     holder = subprocess.Popen([sys.executable, "-c", hold, str(run_dir)], stdout=subprocess.PIPE, text=True)
     try:
         assert holder.stdout.readline().strip() == "locked"
