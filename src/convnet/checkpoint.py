@@ -11,6 +11,7 @@ a model that answers nonsense or a run at an absurd epoch.
 
 import hashlib
 import json
+import re
 from pathlib import Path
 
 import numpy as np
@@ -97,7 +98,13 @@ def load(run_dir):
         raise CheckpointError(f"no checkpoint in {run_dir} (expected {WEIGHTS})")
     try:
         data = path.read_bytes()
-        tensors = load_tensors(data)
+        try:
+            tensors = load_tensors(data)
+        except KeyError as error:
+            # safetensors.numpy looks each dtype up in its table of NumPy dtypes: bfloat16, float8 and
+            # float4/6 tensors (written by other tools) are valid safetensors that NumPy cannot hold.
+            raise CheckpointError(f"{path}: holds a tensor of dtype {error.args[0]}, which NumPy cannot hold "
+                                  f"(expected float, integer or bool tensors)") from None
         header_length = int.from_bytes(data[:8], "little")
         header = json.loads(data[8:8 + header_length])
         metadata = header.get("__metadata__") or {}
@@ -110,8 +117,17 @@ def load(run_dir):
             raise CheckpointError(f"{path}: its metadata does not match their recorded SHA-256; the file was edited "
                                   f"or damaged (checkpoint.json is only a copy: edit nothing)")
         meta = json.loads(stored)
+    except RecursionError:
+        # json.loads recurses once per nested array or object: a few thousand brackets exhaust the stack.
+        raise CheckpointError(f"{path}: its metadata is nested too deeply to read (expected the JSON object "
+                              f"convnet writes)") from None
     except (SafetensorError, ValueError, OSError) as error:
-        raise CheckpointError(f"{path}: not a readable convnet checkpoint ({error})") from None
+        raise CheckpointError(f"{path}: not a readable convnet checkpoint ({_one_line(error)})") from None
+    # The metadata's SHA-256 proves it is what was written, not that it is what convnet writes: a
+    # checkpoint edited with its digest recomputed (or written by another program) gets here too.
+    problem = _layout_problem(meta, tensors)
+    if problem:
+        raise CheckpointError(f"{path}: not a readable convnet checkpoint ({problem})")
     _verify(path, tensors, meta)
     model_state = {key[len("model."):]: value for key, value in tensors.items() if key.startswith("model.")}
     optimizer_state = None
@@ -124,3 +140,65 @@ def load(run_dir):
                 state.setdefault(int(index), {})[name] = value
         optimizer_state = {"state": state, "param_groups": saved["param_groups"]}
     return model_state, optimizer_state, meta
+
+
+_INDEX = re.compile(r"[0-9]+")  # not int()'s syntax, which also takes " 1", "+1", "1_0" and other scripts' digits
+
+
+def _layout_problem(meta, tensors):
+    """What in ``meta`` (parsed JSON) and the tensors' names is not laid out as `save` writes it,
+    as "X: expected Y, got Z"; None if nothing. Only what `load` itself reads is checked: the
+    rest of the metadata is its callers' to check."""
+    if not isinstance(meta, dict):
+        return f"metadata: expected a JSON object, got {_json_type(meta)}"
+    recorded = meta.get("sha256")
+    if recorded is not None and not (isinstance(recorded, dict) and all(isinstance(v, str) for v in recorded.values())):
+        return f"sha256: expected an object of tensor name to hex digest, got {_excerpt(recorded)}"
+    for name, tensor in tensors.items():
+        if tensor.dtype.kind == "c":  # a model's weights would silently drop the imaginary part
+            return f"tensor {_excerpt(name)}: expected real numbers, got {tensor.dtype}"
+    for name in tensors:
+        parts = name.split(".", 2)
+        if parts[0] == "optimizer" and not (len(parts) == 3 and _INDEX.fullmatch(parts[1]) and parts[2]):
+            return f"tensor {_excerpt(name)}: expected a name optimizer.<parameter index>.<state name>"
+    if "optimizer" not in meta:
+        if any(name.startswith("optimizer.") for name in tensors):
+            return ("optimizer: expected the metadata of the optimizer whose state tensors (optimizer.*) are "
+                    "stored, got none")
+        return None
+    saved = meta["optimizer"]
+    if not isinstance(saved, dict) or not isinstance(saved.get("state"), dict) or not all(
+            _INDEX.fullmatch(index) and isinstance(entries, dict) for index, entries in saved["state"].items()):
+        return (f"optimizer: expected {{\"state\": {{parameter index: {{...}}}}, \"param_groups\": [...]}}, "
+                f"got {_excerpt(saved)}")
+    groups = saved.get("param_groups")
+    if not isinstance(groups, list) or not all(
+            isinstance(group, dict) and isinstance(group.get("params"), list)
+            and all(_is_index(index) for index in group["params"]) for group in groups):
+        return (f"optimizer.param_groups: expected a list of objects each with \"params\", a list of parameter "
+                f"indices, got {_excerpt(groups)}")
+    return None
+
+
+def _is_index(value):
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 0
+
+
+def _json_type(value):
+    return {dict: "an object", list: "an array", str: "a string", bool: "a boolean", type(None): "null"}.get(
+        type(value), "a number")
+
+
+def _excerpt(value, limit=80):
+    try:
+        text = _one_line(value if isinstance(value, str) else json.dumps(value))
+    except RecursionError:  # parsed just within the stack's depth, it may not be written back within it
+        return _json_type(value) + " nested too deeply to show"
+    return text if len(text) <= limit else text[:limit] + "..."
+
+
+def _one_line(error, limit=300):
+    """A library's message as one line of at most ``limit`` characters: safetensors quotes the
+    header it could not parse, newlines and all, which can be the whole metadata."""
+    text = " ".join(str(error).split())
+    return text if len(text) <= limit else text[:limit] + "..."

@@ -44,9 +44,10 @@ class RunConfig:
 
     def __post_init__(self):
         problems = []
-        if self.model not in models.MODELS:
+        # isinstance first: a stored value may be a JSON array or object, which `in` cannot hash.
+        if not isinstance(self.model, str) or self.model not in models.MODELS:
             problems.append(f"model must be one of {', '.join(models.MODELS)}, got {self.model!r}")
-        if self.dataset not in mnist.CLASSES:
+        if not isinstance(self.dataset, str) or self.dataset not in mnist.CLASSES:
             problems.append(f"dataset must be one of {', '.join(mnist.CLASSES)}, got {self.dataset!r}")
         if self.data is not None and not isinstance(self.data, str):
             problems.append(f"data must be a folder's path or None, got {self.data!r}")
@@ -58,9 +59,9 @@ class RunConfig:
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool) or value < 1:
                 problems.append(f"{name} must be a positive integer, got {value!r}")
-        if self.optimizer not in OPTIMIZERS:
+        if not isinstance(self.optimizer, str) or self.optimizer not in OPTIMIZERS:
             problems.append(f"optimizer must be one of {', '.join(OPTIMIZERS)}, got {self.optimizer!r}")
-        if self.schedule not in SCHEDULES:
+        if not isinstance(self.schedule, str) or self.schedule not in SCHEDULES:
             problems.append(f"schedule must be one of {', '.join(SCHEDULES)}, got {self.schedule!r}")
         if self.lr is not None and not (_is_real(self.lr) and self.lr > 0):
             problems.append(f"lr must be positive, got {self.lr!r}")

@@ -12,6 +12,7 @@ import os
 import shutil
 import tempfile
 import urllib.request
+import zlib
 from pathlib import Path
 
 from tqdm import tqdm
@@ -66,7 +67,7 @@ def download(name, directory=None, base_url=None, progress=True, timeout=60):
 def _verified(path, expected):
     try:
         return decompressed_sha256(path) == expected
-    except (OSError, EOFError):
+    except (OSError, EOFError, zlib.error):  # a damaged file is one to download again
         return False
 
 

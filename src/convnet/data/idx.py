@@ -57,6 +57,13 @@ def read_idx(path):
             if expected > MAX_DATA_BYTES:
                 raise IdxError(f"{path}: the header promises {_as_gib(expected)} of data ({expected} bytes); "
                                f"convnet reads IDX files up to {_as_gib(MAX_DATA_BYTES)}")
+            # A zero size makes the promise 0 bytes whatever the others say, but NumPy refuses a shape
+            # whose other sizes multiply past what it can index, so the cap holds for those too.
+            others = int(np.prod([d for d in shape if d], dtype=object)) * dtype.itemsize
+            if others > MAX_DATA_BYTES:
+                raise IdxError(f"{path}: the header's sizes {shape} describe an empty array whose other sizes "
+                               f"multiply to {_as_gib(others)} ({others} bytes); convnet reads IDX files up to "
+                               f"{_as_gib(MAX_DATA_BYTES)}")
             data = _read_exactly(stream, expected, path).view(dtype).reshape(shape)
     except (OSError, EOFError, zlib.error) as error:
         if isinstance(error, FileNotFoundError):

@@ -120,21 +120,47 @@ def _eight_bits(path, mode, values):
         raise ImageError(f"{path}: expected finite pixel values, got NaN or infinity")
     low, high = values.min(), values.max()
     if mode == "F" and 0 <= low and high <= 1:
-        return np.rint(values * np.float32(255)).astype(np.uint8), "values 0..1 scaled to 0..255"
+        return _per_band(values, lambda band: np.rint(band * np.float32(255))), "values 0..1 scaled to 0..255"
     if mode != "F" and 0 <= low and high <= 65535:
         # round(value * 255 / 65535), in integers
-        return ((values.astype(np.uint32) * 255 + 32767) // 65535).astype(np.uint8), "16-bit, scaled to 8 bits"
+        return _per_band(values, lambda band: (band.astype(np.uint32) * 255 + 32767) // 65535), \
+            "16-bit, scaled to 8 bits"
     spread = float(high) - float(low)
-    stretched = (values.astype(np.float64) - float(low)) * (255 / spread) if spread else np.zeros(values.shape)
-    return np.rint(stretched).astype(np.uint8), f"values {low:g}..{high:g} stretched to 0..255"
+    if not spread:
+        return np.zeros(values.shape, np.uint8), f"values {low:g}..{high:g} stretched to 0..255"
+    return (_per_band(values, lambda band: np.rint((band.astype(np.float64) - float(low)) * (255 / spread))),
+            f"values {low:g}..{high:g} stretched to 0..255")
+
+
+def _per_band(values, convert):
+    """``convert`` (to values in 0..255) applied to ``values`` a band of rows at a time, as uint8."""
+    out = np.empty(values.shape, np.uint8)
+    for rows in _bands(len(values), values[:1].size):
+        out[rows] = convert(values[rows])
+    return out
+
+
+def _bands(height, row_size):
+    """Slices of ``height`` rows of ``row_size`` values each, about a million values a slice. The
+    conversions work a band at a time: whole-image temporaries cost several times the image, and a
+    340-byte GIF can describe 50 megapixels (composited at once, that took 1.4 GB; a band, a few MB)."""
+    rows = max(1, (1 << 20) // max(1, row_size))
+    return [slice(start, min(start + rows, height)) for start in range(0, height, rows)]
 
 
 def _composited_onto_black(image):
     """(an "LA" or "RGBA" image laid over black, as "L" or "RGB"; whether any of it was see-through)."""
-    pixels = np.asarray(image)
-    colour, alpha = pixels[..., :-1].astype(np.uint16), pixels[..., -1:]
-    composited = ((colour * alpha + 127) // 255).astype(np.uint8)  # round(colour * alpha / 255), in integers
-    return Image.fromarray(composited[..., 0] if image.mode == "LA" else composited), bool((alpha < 255).any())
+    width, height = image.size
+    composited = np.empty((height, width) if image.mode == "LA" else (height, width, 3), np.uint8)
+    see_through = False
+    for rows in _bands(height, width * 4):
+        # Read a band at a time, too: np.asarray of the whole image would copy all of it.
+        pixels = np.asarray(image.crop((0, rows.start, width, rows.stop)))
+        colour, alpha = pixels[..., :-1].astype(np.uint16), pixels[..., -1:]
+        # round(colour * alpha / 255), in integers
+        composited[rows] = ((colour * alpha + 127) // 255).reshape(composited[rows].shape)
+        see_through = see_through or bool((alpha < 255).any())
+    return Image.fromarray(composited), see_through
 
 
 def image_folder(root, size=(28, 28), channels=1):
