@@ -242,29 +242,31 @@ def test_non_finite_weights_are_refused_even_with_a_matching_checksum(tmp_path):
         checkpoint.load(tmp_path)
 
 
-def test_a_checkpoint_from_before_checksums_still_loads(tmp_path):
+def rewrite_metadata(run_dir, edit):
+    """Save a checkpoint, then rewrite its safetensors metadata {"convnet": text, ...} with ``edit``
+    (a function of the metadata's dict and the parsed meta), as another program could."""
     model, optimizer = trained_model_and_optimizer()
-    checkpoint.save(tmp_path, model, optimizer, META)
-    path = tmp_path / checkpoint.WEIGHTS
+    checkpoint.save(run_dir, model, optimizer, META)
+    path = run_dir / checkpoint.WEIGHTS
     with safe_open(str(path), "np") as stored:
-        meta = json.loads(stored.metadata()["convnet"])
+        metadata = stored.metadata()
         tensors = {name: stored.get_tensor(name) for name in stored.keys()}
-    del meta["sha256"]
-    path.write_bytes(save_tensors(tensors, metadata={"convnet": json.dumps(meta)}))
+    path.write_bytes(save_tensors(tensors, metadata=edit(metadata, json.loads(metadata["convnet"]))))
+    return model
+
+
+def test_a_checkpoint_from_before_checksums_still_loads(tmp_path):
+    def as_before_checksums(metadata, meta):
+        del meta["sha256"]
+        return {"convnet": json.dumps(meta)}
+
+    model = rewrite_metadata(tmp_path, as_before_checksums)
     state, _, loaded_meta = checkpoint.load(tmp_path)
     assert loaded_meta["epoch"] == META["epoch"] and set(state) == set(model.state_dict())
 
 
 def test_edited_metadata_is_refused(tmp_path):
-    model, optimizer = trained_model_and_optimizer()
-    checkpoint.save(tmp_path, model, optimizer, META)
-    path = tmp_path / checkpoint.WEIGHTS
-    with safe_open(str(path), "np") as stored:
-        metadata = stored.metadata()
-        tensors = {name: stored.get_tensor(name) for name in stored.keys()}
-    edited = json.loads(metadata["convnet"])
-    edited["epoch"] = 10 ** 30
-    path.write_bytes(save_tensors(tensors, metadata={**metadata, "convnet": json.dumps(edited)}))
+    rewrite_metadata(tmp_path, lambda metadata, meta: {**metadata, "convnet": json.dumps({**meta, "epoch": 10 ** 30})})
     with pytest.raises(checkpoint.CheckpointError, match=r"its metadata does not match their recorded SHA-256; the "
                                                          r"file was edited or damaged"):
         checkpoint.load(tmp_path)
