@@ -397,7 +397,9 @@ class Harness:
                          f"{self.run_dir} already holds a run; continue it with --resume {self.run_dir}")
             self.told_to_resume = True
         if not self.epoch and self.landed and not self.told_no_checkpoint:
-            self.refused(argv_resume(self.run_dir), f"no checkpoint in {self.run_dir} (expected {checkpoint.WEIGHTS})")
+            self.refused(argv_resume(self.run_dir), f"no checkpoint in {self.run_dir}: the run stopped before its "
+                                                    f"first epoch ended, so there is nothing to resume; start it "
+                                                    f"again with --out {self.run_dir}")
             self.told_no_checkpoint = True
         if self.epoch:
             return Child(self.work, argv_resume(self.run_dir), kill_at, kill_in_step)

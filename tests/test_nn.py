@@ -82,6 +82,8 @@ def test_load_state_dict_lists_every_problem_at_once():
     for fragment in ["missing keys: ['0.weight', '1.running_var']", "unexpected keys: ['extra.weight']",
                      "9.weight: expected shape (3, 8), got (3, 9)"]:
         assert fragment in message
+    with pytest.raises(ValueError, match=r"values too large for float32 \(they would become infinite\): \['0.bias'\]"):
+        model.load_state_dict({"0.bias": np.full(4, 1e300)}, strict=False)
     before = model[0].weight.numpy().copy()
     result = model.load_state_dict({"0.weight": np.ones((4, 1, 3, 3))}, strict=False)
     assert "0.bias" in result.missing_keys and (model[0].weight.numpy() == 1).all() and (before != 1).any()

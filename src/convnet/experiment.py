@@ -214,6 +214,9 @@ def resume(run_dir, data=None, progress=True, log=print):
     """The run saved in ``run_dir``, restored to where it stopped; ``data`` overrides where its
     dataset is read from, which must still hold the data the run recorded (`DataChanged`)."""
     run_dir = Path(run_dir)
+    if run_dir.is_dir() and not (run_dir / checkpoint.WEIGHTS).exists():
+        raise checkpoint.CheckpointError(f"no checkpoint in {run_dir}: the run stopped before its first epoch "
+                                         f"ended, so there is nothing to resume; start it again with --out {run_dir}")
     model_state, optimizer_state, meta = checkpoint.load(run_dir)
     config = _stored_config(run_dir, meta)
     if data is not None:

@@ -204,6 +204,10 @@ class Module:
             problems.append(f"unexpected keys: {unexpected}")
         if mismatched:
             problems.append("wrong shapes: " + "; ".join(mismatched))
+        overflowing = [key for key in targets if key in values and _overflows(values[key], targets[key].dtype)]
+        if overflowing:
+            problems.append(f"values too large for {targets[overflowing[0]].dtype} (they would become infinite): "
+                            f"{overflowing}")
         if problems:
             raise ValueError(f"load_state_dict for {type(self).__name__}: " + ". ".join(problems))
         for key, tensor in targets.items():
@@ -288,3 +292,12 @@ def _relu_then_max_pool(first, second):
 
     return (type(first) is ReLU and type(second) is MaxPool2d
             and not first._forward_hooks and not second._forward_hooks)
+
+
+def _overflows(values, dtype):
+    """Whether finite ``values`` would become infinite as ``dtype`` (a float64 1e300 in a float32
+    weight), which copying them in would do silently."""
+    if values.dtype.kind != "f" or np.dtype(dtype).kind != "f" or np.dtype(dtype).itemsize >= values.dtype.itemsize:
+        return False
+    finite = values[np.isfinite(values)]
+    return bool(finite.size) and bool(np.abs(finite).max() > np.finfo(dtype).max)
