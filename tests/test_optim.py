@@ -131,3 +131,15 @@ def test_optimizer_arguments_are_checked():
     opt = optim.SGD(param, lr=0.1)
     with pytest.raises(ValueError, match=r"expected groups of sizes \[1\], got \[2\]"):
         opt.load_state_dict({"state": {}, "param_groups": [{"lr": 0.1, "params": [0, 1]}]})
+
+
+def test_a_saved_state_with_settings_of_the_wrong_kind_is_refused_naming_them():
+    model = convnet.nn.Linear(2, 2)
+    optimizer = convnet.optim.AdamW(model.parameters(), lr=1e-3)
+    saved = optimizer.state_dict()
+    saved["param_groups"][0].update(lr="abc", betas=[0.9], momentum=0.9)
+    with pytest.raises(ValueError) as refused:
+        optimizer.load_state_dict(saved)
+    assert str(refused.value) == ("AdamW.load_state_dict: group 0: expected lr like 0.001, got 'abc'; group 0: "
+                                  "expected betas like (0.9, 0.999), got [0.9]; group 0: unexpected setting 'momentum'")
+    assert optimizer.param_groups[0]["lr"] == 1e-3  # nothing was changed

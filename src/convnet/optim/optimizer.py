@@ -1,6 +1,7 @@
 """The optimizer base: parameter groups, per-parameter state, and state_dict like PyTorch's."""
 
 import copy
+import math
 import numbers
 
 import numpy as np
@@ -67,6 +68,10 @@ class Optimizer:
         if [len(g["params"]) for g in saved] != sizes:
             raise ValueError(f"{name}.load_state_dict: expected groups of sizes {sizes}, "
                              f"got {[len(g['params']) for g in saved]}")
+        problems = [problem for index, (group, saved_group) in enumerate(zip(self.param_groups, saved))
+                    for problem in _hyperparameter_problems(index, group, saved_group)]
+        if problems:
+            raise ValueError(f"{name}.load_state_dict: {'; '.join(problems)}")
         self.state = {}
         for group, saved_group in zip(self.param_groups, saved):
             group.update({k: v for k, v in saved_group.items() if k != "params"})
@@ -75,6 +80,34 @@ class Optimizer:
                 if entry:
                     self.state[p] = {k: np.array(v, dtype=p.dtype) if isinstance(v, np.ndarray) else v
                                      for k, v in copy.deepcopy(entry).items()}
+
+
+def _hyperparameter_problems(index, group, saved_group):
+    """A saved group's settings that this optimizer does not have, or of another kind than its own
+    (a saved state may be anything a JSON file can hold)."""
+    problems = []
+    for key, value in saved_group.items():
+        if key == "params":
+            continue
+        if key not in group:
+            problems.append(f"group {index}: unexpected setting {key!r}")
+        elif not _same_kind(group[key], value):
+            problems.append(f"group {index}: expected {key} like {group[key]!r}, got {value!r}")
+    return problems
+
+
+def _same_kind(own, saved):
+    if isinstance(own, bool) or own is None:
+        return isinstance(saved, bool) or (own is None and (saved is None or _is_real(saved)))
+    if _is_real(own):
+        return _is_real(saved) and math.isfinite(saved)
+    if isinstance(own, (tuple, list)):
+        return isinstance(saved, (tuple, list)) and len(saved) == len(own) and all(map(_same_kind, own, saved))
+    return type(saved) is type(own)
+
+
+def _is_real(value):
+    return isinstance(value, numbers.Real) and not isinstance(value, bool)
 
 
 def check_hyperparameter(optimizer, name, value, low=0.0, high=None):
