@@ -143,3 +143,13 @@ def test_a_saved_state_with_settings_of_the_wrong_kind_is_refused_naming_them():
     assert str(refused.value) == ("AdamW.load_state_dict: group 0: expected lr like 0.001, got 'abc'; group 0: "
                                   "expected betas like (0.9, 0.999), got [0.9]; group 0: unexpected setting 'momentum'")
     assert optimizer.param_groups[0]["lr"] == 1e-3  # nothing was changed
+
+
+def test_a_saved_schedule_with_values_of_the_wrong_kind_is_refused_naming_them():
+    optimizer = convnet.optim.SGD(convnet.nn.Linear(2, 2).parameters(), lr=0.1)
+    schedule = lr_scheduler.OneCycleLR(optimizer, max_lr=0.1, total_steps=10)
+    saved = schedule.state_dict()
+    with pytest.raises(ValueError, match=r"^OneCycleLR.load_state_dict: expected last_epoch like 0, got 'x'; "
+                                         r"unexpected 'surprise'$"):
+        schedule.load_state_dict({**saved, "last_epoch": "x", "surprise": 1})
+    schedule.load_state_dict(saved)  # its own state loads

@@ -3,7 +3,7 @@ CosineAnnealingLR) or once per batch (OneCycleLR), after ``optimizer.step()``.""
 
 import math
 
-from .optimizer import check_hyperparameter
+from .optimizer import check_hyperparameter, same_kind
 
 
 class LRScheduler:
@@ -31,6 +31,13 @@ class LRScheduler:
         return {key: value for key, value in self.__dict__.items() if key != "optimizer"}
 
     def load_state_dict(self, state_dict):
+        """Take a `state_dict`'s values; one that this scheduler does not have, or of another kind than
+        its own, is refused (a saved state may be anything a JSON file can hold), naming each."""
+        own = self.state_dict()
+        problems = [f"unexpected {key!r}" if key not in own else f"expected {key} like {own[key]!r}, got {value!r}"
+                    for key, value in state_dict.items() if key not in own or not same_kind(own[key], value)]
+        if problems:
+            raise ValueError(f"{type(self).__name__}.load_state_dict: {'; '.join(problems)}")
         self.__dict__.update(state_dict)
 
 

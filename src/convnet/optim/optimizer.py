@@ -91,18 +91,20 @@ def _hyperparameter_problems(index, group, saved_group):
             continue
         if key not in group:
             problems.append(f"group {index}: unexpected setting {key!r}")
-        elif not _same_kind(group[key], value):
+        elif not same_kind(group[key], value):
             problems.append(f"group {index}: expected {key} like {group[key]!r}, got {value!r}")
     return problems
 
 
-def _same_kind(own, saved):
+def same_kind(own, saved):
+    """Whether a loaded ``saved`` value may stand where ``own`` does: a bool for a bool, a finite number
+    for a number (or for None), a list or tuple of the same length element by element, else the same type."""
     if isinstance(own, bool) or own is None:
         return isinstance(saved, bool) or (own is None and (saved is None or _is_real(saved)))
     if _is_real(own):
         return _is_real(saved) and math.isfinite(saved)
     if isinstance(own, (tuple, list)):
-        return isinstance(saved, (tuple, list)) and len(saved) == len(own) and all(map(_same_kind, own, saved))
+        return isinstance(saved, (tuple, list)) and len(saved) == len(own) and all(map(same_kind, own, saved))
     return type(saved) is type(own)
 
 
