@@ -275,62 +275,76 @@ def weight_grad_transform(transformed_grad, grad_weight):
 
 
 # ------------------------------------------------------------------ NumPy references, from the matrices
-def _padded_for_tiles(image, top_left, tiles):
-    c, n, h, w = image.shape
-    padded = np.zeros((c, n) + _scratch_hw(h, w, *top_left, *tiles), dtype=image.dtype)
-    padded[:, :, top_left[0]:top_left[0] + h, top_left[1]:top_left[1] + w] = image
-    return padded
+class References:
+    """The six transforms' NumPy references, written from a Winograd algorithm's matrices alone:
+    B^T (P x P, P = patch side), G (P x 3) and A^T (M x P, M = output tile side, patches M apart).
+    F(2x2, 3x3) and F(4x4, 3x3) (kernels/winograd4.py) each bind one; their shapes are documented
+    with this module's kernels, with P*P planes instead of 16."""
+
+    def __init__(self, b_t, g, a_t):
+        self.b_t, self.g, self.a_t = b_t, g, a_t
+        self.patch, self.tile = b_t.shape[0], a_t.shape[0]
+
+    def _scratch_hw(self, h, w, top, left, th, tw):
+        """As the kernels' `_scratch_hw`: every tile's patch and the whole image fit."""
+        reach = self.patch - self.tile
+        return max(self.tile * th + reach, top + h), max(self.tile * tw + reach, left + w)
+
+    def input_transform(self, image, top_left, tiles):
+        """image (C, N, H, W) -> (P*P, C, N, tiles_h, tiles_w)."""
+        (c, n, h, w), (top, left), p, m = image.shape, top_left, self.patch, self.tile
+        padded = np.zeros((c, n) + self._scratch_hw(h, w, top, left, *tiles), dtype=image.dtype)
+        padded[:, :, top:top + h, left:left + w] = image
+        windows = np.lib.stride_tricks.sliding_window_view(padded, (p, p), axis=(2, 3))
+        windows = windows[:, :, :m * tiles[0]:m, :m * tiles[1]:m]
+        b_t = self.b_t.astype(image.dtype)
+        out = np.einsum("ri,cnyxij,sj->rscnyx", b_t, windows, b_t)
+        return np.ascontiguousarray(out.reshape((p * p,) + out.shape[2:]))
+
+    def weight_transform(self, weight):
+        """weight (O, C, 3, 3) -> (P*P, O, C)."""
+        g = self.g.astype(weight.dtype)
+        transformed = np.einsum("ri,ocij,sj->rsoc", g, weight, g)
+        return np.ascontiguousarray(transformed.reshape((self.patch ** 2,) + weight.shape[:2]))
+
+    def output_transform(self, products, output_hw):
+        """products (P*P, O, N, tiles_h, tiles_w) -> (O, N, H', W')."""
+        a, m = self.a_t.astype(products.dtype), self.tile
+        y = np.einsum("ar,rsonyx,bs->onyaxb", a, products.reshape((self.patch,) * 2 + products.shape[1:]), a)
+        o, n, th, _, tw, _ = y.shape  # tile rows and columns next to their M x M entries
+        return np.ascontiguousarray(y.reshape(o, n, m * th, m * tw)[:, :, :output_hw[0], :output_hw[1]])
+
+    def output_grad_transform(self, grad_out, tiles):
+        """grad_out (O, N, H', W') -> (P*P, O, N, tiles_h, tiles_w)."""
+        (o, n, out_h, out_w), m = grad_out.shape, self.tile
+        padded = np.zeros((o, n, m * tiles[0], m * tiles[1]), dtype=grad_out.dtype)
+        padded[:, :, :out_h, :out_w] = grad_out
+        a = self.a_t.astype(grad_out.dtype)
+        out = np.einsum("ar,onyaxb,bs->rsonyx", a, padded.reshape(o, n, tiles[0], m, tiles[1], m), a)
+        return np.ascontiguousarray(out.reshape((self.patch ** 2,) + out.shape[2:]))
+
+    def input_grad_transform(self, tiles_grad, top_left, image_shape):
+        """(P*P, C, N, tiles_h, tiles_w) -> (C, N, H, W)."""
+        b_t, p, m = self.b_t.astype(tiles_grad.dtype), self.patch, self.tile
+        _, c, n, th, tw = tiles_grad.shape
+        dd = np.einsum("ri,rscnyx,sj->cnyxij", b_t, tiles_grad.reshape((p, p) + tiles_grad.shape[1:]), b_t)
+        (top, left), (h, w) = top_left, image_shape[2:]
+        padded = np.zeros((c, n) + self._scratch_hw(h, w, top, left, th, tw), dtype=tiles_grad.dtype)
+        for i in range(p):  # one strided add per patch offset, never np.add.at
+            for j in range(p):
+                padded[:, :, i:i + m * th:m, j:j + m * tw:m] += dd[..., i, j]
+        return padded[:, :, top:top + h, left:left + w].copy()
+
+    def weight_grad_transform(self, transformed_grad):
+        """(P*P, O, C) -> (O, C, 3, 3)."""
+        g, p = self.g.astype(transformed_grad.dtype), self.patch
+        return np.einsum("ri,rsoc,sj->ocij", g, transformed_grad.reshape((p, p) + transformed_grad.shape[1:]), g)
 
 
-def input_transform_reference(image, top_left, tiles):
-    """Reference for `input_transform`: image (C, N, H, W) -> (16, C, N, tiles_h, tiles_w)."""
-    padded = _padded_for_tiles(image, top_left, tiles)
-    windows = np.lib.stride_tricks.sliding_window_view(padded, (4, 4), axis=(2, 3))
-    windows = windows[:, :, :2 * tiles[0]:2, :2 * tiles[1]:2]
-    out = np.einsum("ri,cnyxij,sj->rscnyx", B_T.astype(image.dtype), windows, B_T.astype(image.dtype))
-    return np.ascontiguousarray(out.reshape((16,) + out.shape[2:]))
-
-
-def weight_transform_reference(weight):
-    """Reference for `weight_transform`: weight (O, C, 3, 3) -> (16, O, C)."""
-    g = G.astype(weight.dtype)
-    return np.ascontiguousarray(np.einsum("ri,ocij,sj->rsoc", g, weight, g).reshape((16,) + weight.shape[:2]))
-
-
-def output_transform_reference(products, output_hw):
-    """Reference for `output_transform`: products (16, O, N, tiles_h, tiles_w) -> (O, N, H', W')."""
-    a = A_T.astype(products.dtype)
-    m = products.reshape((4, 4) + products.shape[1:])
-    y = np.einsum("ar,rsonyx,bs->onyaxb", a, m, a)  # tile rows and columns next to their 2x2 entries
-    o, n, th, _, tw, _ = y.shape
-    return np.ascontiguousarray(y.reshape(o, n, 2 * th, 2 * tw)[:, :, :output_hw[0], :output_hw[1]])
-
-
-def output_grad_transform_reference(grad_out, tiles):
-    """Reference for `output_grad_transform`: grad_out (O, N, H', W') -> (16, O, N, tiles_h, tiles_w)."""
-    o, n, out_h, out_w = grad_out.shape
-    padded = np.zeros((o, n, 2 * tiles[0], 2 * tiles[1]), dtype=grad_out.dtype)
-    padded[:, :, :out_h, :out_w] = grad_out
-    a = A_T.astype(grad_out.dtype)
-    dy = padded.reshape(o, n, tiles[0], 2, tiles[1], 2)
-    out = np.einsum("ar,onyaxb,bs->rsonyx", a, dy, a)
-    return np.ascontiguousarray(out.reshape((16,) + out.shape[2:]))
-
-
-def input_grad_transform_reference(tiles_grad, top_left, image_shape):
-    """Reference for `input_grad_transform`: (16, C, N, tiles_h, tiles_w) -> (C, N, H, W)."""
-    b_t = B_T.astype(tiles_grad.dtype)
-    _, c, n, th, tw = tiles_grad.shape
-    dd = np.einsum("ri,rscnyx,sj->cnyxij", b_t, tiles_grad.reshape((4, 4) + tiles_grad.shape[1:]), b_t)
-    padded = np.zeros((c, n) + _scratch_hw(*image_shape[2:], *top_left, th, tw), dtype=tiles_grad.dtype)
-    for i in range(4):  # one strided add per patch offset, never np.add.at
-        for j in range(4):
-            padded[:, :, i:i + 2 * th:2, j:j + 2 * tw:2] += dd[..., i, j]
-    top, left = top_left
-    return padded[:, :, top:top + image_shape[2], left:left + image_shape[3]].copy()
-
-
-def weight_grad_transform_reference(transformed_grad):
-    """Reference for `weight_grad_transform`: (16, O, C) -> (O, C, 3, 3)."""
-    g = G.astype(transformed_grad.dtype)
-    return np.einsum("ri,rsoc,sj->ocij", g, transformed_grad.reshape((4, 4) + transformed_grad.shape[1:]), g)
+_references = References(B_T, G, A_T)
+input_transform_reference = _references.input_transform
+weight_transform_reference = _references.weight_transform
+output_transform_reference = _references.output_transform
+output_grad_transform_reference = _references.output_grad_transform
+input_grad_transform_reference = _references.input_grad_transform
+weight_grad_transform_reference = _references.weight_grad_transform

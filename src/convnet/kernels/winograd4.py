@@ -56,6 +56,8 @@ Each kernel has a NumPy reference beside it (``*_reference``), written from the 
 import numpy as np
 from numba import njit, prange
 
+from .winograd import References
+
 B_T = np.array([[4, 0, -5, 0, 1, 0], [0, -4, -4, 1, 1, 0], [0, 4, -4, -1, 1, 0],
                 [0, -2, -1, 2, 1, 0], [0, 2, -1, -2, 1, 0], [0, 4, 0, -5, 0, 1]], dtype=np.float64)
 G = np.array([[1 / 4, 0, 0], [-1 / 6, -1 / 6, -1 / 6], [-1 / 6, 1 / 6, -1 / 6],
@@ -386,63 +388,10 @@ def weight_grad_transform(transformed_grad, grad_weight):
 
 
 # ------------------------------------------------------------------ NumPy references, from the matrices
-def _padded_for_tiles(image, top_left, tiles):
-    c, n, h, w = image.shape
-    padded = np.zeros((c, n) + _scratch_hw(h, w, *top_left, *tiles), dtype=image.dtype)
-    padded[:, :, top_left[0]:top_left[0] + h, top_left[1]:top_left[1] + w] = image
-    return padded
-
-
-def input_transform_reference(image, top_left, tiles):
-    """Reference for `input_transform`: image (C, N, H, W) -> (36, C, N, tiles_h, tiles_w)."""
-    padded = _padded_for_tiles(image, top_left, tiles)
-    windows = np.lib.stride_tricks.sliding_window_view(padded, (6, 6), axis=(2, 3))
-    windows = windows[:, :, :4 * tiles[0]:4, :4 * tiles[1]:4]
-    b_t = B_T.astype(image.dtype)
-    out = np.einsum("ri,cnyxij,sj->rscnyx", b_t, windows, b_t)
-    return np.ascontiguousarray(out.reshape((PLANES,) + out.shape[2:]))
-
-
-def weight_transform_reference(weight):
-    """Reference for `weight_transform`: weight (O, C, 3, 3) -> (36, O, C)."""
-    g = G.astype(weight.dtype)
-    return np.ascontiguousarray(np.einsum("ri,ocij,sj->rsoc", g, weight, g).reshape((PLANES,) + weight.shape[:2]))
-
-
-def output_transform_reference(products, output_hw):
-    """Reference for `output_transform`: products (36, O, N, tiles_h, tiles_w) -> (O, N, H', W')."""
-    a = A_T.astype(products.dtype)
-    m = products.reshape((6, 6) + products.shape[1:])
-    y = np.einsum("ar,rsonyx,bs->onyaxb", a, m, a)  # tile rows and columns next to their 4x4 entries
-    o, n, th, _, tw, _ = y.shape
-    return np.ascontiguousarray(y.reshape(o, n, 4 * th, 4 * tw)[:, :, :output_hw[0], :output_hw[1]])
-
-
-def output_grad_transform_reference(grad_out, tiles):
-    """Reference for `output_grad_transform`: grad_out (O, N, H', W') -> (36, O, N, tiles_h, tiles_w)."""
-    o, n, out_h, out_w = grad_out.shape
-    padded = np.zeros((o, n, 4 * tiles[0], 4 * tiles[1]), dtype=grad_out.dtype)
-    padded[:, :, :out_h, :out_w] = grad_out
-    a = A_T.astype(grad_out.dtype)
-    dy = padded.reshape(o, n, tiles[0], 4, tiles[1], 4)
-    out = np.einsum("ar,onyaxb,bs->rsonyx", a, dy, a)
-    return np.ascontiguousarray(out.reshape((PLANES,) + out.shape[2:]))
-
-
-def input_grad_transform_reference(tiles_grad, top_left, image_shape):
-    """Reference for `input_grad_transform`: (36, C, N, tiles_h, tiles_w) -> (C, N, H, W)."""
-    b_t = B_T.astype(tiles_grad.dtype)
-    _, c, n, th, tw = tiles_grad.shape
-    dd = np.einsum("ri,rscnyx,sj->cnyxij", b_t, tiles_grad.reshape((6, 6) + tiles_grad.shape[1:]), b_t)
-    padded = np.zeros((c, n) + _scratch_hw(*image_shape[2:], *top_left, th, tw), dtype=tiles_grad.dtype)
-    for i in range(6):  # one strided add per patch offset, never np.add.at
-        for j in range(6):
-            padded[:, :, i:i + 4 * th:4, j:j + 4 * tw:4] += dd[..., i, j]
-    top, left = top_left
-    return padded[:, :, top:top + image_shape[2], left:left + image_shape[3]].copy()
-
-
-def weight_grad_transform_reference(transformed_grad):
-    """Reference for `weight_grad_transform`: (36, O, C) -> (O, C, 3, 3)."""
-    g = G.astype(transformed_grad.dtype)
-    return np.einsum("ri,rsoc,sj->ocij", g, transformed_grad.reshape((6, 6) + transformed_grad.shape[1:]), g)
+_references = References(B_T, G, A_T)
+input_transform_reference = _references.input_transform
+weight_transform_reference = _references.weight_transform
+output_transform_reference = _references.output_transform
+output_grad_transform_reference = _references.output_grad_transform
+input_grad_transform_reference = _references.input_grad_transform
+weight_grad_transform_reference = _references.weight_grad_transform
