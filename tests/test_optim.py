@@ -153,3 +153,22 @@ def test_a_saved_schedule_with_values_of_the_wrong_kind_is_refused_naming_them()
                                          r"unexpected 'surprise'$"):
         schedule.load_state_dict({**saved, "last_epoch": "x", "surprise": 1})
     schedule.load_state_dict(saved)  # its own state loads
+
+
+def test_a_count_in_a_saved_schedule_must_be_an_integer():
+    optimizer = convnet.optim.SGD(convnet.nn.Linear(2, 2).parameters(), lr=0.1)
+    schedule = lr_scheduler.OneCycleLR(optimizer, max_lr=0.1, total_steps=10)
+    saved = schedule.state_dict()
+    with pytest.raises(ValueError, match=r"^OneCycleLR.load_state_dict: expected total_steps like 10, got 1.5; "
+                                         r"expected last_epoch like 0, got 2.0$"):
+        schedule.load_state_dict({**saved, "total_steps": 1.5, "last_epoch": 2.0})
+
+
+def test_a_setting_written_as_an_integer_is_a_real_number_so_a_decayed_state_loads_back():
+    model = convnet.nn.Linear(2, 2)
+    optimizer = convnet.optim.AdamW(model.parameters(), lr=1, betas=(0, 0.999))
+    assert [type(beta) for beta in optimizer.param_groups[0]["betas"]] == [float, float]
+    optimizer.param_groups[0]["lr"] = 0.5  # decayed by hand, as PyTorch users do
+    fresh = convnet.optim.AdamW(model.parameters(), lr=1, betas=(0, 0.999))
+    fresh.load_state_dict(optimizer.state_dict())
+    assert fresh.param_groups[0]["lr"] == 0.5

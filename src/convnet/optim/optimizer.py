@@ -23,6 +23,9 @@ class Optimizer:
         if not params:
             raise ValueError(f"{name}: got an empty parameter list")
         groups = params if isinstance(params[0], dict) else [{"params": params}]
+        # A setting is a real number even when written as 1: only counts are integers, which lets a
+        # saved state's kind be checked strictly (`same_kind`).
+        defaults = {key: _as_real(value) for key, value in defaults.items()}
         self.defaults = defaults
         self.param_groups = []
         for group in groups:
@@ -32,7 +35,7 @@ class Optimizer:
                     detail = " with requires_grad=False" if isinstance(p, Tensor) else ""
                     raise TypeError(f"{name}: expected Tensors that require grad as parameters, "
                                     f"got a {type(p).__name__}{detail}")
-            self.param_groups.append({**defaults, **{k: v for k, v in group.items() if k != "params"},
+            self.param_groups.append({**defaults, **{k: _as_real(v) for k, v in group.items() if k != "params"},
                                       "params": group_params})
         self.state = {}
 
@@ -97,10 +100,13 @@ def _hyperparameter_problems(index, group, saved_group):
 
 
 def same_kind(own, saved):
-    """Whether a loaded ``saved`` value may stand where ``own`` does: a bool for a bool, a finite number
-    for a number (or for None), a list or tuple of the same length element by element, else the same type."""
+    """Whether a loaded ``saved`` value may stand where ``own`` does: a bool for a bool, an integer for an
+    integer (a count: 1.5 steps is not one), a finite number for a real number (or for None), a list or
+    tuple of the same length element by element, else the same type."""
     if isinstance(own, bool) or own is None:
         return isinstance(saved, bool) or (own is None and (saved is None or _is_real(saved)))
+    if isinstance(own, numbers.Integral):
+        return isinstance(saved, numbers.Integral) and not isinstance(saved, bool)
     if _is_real(own):
         return _is_real(saved) and math.isfinite(saved)
     if isinstance(own, (tuple, list)):
@@ -110,6 +116,15 @@ def same_kind(own, saved):
 
 def _is_real(value):
     return isinstance(value, numbers.Real) and not isinstance(value, bool)
+
+
+def _as_real(value):
+    """A setting as a float (1 -> 1.0), element by element in a tuple such as betas; anything else as given."""
+    if _is_real(value):
+        return float(value)
+    if isinstance(value, tuple):
+        return tuple(map(_as_real, value))
+    return value
 
 
 def check_hyperparameter(optimizer, name, value, low=0.0, high=None):
