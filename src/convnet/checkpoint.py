@@ -159,6 +159,8 @@ def _layout_problem(meta, tensors):
             return f"tensor {_excerpt(name)}: expected real numbers, got {tensor.dtype}"
     for name in tensors:
         parts = name.split(".", 2)
+        if parts[0] not in ("model", "optimizer") or len(parts) == 1 or not parts[1]:
+            return f"tensor {_excerpt(name)}: expected a name model.<parameter or buffer> or optimizer.<...>"
         if parts[0] == "optimizer" and not (len(parts) == 3 and _INDEX.fullmatch(parts[1]) and parts[2]):
             return f"tensor {_excerpt(name)}: expected a name optimizer.<parameter index>.<state name>"
     if "optimizer" not in meta:
