@@ -100,12 +100,13 @@ def test_the_seeds_are_valid_files(name, path, tmp_path):
      "optimizer: expected the metadata of the optimizer whose state tensors (optimizer.*) are stored, got none"),
     ({"model.weight": np.ones(2, np.float32), "ema.weight": np.ones(2, np.float32)},
      "tensor ema.weight: expected a name model.<parameter or buffer> or optimizer.<...>"),
-    ({"model.": np.ones(2, np.float32)}, "tensor model.: expected a name model.<parameter or buffer> or optimizer.<...>"),
+    ({"model.": np.ones(2, np.float32)},
+     "tensor model.: expected a name model.<parameter or buffer> or optimizer.<...>"),
 ], ids=["complex weights", "optimizer tensors without an optimizer", "a tensor of neither", "a nameless weight"])
 def test_what_a_checkpoint_would_load_silently_wrong_is_refused(tmp_path, tensors, expected):
     """Found beside the fuzzing, as nothing raised: complex weights lost their imaginary part when
-    copied into a model, and optimizer tensors without the metadata to use them were dropped, and so was a tensor that belongs
-    to neither the model nor the optimizer."""
+    copied into a model, and optimizer tensors without the metadata to use them were dropped, and so
+    was a tensor that belongs to neither the model nor the optimizer."""
     (tmp_path / checkpoint.WEIGHTS).write_bytes(save_tensors(tensors, metadata={"convnet": "{}"}))
     with pytest.raises(checkpoint.CheckpointError) as error:
         checkpoint.load(tmp_path)

@@ -207,6 +207,20 @@ def test_the_exif_orientation_is_applied(tmp_path):
     assert notes == ["turned upright as its EXIF orientation says"]
 
 
+def test_a_damaged_exif_tag_that_pillow_skips_is_a_note_not_a_stray_warning(tmp_path):
+    exif = Image.Exif()
+    exif[0x010E] = "x" * 40  # ImageDescription: long enough to be stored out of line, at an offset
+    raw = bytearray(exif.tobytes())  # big-endian TIFF: tag 0x010E, type 2 (ASCII), then the count
+    entry = raw.index(b"\x01\x0e\x00\x02")
+    raw[entry + 4:entry + 8] = (4000).to_bytes(4, "big")  # a count past the end of the EXIF block
+    values = np.full((2, 3), 77, np.uint8)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        pixels, notes = read_image(saved(Image.fromarray(values), tmp_path / "damaged.png", exif=bytes(raw)))
+    assert pixels.tolist() == [values.tolist()]
+    assert notes == ["Pillow warned: Tag data larger than file. Skipping tag 270"]
+
+
 def test_the_bomb_helper_writes_a_real_png(tmp_path):
     pixels, notes = read_image(blank_png(tmp_path / "small.png", 10, 3))
     assert pixels.shape == (1, 3, 10) and not pixels.any() and notes == ["converted 1 to grayscale"]

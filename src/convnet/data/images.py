@@ -43,18 +43,27 @@ def read_image(path, size=None, channels=1):
       RGB becomes grayscale by Pillow's L = R * 299/1000 + G * 587/1000 + B * 114/1000.
     - Several frames (GIF, APNG, WebP, multi-page TIFF): the first, noted.
     - An EXIF orientation other than upright is applied, noted.
+    - What Pillow warns about while reading (a damaged EXIF or TIFF tag it skipped) is noted too.
 
     A file of more than `MAX_PIXELS` pixels is refused before its pixels are decoded; it, and
     any file Pillow cannot decode (damaged, truncated, not an image), is an `ImageError`.
     """
     if channels not in (1, 3):
         raise ValueError(f"read_image: expected channels 1 or 3, got {channels}")
+    with warnings.catch_warnings(record=True) as pillow_warnings:
+        warnings.simplefilter("always")
+        # Pillow warns at open about images past its own limit; ours is lower, and says more, below.
+        warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+        array, notes = _decoded(path, size, channels)
+    # Pillow's warnings (damaged EXIF or TIFF tags it skipped, ...) become notes, said with the rest,
+    # rather than a Python warning with a source line on stderr.
+    notes += [f"Pillow warned: {message}" for message in dict.fromkeys(str(w.message) for w in pillow_warnings)]
+    return array, notes
+
+
+def _decoded(path, size, channels):
     try:
-        with warnings.catch_warnings():
-            # Pillow warns at open about images past its own limit; ours is lower, and says more, just below.
-            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-            opened = Image.open(path)
-        with opened as image:
+        with Image.open(path) as image:
             width, height = image.size
             if width * height > MAX_PIXELS:
                 raise ImageError(_too_large(path, f"{width}x{height} pixels"))
