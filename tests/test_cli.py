@@ -156,7 +156,8 @@ def test_evaluate_a_run_folder_of_another_model(trained_run, capsys):
     assert code == 1 and "the checkpoint does not fit a lenet5" in err
 
 
-def test_ctrl_c_saves_and_says_how_to_resume(tiny_fashion, tmp_path):
+@pytest.mark.parametrize("interruption", [signal.SIGINT, signal.SIGTERM], ids=["Ctrl-C", "SIGTERM"])
+def test_ctrl_c_or_sigterm_saves_and_says_how_to_resume(tiny_fashion, tmp_path, interruption):
     run_dir = tmp_path / "run"
     env = dict(os.environ, PYTHONUNBUFFERED="1")
     process = subprocess.Popen([sys.executable, "-m", "convnet", "train", "--data", str(tiny_fashion), "--epochs",
@@ -165,9 +166,10 @@ def test_ctrl_c_saves_and_says_how_to_resume(tiny_fashion, tmp_path):
     for line in process.stdout:
         if line.startswith("epoch 1/1000"):
             break
-    process.send_signal(signal.SIGINT)
+    process.send_signal(interruption)
     _, err = process.communicate(timeout=60)
-    assert process.returncode == 130
+    assert process.returncode == 128 + interruption
+    assert f"interrupted ({interruption.name}) in epoch" in err
     assert f"resume with: convnet train --resume {run_dir}" in err and "Traceback" not in err
     _, _, meta = checkpoint.load(run_dir)
     assert meta["epoch"] >= 1 and meta["config"]["epochs"] == 1000

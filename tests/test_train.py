@@ -51,7 +51,7 @@ def test_stopped_and_resumed_run_ends_with_the_same_weights_bit_for_bit(tiny_fas
         return batches(index)
 
     stopped.train_loader.dataset.batch = stop_in_epoch_two
-    with pytest.raises(TrainingInterrupted, match=r"^interrupted in epoch 2 after 3 batches$"):
+    with pytest.raises(TrainingInterrupted, match=r"^interrupted \(SIGINT\) in epoch 2 after 3 batches$"):
         stopped.fit(cfg.epochs)
     convnet.manual_seed(999)  # the resumed run must restore the generator, not rely on it
     resumed = experiment.resume(tmp_path / "stopped", progress=False, log=lambda line: None).trainer

@@ -1,6 +1,6 @@
 """The ``convnet`` command line. Errors print one line (``convnet: error: ...``) and exit 1
-(set CONVNET_TRACEBACK=1 for the full traceback); bad arguments exit 2; an interrupted
-training run exits 130 after saving."""
+(set CONVNET_TRACEBACK=1 for the full traceback); bad arguments exit 2; a training run interrupted
+by Ctrl-C or SIGTERM saves and exits 130 or 143."""
 
 import argparse
 import os
@@ -69,7 +69,7 @@ def _train(args):
     except TrainingInterrupted as stopped:
         print(f"convnet: {stopped}; saved to {run.run_dir / WEIGHTS}; resume with: convnet train --resume "
               f"{run.run_dir}", file=sys.stderr)
-        return EXIT_INTERRUPTED
+        return 128 + stopped.signal_number  # the shell's convention: 130 for Ctrl-C, 143 for SIGTERM
     _report(evaluate(run.trainer.model, run.trainer.test_loader), run.train.classes)
     print(f"confusion matrix: {run.run_dir / CONFUSION}")
     return 0

@@ -26,7 +26,11 @@ class TrainingDiverged(RuntimeError):
 
 
 class TrainingInterrupted(RuntimeError):
-    pass
+    """``signal_number``: SIGINT (Ctrl-C) or SIGTERM (kill, a job scheduler, docker stop)."""
+
+    def __init__(self, message, signal_number):
+        super().__init__(message)
+        self.signal_number = signal_number
 
 
 class Callback:
@@ -81,9 +85,13 @@ def evaluate(model, loader):
             "per_class_accuracy": per_class.tolist(), "confusion": confusion.tolist()}
 
 
+INTERRUPTING_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+
 @contextmanager
-def _sigint_interrupts(trainer):
-    """While training in the main thread, the first Ctrl-C interrupts the trainer cleanly."""
+def _signals_interrupt(trainer):
+    """While training in the main thread, the first Ctrl-C or SIGTERM interrupts the trainer cleanly
+    (a job scheduler's or `docker stop`'s SIGTERM saves like Ctrl-C); a second one stops at once."""
     if threading.current_thread() is not threading.main_thread():
         yield
         return
@@ -91,13 +99,14 @@ def _sigint_interrupts(trainer):
     def handler(signum, frame):
         if trainer.interrupted:
             raise KeyboardInterrupt
-        trainer.interrupt()
+        trainer.interrupt(signum)
 
-    previous = signal.signal(signal.SIGINT, handler)
+    previous = {number: signal.signal(number, handler) for number in INTERRUPTING_SIGNALS}
     try:
         yield
     finally:
-        signal.signal(signal.SIGINT, previous)
+        for number, action in previous.items():
+            signal.signal(number, action)
 
 
 def _empty_totals():
@@ -155,7 +164,7 @@ class Trainer:
         self.optimizer, self.schedule, self.label_smoothing = optimizer, schedule, label_smoothing
         self.callbacks = list(callbacks)
         self.history, self.epoch, self.batch, self.partial = [], 0, 0, _empty_totals()
-        self.stop_requested = self.interrupted = False
+        self.stop_requested, self.interrupted = False, None
 
     # ------------------------------------------------------------------ state
     def state(self):
@@ -183,32 +192,33 @@ class Trainer:
         """Stop after the current batch; ``fit`` then returns (a callback's way to end a run)."""
         self.stop_requested = True
 
-    def interrupt(self):
-        """What Ctrl-C does: stop after the current batch, and ``fit`` raises `TrainingInterrupted`
-        once the callbacks have ended the run (the run folder's saves it)."""
-        self.interrupted = True
+    def interrupt(self, signal_number=signal.SIGINT):
+        """What Ctrl-C (or SIGTERM) does: stop after the current batch, and ``fit`` raises
+        `TrainingInterrupted` once the callbacks have ended the run (the run folder's saves it)."""
+        self.interrupted = signal.Signals(signal_number)
         self.request_stop()
 
     def fit(self, epochs):
         """Train until ``epochs`` epochs are complete; return the per-epoch history.
 
-        Ctrl-C (SIGINT) finishes the current batch, ends the run through the callbacks and raises
-        `TrainingInterrupted`; a second Ctrl-C stops at once.
+        Ctrl-C (SIGINT) or SIGTERM finishes the current batch, ends the run through the callbacks and
+        raises `TrainingInterrupted`; a second one stops at once.
         """
         if not isinstance(epochs, int) or isinstance(epochs, bool) or epochs < 1:
             raise ValueError(f"fit: expected epochs to be a positive int, got {epochs!r}")
-        self.stop_requested = self.interrupted = False
+        self.stop_requested, self.interrupted = False, None
         self._tell("on_train_begin")
         # A diverging run is stopped by the loss check below; NumPy's overflow warnings on the way
         # there say nothing a user can act on.
-        with _sigint_interrupts(self), np.errstate(over="ignore", invalid="ignore"):
+        with _signals_interrupt(self), np.errstate(over="ignore", invalid="ignore"):
             while self.epoch < epochs and not self.stop_requested:
                 self._train_epoch()
                 if self.batch == len(self.train_loader):
                     self._finish_epoch()
         self._tell("on_train_end")
         if self.interrupted:
-            raise TrainingInterrupted(f"interrupted in epoch {self.epoch + 1} after {self.batch} batches")
+            raise TrainingInterrupted(f"interrupted ({self.interrupted.name}) in epoch {self.epoch + 1} after "
+                                      f"{self.batch} batches", self.interrupted)
         return self.history
 
     def _tell(self, hook, *args):
