@@ -127,6 +127,7 @@ def test_show_an_unreadable_image(tmp_path, capsys):
     bad.write_bytes(b"\xff\xd8 not really a jpeg")
     assert main(["show", "lenet5", str(bad), "--out", str(tmp_path / "out")]) == 1
     assert f"{bad}: not a readable image" in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()  # a refused input leaves no empty folder behind
 
 
 def test_show_lesson_on_the_bundled_photograph(tmp_path, capsys):

@@ -147,7 +147,6 @@ def _show(args):
     out = Path(args.out)
     if out.exists() and not out.is_dir():
         raise CommandError(f"--out {out} is a file; expected a folder for the pictures")
-    check_writable(out)  # before the work, not after it
     if args.lesson:
         if len(args.targets) > 1:
             raise CommandError("--lesson takes at most one IMAGE")
@@ -156,6 +155,7 @@ def _show(args):
         if not args.targets or len(args.targets) > 2:
             raise CommandError("show takes RUN_DIR or MODEL, then optionally an IMAGE (or --lesson [IMAGE])")
         subject = open_subject(args.targets[0], args.targets[1] if len(args.targets) > 1 else None, args.data)
+    check_writable(out)  # before the drawing, not after it; after the inputs, so a refused one leaves no folder
     written = viz.show(subject.model, subject.image, out, subject.title, subject.classes, layer=args.layer,
                        curves_png=subject.curves_png, notes=subject.notes)
     for note in subject.notes:
