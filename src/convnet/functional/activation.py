@@ -69,7 +69,7 @@ class Tanh(Function):
         return grad * (1 - self.out * self.out)
 
 
-def _erf(x):
+def erf_approximation(x):
     """Error function, Abramowitz & Stegun 7.1.26 (absolute error < 1.5e-7; NumPy has no erf)."""
     t = 1 / (1 + 0.3275911 * np.abs(x))
     poly = t * (0.254829592 + t * (-0.284496736 + t * (1.421413741 + t * (-1.453152027 + t * 1.061405429))))
@@ -84,7 +84,7 @@ class GELU(Function):
         if approximate == "tanh":
             self.inner = np.tanh(math.sqrt(2 / math.pi) * (x + 0.044715 * x ** 3))
             return 0.5 * x * (1 + self.inner)
-        self.cdf = 0.5 * (1 + _erf(x / math.sqrt(2)))
+        self.cdf = 0.5 * (1 + erf_approximation(x / math.sqrt(2)))
         return x * self.cdf
 
     def backward(self, grad):

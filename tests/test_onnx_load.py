@@ -1,0 +1,682 @@
+"""convnet.onnx.load against two independent oracles: the PyTorch model an ONNX file was exported
+from (by both of torch's exporters), and onnxruntime running the same file. Graphs built by hand
+cover what torch never writes (auto_pad with strides, Gemm's alpha and beta, opset 11's Softmax).
+A loaded model must agree within 1e-5 of the output's scale and pick the same top-1 class; it must
+also train like the torch model it came from, save as a convnet checkpoint and be drawn.
+"""
+
+import contextlib
+import io
+import logging
+import os
+import re
+import warnings
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+from hypothesis import assume, given, settings
+from hypothesis import strategies as st
+
+onnx = pytest.importorskip("onnx", reason="the onnx package is not installed (pip install -e '.[test]')")
+ort = pytest.importorskip("onnxruntime", reason="onnxruntime is not installed (pip install -e '.[test]')")
+from conftest import (
+    assert_close_relative_to_scale,
+    finite_difference_check,
+    requires_torch,
+    torch,
+)
+from onnx import TensorProto, helper, numpy_helper
+from onnx.reference import ReferenceEvaluator
+
+import convnet
+import convnet.functional as F
+from convnet import checkpoint, models, nn, optim, viz
+from convnet.onnx import OnnxError
+from convnet.onnx.load import _array, load
+from convnet.onnx.ops import ExclusiveAvgPool2d, PaddedConv2d
+
+MNIST = (1, 28, 28)
+VALID_KEY = re.compile(r"[0-9A-Za-z_]+(\.[0-9A-Za-z_]+)+")
+
+
+# ------------------------------------------------------------------ oracles
+def run_onnx(path, x):
+    """onnxruntime's outputs; onnx's ReferenceEvaluator's for the convolutions onnxruntime refuses
+    (auto_pad SAME_UPPER or SAME_LOWER with a dilation: "Dilation not supported")."""
+    proto = onnx.load(path)
+    if any(node.op_type == "Conv" and attribute_value(node, "auto_pad", b"NOTSET").startswith(b"SAME")
+           and set(attribute_value(node, "dilations", [1])) != {1} for node in proto.graph.node):
+        return ReferenceEvaluator(proto).run(None, {proto.graph.input[0].name: x})
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    return session.run(None, {session.get_inputs()[0].name: x})
+
+
+def attribute_value(node, name, default):
+    return next((helper.get_attribute_value(a) for a in node.attribute if a.name == name), default)
+
+
+def evaluate(model, x):
+    with convnet.no_grad():
+        out = model(x)
+    return tuple(o.numpy() for o in out) if isinstance(out, tuple) else out.numpy()
+
+
+def assert_same_answers(actual, expected):
+    """Within 1e-5 of the output's scale, and (for class scores) the same top-1 class in each row."""
+    assert_close_relative_to_scale(actual, expected)
+    if expected.ndim == 2 and expected.shape[1] > 1:
+        np.testing.assert_array_equal(actual.argmax(axis=1), expected.argmax(axis=1))
+
+
+def check_against_onnx(path, x):
+    """Load ``path``, compare its outputs on ``x`` with `run_onnx`'s; returns the loaded model."""
+    loaded = load(path)
+    ours, theirs = evaluate(loaded, x), run_onnx(path, x)
+    for actual, expected in zip(ours if isinstance(ours, tuple) else (ours,), theirs, strict=True):
+        assert_same_answers(actual, expected)
+    return loaded
+
+
+def images(batch, shape=MNIST, seed=0):
+    return np.random.default_rng(seed).standard_normal((batch,) + tuple(shape)).astype(np.float32)
+
+
+def child_types(model):
+    return [type(module) for module in model.children()]
+
+
+# ------------------------------------------------------------------ torch models and their exports
+def torch_basic_block(in_channels, out_channels, stride=1):
+    """convnet's nn.BasicBlock in torch (torchvision's, which this environment may lack)."""
+    class BasicBlock(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.conv1 = torch.nn.Conv2d(in_channels, out_channels, 3, stride=stride, padding=1, bias=False)
+            self.bn1 = torch.nn.BatchNorm2d(out_channels)
+            self.conv2 = torch.nn.Conv2d(out_channels, out_channels, 3, padding=1, bias=False)
+            self.bn2 = torch.nn.BatchNorm2d(out_channels)
+            self.downsample = None
+            if stride != 1 or in_channels != out_channels:
+                self.downsample = torch.nn.Sequential(
+                    torch.nn.Conv2d(in_channels, out_channels, 1, stride=stride, bias=False),
+                    torch.nn.BatchNorm2d(out_channels))
+
+        def forward(self, x):
+            out = self.bn2(self.conv2(torch.relu(self.bn1(self.conv1(x)))))
+            return torch.relu(out + (x if self.downsample is None else self.downsample(x)))
+
+    return BasicBlock()
+
+
+def torch_zoo(name, **config):
+    """The zoo model ``name`` built with torch.nn (convnet's models take the layers module)."""
+    torch.manual_seed(0)
+    model = models.build(name, layers=SimpleNamespace(**vars(torch.nn), BasicBlock=torch_basic_block), **config)
+    return randomize_batch_norm(model).eval()
+
+
+def randomize_batch_norm(model):
+    """Statistics away from 0 and 1, so that folding batch norm into a convolution changes its weights."""
+    with torch.no_grad():
+        for module in model.modules():
+            if isinstance(module, torch.nn.modules.batchnorm._BatchNorm):
+                module.weight.uniform_(0.5, 1.5)
+                module.bias.uniform_(-0.5, 0.5)
+                module.running_mean.uniform_(-0.5, 0.5)
+                module.running_var.uniform_(0.5, 2.0)
+    return model
+
+
+def export(model, path, x, exporter, **options):
+    """``model`` written by torch's TorchScript exporter or its default (dynamo) one, batch dynamic."""
+    model.eval()
+    with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
+        warnings.simplefilter("ignore")
+        logging.disable(logging.WARNING)  # the dynamo exporter's notes on torchvision
+        try:
+            if exporter == "torchscript":
+                torch.onnx.export(model, (torch.from_numpy(x),), str(path), dynamo=False, input_names=["x"],
+                                  dynamic_axes={"x": {0: "batch"}}, **options)
+            else:
+                torch.onnx.export(model, (torch.from_numpy(x),), str(path), dynamo=True, input_names=["x"],
+                                  dynamic_shapes=({0: torch.export.Dim("batch")},), **options)
+        finally:
+            logging.disable(logging.NOTSET)
+    return path
+
+
+def torch_output(model, x):
+    with torch.no_grad():
+        return model(torch.from_numpy(x)).numpy()
+
+
+EXPORTERS = ["torchscript", "dynamo"]
+ZOO = ["reference_cnn", "lenet5", "simple_cnn", "resnet8"]
+
+
+@pytest.fixture(scope="module")
+def zoo_file(tmp_path_factory):
+    """(name, exporter) -> (torch model, its ONNX file), each exported once for the whole module."""
+    cache = {}
+
+    def get(name, exporter):
+        if (name, exporter) not in cache:
+            model = torch_zoo(name)
+            path = tmp_path_factory.mktemp(f"{name}_{exporter}") / f"{name}.onnx"
+            cache[name, exporter] = model, export(model, path, images(2), exporter)
+        return cache[name, exporter]
+    return get
+
+
+# ------------------------------------------------------------------ the zoo, both exporters
+@requires_torch
+@pytest.mark.parametrize("exporter", EXPORTERS)
+@pytest.mark.parametrize("name", ZOO)
+def test_zoo_models_compute_what_torch_and_onnxruntime_compute(name, exporter, zoo_file):
+    model, path = zoo_file(name, exporter)
+    if exporter == "dynamo":
+        assert path.with_name(path.name + ".data").is_file()  # its weights are external data
+    x = images(5, seed=1)  # exported with a batch of 2: the batch is dynamic
+    ours = evaluate(check_against_onnx(path, x), x)
+    assert_same_answers(ours, torch_output(model, x))
+
+
+@requires_torch
+@pytest.mark.parametrize("exporter", EXPORTERS)
+@pytest.mark.parametrize("name", ZOO)
+def test_gradients_reach_every_weight(name, exporter, zoo_file):
+    loaded = load(zoo_file(name, exporter)[1]).train()
+    F.cross_entropy(loaded(images(4, seed=2)), np.arange(4)).backward()
+    parameters = dict(loaded.named_parameters())
+    assert parameters
+    for key, parameter in parameters.items():
+        assert parameter.grad is not None, key
+        grad = parameter.grad.numpy()
+        assert np.isfinite(grad).all() and np.abs(grad).max() > 0, key
+
+
+@requires_torch
+def test_layers_are_convnet_layers_keyed_like_the_exported_model(zoo_file):
+    model, path = zoo_file("lenet5", "torchscript")
+    loaded = load(path)
+    assert list(loaded.state_dict()) == list(model.state_dict())  # '0.weight', '0.bias', '3.weight', ...
+    assert child_types(loaded) == [nn.Conv2d, nn.ReLU, nn.MaxPool2d, nn.Conv2d, nn.ReLU, nn.MaxPool2d, nn.Linear,
+                                   nn.ReLU, nn.Linear, nn.ReLU, nn.Linear]
+    np.testing.assert_array_equal(loaded.state_dict()["3.weight"], model[3].weight.detach().numpy())
+    # The dynamo exporter folds batch norm into the convolutions but keeps their names.
+    dynamo = load(zoo_file("resnet8", "dynamo")[1])
+    assert {"stem.0.weight", "stem.0.bias", "layers.1.downsample.0.weight", "fc.weight", "fc.bias"} <= \
+        set(dynamo.state_dict())
+    # The TorchScript one names the folded weights onnx::Conv_89: the layers take the nodes' names.
+    folded = load(zoo_file("resnet8", "torchscript")[1])
+    assert "stem_stem_0_Conv.weight" in folded.state_dict()
+    for loaded in (dynamo, folded):
+        keys = list(loaded.state_dict())
+        assert all(VALID_KEY.fullmatch(key) for key in keys), keys
+        assert len(set(keys)) == len(keys) == 2 * 10  # ten convolutions and linear layers, each with a bias
+
+
+@requires_torch
+def test_a_loaded_model_saves_and_restores_as_a_convnet_checkpoint(zoo_file, tmp_path):
+    path = zoo_file("resnet8", "torchscript")[1]
+    trained = load(path).train()
+    F.cross_entropy(trained(images(4)), np.arange(4)).backward()
+    optim.SGD(trained.parameters(), lr=0.1).step()
+    (tmp_path / "run").mkdir()
+    checkpoint.save(tmp_path / "run", trained)
+    state, _, _ = checkpoint.load(tmp_path / "run")
+    x, restored = images(3, seed=4), load(path)
+    expected = evaluate(trained.eval(), x)
+    assert np.abs(evaluate(restored, x) - expected).max() > 1e-3  # training changed the model
+    restored.load_state_dict(state)
+    np.testing.assert_array_equal(evaluate(restored, x), expected)
+
+
+@requires_torch
+def test_a_loaded_model_can_be_drawn(zoo_file):
+    model, path = zoo_file("lenet5", "dynamo")
+    loaded = load(path)
+    image = images(1, seed=3)[0]
+    story = viz.tell(loaded, image)
+    assert story.convolution.layer == "0"
+    assert_close_relative_to_scale(story.feature_maps, torch_output(model[0], image[None])[0])
+    assert story.pooled_maps.shape == (6, 14, 14)
+    np.testing.assert_allclose(story.probabilities.sum(), 1, rtol=1e-6)
+    rows = nn.summary_rows(loaded, (1,) + MNIST)
+    assert [kind for _, kind, _, _ in rows] == ["Conv2d", "ReLU", "MaxPool2d", "Conv2d", "ReLU", "MaxPool2d",
+                                                "Linear", "ReLU", "Linear", "ReLU", "Linear"]
+    assert sum(count for *_, count in rows) == sum(p.numel() for p in model.parameters())
+
+
+# ------------------------------------------------------------------ training like torch
+def train_both(loaded, model, labels, input_shape, steps=3):
+    """SGD with momentum on both models in train mode, one random batch a step; returns both loss curves."""
+    loaded.train()
+    model.train()
+    ours = optim.SGD(loaded.parameters(), lr=0.05, momentum=0.9)
+    theirs = torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.9)
+    curves = [], []
+    for step in range(steps):
+        x = images(len(labels), input_shape, seed=10 + step)
+        ours.zero_grad()
+        loss = F.cross_entropy(loaded(x), labels)
+        loss.backward()
+        ours.step()
+        theirs.zero_grad()
+        their_loss = torch.nn.functional.cross_entropy(model(torch.from_numpy(x)), torch.from_numpy(labels))
+        their_loss.backward()
+        theirs.step()
+        curves[0].append(loss.item())
+        curves[1].append(their_loss.item())
+    return curves
+
+
+@requires_torch
+@pytest.mark.parametrize("exporter", EXPORTERS)
+def test_sgd_steps_match_torch(exporter, tmp_path):
+    """With zero biases, the TorchScript exporter writes equal initializers once and names the copies
+    with Identity nodes: each must stay a bias of its own, or training would tie them. (The dynamo
+    exporter drops zero biases altogether, so its model keeps torch's random ones.)"""
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Conv2d(1, 8, 3), torch.nn.ReLU(), torch.nn.Conv2d(8, 8, 3), torch.nn.ReLU(),
+                                torch.nn.MaxPool2d(2), torch.nn.Flatten(), torch.nn.Linear(8 * 3 * 3, 8),
+                                torch.nn.ReLU(), torch.nn.Linear(8, 8))
+    if exporter == "torchscript":
+        for layer in model:
+            if hasattr(layer, "bias"):
+                torch.nn.init.zeros_(layer.bias)
+    shape, labels = (1, 10, 10), np.arange(6) % 8
+    path = export(model, tmp_path / "net.onnx", images(2, shape), exporter)
+    if exporter == "torchscript":
+        assert [node.op_type for node in onnx.load(path).graph.node].count("Identity") == 3
+    loaded = load(path)
+    assert len(list(loaded.parameters())) == len(list(model.parameters()))
+    our_losses, their_losses = train_both(loaded, model, labels, shape)
+    np.testing.assert_allclose(our_losses, their_losses, rtol=1e-5)
+    x = images(4, shape, seed=20)
+    assert_same_answers(evaluate(loaded.eval(), x), torch_output(model.eval(), x))
+
+
+@requires_torch
+def test_batch_norm_nodes_become_batch_norm_layers_that_train_like_torch(tmp_path):
+    """Kept in the graph (no constant folding), BatchNormalization is nn.BatchNorm2d: scale and bias
+    are parameters, the running statistics buffers, updated in train mode as torch updates them."""
+    model = torch_zoo("reference_cnn")
+    path = export(model, tmp_path / "bn.onnx", images(2), "torchscript", do_constant_folding=False,
+                  training=torch.onnx.TrainingMode.PRESERVE)
+    loaded = check_against_onnx(path, images(3))
+    assert child_types(loaded).count(nn.BatchNorm2d) == 2
+    assert {"1.running_mean", "1.running_var"} <= set(loaded.state_dict()) - {k for k, _ in loaded.named_parameters()}
+    assert list(loaded.state_dict()) == list(model.state_dict())
+    our_losses, their_losses = train_both(loaded, model, np.arange(4), MNIST, steps=2)
+    np.testing.assert_allclose(our_losses, their_losses, rtol=1e-5)
+    their_state = model.state_dict()
+    for key, value in loaded.state_dict().items():
+        np.testing.assert_allclose(value, their_state[key].numpy(), rtol=1e-5, atol=1e-6, err_msg=key)
+    x = images(4, seed=21)
+    assert_same_answers(evaluate(loaded.eval(), x), torch_output(model.eval(), x))
+
+
+# ------------------------------------------------------------------ random small CNNs
+@st.composite
+def torch_cnns(draw):
+    """(torch model, input shape (C, H, W)): convolutions with any padding, stride, dilation and
+    groups, transposed convolutions, batch norm, activations and pooling, then a classifier or none."""
+    channels, height, width = draw(st.integers(1, 3)), draw(st.integers(5, 10)), draw(st.integers(5, 10))
+    shape = (channels, height, width)
+    layers, c, h, w = [], channels, height, width
+    for _ in range(draw(st.integers(1, 4))):
+        kind = draw(st.sampled_from(["conv", "conv", "conv_transpose", "batch_norm", "activation", "max_pool",
+                                     "avg_pool"]))
+        if kind == "conv":
+            groups = draw(st.sampled_from([g for g in (1, 2, 3) if c % g == 0]))
+            out, k = groups * draw(st.integers(1, 3)), draw(st.integers(1, 4))
+            stride, dilation = draw(st.integers(1, 2)), draw(st.integers(1, 2))
+            padding = "same" if stride == 1 and draw(st.booleans()) else draw(st.integers(0, k // 2))
+            span = dilation * (k - 1) + 1
+            size = [n if padding == "same" else (n + 2 * padding - span) // stride + 1 for n in (h, w)]
+            if min(size) < 1:
+                continue
+            layers.append(torch.nn.Conv2d(c, out, k, stride, padding, dilation, groups, bias=draw(st.booleans())))
+            c, (h, w) = out, size
+        elif kind == "conv_transpose":
+            out, k, stride = draw(st.integers(1, 4)), draw(st.integers(1, 3)), draw(st.integers(1, 2))
+            padding, output_padding = draw(st.integers(0, (k - 1) // 2)), draw(st.integers(0, stride - 1))
+            layers.append(torch.nn.ConvTranspose2d(c, out, k, stride, padding, output_padding))
+            c, h, w = out, *((n - 1) * stride - 2 * padding + k + output_padding for n in (h, w))
+        elif kind == "batch_norm":
+            layers.append(torch.nn.BatchNorm2d(c))
+        elif kind == "activation":
+            layers.append(draw(st.sampled_from([torch.nn.ReLU(), torch.nn.LeakyReLU(0.2), torch.nn.Sigmoid(),
+                                                torch.nn.Tanh(), torch.nn.GELU(), torch.nn.GELU("tanh")])))
+        else:
+            k, stride = draw(st.integers(2, 3)), draw(st.integers(1, 2))
+            padding = draw(st.integers(0, k // 2))
+            if min(h, w) + 2 * padding < k:
+                continue
+            layers.append(torch.nn.MaxPool2d(k, stride, padding) if kind == "max_pool" else
+                          torch.nn.AvgPool2d(k, stride, padding, count_include_pad=draw(st.booleans())))
+            h, w = ((n + 2 * padding - k) // stride + 1 for n in (h, w))
+    head = draw(st.sampled_from(["linear", "global_pool", "none"]))
+    if head == "linear":
+        layers += [torch.nn.Flatten(), torch.nn.Linear(c * h * w, 5)]
+    elif head == "global_pool":
+        layers += [torch.nn.AdaptiveAvgPool2d(1), torch.nn.Flatten(), torch.nn.Linear(c, 5)]
+    if head != "none":
+        layers += draw(st.sampled_from([[], [torch.nn.Softmax(dim=1)], [torch.nn.LogSoftmax(dim=1)]]))
+    torch.manual_seed(draw(st.integers(0, 2 ** 16)))
+    return randomize_batch_norm(torch.nn.Sequential(*layers)).eval(), shape
+
+
+@requires_torch
+@given(cnn=torch_cnns(), opset=st.sampled_from([11, 13, 17, 20]))
+def test_random_cnns_from_the_torchscript_exporter(cnn, opset, tmp_path_factory):
+    model, shape = cnn
+    path = export(model, tmp_path_factory.mktemp("cnn") / "cnn.onnx", images(2, shape), "torchscript",
+                  opset_version=opset)
+    x = images(3, shape, seed=5)
+    assert_same_answers(evaluate(check_against_onnx(path, x), x), torch_output(model, x))
+
+
+@requires_torch
+@settings(max_examples=6)  # about a second each: the exporter traces, decomposes and optimises
+@given(cnn=torch_cnns())
+def test_random_cnns_from_the_dynamo_exporter(cnn, tmp_path_factory):
+    model, shape = cnn
+    path = export(model, tmp_path_factory.mktemp("cnn") / "cnn.onnx", images(2, shape), "dynamo")
+    x = images(3, shape, seed=6)
+    assert_same_answers(evaluate(check_against_onnx(path, x), x), torch_output(model, x))
+
+
+# ------------------------------------------------------------------ graphs built by hand
+def onnx_file(path, nodes, input_shape, initializers=None, opset=20, outputs=("y",), input_type=TensorProto.FLOAT,
+              extra_inputs=(), domains=(), output_shape=None):
+    """Write a graph of ``nodes`` (input 'x', outputs ``outputs``, shapes inferred unless given) to ``path``."""
+    inputs = [helper.make_tensor_value_info(name, input_type, input_shape) for name in ("x", *extra_inputs)]
+    graph = helper.make_graph(nodes, "graph", inputs, [
+        helper.make_empty_tensor_value_info(name) if output_shape is None else
+        helper.make_tensor_value_info(name, TensorProto.FLOAT, output_shape) for name in outputs],
+        [numpy_helper.from_array(np.asarray(value), name) for name, value in (initializers or {}).items()])
+    imports = [helper.make_opsetid("", opset)] + [helper.make_opsetid(domain, 1) for domain in domains]
+    model = helper.make_model(graph, opset_imports=imports, ir_version=10)
+    onnx.save(onnx.shape_inference.infer_shapes(model), path)  # the checker wants the outputs' shapes
+    return path
+
+
+def weights(*shape, seed=0):
+    return np.random.default_rng(seed).standard_normal(shape).astype(np.float32)
+
+
+@given(kernel=st.tuples(st.integers(1, 4), st.integers(1, 4)), stride=st.tuples(st.integers(1, 3), st.integers(1, 3)),
+       dilation=st.tuples(st.integers(1, 2), st.integers(1, 2)), size=st.tuples(st.integers(4, 9), st.integers(4, 9)),
+       padding=st.one_of(st.sampled_from(["SAME_UPPER", "SAME_LOWER", "VALID"]),
+                         st.lists(st.integers(0, 3), min_size=4, max_size=4)),
+       grouping=st.sampled_from([(1, 3), (2, 4), (2, 2)]), bias=st.booleans())
+def test_conv_attributes_match_onnxruntime(kernel, stride, dilation, size, padding, grouping, bias, tmp_path_factory):
+    groups, out = grouping
+    pads = padding if isinstance(padding, list) else [0] * 4
+    assume(all(n + before + after >= d * (k - 1) + 1
+               for n, before, after, d, k in zip(size, pads[:2], pads[2:], dilation, kernel)))
+    attributes = {"kernel_shape": list(kernel), "strides": list(stride), "dilations": list(dilation), "group": groups}
+    attributes.update(pads=padding) if isinstance(padding, list) else attributes.update(auto_pad=padding)
+    initializers = {"w": weights(out, 2 // groups, *kernel), **({"b": weights(out, seed=1)} if bias else {})}
+    node = helper.make_node("Conv", ["x", "w", "b"] if bias else ["x", "w"], ["y"], **attributes)
+    path = onnx_file(tmp_path_factory.mktemp("conv") / "conv.onnx", [node], ["N", 2, *size], initializers)
+    loaded = check_against_onnx(path, images(2, (2, *size)))
+    (layer,) = loaded.children()
+    symmetric = layer.resolved_padding[::2] == layer.resolved_padding[1::2]
+    assert type(layer) is (nn.Conv2d if symmetric else PaddedConv2d)
+
+
+def case(nodes, input_shape, layers, initializers=None, opset=20):
+    """A hand-built graph: its nodes, input shape ('N' and 'M' free), the convnet layers it must
+    become (in order), its initializers and opset."""
+    return {"nodes": nodes, "input_shape": input_shape, "layers": layers, "initializers": initializers,
+            "opset": opset}
+
+
+node = helper.make_node
+HAND_BUILT = {
+    "average_pool_excluding_padding": case(
+        [node("AveragePool", ["x"], ["y"], kernel_shape=[3, 3], strides=[2, 2], pads=[1, 1, 1, 1])],
+        ["N", 3, 7, 8], [ExclusiveAvgPool2d]),
+    "average_pool_including_padding": case(
+        [node("AveragePool", ["x"], ["y"], kernel_shape=[3, 2], pads=[1, 1, 1, 1], count_include_pad=1)],
+        ["N", 3, 7, 8], [nn.AvgPool2d]),
+    "max_pool_of_stride_1": case(
+        [node("MaxPool", ["x"], ["y"], kernel_shape=[2, 3], pads=[0, 1, 0, 1])], ["N", 3, 5, 6], [nn.MaxPool2d]),
+    "gemm_with_alpha_beta_and_transposes": case(
+        [node("Gemm", ["x", "b", "c"], ["y"], alpha=0.5, beta=2.0, transA=1)], [4, "M"], [],
+        {"b": weights(4, 5), "c": weights(1, 5, seed=1)}),
+    "gemm_as_linear": case(
+        [node("Gemm", ["x", "w", "b"], ["y"], transB=1)], ["N", 4], [nn.Linear],
+        {"w": weights(5, 4), "b": weights(5, seed=1)}),
+    "gemm_untransposed_as_linear": case(
+        [node("Gemm", ["x", "w"], ["y"])], ["N", 4], [nn.Linear], {"w": weights(4, 5)}),
+    "matmul_add_as_linear": case(
+        [node("MatMul", ["x", "w"], ["product"]), node("Add", ["product", "b"], ["y"])], ["N", 3, 4], [nn.Linear],
+        {"w": weights(4, 5), "b": weights(5, seed=1)}),
+    "softmax_of_opset_11_flattens": case(
+        [node("Softmax", ["x"], ["y"], axis=1)], ["N", 3, 2, 2], [], opset=11),
+    "log_softmax_along_channels": case(
+        [node("LogSoftmax", ["x"], ["y"], axis=1)], ["N", 3, 2, 2], [nn.LogSoftmax], opset=13),
+    "reduce_mean_axes_attribute": case(
+        [node("ReduceMean", ["x"], ["y"], axes=[1], keepdims=0)], ["N", 3, 4, 5], [], opset=13),
+    "reduce_mean_axes_input_then_squeeze": case(
+        [node("ReduceMean", ["x", "axes"], ["mean"]), node("Squeeze", ["mean", "axes"], ["y"])], ["N", 3, 4, 5],
+        [nn.AdaptiveAvgPool2d], {"axes": np.array([-1, -2])}, opset=18),
+    "squeeze_and_unsqueeze_of_opset_11": case(
+        [node("Unsqueeze", ["x"], ["wide"], axes=[0, 3]), node("Squeeze", ["wide"], ["y"], axes=[0])], ["N", 3, 4],
+        [], opset=11),
+    "flatten_at_axis_2": case([node("Flatten", ["x"], ["y"], axis=2)], ["N", 3, 4, 5], []),
+    "shape_arithmetic": case(  # torch's flatten, with int64 Gather, Unsqueeze, Div and Concat
+        [node("Shape", ["x"], ["shape"], end=1), node("Gather", ["shape", "zero"], ["batch"], axis=0),
+         node("Unsqueeze", ["batch", "zero_axis"], ["batch_1d"]), node("Constant", [], ["total"], value_ints=[120]),
+         node("Div", ["total", "two"], ["half"]), node("Concat", ["batch_1d", "half", "minus_one"], ["target"], axis=0),
+         node("Reshape", ["x", "target"], ["rows"]), node("Reshape", ["rows", "keep_rows"], ["y"])],
+        ["N", 3, 4, 10], [], {"zero": np.array(0), "zero_axis": np.array([0]), "two": np.array([2]),
+                              "minus_one": np.array([-1]), "keep_rows": np.array([0, -1])}, opset=15),
+    "dropout_erf_and_arithmetic": case(
+        [node("Dropout", ["x", "ratio"], ["dropped"]), node("Erf", ["dropped"], ["erf"]),
+         node("Sub", ["erf", "half"], ["shifted"]), node("Div", ["shifted", "scale"], ["scaled"]),
+         node("Constant", [], ["twos"], value_floats=[2.0]), node("Mul", ["twos", "scaled"], ["doubled"]),
+         node("LeakyRelu", ["doubled"], ["leaky"], alpha=0.3), node("Identity", ["leaky"], ["y"])],
+        ["N", 3, 4, 4], [nn.Dropout, nn.LeakyReLU],
+        {"ratio": np.array(0.3, np.float32), "half": np.array(0.5, np.float32),
+         "scale": np.linspace(0.5, 2, 3, dtype=np.float32).reshape(1, 3, 1, 1)}, opset=13),
+    "activations": case(
+        [node("Sigmoid", ["x"], ["a"]), node("Tanh", ["a"], ["b"]), node("Gelu", ["b"], ["c"], approximate="tanh"),
+         node("Relu", ["c"], ["y"])], ["N", 3], [nn.Sigmoid, nn.Tanh, nn.GELU, nn.ReLU]),
+    "grouped_dilated_conv_transpose": case(
+        [node("ConvTranspose", ["x", "w", "b"], ["y"], group=2, strides=[2, 2], pads=[1, 1, 1, 1], dilations=[2, 1],
+              output_padding=[1, 0])], ["N", 4, 3, 5], [nn.ConvTranspose2d],
+        {"w": weights(4, 3, 3, 3), "b": weights(6, seed=1)}),
+    "batch_norm_2d_and_1d": case(
+        [node("BatchNormalization", ["x", "g", "b", "m", "v"], ["normed"], epsilon=1e-3, momentum=0.8),
+         node("GlobalAveragePool", ["normed"], ["pooled"]), node("Flatten", ["pooled"], ["flat"]),
+         node("BatchNormalization", ["flat", "g", "b", "m", "v"], ["y"])], ["N", 3, 4, 4],
+        [nn.BatchNorm2d, nn.AdaptiveAvgPool2d, nn.BatchNorm1d],
+        {"g": weights(3) + 2, "b": weights(3, seed=1), "m": weights(3, seed=2),
+         "v": np.linspace(0.5, 2, 3, dtype=np.float32)}),
+}
+
+
+@pytest.mark.parametrize("name", HAND_BUILT)
+def test_hand_built_graphs_match_onnxruntime(name, tmp_path):
+    spec = HAND_BUILT[name]
+    path = onnx_file(tmp_path / f"{name}.onnx", spec["nodes"], spec["input_shape"], spec["initializers"],
+                     spec["opset"])
+    shape = [3 if size in ("N", "M") else size for size in spec["input_shape"]]
+    loaded = check_against_onnx(path, images(shape[0], shape[1:], seed=7))
+    assert child_types(loaded) == spec["layers"]
+    # Gradients: the input's against finite differences, and every weight gets one ('scale' too).
+    finite_difference_check(loaded.double(), [images(shape[0], shape[1:], seed=8).astype(np.float64)])
+    for key, parameter in loaded.named_parameters():
+        assert parameter.grad is not None and np.abs(parameter.grad.numpy()).max() > 0, key
+
+
+def test_weights_that_arithmetic_reads_are_parameters_named_after_them(tmp_path):
+    spec = HAND_BUILT["dropout_erf_and_arithmetic"]
+    loaded = load(onnx_file(tmp_path / "g.onnx", spec["nodes"], spec["input_shape"], spec["initializers"],
+                            spec["opset"]))
+    assert [key for key, _ in loaded.named_parameters()] == ["scale"]  # 'ratio' and 'half' are constants
+    assert loaded._modules[next(iter(loaded._modules))].p == pytest.approx(0.3)
+
+
+def test_a_graph_with_two_outputs_returns_both(tmp_path):
+    nodes = [helper.make_node("Relu", ["x"], ["y"]), helper.make_node("Sigmoid", ["x"], ["z"])]
+    path = onnx_file(tmp_path / "two.onnx", nodes, ["N", 3], outputs=("y", "z"))
+    x = images(2, (3,))
+    outputs = evaluate(check_against_onnx(path, x), x)  # each compared with onnxruntime's
+    assert len(outputs) == 2
+
+
+# ------------------------------------------------------------------ errors
+def test_every_node_convnet_cannot_run_is_named_in_one_error(tmp_path):
+    nodes = [helper.make_node("Conv", ["x", "w"], ["c"], name="/conv/Conv"),
+             helper.make_node("MaxPool", ["c"], ["p"], name="/pool/MaxPool", kernel_shape=[2, 2], ceil_mode=1),
+             helper.make_node("LRN", ["p"], ["l"], name="/lrn/LRN", size=3),
+             helper.make_node("ConvTranspose", ["l", "w"], ["t"], name="/up/ConvTranspose", output_shape=[9, 9]),
+             helper.make_node("Foo", ["t"], ["y"], name="/fc/Foo", domain="custom")]
+    path = onnx_file(tmp_path / "model.onnx", nodes, ["N", 2, 8, 8], {"w": weights(2, 2, 3, 3)}, domains=["custom"],
+                     output_shape=["N", 2, 9, 9])
+    with pytest.raises(OnnxError) as error:
+        load(path)
+    assert str(error.value) == (
+        f"{path}: cannot load 4 nodes: /pool/MaxPool (MaxPool attribute ceil_mode=1), /lrn/LRN (op LRN), "
+        f"/up/ConvTranspose (ConvTranspose attribute output_shape), /fc/Foo (op custom.Foo)")
+
+
+@pytest.mark.parametrize("node, input_shape, message", [
+    (helper.make_node("Conv", ["x", "w1d"], ["y"]), ["N", 2, 8], "Conv of 1-D kernels: convnet works on 2-D images"),
+    (helper.make_node("Conv", ["x", "w"], ["y"], auto_pad="SAME_UPPER", strides=[2, 2]), ["N", 2, "H", "W"],
+     ("Conv attribute auto_pad=SAME_UPPER with strides=[2, 2] on an input whose height and width the graph does "
+     "not fix")),
+    (helper.make_node("AveragePool", ["x"], ["y"], kernel_shape=[2, 2], ceil_mode=1), ["N", 2, 8, 8],
+     "AveragePool attribute ceil_mode=1"),
+    (helper.make_node("MaxPool", ["x"], ["y", "indices"], kernel_shape=[2, 2]), ["N", 2, 8, 8], None),
+    (helper.make_node("MaxPool", ["x"], ["y"], kernel_shape=[3, 3], pads=[0, 0, 1, 1]), ["N", 2, 8, 8],
+     "MaxPool with different padding on opposite sides, (top, bottom, left, right) = (0, 1, 0, 1)"),
+    (helper.make_node("BatchNormalization", ["x", "s", "s", "s", "s"], ["y"]), ["N", 2, 8],
+     "BatchNormalization of an input of rank 3: convnet normalises (N, C) and (N, C, H, W)"),
+])
+def test_an_unsupported_attribute_is_named(node, input_shape, message, tmp_path):
+    initializers = {"w": weights(2, 2, 3, 3), "w1d": weights(2, 2, 3), "s": np.ones(2, np.float32)}
+    outputs = ("y", "indices") if len(node.output) == 2 else ("y",)
+    path = onnx_file(tmp_path / "model.onnx", [node], input_shape, initializers, outputs=outputs)
+    with pytest.raises(OnnxError) as error:
+        load(path)
+    message = message or "MaxPool output 2 (indices), which convnet does not compute"
+    assert str(error.value) == f"{path}: cannot load 1 node: node 0 ({message})"
+
+
+def test_a_weight_computed_by_the_graph_is_refused(tmp_path):
+    nodes = [helper.make_node("Add", ["w", "w"], ["doubled"]), helper.make_node("Conv", ["x", "doubled"], ["y"])]
+    path = onnx_file(tmp_path / "model.onnx", nodes, ["N", 2, 8, 8], {"w": weights(2, 2, 3, 3)})
+    with pytest.raises(OnnxError, match=r"node 1 \(Conv weight computed by the graph; convnet needs it stored in "
+                                        r"the file\)$"):
+        load(path)
+
+
+@requires_torch
+@pytest.mark.parametrize("damage, message", [
+    (lambda data: b"not an ONNX file, just text", "not an ONNX model, or a truncated one"),
+    (lambda data: data[:len(data) // 2], "not an ONNX model, or a truncated one"),
+    (lambda data: data[:-1], None),
+])
+def test_a_file_that_is_not_onnx_or_is_truncated_is_refused_in_one_line(damage, message, zoo_file, tmp_path):
+    path = tmp_path / "model.onnx"
+    path.write_bytes(damage(zoo_file("lenet5", "torchscript")[1].read_bytes()))
+    with pytest.raises(OnnxError) as error:
+        load(path)
+    text = str(error.value)
+    assert text.startswith(f"{path}: ") and "\n" not in text
+    assert message is None or message in text
+
+
+def test_a_graph_that_fails_the_checker_is_refused_in_one_line(tmp_path):
+    nodes = [helper.make_node("Relu", ["missing"], ["y"])]
+    path = onnx_file(tmp_path / "model.onnx", nodes, ["N", 3])
+    with pytest.raises(OnnxError) as error:
+        load(path)
+    assert str(error.value).startswith(f"{path}: fails onnx.checker: ") and "\n" not in str(error.value)
+    with pytest.raises(OnnxError, match="cannot read it: No such file or directory"):
+        load(tmp_path / "absent.onnx")
+
+
+@pytest.mark.parametrize("options, message", [
+    ({"extra_inputs": ["z"]}, "expected a graph with one input, got 2: ['x', 'z']"),
+    ({"input_type": TensorProto.INT64}, "input 'x' holds INT64; convnet models take float or double tensors"),
+    ({"opset": 10}, ("opset 10 is older than 11, the oldest convnet reads; "
+                     "onnx.version_converter.convert_version(model, 13) updates it")),
+])
+def test_a_graph_convnet_cannot_take_is_refused(options, message, tmp_path):
+    path = onnx_file(tmp_path / "model.onnx", [helper.make_node("Relu", ["x"], ["y"])], ["N", 3], **options)
+    with pytest.raises(OnnxError) as error:
+        load(path)
+    assert str(error.value) == f"{path}: {message}"
+
+
+def test_an_input_of_the_wrong_shape_is_refused_and_a_failing_node_named(tmp_path):
+    loaded = load(onnx_file(tmp_path / "model.onnx", [helper.make_node("Relu", ["x"], ["y"])], ["N", 1, 28, 28]))
+    with pytest.raises(ValueError, match=r"expected input 'x' of shape \(N, 1, 28, 28\), got \(2, 3, 28, 28\)$"):
+        loaded(images(2, (3, 28, 28)))
+    nodes = [helper.make_node("Reshape", ["x", "shape"], ["y"], name="/fc/Reshape")]
+    loaded = load(onnx_file(tmp_path / "reshape.onnx", nodes, ["N", 3, 4], {"shape": np.array([5, -1])}))
+    with pytest.raises(ValueError, match=r"^OnnxModel\('reshape.onnx'\): /fc/Reshape: reshape: cannot reshape a "
+                                         r"tensor of shape \(2, 3, 4\) \(24 elements\) into \(5, -1\)$"):
+        loaded(images(2, (3, 4)))
+
+
+@requires_torch
+def test_external_data_is_read_only_from_the_models_folder(zoo_file, tmp_path):
+    original = zoo_file("lenet5", "dynamo")[1]
+    data = original.with_name(original.name + ".data").read_bytes()
+    proto = onnx.load(original, load_external_data=False)
+    folder = tmp_path / "models"
+    folder.mkdir()
+    # Pointing outside the folder, by a relative path or by a link.
+    (tmp_path / "weights.data").write_bytes(data)
+    escaping = onnx.ModelProto.FromString(proto.SerializeToString())
+    for tensor in escaping.graph.initializer:
+        for entry in tensor.external_data:
+            if entry.key == "location":
+                entry.value = "../weights.data"
+    onnx.save(escaping, folder / "escaping.onnx")
+    with pytest.raises(OnnxError, match="outside") as error:
+        load(folder / "escaping.onnx")
+    assert str(error.value).startswith(f"{folder / 'escaping.onnx'}: ")
+    onnx.save(proto, folder / "linked.onnx")
+    os.symlink(tmp_path / "weights.data", folder / (original.name + ".data"))
+    with pytest.raises(OnnxError, match=r"linked.onnx: .*(symbolic link|outside the model's folder)"):
+        load(folder / "linked.onnx")  # onnx.checker refuses links, convnet those that lead out of the folder
+    # convnet's own check, whatever onnx.checker lets through (its checks have grown with its versions).
+    tensor = onnx.TensorProto(name="w", data_type=TensorProto.FLOAT, dims=[2], data_location=TensorProto.EXTERNAL)
+    tensor.external_data.add(key="location", value="../weights.data")
+    with pytest.raises(OnnxError, match=r"model.onnx: initializer 'w' is stored at '../weights.data', outside the "
+                                        r"model's folder .*models; convnet reads external data only from there$"):
+        _array(onnx, tensor, folder / "model.onnx")
+    # Truncated.
+    (folder / (original.name + ".data")).unlink()
+    (folder / (original.name + ".data")).write_bytes(data[:len(data) // 2])
+    with pytest.raises(OnnxError, match=r"linked.onnx: lenet5.onnx.data is truncated: initializer '.*' needs bytes"):
+        load(folder / "linked.onnx")
+
+
+# ------------------------------------------------------------------ convnet -> ONNX -> convnet
+@pytest.mark.parametrize("name", ["lenet5", "reference_cnn", "resnet8"])
+def test_convnet_models_come_back_from_their_onnx_export(name, tmp_path):
+    from convnet.onnx.export import export as export_convnet
+
+    model = models.build(name)
+    for module in model.modules():
+        if isinstance(module, nn.BatchNorm2d):
+            module.running_mean.data[...] = weights(module.num_features) * 0.3
+            module.running_var.data[...] = np.linspace(0.5, 2, module.num_features)
+    export_convnet(model, tmp_path / "model.onnx", (1,) + MNIST)
+    loaded = load(tmp_path / "model.onnx")
+    assert set(loaded.state_dict()) == set(model.state_dict())  # the keys carry over
+    x = images(3, seed=9)
+    assert_same_answers(evaluate(loaded, x), evaluate(model.eval(), x))
+    loaded.load_state_dict(model.state_dict())
