@@ -19,6 +19,7 @@ from .tensor import (  # noqa: E402
     Function, Tensor, concatenate, is_grad_enabled, no_grad, ones, rand, randn, set_grad_enabled, stack, tensor,
     zeros)
 from . import functional, nn, optim  # noqa: E402  (built on the names above)
+from .pth import PthError, load_pth  # noqa: E402
 
 try:
     __version__ = version("convnet-numpy")
@@ -26,4 +27,5 @@ except PackageNotFoundError:  # running from a source tree that was never instal
     __version__ = "0.0.0+unknown"
 
 __all__ = ["Tensor", "Function", "tensor", "zeros", "ones", "randn", "rand", "concatenate", "stack", "no_grad",
-           "set_grad_enabled", "is_grad_enabled", "manual_seed", "functional", "nn", "optim", "__version__"]
+           "set_grad_enabled", "is_grad_enabled", "manual_seed", "functional", "nn", "optim", "load_pth", "PthError",
+           "__version__"]
