@@ -112,8 +112,8 @@ def test_show_command_for_a_model_with_an_rgb_image(tmp_path, capsys):
 @pytest.mark.parametrize("argv, message", [
     (["show", "lenet5", "missing.png"], "missing.png: no such file"),
     (["show", "lenet5", "--layer", "5"], "layer index 5 is out of range"),
-    (["show", "vgg"], "vgg is neither a run folder nor a model"),
-    (["show"], "show takes RUN_DIR or MODEL"),
+    (["show", "vgg"], "vgg is neither a run folder, a model (lenet5, "),
+    (["show"], "show takes RUN_DIR, MODEL or MODEL.onnx"),
 ])
 def test_show_bad_input_is_one_line(argv, message, tmp_path, capsys, monkeypatch):
     monkeypatch.chdir(tmp_path)

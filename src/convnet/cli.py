@@ -31,7 +31,7 @@ def _bench(args):
 
 
 TRAIN_OPTIONS = ("model", "dataset", "epochs", "batch_size", "optimizer", "lr", "weight_decay", "schedule",
-                 "label_smoothing", "augment", "seed")
+                 "label_smoothing", "augment", "seed", "init_from")
 
 
 def _train(args):
@@ -60,8 +60,9 @@ def _train(args):
             run = experiment.start(config, run_dir, progress)
         except experiment.RunExists as exists:
             raise CommandError(f"{exists}; continue it with --resume {run_dir} or choose another --out") from None
+        start = f"from the weights in {config.init_from}" if config.init_from else f"from seed {config.seed}"
         print(f"training {config.model} on {config.dataset} ({len(run.train)} images) for {config.epochs} "
-              f"epoch{'s' if config.epochs > 1 else ''}; run folder {run_dir}")
+              f"epoch{'s' if config.epochs > 1 else ''} {start}; run folder {run_dir}")
     try:
         run.trainer.fit(run.config.epochs)
     except TrainingDiverged as diverged:
@@ -96,8 +97,8 @@ def _report(result, classes):
 
 
 def _evaluate(args):
-    from .experiment import evaluate_run
-    classes, result, warnings = evaluate_run(args.run_dir, args.data)
+    from .experiment import evaluate_model
+    classes, result, warnings = evaluate_model(args.run_dir, args.data)
     for warning in warnings:
         print(f"convnet: warning: {warning}", file=sys.stderr)
     _report(result, classes)
@@ -114,8 +115,11 @@ def _evaluate(args):
 
 def _predict(args):
     from .data import ImageError
-    from .experiment import Classifier
-    classifier = Classifier.from_run(args.run_dir)
+    from .experiment import Classifier, open_model
+    opened = open_model(args.run_dir)
+    for note in opened.notes:
+        print(f"note: {note}")
+    classifier = Classifier(opened)
     failures = 0
     for path in args.images:
         try:
@@ -134,9 +138,19 @@ def _predict(args):
 def _summary(args):
     from .experiment import open_model
     from .nn import summary
-    model, _, _, title = open_model(args.target)
-    print(title)
-    print(summary(model, (1, 1, 28, 28)))
+    opened = open_model(args.target)
+    print(opened.title)
+    print(summary(opened.model, (1, *opened.input_shape)))
+    return 0
+
+
+def _export(args):
+    from .experiment import export_onnx
+    proto = export_onnx(args.target, args.out, args.opset)
+    graph = proto.graph
+    dims = ", ".join(str(dim.dim_param or dim.dim_value) for dim in graph.input[0].type.tensor_type.shape.dim)
+    print(f"wrote {args.out}: {len(graph.node)} nodes, opset {proto.opset_import[0].version}, input "
+          f"{graph.input[0].name!r} ({dims}); run it with onnxruntime, or: convnet evaluate {args.out}")
     return 0
 
 
@@ -153,7 +167,8 @@ def _show(args):
         subject = lesson_subject(args.targets[0] if args.targets else None, args.seed)
     else:
         if not args.targets or len(args.targets) > 2:
-            raise CommandError("show takes RUN_DIR or MODEL, then optionally an IMAGE (or --lesson [IMAGE])")
+            raise CommandError("show takes RUN_DIR, MODEL or MODEL.onnx, then optionally an IMAGE (or --lesson "
+                               "[IMAGE])")
         subject = open_subject(args.targets[0], args.targets[1] if len(args.targets) > 1 else None, args.data)
     check_writable(out)  # before the drawing, not after it; after the inputs, so a refused one leaves no folder
     written = viz.show(subject.model, subject.image, out, subject.title, subject.classes, layer=args.layer,
@@ -216,30 +231,41 @@ def build_parser():
     train.add_argument("--augment", action="store_const", const=True,
                        help="random crops, flips (Fashion-MNIST) and erasing")
     train.add_argument("--seed", type=int, help=f"{default('seed')}; the same seed repeats a run bit for bit")
+    train.add_argument("--init-from", metavar="RUN_DIR|FILE", help="start from these weights: a run folder's, a "
+                       "PyTorch state_dict (.pth, .pt; read without PyTorch) or an ONNX file's, matched by name")
     train.add_argument("--out", metavar="RUN_DIR", help="run folder (default runs/MODEL-TIME)")
     train.add_argument("--resume", metavar="RUN_DIR", help="continue the run saved in RUN_DIR")
     train.add_argument("--no-progress", action="store_true", help="no progress bars")
     train.set_defaults(handler=_train)
 
     evaluate = commands.add_parser("evaluate", help="accuracy, per-class accuracy and confusion matrix of a run")
-    evaluate.add_argument("run_dir", metavar="RUN_DIR")
+    evaluate.add_argument("run_dir", metavar="RUN_DIR|MODEL.onnx")
     evaluate.add_argument("--data", metavar="DIR", help="directory with the dataset's IDX files")
     evaluate.add_argument("--confusion", metavar="PNG", help="also draw the confusion matrix into this file (the "
                           "run folder's confusion.png is the training's own; evaluating writes nothing there)")
     evaluate.set_defaults(handler=_evaluate)
 
     predict = commands.add_parser("predict", help="top-3 classes of images, with probabilities")
-    predict.add_argument("run_dir", metavar="RUN_DIR")
+    predict.add_argument("run_dir", metavar="RUN_DIR|MODEL.onnx")
     predict.add_argument("images", metavar="IMAGE", nargs="+")
     predict.set_defaults(handler=_predict)
 
     summary = commands.add_parser("summary", help="layers, output shapes and parameter counts")
-    summary.add_argument("target", metavar="MODEL|RUN_DIR")
+    summary.add_argument("target", metavar="MODEL|RUN_DIR|MODEL.onnx")
     summary.set_defaults(handler=_summary)
 
+    from .onnx.export import DEFAULT_OPSET, MIN_OPSET
+    export = commands.add_parser("export", help="write a run's (or a zoo model's) network as an ONNX file")
+    export.add_argument("target", metavar="RUN_DIR|MODEL")
+    export.add_argument("out", metavar="OUT.onnx")
+    export.add_argument("--opset", type=_positive_int,
+                        help=f"ONNX opset, {MIN_OPSET} to {DEFAULT_OPSET} (default: {DEFAULT_OPSET})")
+    export.set_defaults(handler=_export)
+
     show = commands.add_parser("show", help="draw what happens inside a CNN: pictures, a GIF and an HTML page",
-                               description="convnet show RUN_DIR|MODEL [IMAGE], or convnet show --lesson [IMAGE]")
-    show.add_argument("targets", nargs="*", metavar="RUN_DIR|MODEL [IMAGE]")
+                               description="convnet show RUN_DIR|MODEL|MODEL.onnx [IMAGE], or convnet show --lesson "
+                                           "[IMAGE]")
+    show.add_argument("targets", nargs="*", metavar="RUN_DIR|MODEL|MODEL.onnx [IMAGE]")
     show.add_argument("--lesson", action="store_true",
                       help="the lesson's network (100 kernels of 10x10, 2x2 max pooling) on a 256x256 photograph")
     show.add_argument("--out", default="show", metavar="DIR", help="where to write the pictures (default show/)")
@@ -276,6 +302,7 @@ def main(argv=None):
     from .data import IdxError, ImageError
     from .data.download import DownloadError
     from .files import WriteError
+    from .onnx import OnnxMissing
     from .process import retain_freed_memory
     from .reports import RunLocked
     from .train import TrainingDiverged
@@ -283,7 +310,7 @@ def main(argv=None):
     try:
         return args.handler(args)
     except (CommandError, CheckpointError, IdxError, ImageError, DownloadError, TrainingDiverged, WriteError,
-            RunLocked, FileNotFoundError, ValueError, TypeError) as error:
+            RunLocked, OnnxMissing, FileNotFoundError, ValueError, TypeError) as error:
         if os.environ.get("CONVNET_TRACEBACK"):
             raise
         print(f"convnet: error: {error}", file=sys.stderr)

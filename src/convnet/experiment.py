@@ -6,6 +6,7 @@ and the callbacks that report on it. This module alone makes those choices.
 stored in a run folder's checkpoint.
 """
 
+import json
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
@@ -41,6 +42,7 @@ class RunConfig:
     label_smoothing: float = 0.0
     augment: bool = False
     seed: int = 0
+    init_from: str | None = None
 
     def __post_init__(self):
         problems = []
@@ -51,6 +53,8 @@ class RunConfig:
             problems.append(f"dataset must be one of {', '.join(mnist.CLASSES)}, got {self.dataset!r}")
         if self.data is not None and not isinstance(self.data, str):
             problems.append(f"data must be a folder's path or None, got {self.data!r}")
+        if self.init_from is not None and not isinstance(self.init_from, str):
+            problems.append(f"init_from must be a path or None, got {self.init_from!r}")
         if not isinstance(self.augment, bool):
             problems.append(f"augment must be true or false, got {self.augment!r}")
         if not isinstance(self.seed, int) or isinstance(self.seed, bool):
@@ -206,8 +210,49 @@ def start(config, run_dir, progress=True, log=print):
     if (run_dir / checkpoint.WEIGHTS).exists():
         raise RunExists(f"{run_dir} already holds a run")
     config.data = _absolute(config.data)
+    if config.init_from is not None:
+        config.init_from = str(Path(config.init_from).absolute())
+        weights = initial_weights(config.init_from)  # read before the data: a bad file is refused at once
     train, test = load_datasets(config)
-    return Run(config, run_dir, train, test, build_trainer(config, train, test, run_dir, progress, log))
+    trainer = build_trainer(config, train, test, run_dir, progress, log)
+    if config.init_from is not None:
+        _start_from(trainer.model, weights, config.init_from)
+    return Run(config, run_dir, train, test, trainer)
+
+
+def initial_weights(source):
+    """{name: array} that a run starts from (``--init-from``): a run folder's weights, a PyTorch
+    ``state_dict`` file's (.pth or .pt, read without PyTorch) or an ONNX file's initializers."""
+    path = Path(source)
+    if path.is_dir():
+        return checkpoint.load(path)[0]
+    if not path.is_file():
+        raise FileNotFoundError(f"--init-from {source}: no such file or folder")
+    if path.suffix in (".pth", ".pt"):
+        from .pth import load_pth
+        return load_pth(path)
+    if path.suffix == ".onnx":
+        from .onnx import load
+        return load(path).state_dict()  # its keys are the graph's initializers' names
+    raise ValueError(f"--init-from {source}: expected a run folder, a PyTorch state_dict (.pth, .pt) or an ONNX "
+                     f"file (.onnx)")
+
+
+def _start_from(model, weights, source):
+    """Copy ``weights`` into ``model``, refusing (all problems named at once) keys it lacks or does
+    not know, other shapes, and values that are not finite. A missing ``num_batches_tracked``
+    starts at 0, as PyTorch loads state_dicts written before it was counted (and ONNX has none)."""
+    own = model.state_dict()
+    weights = {**{key: own[key] for key in own if key.endswith("num_batches_tracked") and key not in weights},
+               **weights}
+    broken = [key for key, value in weights.items()
+              if np.asarray(value).dtype.kind == "f" and not np.isfinite(value).all()]
+    if broken:
+        raise ValueError(f"--init-from {source}: non-finite values (NaN or infinity) in {broken}")
+    try:
+        model.load_state_dict(weights)
+    except ValueError as error:
+        raise ValueError(f"--init-from {source}: {error}") from None
 
 
 def resume(run_dir, data=None, progress=True, log=print):
@@ -271,41 +316,172 @@ def evaluate_run(run_dir, data=None):
     return test.classes, evaluate(model, evaluation_loader(config, test)), warnings
 
 
+def evaluate_model(target, data=None):
+    """`evaluate_run` for a run folder; for an ONNX file (or a zoo model) the same figures on its
+    dataset's test set, with the notes on how it was read as the warnings."""
+    if Path(target).is_dir():
+        return evaluate_run(target, data)
+    opened = open_model(target, data)
+    if opened.input_shape != IMAGE_SHAPE:
+        raise ValueError(f"{target} takes images of shape {opened.input_shape}; {opened.config.dataset}'s are "
+                         f"{IMAGE_SHAPE}, so it cannot be evaluated on them")
+    test, = load_datasets(opened.config, ("test",))
+    if len(opened.classes) != len(test.classes):
+        raise ValueError(f"{target} answers {len(opened.classes)} classes; {opened.config.dataset} has "
+                         f"{len(test.classes)}")
+    loader = DataLoader(test, 1000, transform=opened.normalize)
+    return test.classes, evaluate(opened.model, loader), opened.notes
+
+
+IMAGE_SHAPE = (1, 28, 28)  # (C, H, W) of the datasets' images, which the zoo's models take
+# Where `export_onnx` records, in an ONNX file's metadata_props, what `open_model` needs to use it
+# as it was trained: the dataset, the (mean, std) its [0, 1] pixels were normalised with, the class names.
+ONNX_DATASET, ONNX_NORMALIZATION, ONNX_CLASSES = "convnet.dataset", "convnet.normalization", "convnet.classes"
+
+
 @dataclass
-class Classifier:
-    """A trained model that answers for image files, preprocessed as it was trained."""
+class Opened:
+    """A model that ``evaluate``, ``predict``, ``summary`` and ``show`` use, and what it takes:
+    images of ``input_shape`` (C, H, W) with pixels in [0, 1], normalised by ``normalize`` (None:
+    as they are); its outputs are logits of ``classes``. ``config``: its dataset and where that is
+    read from. ``notes``: what had to be assumed, to be said."""
     model: Module
     config: RunConfig
+    title: str
+    input_shape: tuple = IMAGE_SHAPE
+    classes: tuple = ()
+    normalize: transforms.Normalize | None = None
+    run_dir: Path | None = None
+    notes: list = field(default_factory=list)
 
-    @classmethod
-    def from_run(cls, run_dir):
-        config, model, _ = load_run(run_dir)
-        return cls(model, config)
+    def preprocess(self, pixels):
+        """uint8 images (N, C, H, W) -> the model's input."""
+        scaled = transforms.unit_range(pixels)
+        return scaled if self.normalize is None else self.normalize(scaled)
 
-    def probabilities(self, pixels):
-        """uint8 images (N, C, H, W) -> class probabilities (N, classes)."""
-        with no_grad():
-            return F.softmax(self.model(Tensor(mnist.preprocess(self.config.dataset, pixels))), dim=1).numpy()
-
-    def top(self, path, k):
-        """([(class name, probability)] of the ``k`` likeliest classes, conversion notes) of an image file."""
-        pixels, notes = read_image(path, size=(28, 28), channels=1)
-        probabilities = self.probabilities(pixels[None])[0]
-        classes = mnist.CLASSES[self.config.dataset]
-        return [(classes[i], float(probabilities[i])) for i in np.argsort(probabilities)[::-1][:k]], notes
+    def read(self, path):
+        """(the image file at ``path`` as the model's input (C, H, W), conversion notes)."""
+        channels, height, width = self.input_shape
+        pixels, notes = read_image(path, size=(height, width), channels=channels)
+        return self.preprocess(pixels[None])[0], notes
 
 
 def open_model(target, data=None):
-    """(model, config, run folder or None, title) for a run folder or a model name (untrained,
-    seed 0)."""
-    if Path(target).is_dir():
-        config, model, _ = load_run(target)
-        return model, config, Path(target), f"{config.model} trained in {target}"
+    """A run folder's model, a zoo model (untrained, seed 0) or an ONNX file's, as `Opened`."""
+    path = Path(target)
+    if path.is_dir():
+        config, model, _ = load_run(path)
+        return _convnet_model(model, config, f"{config.model} trained in {target}", path)
     if target in models.MODELS:
         config = RunConfig(model=target, data=data)
         manual_seed(0)
-        return build_model(config), config, None, f"{target} (untrained)"
-    raise ValueError(f"{target} is neither a run folder nor a model ({', '.join(models.MODELS)})")
+        return _convnet_model(build_model(config), config, f"{target} (untrained)")
+    if path.suffix == ".onnx":
+        return _onnx_model(path, data)
+    raise ValueError(f"{target} is neither a run folder, a model ({', '.join(models.MODELS)}) nor an ONNX file "
+                     f"(.onnx)")
+
+
+def _convnet_model(model, config, title, run_dir=None):
+    return Opened(model, config, title, IMAGE_SHAPE, mnist.CLASSES[config.dataset],
+                  mnist.normalization(config.dataset), run_dir)
+
+
+def export_onnx(target, path, opset=None):
+    """Write ``target``'s model (`open_model`) to ``path`` as ONNX, recording in its metadata how
+    it takes images and names its classes, so that `open_model` uses the file as it does the run."""
+    from .onnx import export
+    opened = open_model(target)
+    mean, std = mnist.NORMALIZATION[opened.config.dataset]
+    metadata = {ONNX_DATASET: opened.config.dataset, ONNX_NORMALIZATION: json.dumps([mean, std]),
+                ONNX_CLASSES: json.dumps(list(opened.classes))}
+    return export(opened.model, path, (1, *opened.input_shape), opset, metadata)
+
+
+def _onnx_model(path, data):
+    """An ONNX file's model as `Opened`; what its metadata does not say is assumed and noted."""
+    from .onnx import OnnxError, load
+    model = load(path)
+    recorded = model.metadata
+    notes = []
+    try:
+        config = RunConfig(dataset=recorded.get(ONNX_DATASET, RunConfig.dataset), data=data)
+    except ValueError as error:
+        raise OnnxError(f"{path}: its metadata {ONNX_DATASET}: {error}") from None
+    shape = model.input_shape
+    if shape is None or len(shape) != 4 or not isinstance(shape[1], int):
+        raise OnnxError(f"{path}: expected a model of images (batch, C, H, W) with a fixed C, got input shape "
+                        f"{shape}")
+    channels, height, width = shape[1:]
+    if not (isinstance(height, int) and isinstance(width, int)):
+        height, width = IMAGE_SHAPE[1:]
+        notes.append(f"{path} takes images of any size: they are given at {height}x{width}")
+    normalize = None
+    if ONNX_NORMALIZATION in recorded:
+        normalize = _recorded(path, recorded, ONNX_NORMALIZATION, lambda v: transforms.Normalize(*v),
+                              "[mean, std]")
+    else:
+        notes.append(f"{path} does not record how its pixels were scaled: they are given in [0, 1], unnormalised")
+    with no_grad():
+        outputs = model(np.zeros((1, channels, height, width), np.float32))
+    if not isinstance(outputs, Tensor) or outputs.ndim != 2:
+        raise OnnxError(f"{path}: expected one output of class scores (batch, classes), got "
+                        f"{'several outputs' if isinstance(outputs, tuple) else f'shape {outputs.shape}'}")
+    count = outputs.shape[1]
+    if ONNX_CLASSES in recorded:
+        classes = _recorded(path, recorded, ONNX_CLASSES, tuple, f"a list of {count} names",
+                            lambda v: isinstance(v, list) and len(v) == count and all(isinstance(n, str) for n in v))
+    elif count == len(mnist.CLASSES[config.dataset]):
+        classes = mnist.CLASSES[config.dataset]
+        notes.append(f"{path} does not name its classes: they are taken as {config.dataset}'s")
+    else:
+        classes = tuple(f"class {index}" for index in range(count))
+    if model.answers_probabilities:
+        model = _LogProbabilities(model)  # the rest of convnet takes logits; log p are logits of p
+    return Opened(model, config, f"{path.name} (ONNX)", (channels, height, width), classes, normalize, notes=notes)
+
+
+def _recorded(path, recorded, key, convert, expected, accept=lambda value: True):
+    """``recorded[key]`` (JSON text) converted, or `OnnxError` naming the key and what was expected."""
+    from .onnx import OnnxError
+    try:
+        value = json.loads(recorded[key])
+        if accept(value):
+            return convert(value)
+    except (ValueError, TypeError):
+        pass
+    raise OnnxError(f"{path}: its metadata {key}: expected {expected}, got {recorded[key][:80]!r}")
+
+
+class _LogProbabilities(Module):
+    """An ONNX model that ends in Softmax, answering log-probabilities: logits of the same
+    probabilities (softmax(log p) = p), so evaluation's loss and ``show``'s bars mean what they do
+    for a convnet model."""
+
+    def __init__(self, model):
+        super().__init__()
+        self.model = model
+
+    def forward(self, x):
+        return self.model(x).clip(np.finfo(np.float32).tiny, None).log()
+
+
+class Classifier:
+    """A model that answers for image files, preprocessed as it was trained."""
+
+    def __init__(self, opened):
+        self.opened = opened
+
+    def probabilities(self, images):
+        """Model inputs (N, C, H, W) -> class probabilities (N, classes)."""
+        with no_grad():
+            return F.softmax(self.opened.model(Tensor(images)), dim=1).numpy()
+
+    def top(self, path, k):
+        """([(class name, probability)] of the ``k`` likeliest classes, conversion notes) of an image file."""
+        image, notes = self.opened.read(path)
+        probabilities = self.probabilities(image[None])[0]
+        return [(self.opened.classes[i], float(probabilities[i])) for i in np.argsort(probabilities)[::-1][:k]], notes
 
 
 @dataclass
@@ -336,17 +512,21 @@ def lesson_subject(image_path=None, seed=0):
 
 
 def open_subject(target, image_path=None, data=None):
-    """A run folder's or zoo model's model on the image at ``image_path``, or on the first test
-    image of its dataset."""
-    model, config, run_dir, title = open_model(target, data)
-    if image_path is None:
-        images, labels = mnist.load(config.dataset, "test", config.data)
-        pixels = images[:1]
-        notes = [f"no IMAGE given: the first {config.dataset} test image "
-                 f"({mnist.CLASSES[config.dataset][labels[0]]})"]
+    """A run folder's, zoo model's or ONNX file's model on the image at ``image_path``, or on the
+    first test image of its dataset."""
+    opened = open_model(target, data)
+    notes = list(opened.notes)
+    if image_path is not None:
+        image, read_notes = opened.read(image_path)
+        notes += [f"{image_path}: {note}" for note in read_notes]
+    elif opened.input_shape == IMAGE_SHAPE:
+        images, labels = mnist.load(opened.config.dataset, "test", opened.config.data)
+        image = opened.preprocess(images[:1])[0]
+        notes.append(f"no IMAGE given: the first {opened.config.dataset} test image "
+                     f"({mnist.CLASSES[opened.config.dataset][labels[0]]})")
     else:
-        pixels, notes = read_image(image_path, size=(28, 28), channels=1)
-        notes = [f"{image_path}: {note}" for note in notes]
-    curves = run_dir / CURVES if run_dir is not None else None
-    return Subject(model, mnist.preprocess(config.dataset, pixels[None])[0], title, mnist.CLASSES[config.dataset],
-                   notes, curves.read_bytes() if curves is not None and curves.exists() else None)
+        raise ValueError(f"{target} takes images of shape {opened.input_shape}, unlike {opened.config.dataset}'s: "
+                         f"give an IMAGE to show it")
+    curves = opened.run_dir / CURVES if opened.run_dir is not None else None
+    return Subject(opened.model, image, opened.title, opened.classes, notes,
+                   curves.read_bytes() if curves is not None and curves.exists() else None)
