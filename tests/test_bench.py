@@ -5,7 +5,9 @@ import shlex
 import subprocess
 import sys
 
-from convnet import bench
+import numpy as np
+
+from convnet import bench, manual_seed
 from convnet.cli import main
 from conftest import requires_torch
 
@@ -46,6 +48,34 @@ def test_throughput_rows_invert_the_time_ratios():
     assert step.figures == {"convnet": 20.0, "torch": 40.0} and step.ratios["torch"] == (0.5, 0.5, 0.5)
     assert throughput.name == "training throughput tiny batch 128" and throughput.unit == "img/s"
     assert throughput.figures == {"convnet": 6400.0, "torch": 3200.0} and throughput.ratios["torch"] == (2.0, 2.0, 2.0)
+
+
+def test_a_contender_that_does_not_run_a_case_is_left_out_of_its_row():
+    class Contender:
+        def __init__(self, name, seconds):
+            self.name, self.seconds = name, seconds
+
+        def time(self, case):
+            return self.seconds
+
+        def cpu_seconds(self):
+            return 0.0
+
+    case = bench.Case("max_pool2d tiny forward", build=None)
+    row, = bench.measure(case, [Contender("convnet", 0.02), Contender("onnxruntime", None)], rounds=3)
+    assert row.figures == {"convnet": 20.0} and row.ratios == {}
+
+
+def test_onnxruntime_runs_the_exported_model_and_answers_as_convnet_does():
+    images = np.random.default_rng(0).standard_normal((8, 1, 28, 28), dtype=np.float32)
+    case = bench._inference_case("reference CNN + BN", images)
+    assert case.contenders == bench.CONTENDERS
+    answers = []
+    for contender in ("convnet", "onnxruntime"):
+        manual_seed(0)  # the same weights
+        answers.append(case.build(contender)())
+    np.testing.assert_array_equal(answers[1], answers[0])
+    assert len(set(answers[0])) > 1  # not a constant answer
 
 
 def test_the_report_records_the_command_that_repeats_it():

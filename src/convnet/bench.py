@@ -1,11 +1,12 @@
 """``convnet bench``: convnet against PyTorch, each contender in its own process, taking turns.
 
 The contenders are convnet, PyTorch with its default NCHW layout (``torch``) and PyTorch with
-``channels_last`` tensors and models (``torch_cl``, its fastest CPU setup). Each runs in a
-process of its own, so no two thread pools spin at once, with as many threads as this machine
-has cores. Every case is measured in rounds: in each round every contender, in an order that
-rotates from round to round, reports the median time of its calls over a fifth of a second,
-after a warm-up. A round is quiet when other processes used less than a tenth of the machine
+``channels_last`` tensors and models (``torch_cl``, its fastest CPU setup), and in the inference
+cases onnxruntime running convnet's model exported to ONNX (``onnxruntime``: what exporting buys).
+Each runs in a process of its own, so no two thread pools spin at once, with as many threads as
+this machine has cores. Every case is measured in rounds: in each round every contender, in an
+order that rotates from round to round, reports the median time of its calls over a fifth of a
+second, after a warm-up. A round is quiet when other processes used less than a tenth of the machine
 (read from /proc around it). Figures are medians over the quiet rounds (over all rounds, with
 the machine's business said, when fewer than three were quiet); the ratio convnet / PyTorch is
 the median of the per-round ratios, with its range. Peak memory is measured in a fresh process
@@ -36,7 +37,8 @@ from .process import retain_freed_memory, withdraw_thread_defaults
 from .tensor import Tensor, no_grad
 
 BATCH = 128
-CONTENDERS = ("convnet", "torch", "torch_cl")
+CONTENDERS = ("convnet", "torch", "torch_cl", "onnxruntime")
+EVERY_CASE = CONTENDERS[:3]  # onnxruntime only runs inference
 QUIET = 0.10  # the largest share of the machine that other processes may use in a quiet round
 SECONDS_PER_TURN = 0.2
 
@@ -53,11 +55,13 @@ CONV_CASES = [  # (label, N, C, H, W, O, kernel, stride, padding, groups)
 # ---------------------------------------------------------------------------- cases
 @dataclass
 class Case:
-    """One figure: ``build(contender)`` gives the call to time; ``images`` per call make img/s."""
+    """One figure: ``build(contender)`` gives the call to time, for each of ``contenders``;
+    ``images`` per call make img/s."""
     name: str
     build: object
     images: int = 0
     flops: int = 0
+    contenders: tuple = EVERY_CASE
 
 
 def _torch():
@@ -67,6 +71,15 @@ def _torch():
     except ImportError:
         return None
     return torch
+
+
+def _onnxruntime():
+    try:
+        import onnx  # noqa: F401  (convnet.onnx.export's, to write the model onnxruntime runs)
+        import onnxruntime
+    except ImportError:
+        return None
+    return onnxruntime
 
 
 def _torch_inputs(torch, arrays, channels_last):
@@ -235,13 +248,15 @@ def _training_case(model_name, images, labels):
 
 def _inference_case(model_name, images):
     def build(contender):
-        model = _model(model_name, contender)
+        model = _model(model_name, "convnet" if contender == "onnxruntime" else contender)
         model.eval()
         if contender == "convnet":
             def classify():
                 with no_grad():
                     return model(Tensor(images)).numpy().argmax(axis=1)
             return classify
+        if contender == "onnxruntime":
+            return _onnxruntime_classifier(model, images)
         torch = _torch()
         batch = _torch_inputs(torch, [images], contender == "torch_cl")[0]
 
@@ -249,7 +264,22 @@ def _inference_case(model_name, images):
             with torch.no_grad():
                 return model(batch).argmax(dim=1)
         return classify
-    return Case(f"inference {model_name} batch {len(images)}", build, images=len(images))
+    return Case(f"inference {model_name} batch {len(images)}", build, images=len(images), contenders=CONTENDERS)
+
+
+def _onnxruntime_classifier(model, images):
+    """``model`` exported to ONNX and run by onnxruntime on as many threads as the others use."""
+    from .onnx import export
+    ort = _onnxruntime()
+    with tempfile.TemporaryDirectory() as folder:
+        graph = export(model, os.path.join(folder, "model.onnx"), (1, *images.shape[1:]))
+    options = ort.SessionOptions()
+    options.intra_op_num_threads, options.inter_op_num_threads = len(os.sched_getaffinity(0)), 1
+    session = ort.InferenceSession(graph.SerializeToString(), options, providers=["CPUExecutionProvider"])
+
+    def classify():
+        return session.run(None, {"input": images})[0].argmax(axis=1)
+    return classify
 
 
 def model_cases(quick, data_dir):
@@ -277,8 +307,9 @@ def median_time(run, seconds):
 
 
 def serve(contender, parts, quick, data_dir):
-    """A contender's process: answer each case name read from stdin with a median time."""
-    torch = _torch() if contender != "convnet" else None
+    """A contender's process: answer each case name read from stdin with a median time (null for a
+    case it does not run)."""
+    torch = _torch() if contender in ("torch", "torch_cl") else None
     if torch is not None:
         torch.set_num_threads(len(os.sched_getaffinity(0)))
     cases = {case.name: case for case in all_cases(parts, quick, data_dir)}
@@ -286,6 +317,9 @@ def serve(contender, parts, quick, data_dir):
     print(json.dumps({"ready": contender}), flush=True)
     for line in sys.stdin:
         name = json.loads(line)["case"]
+        if contender not in cases[name].contenders:
+            print(json.dumps({"seconds": None}), flush=True)
+            continue
         if name not in runs:
             runs[name] = cases[name].build(contender)
             median_time(runs[name], 0)  # warm-up: first-call allocations and compilation
@@ -359,7 +393,7 @@ def measure(case, contenders, rounds):
         busy.append(max(0.0, _machine_busy_seconds() - machine_before - ours) / (wall * os.cpu_count()))
     quiet = [i for i, share in enumerate(busy) if share < QUIET]
     kept = quiet if len(quiet) >= 3 else list(range(rounds))
-    per_call = {name: [values[i] for i in kept] for name, values in times.items()}
+    per_call = {name: [values[i] for i in kept] for name, values in times.items() if None not in values}
     row = Row(case.name, "ms", {name: statistics.median(v) * 1e3 for name, v in per_call.items()},
               quiet_rounds=len(quiet), rounds=rounds, others_busy=statistics.median(busy), flops=case.flops)
     for name in per_call:
@@ -487,7 +521,8 @@ def format_table(rows, contenders, peak):
 
 def run(args):
     torch = None if args.no_torch else _torch()
-    contenders = ["convnet"] + (["torch", "torch_cl"] if torch is not None else [])
+    contenders = ["convnet"] + (["torch", "torch_cl"] if torch is not None else []) + (
+        ["onnxruntime"] if "train" in args.parts and _onnxruntime() is not None else [])
     info = dict(machine(torch), matmul_peak_gflops=matmul_peak(), contenders=contenders,
                 kernels=os.environ.get("CONVNET_KERNELS", "compiled"))
     print(f"{info['cpu']}, {info['cores']} cores; numpy {info['numpy']}, torch {info['torch'] or 'not installed'}, "
@@ -507,7 +542,7 @@ def run(args):
             for process in processes:
                 process.close()
     if "memory" in args.parts:
-        rows += bench_memory(contenders, steps=5 if args.quick else 20)
+        rows += bench_memory([name for name in contenders if name in EVERY_CASE], steps=5 if args.quick else 20)
     if "compile" in args.parts:
         rows += bench_compile()
     print()
