@@ -33,7 +33,8 @@ DEFAULT_SECONDS = 120
 # Inputs longer than this are not tried: the seeds are well under it, and each format's header
 # and chunk structure fits many times over (an 8 KiB PNG still inflates to megapixels).
 MAX_LEN = {  # one entry per target of fuzz.targets.TARGETS (tests/test_fuzz_corpus.py checks)
-    "idx": 4096, "mnist": 4096, "image": 16384, "checkpoint": 8192, "run_meta": 8192, "download": 4096}
+    "idx": 4096, "mnist": 4096, "image": 16384, "checkpoint": 8192, "run_meta": 8192, "download": 4096,
+    "pth": 8192, "onnx": 8192}
 # A reader may take this long on one input before libFuzzer calls it a hang; the documented limits
 # (64 megapixels, 2 GiB of IDX data) stay far inside both this and the memory limit.
 TIMEOUT_S = 20

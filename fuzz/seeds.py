@@ -172,8 +172,41 @@ def download_seeds():
             "seed-empty.gz": gzip.compress(b"", mtime=0)}
 
 
+def pth_seeds():
+    """What torch.save writes for a state_dict (made with PyTorch, the format's only writer): float32
+    weights, a 0-d int64 count, a bfloat16 tensor and a transposed view sharing its storage."""
+    import torch
+    torch.manual_seed(0)
+    weight = torch.randn(2, 3)
+    files = {}
+    for name, state in {"seed-conv-bn.pth": {"0.weight": torch.randn(2, 1, 2, 2), "1.running_var": torch.ones(2),
+                                             "1.num_batches_tracked": torch.tensor(3)},
+                        "seed-bf16-shared.pth": {"w": weight.bfloat16(), "a": weight, "a_t": weight.t()}}.items():
+        out = io.BytesIO()
+        torch.save(state, out)
+        files[name] = out.getvalue()
+    return files
+
+
+def onnx_seeds():
+    """convnet's own export of a tiny CNN (Conv, BatchNormalization, Relu, MaxPool, Flatten, Gemm)
+    and of one with a residual Add."""
+    from convnet.onnx import export
+    manual_seed(0)
+    plain = nn.Sequential(nn.Conv2d(1, 2, 3, padding=1), nn.BatchNorm2d(2), nn.ReLU(), nn.MaxPool2d(2), nn.Flatten(),
+                          nn.Linear(2 * 2 * 2, 3))
+    residual = nn.Sequential(nn.Conv2d(1, 2, 3, padding=1), nn.BasicBlock(2, 2), nn.AdaptiveAvgPool2d(1),
+                             nn.Flatten(), nn.Linear(2, 2))
+    files = {}
+    with tempfile.TemporaryDirectory() as folder:
+        for name, model in (("seed-conv-bn-pool.onnx", plain), ("seed-residual.onnx", residual)):
+            export(model, Path(folder) / name, (1, 1, 4, 4), opset=17)
+            files[name] = (Path(folder) / name).read_bytes()
+    return files
+
+
 SEEDS = {"idx": idx_seeds, "mnist": mnist_seeds, "image": image_seeds, "checkpoint": checkpoint_seeds,
-         "run_meta": run_meta_seeds, "download": download_seeds}
+         "run_meta": run_meta_seeds, "download": download_seeds, "pth": pth_seeds, "onnx": onnx_seeds}
 
 
 def main():

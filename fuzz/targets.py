@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 from safetensors.numpy import save as save_tensors
 
-from convnet import checkpoint, experiment, models, optim
+from convnet import PthError, checkpoint, experiment, load_pth, models, optim
 from convnet.data import IdxError, ImageError, download, mnist, read_idx, read_image
 
 # Where the targets write each input (readers take paths): fuzz/run.py names a folder of its own,
@@ -160,6 +160,36 @@ def fuzz_run_meta(data):
     _load_checkpoint_and_run(run_dir)
 
 
+# ---------------------------------------------------------------------- foreign weights and models
+def fuzz_pth(data):
+    """`load_pth` on the bytes as a PyTorch state_dict file (a zip holding a pickle and storages)."""
+    path = _write("pth/weights.pth", data)
+    try:
+        tensors = load_pth(path)
+    except PthError as error:
+        _one_line_naming(error, path)
+        return
+    if not all(isinstance(key, str) and isinstance(value, np.ndarray) for key, value in tensors.items()):
+        raise FuzzFinding(f"load_pth returned {[(type(k).__name__, type(v).__name__) for k, v in tensors.items()]}")
+
+
+def fuzz_onnx(data):
+    """`convnet.onnx.load` on the bytes as an ONNX file, then the model run once on zeros of the
+    input shape it declares (1 for a dimension it leaves open), which may refuse the input."""
+    from convnet.onnx import OnnxError, load
+    path = _write("onnx/model.onnx", data)
+    try:
+        model = load(path)
+    except OnnxError as error:
+        _one_line_naming(error, path)
+        return
+    shape = tuple(size if isinstance(size, int) and 0 < size <= 64 else 1 for size in model.input_shape or (1, 1))
+    try:
+        model(np.zeros(shape, np.float32))
+    except (ValueError, TypeError) as error:  # documented: a node that cannot take the input, named
+        _one_line_naming(error)
+
+
 # ---------------------------------------------------------------------- downloads
 def fuzz_download(data):
     """The downloader's check of a file (a cached one, or a finished transfer): it must say
@@ -183,6 +213,8 @@ TARGETS = {
     "checkpoint": Target(fuzz_checkpoint, "convnet.checkpoint.load, convnet.experiment.load_run"),
     "run_meta": Target(fuzz_run_meta, "checkpoint metadata (JSON) -> convnet.checkpoint.load, load_run"),
     "download": Target(fuzz_download, "convnet.data.download._verified"),
+    "pth": Target(fuzz_pth, "convnet.load_pth"),
+    "onnx": Target(fuzz_onnx, "convnet.onnx.load, then the loaded model's forward"),
 }
 
 CORPUS = Path(__file__).resolve().parent / "corpus"

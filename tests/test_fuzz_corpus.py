@@ -17,7 +17,7 @@ sys.path.insert(0, str(ROOT))
 from fuzz import targets  # noqa: E402
 from fuzz.run import MAX_LEN  # noqa: E402  (run.py imports atheris only when it fuzzes)
 
-from convnet import checkpoint, experiment  # noqa: E402
+from convnet import checkpoint, experiment, load_pth  # noqa: E402
 from convnet.data import mnist, read_idx, read_image  # noqa: E402
 
 # Crashes that were memory, not an exception (libFuzzer's oom-*): replayed in a child process whose
@@ -88,6 +88,12 @@ def test_the_seeds_are_valid_files(name, path, tmp_path):
         (tmp_path / checkpoint.WEIGHTS).write_bytes(targets._run_meta_file(path.read_text()))
         config, _, _ = experiment.load_run(tmp_path)
         assert config.model == "lenet5"
+    elif name == "pth":
+        assert load_pth(path)
+    elif name == "onnx":
+        from convnet.onnx import load
+        model = load(path)
+        assert model(np.zeros((1, 1, 4, 4), np.float32)).shape[0] == 1
     else:
         assert name == "download"
         from convnet.data.download import decompressed_sha256
