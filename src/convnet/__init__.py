@@ -10,9 +10,10 @@
 
 from importlib.metadata import PackageNotFoundError, version
 
-from .process import quiet_idle_threads
+from .process import quiet_idle_threads, share_cores_with_local_ranks
 
 quiet_idle_threads()  # before anything below loads NumPy and its BLAS
+share_cores_with_local_ranks()
 
 from .random import manual_seed  # noqa: E402
 from .tensor import (  # noqa: E402

@@ -39,41 +39,69 @@ def _train(args):
     from .checkpoint import WEIGHTS
     from .reports import CONFUSION
     from .train import TrainingDiverged, TrainingInterrupted, evaluate
+    args.group = group = _training_group(args.distributed)
+    say = print if group.rank == 0 else _silent  # rank 0 speaks for the job
     progress = not args.no_progress
     created = False
     if args.resume:
         given = [f"--{name.replace('_', '-')}" for name in TRAIN_OPTIONS if getattr(args, name) is not None]
         if given:
             raise CommandError(f"--resume continues a run with its saved settings; drop {', '.join(given)}")
-        run = experiment.resume(args.resume, args.data, progress)
+        run = experiment.resume(args.resume, args.data, progress, group=group)
         if run.trainer.epoch >= run.config.epochs:
-            print(f"{run.run_dir} finished its {run.config.epochs} epochs already; its reports are rebuilt from "
-                  f"the checkpoint")
+            say(f"{run.run_dir} finished its {run.config.epochs} epochs already; its reports are rebuilt from "
+                f"the checkpoint")
         else:
-            print(f"resuming {run.run_dir} at epoch {run.trainer.epoch + 1}, batch {run.trainer.batch}")
+            say(f"resuming {run.run_dir} at epoch {run.trainer.epoch + 1}, batch {run.trainer.batch}")
     else:
         config = experiment.RunConfig(**{name: getattr(args, name) for name in TRAIN_OPTIONS
                                          if getattr(args, name) is not None}, data=args.data)
         run_dir = Path(args.out or f"runs/{config.model}-{time.strftime('%Y%m%d-%H%M%S')}")
         created = not run_dir.exists()
         try:
-            run = experiment.start(config, run_dir, progress)
+            run = experiment.start(config, run_dir, progress, group=group)
         except experiment.RunExists as exists:
             raise CommandError(f"{exists}; continue it with --resume {run_dir} or choose another --out") from None
         start = f"from the weights in {config.init_from}" if config.init_from else f"from seed {config.seed}"
-        print(f"training {config.model} on {config.dataset} ({len(run.train)} images) for {config.epochs} "
-              f"epoch{'s' if config.epochs > 1 else ''} {start}; run folder {run_dir}")
+        ranks = f" on {group.size} ranks (each a share of every batch of {config.batch_size})" if group.size > 1 else ""
+        say(f"training {config.model} on {config.dataset} ({len(run.train)} images) for {config.epochs} "
+            f"epoch{'s' if config.epochs > 1 else ''} {start}{ranks}; run folder {run_dir}")
     try:
         run.trainer.fit(run.config.epochs)
     except TrainingDiverged as diverged:
         raise CommandError(f"{diverged}; {_what_is_kept(run, created)}. Try a lower learning rate (--lr)") from None
     except TrainingInterrupted as stopped:
-        print(f"convnet: {stopped}; saved to {run.run_dir / WEIGHTS}; resume with: convnet train --resume "
-              f"{run.run_dir}", file=sys.stderr)
+        say(f"convnet: {stopped}; saved to {run.run_dir / WEIGHTS}; resume with: convnet train --resume "
+            f"{run.run_dir}", file=sys.stderr)
         return 128 + stopped.signal_number  # the shell's convention: 130 for Ctrl-C, 143 for SIGTERM
-    _report(evaluate(run.trainer.model, run.trainer.test_loader), run.train.classes)
-    print(f"confusion matrix: {run.run_dir / CONFUSION}")
+    result = evaluate(run.trainer.model, run.trainer.test_loader, group)
+    if group.rank == 0:
+        _report(result, run.train.classes)
+        print(f"confusion matrix: {run.run_dir / CONFUSION}")
     return 0
+
+
+def _silent(*args, **options):
+    pass
+
+
+def _training_group(distributed):
+    """The ranks this process trains among: an MPI job's with --distributed, else this process
+    alone (refusing an MPI launch without --distributed, which would train N copies into one folder)."""
+    from .distributed import launched_by_mpirun, world
+    from .train import ONE_PROCESS
+    ranks = launched_by_mpirun()
+    if not distributed:
+        if ranks > 1:
+            raise CommandError(f"started by mpirun as one of {ranks} processes without --distributed, each would "
+                               f"train its own copy into the same folder; add --distributed to train one model on "
+                               f"all {ranks}")
+        return ONE_PROCESS
+    if ranks == 1:
+        print("--distributed: not started by mpirun (mpirun -n N convnet train --distributed ...), so this is a "
+              "job of one rank: training as one process")
+        return ONE_PROCESS
+    return world()
 
 
 def _what_is_kept(run, remove_if_empty):
@@ -236,6 +264,8 @@ def build_parser():
     train.add_argument("--out", metavar="RUN_DIR", help="run folder (default runs/MODEL-TIME)")
     train.add_argument("--resume", metavar="RUN_DIR", help="continue the run saved in RUN_DIR")
     train.add_argument("--no-progress", action="store_true", help="no progress bars")
+    train.add_argument("--distributed", action="store_true", help="under mpirun -n N: train one model on the N "
+                       "ranks, each taking its share of every batch (--batch-size stays the whole batch)")
     train.set_defaults(handler=_train)
 
     evaluate = commands.add_parser("evaluate", help="accuracy, per-class accuracy and confusion matrix of a run")
@@ -301,6 +331,7 @@ def main(argv=None):
     from .checkpoint import CheckpointError
     from .data import IdxError, ImageError
     from .data.download import DownloadError
+    from .distributed import MpiMissing
     from .files import WriteError
     from .onnx import OnnxMissing
     from .process import retain_freed_memory
@@ -310,9 +341,13 @@ def main(argv=None):
     try:
         return args.handler(args)
     except (CommandError, CheckpointError, IdxError, ImageError, DownloadError, TrainingDiverged, WriteError,
-            RunLocked, OnnxMissing, FileNotFoundError, ValueError, TypeError) as error:
+            RunLocked, OnnxMissing, MpiMissing, FileNotFoundError, ValueError, TypeError) as error:
         if os.environ.get("CONVNET_TRACEBACK"):
             raise
+        group = getattr(args, "group", None)
+        if group is not None and group.size > 1:  # name the rank, and stop the others waiting for it
+            print(f"convnet: rank {group.rank}: error: {error}", file=sys.stderr, flush=True)
+            group.abort(EXIT_ERROR)
         print(f"convnet: error: {error}", file=sys.stderr)
         return EXIT_ERROR
     except KeyboardInterrupt:

@@ -20,7 +20,7 @@ from .nn import Module
 from .random import manual_seed
 from .reports import CURVES, EpochLog, ProgressBar, RunFolder
 from .tensor import Tensor, no_grad
-from .train import Trainer, evaluate
+from .train import ONE_PROCESS, Trainer, evaluate
 
 DEFAULT_LR = {"sgd": 0.05, "adam": 2e-3, "adamw": 2e-3}
 OPTIMIZERS = tuple(DEFAULT_LR)
@@ -183,9 +183,10 @@ def build_model(config):
     return models.build(config.model)
 
 
-def build_trainer(config, train, test, run_dir=None, progress=True, log=print):
+def build_trainer(config, train, test, run_dir=None, progress=True, log=print, group=ONE_PROCESS):
     """Seeded model, loaders, optimizer, schedule and reporting callbacks for ``config``, as a
-    `Trainer`; with ``run_dir`` it keeps that folder's checkpoint and reports up to date."""
+    `Trainer`; with ``run_dir`` it keeps that folder's checkpoint and reports up to date. In a
+    distributed ``group`` every rank trains and rank 0 alone reports and writes."""
     if config.batch_size > len(train):
         raise ValueError(f"batch_size {config.batch_size} is larger than the training set ({len(train)} images); "
                          f"expected at most {len(train)}")
@@ -201,23 +202,41 @@ def build_trainer(config, train, test, run_dir=None, progress=True, log=print):
         callbacks.append(RunFolder(run_dir, asdict(config), train.classes, config.train_conditions,
                                    {"train": train.source, "test": test.source}))
     return Trainer(model, train_loader, evaluation_loader(config, test), optimizer, schedule, config.label_smoothing,
-                   callbacks)
+                   callbacks if group.rank == 0 else [], group)
 
 
-def start(config, run_dir, progress=True, log=print):
-    """A new run of ``config`` into ``run_dir``, which must not hold a run already."""
+def start(config, run_dir, progress=True, log=print, group=ONE_PROCESS):
+    """A new run of ``config`` into ``run_dir``, which must not hold a run already (on rank 0, the
+    one that writes it, when ``group`` is a distributed job's)."""
     run_dir = Path(run_dir)
-    if (run_dir / checkpoint.WEIGHTS).exists():
+    if group.rank == 0 and (run_dir / checkpoint.WEIGHTS).exists():
         raise RunExists(f"{run_dir} already holds a run")
     config.data = _absolute(config.data)
     if config.init_from is not None:
         config.init_from = str(Path(config.init_from).absolute())
         weights = initial_weights(config.init_from)  # read before the data: a bad file is refused at once
     train, test = load_datasets(config)
-    trainer = build_trainer(config, train, test, run_dir, progress, log)
+    _check_ranks_agree(group, config, train, test)
+    trainer = build_trainer(config, train, test, run_dir, progress, log, group)
     if config.init_from is not None:
         _start_from(trainer.model, weights, config.init_from)
+    _weights_from_rank_0(group, trainer)
     return Run(config, run_dir, train, test, trainer)
+
+
+def _check_ranks_agree(group, config, train, test):
+    """Refuse a job whose ranks differ in settings, convnet version or data (`RanksDiffer`)."""
+    from . import __version__
+    settings = asdict(config)
+    settings.pop("data")  # each host may keep the files elsewhere; their contents must agree
+    group.check_same("the run's settings and convnet version", json.dumps([settings, __version__], sort_keys=True))
+    group.check_same("the data", train.source["sha256"] + test.source["sha256"])
+
+
+def _weights_from_rank_0(group, trainer):
+    """Every rank starts from rank 0's weights and buffers."""
+    for tensor in [*trainer.model.parameters(), *trainer.model.buffers()]:
+        group.broadcast(tensor.data)
 
 
 def initial_weights(source):
@@ -255,14 +274,17 @@ def _start_from(model, weights, source):
         raise ValueError(f"--init-from {source}: {error}") from None
 
 
-def resume(run_dir, data=None, progress=True, log=print):
+def resume(run_dir, data=None, progress=True, log=print, group=ONE_PROCESS):
     """The run saved in ``run_dir``, restored to where it stopped; ``data`` overrides where its
-    dataset is read from, which must still hold the data the run recorded (`DataChanged`)."""
+    dataset is read from, which must still hold the data the run recorded (`DataChanged`). In a
+    distributed ``group`` rank 0 reads the checkpoint and sends it to the others, with any number
+    of ranks (the checkpoint does not depend on it)."""
     run_dir = Path(run_dir)
-    if run_dir.is_dir() and not (run_dir / checkpoint.WEIGHTS).exists():
+    if group.rank == 0 and run_dir.is_dir() and not (run_dir / checkpoint.WEIGHTS).exists():
         raise checkpoint.CheckpointError(f"no checkpoint in {run_dir}: the run stopped before its first epoch "
                                          f"ended, so there is nothing to resume; start it again with --out {run_dir}")
-    model_state, optimizer_state, meta = checkpoint.load(run_dir)
+    model_state, optimizer_state, meta = group.broadcast_object(checkpoint.load(run_dir) if group.rank == 0
+                                                                else None)
     config = _stored_config(run_dir, meta)
     if data is not None:
         config.data = _absolute(data)
@@ -270,7 +292,8 @@ def resume(run_dir, data=None, progress=True, log=print):
     changes = _changes(meta, {"train": train, "test": test})
     if changes:
         raise DataChanged(f"{run_dir}: cannot resume: {'; '.join(changes)} (pass --data with the run's files)")
-    trainer = build_trainer(config, train, test, run_dir, progress, log)
+    _check_ranks_agree(group, config, train, test)
+    trainer = build_trainer(config, train, test, run_dir, progress, log, group)
     _restore(run_dir, config, lambda: trainer.restore(model_state, optimizer_state, meta))
     return Run(config, run_dir, train, test, trainer)
 

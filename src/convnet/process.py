@@ -27,6 +27,25 @@ def quiet_idle_threads():
             os.environ[name] = applied_thread_defaults[name] = value
 
 
+# The number of ranks an MPI launcher started on this host (Open MPI, MPICH/Hydra): they share its cores.
+LOCAL_RANKS_VARIABLES = ("OMPI_COMM_WORLD_LOCAL_SIZE", "MPI_LOCALNRANKS")
+THREAD_COUNT_VARIABLES = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "NUMBA_NUM_THREADS")
+
+
+def share_cores_with_local_ranks():
+    """Under mpirun with several ranks on this host, give each rank its share of the cores (at
+    least one) for BLAS, OpenMP and Numba, where the environment says nothing: N ranks each
+    starting as many threads as there are cores would fight for them. Like `quiet_idle_threads`,
+    it must run before NumPy loads."""
+    local = next((int(os.environ[name]) for name in LOCAL_RANKS_VARIABLES if os.environ.get(name, "").isdigit()), 1)
+    if local <= 1:
+        return
+    threads = str(max(1, len(os.sched_getaffinity(0)) // local))
+    for name in THREAD_COUNT_VARIABLES:
+        if name not in os.environ:
+            os.environ[name] = applied_thread_defaults[name] = threads
+
+
 def withdraw_thread_defaults():
     """Take back the settings `quiet_idle_threads` made, so that a library loaded from now on
     (PyTorch, in the bench's baseline processes) starts with the environment it would have had."""

@@ -18,7 +18,10 @@ import numpy as np
 
 from . import functional as F
 from . import random as _random
-from .tensor import no_grad
+from .distributed import Group, flat_gradients
+from .tensor import Tensor, no_grad
+
+ONE_PROCESS = Group()
 
 
 class TrainingDiverged(RuntimeError):
@@ -60,9 +63,11 @@ class NonFiniteOutput(ValueError):
     """A model answered NaN or infinity: its figures would be meaningless, so there are none."""
 
 
-def evaluate(model, loader):
+def evaluate(model, loader, group=ONE_PROCESS):
     """Loss, accuracy, per-class accuracy and confusion matrix of ``model`` over ``loader``;
-    `NonFiniteOutput` if any output is NaN or infinite (an argmax over NaN is not a prediction)."""
+    `NonFiniteOutput` if any output is NaN or infinite (an argmax over NaN is not a prediction).
+    With the ranks of a distributed ``group``, each takes its share of every batch and the sums
+    are summed: every rank gets one process's figures."""
     classes = len(loader.dataset.classes)
     confusion = np.zeros((classes, classes), dtype=np.int64)
     total_loss, count = 0.0, 0
@@ -70,6 +75,7 @@ def evaluate(model, loader):
     model.eval()
     with no_grad():
         for images, labels in loader.batches(0):
+            images, labels = _share(group, images, labels)
             logits = model(images)
             finite = np.isfinite(logits.numpy()).all(axis=1)
             if not finite.all():
@@ -79,6 +85,11 @@ def evaluate(model, loader):
             total_loss += F.cross_entropy(logits, labels, reduction="sum").item()
             np.add.at(confusion, (labels, logits.numpy().argmax(axis=1)), 1)
             count += len(labels)
+    if group.size > 1:
+        group.sum(confusion)
+        totals = np.array([total_loss, count], dtype=np.float64)
+        group.sum(totals)
+        total_loss, count = float(totals[0]), int(totals[1])
     model.train(was_training)
     per_class = np.diag(confusion) / np.maximum(confusion.sum(axis=1), 1)
     return {"loss": total_loss / max(count, 1), "accuracy": float(np.trace(confusion) / max(count, 1)),
@@ -107,6 +118,14 @@ def _signals_interrupt(trainer):
     finally:
         for number, action in previous.items():
             signal.signal(number, action)
+
+
+def _share(group, images, labels):
+    """This rank's share of a batch (the whole batch in one process)."""
+    if group.size == 1:
+        return images, labels
+    share = group.share(len(labels))
+    return Tensor(np.ascontiguousarray(images.data[share])), labels[share]
 
 
 def _empty_totals():
@@ -155,16 +174,19 @@ class Trainer:
     """Trains ``model`` on ``train_loader``, evaluating on ``test_loader`` after every epoch.
 
     ``schedule`` (or None) steps once per batch; ``callbacks`` are told about every step (see
-    `Callback`). `convnet.experiment.build_trainer` makes one from a run configuration.
+    `Callback`). ``group``: the ranks of a distributed job (`convnet.distributed`), each training
+    on its share of every batch; by default this process alone.
+    `convnet.experiment.build_trainer` makes one from a run configuration.
     """
 
     def __init__(self, model, train_loader, test_loader, optimizer, schedule=None, label_smoothing=0.0,
-                 callbacks=()):
+                 callbacks=(), group=ONE_PROCESS):
         self.model, self.train_loader, self.test_loader = model, train_loader, test_loader
+        self.group = group
         self.optimizer, self.schedule, self.label_smoothing = optimizer, schedule, label_smoothing
         self.callbacks = list(callbacks)
         self.history, self.epoch, self.batch, self.partial = [], 0, 0, _empty_totals()
-        self.stop_requested, self.interrupted = False, None
+        self.stop_requested, self.interrupted, self.agreed_stop = False, None, False
 
     # ------------------------------------------------------------------ state
     def state(self):
@@ -206,7 +228,7 @@ class Trainer:
         """
         if not isinstance(epochs, int) or isinstance(epochs, bool) or epochs < 1:
             raise ValueError(f"fit: expected epochs to be a positive int, got {epochs!r}")
-        self.stop_requested, self.interrupted = False, None
+        self.stop_requested, self.interrupted, self.agreed_stop = False, None, False
         self._tell("on_train_begin")
         # A diverging run is stopped by the loss check below; NumPy's overflow warnings on the way
         # there say nothing a user can act on.
@@ -231,28 +253,68 @@ class Trainer:
         partial = self.partial
         for images, labels in self.train_loader.batches(self.epoch, self.batch):
             start = time.perf_counter()
-            logits = self.model(images)
-            loss = F.cross_entropy(logits, labels, label_smoothing=self.label_smoothing)
-            value = loss.item()
-            if not math.isfinite(value):
-                raise TrainingDiverged(f"the loss became {value} at epoch {self.epoch + 1}, batch {self.batch + 1}")
-            self.optimizer.zero_grad()
-            loss.backward()
+            if self.group.size > 1:
+                value, correct = self._distributed_step(images, labels)
+            else:
+                logits = self.model(images)
+                loss = F.cross_entropy(logits, labels, label_smoothing=self.label_smoothing)
+                value = loss.item()
+                if not math.isfinite(value):
+                    raise TrainingDiverged(f"the loss became {value} at epoch {self.epoch + 1}, batch "
+                                           f"{self.batch + 1}")
+                self.optimizer.zero_grad()
+                loss.backward()
+                correct = int((logits.numpy().argmax(axis=1) == labels).sum())
             self.optimizer.step()
             if self.schedule is not None:
                 self.schedule.step()
             self.batch += 1
             partial["loss"] += value * len(labels)
-            partial["correct"] += int((logits.numpy().argmax(axis=1) == labels).sum())
+            partial["correct"] += correct
             partial["count"] += len(labels)
             partial["seconds"] += time.perf_counter() - start
             self._tell("on_batch_end", value)
-            if self.stop_requested:
+            if self.stop_requested if self.group.size == 1 else self.agreed_stop:
                 break
+
+    def _distributed_step(self, images, labels):
+        """This rank's share of the batch, forward and backward, its loss weighted by its share so
+        that the summed gradients are those of the batch's mean loss; one Allreduce sums them, and
+        a second the batch's loss, correct answers and stop requests (so every rank stops after the
+        same batch: a rank stops when all have heard, not when it alone did). Rank 0's buffers
+        (batch norm's running statistics) are everyone's first.
+        Returns (the batch's mean loss, its correct answers), the same on every rank."""
+        self._buffers_from_rank_0()
+        local_images, local_labels = _share(self.group, images, labels)
+        logits = self.model(local_images)
+        loss = F.cross_entropy(logits, local_labels, label_smoothing=self.label_smoothing)
+        weight = len(local_labels) / len(labels)
+        self.optimizer.zero_grad()
+        (loss * weight).backward()
+        parameters = [p for group in self.optimizer.param_groups for p in group["params"]]
+        gradients, write_back = flat_gradients(parameters)
+        self.group.sum(gradients)
+        write_back()
+        totals = np.array([loss.item() * weight, (logits.numpy().argmax(axis=1) == local_labels).sum(),
+                           self.stop_requested], dtype=np.float64)
+        self.group.sum(totals)
+        value, correct, self.agreed_stop = float(totals[0]), int(totals[1]), bool(totals[2])
+        if not math.isfinite(value):
+            raise TrainingDiverged(f"the loss became {value} at epoch {self.epoch + 1}, batch {self.batch + 1}")
+        if self.agreed_stop and not self.stop_requested:  # another rank was interrupted or asked to stop
+            self.interrupted = self.interrupted or signal.Signals(signal.SIGTERM)
+            self.request_stop()
+        return value, correct
+
+    def _buffers_from_rank_0(self):
+        for buffer in self.model.buffers():
+            self.group.broadcast(buffer.data)
 
     def _finish_epoch(self):
         partial = self.partial
-        evaluation = evaluate(self.model, self.test_loader)
+        if self.group.size > 1:
+            self._buffers_from_rank_0()  # what rank 0 saves is what every rank evaluates with
+        evaluation = evaluate(self.model, self.test_loader, self.group)
         self.epoch += 1
         record = {"epoch": self.epoch, "train_loss": partial["loss"] / max(partial["count"], 1),
                   "train_accuracy": partial["correct"] / max(partial["count"], 1), "test_loss": evaluation["loss"],

@@ -1,0 +1,197 @@
+"""Data-parallel training over MPI equals one process: the same global batches split into shares,
+gradients summed by Allreduce. The one-rank path runs under plain pytest; the two-rank tests start
+``mpirun -n 2`` (Open MPI, which `make test` installs) and compare with a single process."""
+
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+
+import numpy as np
+import pytest
+
+from convnet import checkpoint, experiment
+from convnet.distributed import Group
+
+MPIRUN = shutil.which("mpirun")
+try:
+    import mpi4py  # noqa: F401
+except ImportError:
+    mpi4py = None
+MPI_MISSING = "needs Open MPI (apt-get install openmpi-bin) and mpi4py (pip install -e '.[test]')"
+requires_mpi = pytest.mark.skipif((MPIRUN is None or mpi4py is None) and not os.environ.get("CI"), reason=MPI_MISSING)
+
+
+def mpirun(ranks, *argv, timeout=120):
+    """Run ``python argv`` on ``ranks`` ranks of one job; (exit status, stdout, stderr, seconds)."""
+    start = time.perf_counter()
+    done = subprocess.run([MPIRUN, "--allow-run-as-root", "--oversubscribe", "-n", str(ranks), sys.executable,
+                           *map(str, argv)], capture_output=True, text=True, timeout=timeout)
+    return done.returncode, done.stdout, done.stderr, time.perf_counter() - start
+
+
+def convnet(*argv):
+    return ["-m", "convnet", *map(str, argv)]
+
+
+def train(data, out, *options, model="lenet5", epochs=2):
+    return convnet("train", "--model", model, "--data", data, "--epochs", epochs, "--batch-size", 30, "--out", out,
+                   "--no-progress", *options)
+
+
+def single_process(data, out, *options, **keywords):
+    done = subprocess.run([sys.executable, *train(data, out, *options, **keywords)], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    return done
+
+
+def weights(run_dir):
+    return checkpoint.load(run_dir)[0]
+
+
+def assert_close_weights(ours, theirs):
+    for key, value in theirs.items():
+        scale = max(float(np.abs(value).max()), 1e-12)
+        assert float(np.abs(ours[key] - value).max()) <= 1e-5 * scale, key
+
+
+class Ranks(Group):
+    def __init__(self, rank, size):
+        self.rank, self.size = rank, size
+
+
+@pytest.mark.parametrize("size", [1, 2, 3, 7])
+@pytest.mark.parametrize("count", [1, 29, 30, 128])
+def test_the_shares_of_a_batch_cover_it_once_in_order_and_differ_by_at_most_one(size, count):
+    shares = [Ranks(rank, size).share(count) for rank in range(size)]
+    assert [i for share in shares for i in range(count)[share]] == list(range(count))
+    lengths = [len(range(count)[share]) for share in shares]
+    assert max(lengths) - min(lengths) <= 1
+
+
+def test_distributed_without_mpirun_trains_as_one_process_and_says_so(tiny_fashion, tmp_path):
+    done = single_process(tiny_fashion, tmp_path / "run", "--distributed", epochs=1)
+    assert done.stdout.startswith("--distributed: not started by mpirun")
+    single_process(tiny_fashion, tmp_path / "one", epochs=1)
+    assert_close_weights(weights(tmp_path / "run"), weights(tmp_path / "one"))
+
+
+def test_ranks_sharing_a_host_share_its_cores_unless_told_otherwise():
+    script = "import os, convnet; print(os.environ['OMP_NUM_THREADS'], os.environ['OPENBLAS_NUM_THREADS'])"
+    environment = {k: v for k, v in os.environ.items() if k not in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS")}
+    for local_ranks, told, expected in [("2", None, max(1, len(os.sched_getaffinity(0)) // 2)), ("64", None, 1),
+                                        ("2", "3", 3)]:
+        extra = {"OMPI_COMM_WORLD_LOCAL_SIZE": local_ranks, **({"OMP_NUM_THREADS": told} if told else {})}
+        done = subprocess.run([sys.executable, "-c", script], env={**environment, **extra}, capture_output=True,
+                              text=True, check=True)
+        omp, blas = done.stdout.split()
+        assert int(omp) == expected and int(blas) == (expected if told is None else max(1, len(
+            os.sched_getaffinity(0)) // 2))
+
+
+RANK_WEIGHTS = textwrap.dedent("""
+    import hashlib, sys
+    from convnet import experiment
+    from convnet.distributed import world
+    group = world()
+    config = experiment.RunConfig(model=sys.argv[1], data=sys.argv[2], epochs=2, batch_size=30, lr=float(sys.argv[4]))
+    run = experiment.start(config, sys.argv[3], progress=False, log=lambda *_: None, group=group)
+    run.trainer.fit(int(sys.argv[5]))
+    digest = hashlib.sha256(b"".join(v.tobytes() for v in run.trainer.model.state_dict().values())).hexdigest()
+    print(f"rank {group.rank} weights {digest}")
+""")
+
+
+@requires_mpi
+@pytest.mark.parametrize("model", ["lenet5", "reference_cnn"])
+def test_two_ranks_train_as_one_process_and_hold_identical_weights(tiny_fashion, tmp_path, model):
+    """Without batch norm the weights equal one process's to float32 summation order; with it each
+    rank normalises its share by its own statistics (DDP's default), so only the ranks' equality holds."""
+    script = tmp_path / "train.py"
+    script.write_text(RANK_WEIGHTS)
+    code, out, err, _ = mpirun(2, script, model, tiny_fashion, tmp_path / "two", 0.002, 2)
+    assert code == 0, err
+    digests = sorted(line.split()[-1] for line in out.splitlines() if " weights " in line)
+    assert len(digests) == 2 and digests[0] == digests[1]  # bitwise identical on both ranks
+    single_process(tiny_fashion, tmp_path / "one", "--lr", 0.002, model=model)
+    _, _, two = checkpoint.load(tmp_path / "two")
+    _, _, one = checkpoint.load(tmp_path / "one")
+    if model == "lenet5":
+        assert_close_weights(weights(tmp_path / "two"), weights(tmp_path / "one"))
+        assert two["history"][-1]["test_accuracy"] == one["history"][-1]["test_accuracy"]
+        assert two["history"][-1]["test_loss"] == pytest.approx(one["history"][-1]["test_loss"], rel=1e-5)
+    assert [sorted(entry) for entry in two["history"]] == [sorted(entry) for entry in one["history"]]
+
+
+@requires_mpi
+def test_the_command_line_trains_on_two_ranks_and_a_run_resumes_on_one(tiny_fashion, tmp_path):
+    script = tmp_path / "train.py"
+    script.write_text(RANK_WEIGHTS)
+    code, _, err, _ = mpirun(2, script, "lenet5", tiny_fashion, tmp_path / "resumed", 0.002, 1)  # epoch 1 of 2
+    assert code == 0, err
+    done = subprocess.run([sys.executable, *convnet("train", "--resume", tmp_path / "resumed", "--no-progress")],
+                          capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    code, out, err, _ = mpirun(2, *train(tiny_fashion, tmp_path / "cli", "--distributed", "--lr", 0.002))
+    assert code == 0, err
+    assert out.count("training lenet5 on fashion-mnist") == 1 and "on 2 ranks" in out  # rank 0 alone speaks
+    assert out.count("test accuracy:") == 1 and err == ""
+    single_process(tiny_fashion, tmp_path / "one", "--lr", 0.002)
+    for run in ("resumed", "cli"):
+        assert_close_weights(weights(tmp_path / run), weights(tmp_path / "one"))
+
+
+@requires_mpi
+def test_mpirun_without_distributed_is_refused_rather_than_training_two_copies(tiny_fashion, tmp_path):
+    code, _, err, _ = mpirun(2, *train(tiny_fashion, tmp_path / "run"))
+    assert code != 0 and "started by mpirun as one of 2 processes without --distributed" in err
+    assert not (tmp_path / "run" / checkpoint.WEIGHTS).exists()
+
+
+@requires_mpi
+def test_ranks_started_differently_are_refused_naming_the_rank(tiny_fashion, tmp_path):
+    script = tmp_path / "train.py"
+    script.write_text(RANK_WEIGHTS.replace("lr=float(sys.argv[4])", "lr=float(sys.argv[4]) * (1 + group.rank)"))
+    code, _, err, seconds = mpirun(2, script, "lenet5", tiny_fashion, tmp_path / "run", 0.002, 1)
+    assert code != 0 and "rank 1 differs from rank 0 in the run's settings and convnet version" in err
+
+
+@requires_mpi
+def test_a_killed_rank_stops_the_job_within_seconds_and_the_checkpoint_stays(tiny_fashion, tmp_path):
+    script = tmp_path / "train.py"
+    script.write_text(RANK_WEIGHTS.replace("run.trainer.fit(int(sys.argv[5]))", textwrap.dedent("""\
+        import os, signal
+        from convnet.train import Callback
+        class KillRankOne(Callback):
+            def on_batch_end(self, trainer, loss):
+                if trainer.epoch == 1 and trainer.batch == 3 and group.rank == 1:
+                    os.kill(os.getpid(), signal.SIGKILL)
+        run.trainer.callbacks.append(KillRankOne())
+        run.trainer.fit(int(sys.argv[5]))""")))
+    code, _, _, seconds = mpirun(2, script, "lenet5", tiny_fashion, tmp_path / "run", 0.002, 2)
+    assert code != 0 and seconds < 60
+    _, _, meta = checkpoint.load(tmp_path / "run")  # intact: epoch 1's
+    assert meta["epoch"] == 1 and meta["batch"] == 0
+    done = subprocess.run([sys.executable, *convnet("train", "--resume", tmp_path / "run", "--no-progress")],
+                          capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+
+
+@requires_mpi
+def test_sigterm_to_the_job_stops_every_rank_after_the_same_batch_and_rank_0_saves(tiny_fashion, tmp_path):
+    process = subprocess.Popen([MPIRUN, "--allow-run-as-root", "--oversubscribe", "-n", "2", sys.executable,
+                                *train(tiny_fashion, tmp_path / "run", "--distributed", epochs=1000)],
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                               env=dict(os.environ, PYTHONUNBUFFERED="1"))
+    for line in process.stdout:
+        if line.startswith("epoch 1/1000"):
+            break
+    process.send_signal(signal.SIGTERM)
+    _, err = process.communicate(timeout=60)
+    assert process.returncode != 0, err  # mpirun reports 1 for a job that a signal stopped
+    assert err.count("interrupted (SIGTERM) in epoch") == 1 and "resume with: convnet train --resume" in err
+    _, _, meta = checkpoint.load(tmp_path / "run")
+    assert meta["epoch"] >= 1
