@@ -13,7 +13,7 @@ import time
 import numpy as np
 import pytest
 
-from convnet import checkpoint, experiment
+from convnet import checkpoint
 from convnet.distributed import Group
 
 MPIRUN = shutil.which("mpirun")
