@@ -31,7 +31,7 @@ def _bench(args):
 
 
 TRAIN_OPTIONS = ("model", "dataset", "epochs", "batch_size", "optimizer", "lr", "weight_decay", "schedule",
-                 "label_smoothing", "augment", "seed", "init_from")
+                 "label_smoothing", "augment", "seed", "init_from", "sync_bn")
 
 
 def _train(args):
@@ -266,6 +266,8 @@ def build_parser():
     train.add_argument("--no-progress", action="store_true", help="no progress bars")
     train.add_argument("--distributed", action="store_true", help="under mpirun -n N: train one model on the N "
                        "ranks, each taking its share of every batch (--batch-size stays the whole batch)")
+    train.add_argument("--sync-bn", action="store_const", const=True, help="with --distributed: batch norm's "
+                       "statistics span the whole batch, as in one process (default: each rank's share, as DDP)")
     train.set_defaults(handler=_train)
 
     evaluate = commands.add_parser("evaluate", help="accuracy, per-class accuracy and confusion matrix of a run")

@@ -129,3 +129,13 @@ def flat_gradients(parameters):
                 p.grad.data[...] = values
             start += size
     return buffer, write_back
+
+
+def synchronise_batch_norm(model, group):
+    """Make every batch-norm layer of ``model`` normalise with the statistics of the whole batch,
+    summed over ``group``'s ranks (``--sync-bn``, like torch.nn.SyncBatchNorm), so that a model
+    with batch norm trains as in one process."""
+    from .nn.normalization import _BatchNorm
+    for module in model.modules():
+        if isinstance(module, _BatchNorm):
+            module.sum_across = group.sum

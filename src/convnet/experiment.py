@@ -20,6 +20,7 @@ from .nn import Module
 from .random import manual_seed
 from .reports import CURVES, EpochLog, ProgressBar, RunFolder
 from .tensor import Tensor, no_grad
+from .distributed import synchronise_batch_norm
 from .train import ONE_PROCESS, Trainer, evaluate
 
 DEFAULT_LR = {"sgd": 0.05, "adam": 2e-3, "adamw": 2e-3}
@@ -43,6 +44,7 @@ class RunConfig:
     augment: bool = False
     seed: int = 0
     init_from: str | None = None
+    sync_bn: bool = False
 
     def __post_init__(self):
         problems = []
@@ -55,8 +57,9 @@ class RunConfig:
             problems.append(f"data must be a folder's path or None, got {self.data!r}")
         if self.init_from is not None and not isinstance(self.init_from, str):
             problems.append(f"init_from must be a path or None, got {self.init_from!r}")
-        if not isinstance(self.augment, bool):
-            problems.append(f"augment must be true or false, got {self.augment!r}")
+        for name in ("augment", "sync_bn"):
+            if not isinstance(getattr(self, name), bool):
+                problems.append(f"{name} must be true or false, got {getattr(self, name)!r}")
         if not isinstance(self.seed, int) or isinstance(self.seed, bool):
             problems.append(f"seed must be an integer, got {self.seed!r}")
         for name in ("epochs", "batch_size"):
@@ -192,6 +195,8 @@ def build_trainer(config, train, test, run_dir=None, progress=True, log=print, g
                          f"expected at most {len(train)}")
     manual_seed(config.seed)
     model = build_model(config)
+    if config.sync_bn:
+        synchronise_batch_norm(model, group)
     train_loader = DataLoader(train, config.batch_size, shuffle=True, seed=config.seed,
                               transform=train_transform(config))
     optimizer = make_optimizer(config, model.parameters())

@@ -113,13 +113,60 @@ class CompiledBatchNorm(Function):
         return from_channel_rows(grad_input, grad.shape), grad_weight, grad_bias
 
 
-def batch_norm(input, running_mean, running_var, weight=None, bias=None, training=False, momentum=0.1, eps=1e-5):
+class SynchronisedBatchNorm(Function):
+    """`BatchNorm` in training whose statistics span the processes of a data-parallel job: each
+    holds a share of the batch, and ``sum_across(array)`` sums a float64 array over them in place.
+    The mean, the variance and, in backward, the two sums the input's gradient needs are the
+    whole batch's, so every process computes what one process would for its share; the weight's
+    and bias's gradients are this share's terms (the job sums parameter gradients itself).
+    """
+
+    def forward(self, x, weight, bias, running_mean, running_var, momentum, eps, sum_across):
+        rows = channel_rows(x)
+        totals = np.append(rows.sum(axis=1, dtype=np.float64), rows.shape[1])
+        sum_across(totals)
+        count = totals[-1]
+        mean = totals[:-1] / count
+        centered = rows - mean[:, None].astype(rows.dtype)
+        squares = np.vecdot(centered, centered).astype(np.float64)
+        sum_across(squares)
+        var = squares / count
+        update_running_statistics(running_mean, running_var, mean.astype(rows.dtype), var.astype(rows.dtype), count,
+                                  momentum)
+        inv_std = (1 / np.sqrt(var + eps)).astype(rows.dtype)
+        scale = inv_std if weight is None else inv_std * weight
+        out = centered * scale[:, None]
+        if bias is not None:
+            out += bias[:, None]
+        self.centered, self.inv_std, self.scale, self.count, self.sum_across = centered, inv_std, scale, count, sum_across
+        return from_channel_rows(out, x.shape)
+
+    def backward(self, grad):
+        rows = channel_rows(grad)
+        grad_bias = rows.sum(axis=1)
+        projection = np.vecdot(rows, self.centered)  # sum of grad * (x - mean), per channel
+        whole = np.concatenate([grad_bias, projection]).astype(np.float64)
+        self.sum_across(whole)
+        whole_bias, whole_projection = (whole[:len(grad_bias)].astype(rows.dtype),
+                                        whole[len(grad_bias):].astype(rows.dtype))
+        grad_rows = rows * self.scale[:, None]
+        grad_rows -= (self.scale * whole_bias / self.count)[:, None]
+        grad_rows -= (self.scale * whole_projection * self.inv_std ** 2 / self.count)[:, None] * self.centered
+        grad_weight = projection * self.inv_std if self.needs_input_grad[1] else None
+        return from_channel_rows(grad_rows, grad.shape), grad_weight, grad_bias if self.needs_input_grad[2] else None
+
+
+def batch_norm(input, running_mean, running_var, weight=None, bias=None, training=False, momentum=0.1, eps=1e-5,
+               sum_across=None):
     """Batch normalisation, like ``torch.nn.functional.batch_norm``.
 
     input: (N, C) or (N, C, H, W); running_mean, running_var, weight, bias: (C,).
     When ``training``, normalises with batch statistics and updates the running statistics in
     place: running = (1 - momentum) * running + momentum * batch, with the *unbiased* variance
     stored (the biased one normalises). Otherwise normalises with the running statistics.
+    ``sum_across``: in a data-parallel job whose processes each hold a share of the batch, a
+    function summing a float64 array over them in place; the training statistics are then the
+    whole batch's (`SynchronisedBatchNorm`, like ``torch.nn.SyncBatchNorm``).
     """
     op = "batch_norm"
     input = _checks.as_tensor(op, "input", input)
@@ -135,6 +182,9 @@ def batch_norm(input, running_mean, running_var, weight=None, bias=None, trainin
                          f"{input.shape}")
     if not training and any(value is None for value in running):
         raise ValueError(f"{op}: running_mean and running_var are needed when not training")
+    if training and sum_across is not None:
+        return SynchronisedBatchNorm.apply(input, weight, bias, *running, momentum=momentum, eps=eps,
+                                           sum_across=sum_across)
     # The kernels are compiled for float32 and float64; other dtypes take the NumPy reference.
     compiled = kernels.compiled() and input.dtype in (np.float32, np.float64)
     return (CompiledBatchNorm if compiled else BatchNorm).apply(input, weight, bias, *running, training=bool(training),

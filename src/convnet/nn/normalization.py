@@ -18,6 +18,9 @@ class _BatchNorm(Module):
             raise ValueError(f"{name}: expected momentum between 0 and 1 or None, got {momentum!r}")
         self.eps, self.momentum, self.affine = eps, momentum, affine
         self.track_running_stats = track_running_stats
+        # In a data-parallel job, what sums the batch statistics over its processes (see
+        # `F.batch_norm`); set by `convnet.distributed.synchronise_batch_norm`.
+        self.sum_across = None
         self.weight = Parameter(np.ones(num_features, dtype=np.float32)) if affine else None
         self.bias = Parameter(np.zeros(num_features, dtype=np.float32)) if affine else None
         if track_running_stats:
@@ -36,7 +39,8 @@ class _BatchNorm(Module):
             if momentum is None:  # a cumulative average over every batch seen so far
                 momentum = 1.0 / float(self.num_batches_tracked.data)
         running = (self.running_mean, self.running_var) if self.track_running_stats else (None, None)
-        return F.batch_norm(x, *running, self.weight, self.bias, use_batch_statistics, momentum or 0.0, self.eps)
+        return F.batch_norm(x, *running, self.weight, self.bias, use_batch_statistics, momentum or 0.0, self.eps,
+                            self.sum_across)
 
     def describe(self):
         return f"{type(self).__name__}({self.num_features})"
