@@ -1,0 +1,106 @@
+"""Data-parallel training speed: images/s and the time each step spends in Allreduce.
+
+    python benchmarks/distributed.py                       # 1 rank (all cores), then mpirun -n 2
+    mpirun -n 2 python benchmarks/distributed.py --rank-job   # what the first starts, per layout
+
+Each layout trains the reference CNN + BN and ResNet-8 on Fashion-MNIST batches of a global
+128 (the first steps are a warm-up), timing every step and, inside it, the Allreduce of the
+gradients; the medians are printed as one JSON line per model. The last part projects images/s
+for more hosts from these figures with the ring-allreduce cost model (`project`).
+"""
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import time
+
+import numpy as np
+
+MODELS = ("reference_cnn", "resnet8")
+BATCH = 128
+WARMUP, STEPS = 5, 30
+
+
+def rank_job(data):
+    """Under mpirun (or alone): time STEPS training steps of each model; rank 0 prints the figures."""
+    from convnet import experiment
+    from convnet.distributed import launched_by_mpirun, world
+    from convnet.process import retain_freed_memory
+    from convnet.train import ONE_PROCESS, Callback
+
+    retain_freed_memory()  # as the convnet command does
+    group = world() if launched_by_mpirun() > 1 else ONE_PROCESS
+    communication = []
+    summing = group.sum
+
+    def timed_sum(buffer):
+        start = time.perf_counter()
+        summing(buffer)
+        communication.append((buffer.nbytes, time.perf_counter() - start))
+    group.sum = timed_sum
+    for model in MODELS:
+        config = experiment.RunConfig(model=model, data=data, epochs=1, batch_size=BATCH)
+        train, test = experiment.load_datasets(config)
+        trainer = experiment.build_trainer(config, train, test, progress=False, log=lambda *_: None, group=group)
+        steps, gradient_seconds = [], []
+
+        class Timer(Callback):
+            def on_batch_end(self, trainer, loss):
+                steps.append(time.perf_counter())
+                gradients = [seconds for size, seconds in communication if size > 64]  # not the 3-number sums
+                gradient_seconds.append(sum(gradients))
+                communication.clear()
+                if len(steps) == WARMUP + STEPS + 1:
+                    trainer.request_stop()
+        trainer.callbacks = [Timer()]
+        trainer.fit(1)
+        step = statistics.median(np.diff(steps[WARMUP:]))
+        parameters = sum(p.data.size for p in trainer.model.parameters())
+        if group.rank == 0:
+            print(json.dumps({"model": model, "ranks": group.size, "threads": os.environ.get("OMP_NUM_THREADS", "all"),
+                              "step_ms": step * 1e3, "images_per_second": BATCH / step,
+                              "allreduce_ms": statistics.median(gradient_seconds[WARMUP:]) * 1e3,
+                              "gradient_bytes": parameters * 4}), flush=True)
+
+
+def project(step_ms, allreduce_ms_local, gradient_bytes, hosts, gigabits, latency_ms=0.05):
+    """Images/s of ``hosts`` hosts, each with a batch of BATCH, on ``gigabits`` links: one host's
+    step (less the Allreduce it measured) plus a ring Allreduce, 2(N-1)/N x bytes / bandwidth +
+    2(N-1) x latency, not overlapped with the backward pass."""
+    compute = (step_ms - allreduce_ms_local) / 1e3
+    ring = 2 * (hosts - 1) / hosts * gradient_bytes / (gigabits * 1e9 / 8) + 2 * (hosts - 1) * latency_ms / 1e3
+    return hosts * BATCH / (compute + ring)
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rank-job", action="store_true", help="time the steps in this process (under mpirun)")
+    parser.add_argument("--data", help="the Fashion-MNIST folder (default: where convnet finds it)")
+    args = parser.parse_args()
+    if args.rank_job:
+        rank_job(args.data)
+        return
+    command = [sys.executable, __file__, "--rank-job"] + (["--data", args.data] if args.data else [])
+    layouts = {"1 rank, all cores": command,
+               "2 ranks": ["mpirun", "--allow-run-as-root", "--oversubscribe", "-n", "2", *command]}
+    results = []
+    for label, argv in layouts.items():
+        done = subprocess.run(argv, capture_output=True, text=True, check=True)
+        for line in done.stdout.splitlines():
+            results.append({"layout": label, **json.loads(line)})
+            print(json.dumps(results[-1]))
+    one_rank = {r["model"]: r for r in results if r["ranks"] == 1}
+    print("\nprojected images/s, each host a batch of 128, Allreduce not overlapped:")
+    print(f"{'model':15s} {'link':>8s} " + " ".join(f"{n:>8d}" for n in (1, 2, 4, 8, 16, 32)))
+    for model, figures in one_rank.items():
+        for gigabits in (1, 10):
+            rates = [project(figures["step_ms"], 0.0, figures["gradient_bytes"], n, gigabits) if n > 1
+                     else figures["images_per_second"] for n in (1, 2, 4, 8, 16, 32)]
+            print(f"{model:15s} {gigabits:>5d} Gb " + " ".join(f"{rate:8.0f}" for rate in rates))
+
+
+if __name__ == "__main__":
+    main()
