@@ -1,6 +1,7 @@
 """Data-parallel training speed: images/s and the time each step spends in Allreduce.
 
     python benchmarks/distributed.py                       # 1 rank (all cores), then mpirun -n 2
+    python benchmarks/distributed.py --two-hosts 1gbit     # and two namespace hosts over TCP (root)
     mpirun -n 2 python benchmarks/distributed.py --rank-job   # what the first starts, per layout
 
 Each layout trains the reference CNN + BN and ResNet-8 on Fashion-MNIST batches of a global
@@ -18,6 +19,7 @@ import sys
 import time
 
 import numpy as np
+from two_hosts import two_hosts
 
 MODELS = ("reference_cnn", "resnet8")
 BATCH = 128
@@ -79,27 +81,57 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rank-job", action="store_true", help="time the steps in this process (under mpirun)")
     parser.add_argument("--data", help="the Fashion-MNIST folder (default: where convnet finds it)")
+    parser.add_argument("--two-hosts", metavar="RATE", help="also two namespace hosts over TCP limited to RATE "
+                        "(e.g. 1gbit; needs root: see two_hosts.py)")
     args = parser.parse_args()
     if args.rank_job:
         rank_job(args.data)
         return
     command = [sys.executable, __file__, "--rank-job"] + (["--data", args.data] if args.data else [])
-    layouts = {"1 rank, all cores": command,
-               "2 ranks": ["mpirun", "--allow-run-as-root", "--oversubscribe", "-n", "2", *command]}
+    layouts = {"1 rank, all cores": [command],
+               "2 ranks, shared memory": [["mpirun", "--allow-run-as-root", "--oversubscribe", "-n", "2", *command]]}
+    if args.two_hosts:  # a namespace host has one core: compare it with one rank on one core
+        layouts["1 rank, one core"] = [["taskset", "-c", "0", "env", "OMP_NUM_THREADS=1", "OPENBLAS_NUM_THREADS=1",
+                                        "NUMBA_NUM_THREADS=1", *command]]
+        layouts[f"2 hosts, TCP at {args.two_hosts}"] = [None, *command]
     results = []
     for label, argv in layouts.items():
-        done = subprocess.run(argv, capture_output=True, text=True, check=True)
+        if argv[0] is None:
+            with two_hosts(args.two_hosts) as mpirun:
+                done = subprocess.run([*mpirun, *argv[1:]], capture_output=True, text=True, check=True)
+        else:
+            done = subprocess.run(argv[0], capture_output=True, text=True, check=True)
         for line in done.stdout.splitlines():
             results.append({"layout": label, **json.loads(line)})
             print(json.dumps(results[-1]))
-    one_rank = {r["model"]: r for r in results if r["ranks"] == 1}
-    print("\nprojected images/s, each host a batch of 128, Allreduce not overlapped:")
+    for host in (r for r in results if r["layout"].startswith("2 hosts")):
+        core = next(r for r in results if r["layout"] == "1 rank, one core" and r["model"] == host["model"])
+        print(f"{host['model']}: 2 hosts reach {host['images_per_second'] / (2 * core['images_per_second']):.0%} of "
+              f"twice one core's images/s; the Allreduce takes {host['allreduce_ms'] / host['step_ms']:.0%} of a step")
+    one_rank = {r["model"]: r for r in results if r["layout"] == "1 rank, all cores"}
+    # What share of a link's rate an Allreduce reached between the namespace hosts (TCP, tbf):
+    # the projection's links are that efficient.
+    measured = [r for r in results if r["layout"].startswith("2 hosts")]
+    efficiency = statistics.median(
+        r["gradient_bytes"] / (_gigabits(args.two_hosts) * 1e9 / 8) / (r["allreduce_ms"] / 1e3)
+        for r in measured) if measured else 1.0
+    print(f"\nprojected images/s, each host a batch of 128, Allreduce not overlapped, links at "
+          f"{efficiency:.0%} of their rate:")
     print(f"{'model':15s} {'link':>8s} " + " ".join(f"{n:>8d}" for n in (1, 2, 4, 8, 16, 32)))
     for model, figures in one_rank.items():
         for gigabits in (1, 10):
-            rates = [project(figures["step_ms"], 0.0, figures["gradient_bytes"], n, gigabits) if n > 1
+            rates = [project(figures["step_ms"], 0.0, figures["gradient_bytes"], n, gigabits * efficiency) if n > 1
                      else figures["images_per_second"] for n in (1, 2, 4, 8, 16, 32)]
             print(f"{model:15s} {gigabits:>5d} Gb " + " ".join(f"{rate:8.0f}" for rate in rates))
+
+
+def _gigabits(rate):
+    """tc's rate text ('1gbit', '100mbit') in Gbit/s."""
+    number, unit = rate.lower().rstrip("bit").rstrip("/s"), 1.0
+    for suffix, scale in (("g", 1.0), ("m", 1e-3), ("k", 1e-6)):
+        if number.endswith(suffix):
+            number, unit = number[:-1], scale
+    return float(number) * unit
 
 
 if __name__ == "__main__":

@@ -2,6 +2,7 @@
 gradients summed by Allreduce. The one-rank path runs under plain pytest; the two-rank tests start
 ``mpirun -n 2`` (Open MPI, which `make test` installs) and compare with a single process."""
 
+import contextlib
 import os
 import shutil
 import signal
@@ -10,6 +11,7 @@ import sys
 import textwrap
 import threading
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -18,6 +20,7 @@ from convnet import Tensor, checkpoint
 from convnet import functional as F
 from convnet.distributed import Group
 
+ROOT = Path(__file__).resolve().parent.parent
 MPIRUN = shutil.which("mpirun")
 try:
     import mpi4py  # noqa: F401
@@ -255,3 +258,25 @@ def test_synchronised_batch_norm_on_shares_is_batch_norm_on_the_whole_batch(shap
     for rank_result in results:
         for statistic, expected_statistic in zip(rank_result[2], expected[2]):
             np.testing.assert_allclose(statistic, expected_statistic, atol=1e-12)
+
+
+@requires_mpi
+def test_two_hosts_over_tcp_train_as_one_process(tiny_fashion, tmp_path):
+    """Two network namespaces joined by a veth pair limited to 1 Gbit/s, Open MPI over TCP between
+    them (benchmarks/two_hosts.py): one short run equals the single-process one."""
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    from two_hosts import NamespacesUnavailable, two_hosts
+    with contextlib.ExitStack() as stack:
+        try:
+            mpirun_prefix = stack.enter_context(two_hosts("1gbit"))
+        except NamespacesUnavailable as error:
+            if os.environ.get("CI") and os.geteuid() == 0:  # CI runs as root: there it must run
+                raise
+            pytest.skip(str(error))
+        done = subprocess.run([*mpirun_prefix, sys.executable, *train(tiny_fashion, tmp_path / "two-hosts",
+                                                                      "--distributed", "--optimizer", "sgd")],
+                              capture_output=True, text=True, timeout=180)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "on 2 ranks" in done.stdout
+    single_process(tiny_fashion, tmp_path / "one", "--optimizer", "sgd")
+    assert_close_weights(weights(tmp_path / "two-hosts"), weights(tmp_path / "one"))
