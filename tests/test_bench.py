@@ -32,17 +32,20 @@ def test_bench_times_each_contender_in_its_own_process_and_writes_the_report(tmp
     assert "max_pool2d 2x2" in capsys.readouterr().out
 
 
+class Contender:
+    """A contender that answers every case with the same time (None: it does not run it)."""
+
+    def __init__(self, name, seconds):
+        self.name, self.seconds = name, seconds
+
+    def time(self, case):
+        return self.seconds
+
+    def cpu_seconds(self):
+        return 0.0
+
+
 def test_throughput_rows_invert_the_time_ratios():
-    class Contender:
-        def __init__(self, name, seconds):
-            self.name, self.seconds = name, seconds
-
-        def time(self, case):
-            return self.seconds
-
-        def cpu_seconds(self):
-            return 0.0
-
     case = bench.Case("train step tiny batch 128", build=None, images=128)
     step, throughput = bench.measure(case, [Contender("convnet", 0.02), Contender("torch", 0.04)], rounds=3)
     assert step.figures == {"convnet": 20.0, "torch": 40.0} and step.ratios["torch"] == (0.5, 0.5, 0.5)
@@ -51,16 +54,6 @@ def test_throughput_rows_invert_the_time_ratios():
 
 
 def test_a_contender_that_does_not_run_a_case_is_left_out_of_its_row():
-    class Contender:
-        def __init__(self, name, seconds):
-            self.name, self.seconds = name, seconds
-
-        def time(self, case):
-            return self.seconds
-
-        def cpu_seconds(self):
-            return 0.0
-
     case = bench.Case("max_pool2d tiny forward", build=None)
     row, = bench.measure(case, [Contender("convnet", 0.02), Contender("onnxruntime", None)], rounds=3)
     assert row.figures == {"convnet": 20.0} and row.ratios == {}
