@@ -195,7 +195,7 @@ def build_trainer(config, train, test, run_dir=None, progress=True, log=print, g
                          f"expected at most {len(train)}")
     manual_seed(config.seed)
     model = build_model(config)
-    if config.sync_bn:
+    if config.sync_bn and group.size > 1:  # alone, the whole batch's statistics are its own
         synchronise_batch_norm(model, group)
     train_loader = DataLoader(train, config.batch_size, shuffle=True, seed=config.seed,
                               transform=train_transform(config))
