@@ -394,3 +394,32 @@ def test_a_folder_being_trained_always_reads_as_a_whole_checkpoint(tiny_fashion,
         _, err = trainer.communicate()
     assert trainer.returncode == 0, err
     assert len(epochs_seen) >= 2 and max(epochs_seen) <= 6
+
+
+def test_the_progress_bar_is_drawn_on_a_terminal_only(tiny_fashion, tmp_path):
+    """Redirected to a file (`make train > log`), a bar's redraws would fill it: one line per epoch
+    instead. On a terminal (a pseudo-terminal here) the bar is drawn."""
+    import fcntl
+    import pty
+    import struct
+    import termios
+    argv = [sys.executable, "-m", "convnet", "train", "--model", "lenet5", "--data", str(tiny_fashion), "--epochs",
+            "1", "--batch-size", "16"]
+    piped = subprocess.run([*argv, "--out", str(tmp_path / "piped")], capture_output=True, text=True)
+    assert piped.returncode == 0 and "%|" not in piped.stderr and "epoch 1/1: train loss" in piped.stdout
+    controller, terminal = pty.openpty()
+    fcntl.ioctl(terminal, termios.TIOCSWINSZ, struct.pack("HHHH", 24, 100, 0, 0))  # a new one is 0 columns wide
+    with subprocess.Popen([*argv, "--out", str(tmp_path / "terminal")], stdout=subprocess.DEVNULL, stderr=terminal) \
+            as process:
+        os.close(terminal)
+        drawn = b""
+        while True:
+            try:
+                chunk = os.read(controller, 4096)
+            except OSError:  # the terminal closed with the process
+                break
+            if not chunk:
+                break
+            drawn += chunk
+    os.close(controller)
+    assert process.returncode == 0 and b"%|" in drawn and b"batch/s" in drawn

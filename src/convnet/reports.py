@@ -28,14 +28,16 @@ class RunLocked(RuntimeError):
 
 
 class ProgressBar(Callback):
-    """A tqdm bar per epoch with the running loss, accuracy and images per second."""
+    """A tqdm bar per epoch with the running loss, accuracy and images per second, drawn only on a
+    terminal: written to a file or a pipe (``make train > log``) its redraws would be megabytes of
+    noise, and `EpochLog`'s line per epoch says what matters."""
 
     def __init__(self, epochs):
         self.epochs, self.bar = epochs, None
 
     def on_epoch_begin(self, trainer):
         self.bar = tqdm(total=len(trainer.train_loader), initial=trainer.batch, leave=False, unit="batch",
-                        desc=f"epoch {trainer.epoch + 1}/{self.epochs}")
+                        desc=f"epoch {trainer.epoch + 1}/{self.epochs}", disable=None)  # None: off unless a TTY
 
     def on_batch_end(self, trainer, loss):
         totals = trainer.partial
