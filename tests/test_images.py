@@ -296,3 +296,16 @@ def test_damaged_files_are_one_line_errors_naming_the_file(tmp_path):
 def test_channels_must_be_1_or_3(tmp_path):
     with pytest.raises(ValueError, match="read_image: expected channels 1 or 3, got 4"):
         read_image(tmp_path / "any.png", channels=4)
+
+
+def test_crop_keeps_the_aspect_ratio_by_cutting_the_centred_region(tmp_path):
+    values = np.arange(6 * 4, dtype=np.uint8).reshape(6, 4) * 10  # 4 wide, 6 high
+    pixels, notes = read_image(saved(Image.fromarray(values), tmp_path / "tall.png"), size=(4, 4), crop=True)
+    np.testing.assert_array_equal(pixels[0], values[1:5])  # the middle 4 rows, nothing squashed
+    assert notes == ["cropped 4x6 to the centred 4x4"]
+    wide = values.T.copy()  # 6 wide, 4 high
+    pixels, notes = read_image(saved(Image.fromarray(wide), tmp_path / "wide.png"), size=(4, 4), crop=True)
+    np.testing.assert_array_equal(pixels[0], wide[:, 1:5])
+    assert notes == ["cropped 6x4 to the centred 4x4"]
+    pixels, notes = read_image(tmp_path / "wide.png", size=(2, 3), crop=True)  # its own aspect: only resized
+    assert pixels.shape == (1, 2, 3) and notes == ["resized 6x4 to 3x2"]

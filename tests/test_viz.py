@@ -133,7 +133,8 @@ def test_show_an_unreadable_image(tmp_path, capsys):
 def test_show_lesson_on_the_bundled_photograph(tmp_path, capsys):
     assert main(["show", "--lesson", "--out", str(tmp_path / "lesson")]) == 0
     out = capsys.readouterr().out
-    assert "grace_hopper.jpg: converted RGB to grayscale" in out and "resized 512x600 to 256x256" in out
+    assert "grace_hopper.jpg: converted RGB to grayscale" in out and "cropped 512x600 to the centred 512x512" in out
+    assert "resized 512x512 to 256x256" in out  # not squashed: the face keeps its proportions
     html = (tmp_path / "lesson" / "index.html").read_text()
     assert "100 kernels of 10x10" in html and "All 100 feature maps" not in html  # titles live in the PNGs
     with Image.open(tmp_path / "lesson" / "feature_maps.png") as maps:

@@ -534,7 +534,7 @@ def lesson_subject(image_path=None, seed=0):
     if image_path is None:
         from matplotlib import cbook
         image_path = cbook.get_sample_data(LESSON_IMAGE, asfileobj=False)
-    pixels, notes = read_image(image_path, size=(256, 256), channels=1)
+    pixels, notes = read_image(image_path, size=(256, 256), channels=1, crop=True)
     return Subject(model, transforms.unit_range(pixels), "The lesson: 100 kernels of 10x10 over a 256x256 image, "
                    "then 2x2 max pooling (untrained kernels)", notes=[f"{image_path}: {note}" for note in notes])
 

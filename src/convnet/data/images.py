@@ -23,10 +23,11 @@ class ImageError(ValueError):
     """An image that cannot be read; the message names the file."""
 
 
-def read_image(path, size=None, channels=1):
+def read_image(path, size=None, channels=1, crop=False):
     """Read ``path`` as uint8 (channels, H, W), converted to grayscale (1) or RGB (3) and,
-    if ``size`` (H, W) is given, resized. Returns (array, notes) where notes lists the
-    conversions made, so callers can tell the user.
+    if ``size`` (H, W) is given, resized; with ``crop``, first cut to the centred region of
+    ``size``'s aspect ratio, so that nothing is squashed. Returns (array, notes) where notes lists
+    the conversions made, so callers can tell the user.
 
     How each kind of image becomes 8 bits:
 
@@ -54,14 +55,14 @@ def read_image(path, size=None, channels=1):
         warnings.simplefilter("always")
         # Pillow warns at open about images past its own limit; ours is lower, and says more, below.
         warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-        array, notes = _decoded(path, size, channels)
+        array, notes = _decoded(path, size, channels, crop)
     # Pillow's warnings (damaged EXIF or TIFF tags it skipped, ...) become notes, said with the rest,
     # rather than a Python warning with a source line on stderr.
     notes += [f"Pillow warned: {message}" for message in dict.fromkeys(str(w.message) for w in pillow_warnings)]
     return array, notes
 
 
-def _decoded(path, size, channels):
+def _decoded(path, size, channels, crop):
     try:
         with Image.open(path) as image:
             width, height = image.size
@@ -76,6 +77,8 @@ def _decoded(path, size, channels):
                 image = ImageOps.exif_transpose(image)
                 notes.append("turned upright as its EXIF orientation says")
             image = _converted(path, image, channels, notes)
+            if crop and size is not None:
+                image = _cropped_to_aspect(image, size, notes)
             if size is not None and image.size != (size[1], size[0]):
                 notes.append(f"resized {image.size[0]}x{image.size[1]} to {size[1]}x{size[0]}")
                 image = image.resize((size[1], size[0]), Image.Resampling.BILINEAR)
@@ -94,6 +97,18 @@ def _decoded(path, size, channels):
     except Exception as error:  # noqa: BLE001  (damaged files make Pillow raise OSError, SyntaxError, ValueError, ...)
         raise ImageError(_unreadable(path, error)) from None
     return (array[None] if channels == 1 else array.transpose(2, 0, 1)), notes
+
+
+def _cropped_to_aspect(image, size, notes):
+    """The centred part of ``image`` with the aspect ratio of ``size`` (H, W), the largest there is."""
+    width, height = image.size
+    keep_width = min(width, round(height * size[1] / size[0]))
+    keep_height = min(height, round(width * size[0] / size[1]))
+    if (keep_width, keep_height) == (width, height):
+        return image
+    left, top = (width - keep_width) // 2, (height - keep_height) // 2
+    notes.append(f"cropped {width}x{height} to the centred {keep_width}x{keep_height}")
+    return image.crop((left, top, left + keep_width, top + keep_height))
 
 
 def _too_large(path, size):
