@@ -423,3 +423,18 @@ def test_the_progress_bar_is_drawn_on_a_terminal_only(tiny_fashion, tmp_path):
             drawn += chunk
     os.close(controller)
     assert process.returncode == 0 and b"%|" in drawn and b"batch/s" in drawn
+
+
+def test_early_stop_ends_a_run_whose_test_loss_stopped_improving_and_says_so(tiny_fashion, tmp_path, capsys):
+    """A learning rate far too high makes the tiny set's test loss worse at once: with --early-stop 1
+    the run stops after the epoch that did not improve, and the folder keeps that epoch."""
+    run_dir = tmp_path / "run"
+    code, out, _ = run(capsys, "train", "--model", "lenet5", "--data", str(tiny_fashion), "--epochs", "20",
+                       "--batch-size", "16", "--lr", "0.2", "--schedule", "none", "--early-stop", "1", "--out",
+                       str(run_dir), "--no-progress")
+    assert code == 0 and "stopped early after epoch " in out
+    epochs = int(out.split("stopped early after epoch ")[1].split(":")[0])
+    _, _, meta = checkpoint.load(run_dir)
+    losses = [entry["test_loss"] for entry in meta["history"]]
+    assert meta["epoch"] == epochs == len(losses) < 20 and min(losses[:-1]) <= losses[-1]
+    assert meta["config"]["early_stop"] == 1

@@ -10,7 +10,7 @@ import pytest
 import convnet
 from convnet import checkpoint, experiment, reports
 from convnet.experiment import RunConfig, build_trainer, load_datasets, load_run
-from convnet.train import Callback, TrainingDiverged, TrainingInterrupted
+from convnet.train import Callback, EarlyStopping, TrainingDiverged, TrainingInterrupted
 
 
 def config(data, **changes):
@@ -244,3 +244,41 @@ def test_evaluation_of_a_model_answering_infinity_is_an_error_not_a_figure(tiny_
     model[1].weight.data[3] = 3e38  # finite weights whose products overflow float32
     with pytest.raises(NonFiniteOutput, match=r"outputs are NaN or infinite for \d+ of \d+ images"):
         evaluate(model, experiment.evaluation_loader(cfg, test))
+
+
+class _History:
+    """What EarlyStopping reads of a trainer: its history and whether a stop was asked for."""
+
+    def __init__(self, test_losses):
+        self.history = [{"epoch": i + 1, "test_loss": loss} for i, loss in enumerate(test_losses)]
+        self.stop_requested = False
+
+    def request_stop(self):
+        self.stop_requested = True
+
+
+@pytest.mark.parametrize(("losses", "patience", "stops"), [
+    ([1.0, 0.9, 0.95, 0.97], 2, True),    # best after epoch 2, two epochs without improvement
+    ([1.0, 0.9, 0.95, 0.97], 3, False),
+    ([1.0, 0.9, 0.95, 0.85], 2, False),   # improved again
+    ([1.0, 1.0, 1.0], 2, True),           # equal is not better
+    ([], 1, False),
+])
+def test_early_stopping_stops_when_the_test_loss_has_not_improved_for_patience_epochs(losses, patience, stops):
+    said = []
+    trainer = _History(losses)
+    EarlyStopping(patience, said.append).on_epoch_end(trainer, None, None)
+    assert trainer.stop_requested == stops and len(said) == stops
+    if stops:
+        assert said[0].startswith(f"stopped early after epoch {len(losses)}: the test loss has not improved for ")
+
+
+def test_a_resumed_run_that_had_stopped_early_stops_again_before_training():
+    trainer = _History([1.0, 0.9, 0.95, 0.97])
+    EarlyStopping(2, lambda line: None).on_train_begin(trainer)
+    assert trainer.stop_requested
+
+
+def test_early_stopping_wants_a_positive_patience():
+    with pytest.raises(ValueError, match=r"^EarlyStopping: expected patience to be a positive int, got 0$"):
+        EarlyStopping(0)

@@ -31,7 +31,7 @@ def _bench(args):
 
 
 TRAIN_OPTIONS = ("model", "dataset", "epochs", "batch_size", "optimizer", "lr", "weight_decay", "schedule",
-                 "label_smoothing", "augment", "seed", "init_from", "sync_bn")
+                 "label_smoothing", "augment", "seed", "init_from", "sync_bn", "early_stop")
 
 
 def _train(args):
@@ -261,6 +261,8 @@ def build_parser():
     train.add_argument("--seed", type=int, help=f"{default('seed')}; the same seed repeats a run bit for bit")
     train.add_argument("--init-from", metavar="RUN_DIR|FILE", help="start from these weights: a run folder's, a "
                        "PyTorch state_dict (.pth, .pt; read without PyTorch) or an ONNX file's, matched by name")
+    train.add_argument("--early-stop", type=_positive_int, metavar="PATIENCE", help="stop when the test loss has "
+                       "not improved for PATIENCE epochs (the run folder keeps the last epoch's weights)")
     train.add_argument("--out", metavar="RUN_DIR", help="run folder (default runs/MODEL-TIME)")
     train.add_argument("--resume", metavar="RUN_DIR", help="continue the run saved in RUN_DIR")
     train.add_argument("--no-progress", action="store_true", help="no progress bars")

@@ -21,7 +21,7 @@ from .random import manual_seed
 from .reports import CURVES, EpochLog, ProgressBar, RunFolder
 from .tensor import Tensor, no_grad
 from .distributed import synchronise_batch_norm
-from .train import ONE_PROCESS, Trainer, evaluate
+from .train import ONE_PROCESS, EarlyStopping, Trainer, evaluate
 
 DEFAULT_LR = {"sgd": 0.05, "adam": 2e-3, "adamw": 2e-3}
 OPTIMIZERS = tuple(DEFAULT_LR)
@@ -45,6 +45,7 @@ class RunConfig:
     seed: int = 0
     init_from: str | None = None
     sync_bn: bool = False
+    early_stop: int | None = None
 
     def __post_init__(self):
         problems = []
@@ -62,9 +63,10 @@ class RunConfig:
                 problems.append(f"{name} must be true or false, got {getattr(self, name)!r}")
         if not isinstance(self.seed, int) or isinstance(self.seed, bool):
             problems.append(f"seed must be an integer, got {self.seed!r}")
-        for name in ("epochs", "batch_size"):
+        for name in ("epochs", "batch_size", "early_stop"):
             value = getattr(self, name)
-            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+            if (name != "early_stop" or value is not None) and (
+                    not isinstance(value, int) or isinstance(value, bool) or value < 1):
                 problems.append(f"{name} must be a positive integer, got {value!r}")
         if not isinstance(self.optimizer, str) or self.optimizer not in OPTIMIZERS:
             problems.append(f"optimizer must be one of {', '.join(OPTIMIZERS)}, got {self.optimizer!r}")
@@ -206,8 +208,11 @@ def build_trainer(config, train, test, run_dir=None, progress=True, log=print, g
     if run_dir is not None:
         callbacks.append(RunFolder(run_dir, asdict(config), train.classes, config.train_conditions,
                                    {"train": train.source, "test": test.source}))
+    callbacks = callbacks if group.rank == 0 else []
+    if config.early_stop is not None:  # on every rank: they must stop together
+        callbacks.append(EarlyStopping(config.early_stop, log if group.rank == 0 else lambda *_: None))
     return Trainer(model, train_loader, evaluation_loader(config, test), optimizer, schedule, config.label_smoothing,
-                   callbacks if group.rank == 0 else [], group)
+                   callbacks, group)
 
 
 def start(config, run_dir, progress=True, log=print, group=ONE_PROCESS):

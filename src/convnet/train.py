@@ -59,6 +59,33 @@ class Callback:
         Not called when the loss diverges, so the last good checkpoint stays."""
 
 
+class EarlyStopping(Callback):
+    """Stop when the test loss has not improved for ``patience`` epochs (Keras' EarlyStopping on
+    val_loss). It reads only the history, so a resumed run decides as the uninterrupted one would,
+    and so does every rank of a distributed job; ``log`` says why it stopped."""
+
+    def __init__(self, patience, log=print):
+        if not isinstance(patience, int) or isinstance(patience, bool) or patience < 1:
+            raise ValueError(f"EarlyStopping: expected patience to be a positive int, got {patience!r}")
+        self.patience, self.log = patience, log
+
+    def on_train_begin(self, trainer):
+        self._check(trainer)
+
+    def on_epoch_end(self, trainer, record, evaluation):
+        self._check(trainer)
+
+    def _check(self, trainer):
+        losses = [entry["test_loss"] for entry in trainer.history]
+        if not losses or trainer.stop_requested:
+            return
+        best = min(range(len(losses)), key=losses.__getitem__)
+        if len(losses) - 1 - best >= self.patience:
+            self.log(f"stopped early after epoch {len(losses)}: the test loss has not improved for "
+                     f"{len(losses) - 1 - best} epochs (best {losses[best]:.4f} after epoch {best + 1})")
+            trainer.request_stop()
+
+
 class NonFiniteOutput(ValueError):
     """A model answered NaN or infinity: its figures would be meaningless, so there are none."""
 
