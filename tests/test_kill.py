@@ -34,7 +34,7 @@ import numpy as np
 import pytest
 
 from convnet import checkpoint
-from convnet.reports import CONFUSION, CURVES, LOCK, METRICS
+from convnet.reports import CONFUSION, CURVES, LOCK, METRICS, STEPS, read_steps
 from conftest import write_tiny_fashion
 
 EPOCHS, BATCH_SIZE, TRAIN_IMAGES = 3, 32, 256
@@ -44,6 +44,7 @@ PHASES = ("created", "partial", "written", "replaced")
 PHASE_NAMES = {"created": "temporary created, empty", "partial": "temporary half-written",
                "written": "temporary written and fsynced, not renamed", "replaced": "just renamed into place"}
 TIMING_COLUMNS = {"images_per_second"}
+STEP_LOG_TIMING = {"images_per_second", "time"}
 PNG_SIGNATURE, PNG_END = b"\x89PNG\r\n\x1a\n", b"IEND\xaeB`\x82"
 PROCESS_TIMEOUT = 300  # seconds for one training process: generous, for a loaded CI machine
 
@@ -292,6 +293,11 @@ def assert_png(path):
     assert whole, f"{path} is not a whole PNG ({len(data)} bytes)"
 
 
+def step_log(run_dir):
+    return [{key: value for key, value in entry.items() if key not in STEP_LOG_TIMING}
+            for entry in read_steps(run_dir / STEPS)]
+
+
 def temporaries(run_dir):
     return sorted(path.name for path in run_dir.glob(".*.tmp"))
 
@@ -307,7 +313,10 @@ def assert_consistent(run_dir, reference, previous_epoch):
         assert previous_epoch == 0, "the run folder disappeared"
         return 0
     names = {path.name for path in run_dir.iterdir()}
-    for name in names - {LOCK, *FILES}:
+    if STEPS in names:  # append-only: what was written before the kill is the reference's start
+        logged = step_log(run_dir)
+        assert logged == step_log(reference["dir"])[:len(logged)], "the step log differs from the reference's"
+    for name in names - {LOCK, STEPS, *FILES}:
         assert name.endswith(".tmp") and any(name.startswith(f".{file}.") for file in FILES), \
             f"unexpected {name} in {run_dir}"
     if checkpoint.WEIGHTS not in names:
@@ -360,8 +369,9 @@ def assert_same_as_reference(run_dir, reference):
     for name in (CURVES, CONFUSION):
         assert_png(run_dir / name)
         assert (run_dir / name).read_bytes() == (reference["dir"] / name).read_bytes(), name
+    assert step_log(run_dir) == step_log(reference["dir"])  # no step lost, none written twice
     assert temporaries(run_dir) == []
-    assert {path.name for path in run_dir.iterdir()} == {LOCK, *FILES}
+    assert {path.name for path in run_dir.iterdir()} == {LOCK, STEPS, *FILES}
 
 
 def sidecar_matches(run_dir):

@@ -282,3 +282,29 @@ def test_a_resumed_run_that_had_stopped_early_stops_again_before_training():
 def test_early_stopping_wants_a_positive_patience():
     with pytest.raises(ValueError, match=r"^EarlyStopping: expected patience to be a positive int, got 0$"):
         EarlyStopping(0)
+
+
+def test_the_step_log_has_a_line_every_few_steps_and_one_per_epoch(tiny_fashion, tmp_path):
+    run_dir = tmp_path / "run"
+    trainer = trainer_for(config(tiny_fashion, model="lenet5", batch_size=16, augment=False), run_dir)
+    history = trainer.fit(2)  # 256 images: 16 steps an epoch
+    entries = reports.read_steps(run_dir / reports.STEPS)
+    steps = [entry for entry in entries if entry["kind"] == "step"]
+    epochs = [entry for entry in entries if entry["kind"] == "epoch"]
+    assert [entry["step"] for entry in steps] == [10, 20, 30]
+    assert [(entry["epoch"], entry["batch"]) for entry in steps] == [(1, 10), (2, 4), (2, 14)]
+    assert [entry["step"] for entry in epochs] == [16, 32]
+    for entry, record in zip(epochs, history):
+        assert entry["test_accuracy"] == record["test_accuracy"] and entry["test_loss"] == record["test_loss"]
+        assert len(entry["per_class_accuracy"]) == 10
+    assert all(set(entry) >= {"loss", "accuracy", "lr", "images_per_second", "time"} for entry in steps)
+    assert [entry["step"] for entry in entries] == sorted(entry["step"] for entry in entries)
+
+
+def test_a_step_log_cut_short_by_a_kill_reads_to_its_last_whole_line(tmp_path):
+    path = tmp_path / reports.STEPS
+    path.write_text('{"kind": "step", "step": 10}\n{"kind": "step", "st')
+    assert reports.read_steps(path) == [{"kind": "step", "step": 10}]
+    path.write_text('{"kind": "step", "step": 10}\nnot json\n{"kind": "step", "step": 30}\n')
+    with pytest.raises(ValueError, match=r"steps.jsonl: line 2 is not a JSON object \('not json'\)$"):
+        reports.read_steps(path)

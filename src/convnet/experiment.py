@@ -18,7 +18,7 @@ from .data import mnist, read_image, transforms
 from .data.loader import ArrayDataset, DataLoader
 from .nn import Module
 from .random import manual_seed
-from .reports import CURVES, EpochLog, ProgressBar, RunFolder
+from .reports import CURVES, EpochLog, ProgressBar, RunFolder, StepLog
 from .tensor import Tensor, no_grad
 from .distributed import synchronise_batch_norm
 from .train import ONE_PROCESS, EarlyStopping, Trainer, evaluate
@@ -206,8 +206,8 @@ def build_trainer(config, train, test, run_dir=None, progress=True, log=print, g
     callbacks = [ProgressBar(config.epochs)] if progress else []
     callbacks.append(EpochLog(config.epochs, log))
     if run_dir is not None:
-        callbacks.append(RunFolder(run_dir, asdict(config), train.classes, config.train_conditions,
-                                   {"train": train.source, "test": test.source}))
+        callbacks += [StepLog(run_dir), RunFolder(run_dir, asdict(config), train.classes, config.train_conditions,
+                                                  {"train": train.source, "test": test.source})]
     callbacks = callbacks if group.rank == 0 else []
     if config.early_stop is not None:  # on every rank: they must stop together
         callbacks.append(EarlyStopping(config.early_stop, log if group.rank == 0 else lambda *_: None))

@@ -4,13 +4,16 @@ a progress bar, one log line per epoch, and the run folder.
 A run folder holds ``checkpoint.safetensors`` (+ readable ``checkpoint.json``), ``metrics.csv``,
 ``curves.png`` and ``confusion.png``, each rewritten atomically after every epoch, and the
 checkpoint also when a run stops early, so it can be resumed from where it stopped; ``.lock``
-says which process is training in it (one at a time).
+says which process is training in it (one at a time); ``steps.jsonl`` logs the run as it goes
+(`StepLog`, `read_steps`).
 """
 
 import csv
 import fcntl
 import io
+import json
 import os
+import time
 from pathlib import Path
 
 from tqdm import tqdm
@@ -19,7 +22,8 @@ from . import checkpoint
 from .files import atomic_write, check_writable, remove_stale_temporaries
 from .train import Callback, evaluate
 
-METRICS, CURVES, CONFUSION = "metrics.csv", "curves.png", "confusion.png"
+METRICS, CURVES, CONFUSION, STEPS = "metrics.csv", "curves.png", "confusion.png", "steps.jsonl"
+STEP_LOG_EVERY = 10  # training steps between two lines of the step log
 LOCK = ".lock"  # held by the process training in the folder; it holds that process's PID
 
 
@@ -143,3 +147,84 @@ class RunFolder(Callback):
     def save(self, trainer):
         checkpoint.save(self.run_dir, trainer.model, trainer.optimizer,
                         {"config": self.config, "data": self.data, **trainer.state()})
+
+
+class StepLog(Callback):
+    """Appends the run as it goes to ``run_dir/steps.jsonl``, one JSON object per line, flushed:
+    every ``every`` training steps ``{"kind": "step", "step", "epoch", "batch", "loss", "accuracy",
+    "lr", "images_per_second", "time"}`` (loss and accuracy: the epoch's running means; epoch:
+    the one in progress, from 1; time: seconds since the epoch 1970), and after every epoch
+    ``{"kind": "epoch", "step", "epoch", "train_loss", "train_accuracy", "test_loss",
+    "test_accuracy", "per_class_accuracy", "lr", "time"}``. Append-only, so a kill -9 costs at most
+    a partial last line, which `read_steps` skips; a resumed run first cuts the log back to its
+    checkpoint's step, so the steps it trains again are not written twice.
+
+    It hangs before `RunFolder`, so that an epoch's line is written before the epoch's checkpoint:
+    the log may run ahead of the checkpoint (and is cut back), never behind it. It opens the log
+    at its first line, once `RunFolder` holds the folder's lock."""
+
+    def __init__(self, run_dir, every=STEP_LOG_EVERY):
+        self.path, self.every, self.file = Path(run_dir) / STEPS, every, None
+
+    def _open(self):
+        """Cut the log back to the step the run (re)started from, then append to it."""
+        if self.path.exists():
+            kept = [entry for entry in read_steps(self.path) if entry["step"] <= self.start]
+            rewritten = "".join(json.dumps(entry) + "\n" for entry in kept)
+            if rewritten != self.path.read_text():  # lines past the checkpoint, or a last one cut short
+                atomic_write(self.path, rewritten)
+        self.file = open(self.path, "a")
+
+    def on_train_begin(self, trainer):
+        self.start = _step(trainer)  # where the checkpoint left the run
+
+    def on_batch_end(self, trainer, loss):
+        step = _step(trainer)
+        if step % self.every == 0:
+            totals = trainer.partial
+            self._write({"kind": "step", "step": step, "epoch": trainer.epoch + 1, "batch": trainer.batch,
+                         "loss": totals["loss"] / totals["count"], "accuracy": totals["correct"] / totals["count"],
+                         "lr": trainer.optimizer.param_groups[0]["lr"],
+                         "images_per_second": totals["count"] / max(totals["seconds"], 1e-9)})
+
+    def on_epoch_end(self, trainer, record, evaluation):
+        self._write({"kind": "epoch", "step": _step(trainer), "epoch": record["epoch"],
+                     "train_loss": record["train_loss"], "train_accuracy": record["train_accuracy"],
+                     "test_loss": record["test_loss"], "test_accuracy": record["test_accuracy"],
+                     "per_class_accuracy": evaluation["per_class_accuracy"], "lr": record["lr"]})
+
+    def on_train_end(self, trainer):
+        if self.file is not None:
+            self.file.close()
+            self.file = None
+
+    def _write(self, entry):
+        if self.file is None:
+            self._open()
+        self.file.write(json.dumps({**entry, "time": time.time()}) + "\n")
+        self.file.flush()
+
+
+def _step(trainer):
+    """Training steps done since the run began."""
+    return trainer.epoch * len(trainer.train_loader) + trainer.batch
+
+
+def read_steps(path):
+    """The entries of a step log, skipping a last line cut short (by a kill during its write);
+    a damaged line elsewhere is a ValueError naming it."""
+    lines = Path(path).read_text().split("\n")
+    entries = []
+    for number, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
+        try:
+            entry = json.loads(line)
+        except json.JSONDecodeError:
+            if number == len(lines):  # no newline after it: its write was cut short
+                break
+            raise ValueError(f"{path}: line {number} is not a JSON object ({line[:60]!r})") from None
+        if not isinstance(entry, dict) or not isinstance(entry.get("step"), int):
+            raise ValueError(f"{path}: line {number}: expected an object with an integer step, got {line[:60]!r}")
+        entries.append(entry)
+    return entries
