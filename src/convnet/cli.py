@@ -31,7 +31,7 @@ def _bench(args):
 
 
 TRAIN_OPTIONS = ("model", "dataset", "epochs", "batch_size", "optimizer", "lr", "weight_decay", "schedule",
-                 "label_smoothing", "augment", "seed", "init_from", "sync_bn", "early_stop")
+                 "label_smoothing", "augment", "seed", "init_from", "sync_bn", "early_stop", "tensorboard")
 
 
 def _train(args):
@@ -263,6 +263,8 @@ def build_parser():
                        "PyTorch state_dict (.pth, .pt; read without PyTorch) or an ONNX file's, matched by name")
     train.add_argument("--early-stop", type=_positive_int, metavar="PATIENCE", help="stop when the test loss has "
                        "not improved for PATIENCE epochs (the run folder keeps the last epoch's weights)")
+    train.add_argument("--tensorboard", action="store_const", const=True, help="also write TensorBoard event "
+                       "files into RUN_DIR/tensorboard (needs the tensorboard extra: tensorboardX)")
     train.add_argument("--out", metavar="RUN_DIR", help="run folder (default runs/MODEL-TIME)")
     train.add_argument("--resume", metavar="RUN_DIR", help="continue the run saved in RUN_DIR")
     train.add_argument("--no-progress", action="store_true", help="no progress bars")
@@ -339,13 +341,14 @@ def main(argv=None):
     from .files import WriteError
     from .onnx import OnnxMissing
     from .process import retain_freed_memory
-    from .reports import RunLocked
+    from .reports import RunLocked, TensorBoardMissing
     from .train import TrainingDiverged
     retain_freed_memory()
     try:
         return args.handler(args)
     except (CommandError, CheckpointError, IdxError, ImageError, DownloadError, TrainingDiverged, WriteError,
-            RunLocked, OnnxMissing, MpiMissing, FileNotFoundError, ValueError, TypeError) as error:
+            RunLocked, OnnxMissing, MpiMissing, TensorBoardMissing, FileNotFoundError, ValueError,
+            TypeError) as error:
         if os.environ.get("CONVNET_TRACEBACK"):
             raise
         group = getattr(args, "group", None)

@@ -18,7 +18,7 @@ from .data import mnist, read_image, transforms
 from .data.loader import ArrayDataset, DataLoader
 from .nn import Module
 from .random import manual_seed
-from .reports import CURVES, EpochLog, ProgressBar, RunFolder, StepLog
+from .reports import CURVES, EpochLog, ProgressBar, RunFolder, StepLog, TensorBoard
 from .tensor import Tensor, no_grad
 from .distributed import synchronise_batch_norm
 from .train import ONE_PROCESS, EarlyStopping, Trainer, evaluate
@@ -46,6 +46,7 @@ class RunConfig:
     init_from: str | None = None
     sync_bn: bool = False
     early_stop: int | None = None
+    tensorboard: bool = False
 
     def __post_init__(self):
         problems = []
@@ -58,7 +59,7 @@ class RunConfig:
             problems.append(f"data must be a folder's path or None, got {self.data!r}")
         if self.init_from is not None and not isinstance(self.init_from, str):
             problems.append(f"init_from must be a path or None, got {self.init_from!r}")
-        for name in ("augment", "sync_bn"):
+        for name in ("augment", "sync_bn", "tensorboard"):
             if not isinstance(getattr(self, name), bool):
                 problems.append(f"{name} must be true or false, got {getattr(self, name)!r}")
         if not isinstance(self.seed, int) or isinstance(self.seed, bool):
@@ -208,6 +209,8 @@ def build_trainer(config, train, test, run_dir=None, progress=True, log=print, g
     if run_dir is not None:
         callbacks += [StepLog(run_dir), RunFolder(run_dir, asdict(config), train.classes, config.train_conditions,
                                                   {"train": train.source, "test": test.source})]
+        if config.tensorboard and group.rank == 0:
+            callbacks.append(TensorBoard(run_dir, asdict(config)))
     callbacks = callbacks if group.rank == 0 else []
     if config.early_stop is not None:  # on every rank: they must stop together
         callbacks.append(EarlyStopping(config.early_stop, log if group.rank == 0 else lambda *_: None))

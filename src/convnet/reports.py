@@ -16,6 +16,7 @@ import os
 import time
 from pathlib import Path
 
+import numpy as np
 from tqdm import tqdm
 
 from . import checkpoint
@@ -228,3 +229,75 @@ def read_steps(path):
             raise ValueError(f"{path}: line {number}: expected an object with an integer step, got {line[:60]!r}")
         entries.append(entry)
     return entries
+
+
+TENSORBOARD = "tensorboard"  # the run folder's subfolder of event files
+TENSORBOARD_INSTALL = "pip install 'convnet-numpy[tensorboard]'"
+
+
+class TensorBoardMissing(ImportError):
+    pass
+
+
+class TensorBoard(Callback):
+    """TensorBoard event files in ``run_dir/tensorboard`` (tensorboardX, the optional extra
+    ``convnet[tensorboard]``): every ``every`` steps the running loss and accuracy, the learning
+    rate and images/s; after every epoch the test loss and accuracy, each layer's weight and
+    gradient histograms, the first convolution's kernels and its feature maps of the first test
+    image, as images; at the end the run's settings with its final figures (hparams). A resumed
+    run purges what was logged past its checkpoint's step."""
+
+    def __init__(self, run_dir, config, every=STEP_LOG_EVERY):
+        try:
+            from tensorboardX import SummaryWriter
+        except ImportError:
+            raise TensorBoardMissing(f"--tensorboard needs tensorboardX, which is not installed: "
+                                     f"{TENSORBOARD_INSTALL}") from None
+        self.writer_class, self.folder = SummaryWriter, Path(run_dir) / TENSORBOARD
+        self.config, self.every, self.writer = config, every, None
+
+    def on_train_begin(self, trainer):
+        self.writer = self.writer_class(str(self.folder), purge_step=_step(trainer) or None)
+        images, _ = next(trainer.test_loader.batches(0))
+        self.image = images.data[:1]
+
+    def on_batch_end(self, trainer, loss):
+        step = _step(trainer)
+        if step % self.every == 0:
+            totals = trainer.partial
+            self.writer.add_scalar("train/loss", totals["loss"] / totals["count"], step)
+            self.writer.add_scalar("train/accuracy", totals["correct"] / totals["count"], step)
+            self.writer.add_scalar("learning_rate", trainer.optimizer.param_groups[0]["lr"], step)
+            self.writer.add_scalar("images_per_second", totals["count"] / max(totals["seconds"], 1e-9), step)
+
+    def on_epoch_end(self, trainer, record, evaluation):
+        from .nn import Conv2d, record_outputs
+        step = _step(trainer)
+        self.writer.add_scalar("test/loss", record["test_loss"], step)
+        self.writer.add_scalar("test/accuracy", record["test_accuracy"], step)
+        for name, parameter in trainer.model.named_parameters():
+            self.writer.add_histogram(f"weights/{name}", parameter.data, step)
+            if parameter.grad is not None:
+                self.writer.add_histogram(f"gradients/{name}", parameter.grad.data, step)
+        records, _ = record_outputs(trainer.model, self.image)
+        first = next((r for r in records if isinstance(r.module, Conv2d)), None)
+        if first is not None:
+            self.writer.add_images("first_conv/kernels", _unit(first.module.weight.data[:, :1]), step)
+            self.writer.add_images("first_conv/feature_maps", _unit(first.output[0][:, None]), step)
+        self.writer.flush()
+
+    def on_train_end(self, trainer):
+        if trainer.history:
+            settings = {key: value if isinstance(value, (bool, int, float, str)) else str(value)
+                        for key, value in self.config.items()}
+            last = trainer.history[-1]
+            self.writer.add_hparams(settings, {"hparam/test_accuracy": last["test_accuracy"],
+                                               "hparam/test_loss": last["test_loss"]}, name="hparams")
+        self.writer.close()
+
+
+def _unit(images):
+    """(N, 1, H, W) scaled to [0, 1] image by image, so each kernel or map shows its own contrast."""
+    low = images.min(axis=(1, 2, 3), keepdims=True)
+    span = np.maximum(images.max(axis=(1, 2, 3), keepdims=True) - low, 1e-12)
+    return ((images - low) / span).astype(np.float32)

@@ -1,0 +1,70 @@
+"""``convnet train --tensorboard``: the event files are read back record by record (TFRecord framing,
+Event protobufs) and their figures compared with the run's own history."""
+
+import struct
+import sys
+
+import numpy as np
+import pytest
+
+from convnet import checkpoint, reports
+from convnet.cli import main
+
+event_pb2 = pytest.importorskip("tensorboardX.proto.event_pb2",
+                                reason="tensorboardX is not installed (pip install -e '.[test]')")
+
+
+def events(folder):
+    """Every Event in the folder's event files, from the TFRecord framing: length (8 bytes),
+    its CRC (4), the record, its CRC (4)."""
+    found = []
+    for path in sorted(folder.rglob("events.out.tfevents.*")):
+        data, offset = path.read_bytes(), 0
+        while offset < len(data):
+            length, = struct.unpack_from("<Q", data, offset)
+            record = data[offset + 12:offset + 12 + length]
+            assert len(record) == length, f"{path}: a record cut short"
+            event = event_pb2.Event()
+            event.ParseFromString(record)
+            found.append((path.parent.name, event))
+            offset += 12 + length + 4
+    return found
+
+
+def test_tensorboard_logs_the_runs_own_figures_histograms_and_pictures(tiny_fashion, tmp_path, capsys):
+    run_dir = tmp_path / "run"
+    assert main(["train", "--model", "lenet5", "--data", str(tiny_fashion), "--epochs", "2", "--batch-size", "16",
+                 "--tensorboard", "--out", str(run_dir), "--no-progress"]) == 0
+    _, _, meta = checkpoint.load(run_dir)
+    scalars, histograms, images, plugins = {}, set(), {}, set()
+    for folder, event in events(run_dir / reports.TENSORBOARD):
+        for value in event.summary.value:
+            if value.HasField("simple_value"):
+                scalars.setdefault(value.tag, []).append((event.step, value.simple_value))
+            elif value.HasField("histo"):
+                histograms.add(value.tag)
+                assert value.histo.num > 0
+            elif value.HasField("image"):
+                images[value.tag] = (value.image.width, value.image.height)
+            if value.metadata.plugin_data.plugin_name:
+                plugins.add(value.metadata.plugin_data.plugin_name)
+    history = meta["history"]
+    assert [step for step, _ in scalars["test/accuracy"]] == [16, 32]
+    np.testing.assert_allclose([v for _, v in scalars["test/accuracy"]], [h["test_accuracy"] for h in history],
+                               rtol=1e-6)
+    np.testing.assert_allclose([v for _, v in scalars["test/loss"]], [h["test_loss"] for h in history], rtol=1e-6)
+    assert [step for step, _ in scalars["train/loss"]] == [10, 20, 30]
+    assert {"learning_rate", "images_per_second", "train/accuracy"} <= set(scalars)
+    assert {"weights/0.weight", "gradients/0.weight", "weights/7.bias"} <= histograms
+    assert images["first_conv/kernels"][0] > 0 and images["first_conv/feature_maps"][0] > 0
+    assert "hparams" in plugins
+
+
+def test_without_tensorboardx_the_option_says_what_to_install(tiny_fashion, tmp_path, capsys, monkeypatch):
+    monkeypatch.setitem(sys.modules, "tensorboardX", None)
+    code = main(["train", "--model", "lenet5", "--data", str(tiny_fashion), "--epochs", "1", "--tensorboard",
+                 "--out", str(tmp_path / "run"), "--no-progress"])
+    assert code == 1 and capsys.readouterr().err == (
+        "convnet: error: --tensorboard needs tensorboardX, which is not installed: "
+        "pip install 'convnet-numpy[tensorboard]'\n")
+    assert not (tmp_path / "run").exists()
