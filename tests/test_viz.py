@@ -161,3 +161,20 @@ def test_learning_curves_plot_the_history_and_say_how_train_was_measured():
     assert [line.get_label() for line in accuracy_axes.get_lines()] == [
         "train (augmented, label smoothing 0.1)", "test"]
     assert [line.get_label() for line in viz.curves_figure(history).axes[0].get_lines()] == ["train", "test"]
+
+
+def test_examples_stay_inside_the_image_away_from_zero_paddings_artefacts():
+    """A kernel of -1s over a uniform image answers -9 inside but -6 and -4 along the border, where
+    the zero padding drops terms: the strongest responses are artefacts there. The convolution's
+    three windows lie wholly inside the image and the pooling neighbourhood clear of that ring."""
+    conv = nn.Conv2d(1, 1, 3, padding=1)
+    conv.weight.data[...] = -1.0
+    conv.bias.data[...] = 0.0
+    model = nn.Sequential(conv, nn.MaxPool2d(2))
+    story = viz.tell(model, np.ones((1, 12, 12), np.float32))
+    assert story.feature_maps[0].max() == -4.0  # the artefact is the maximum
+    for top, left, height, width in story.convolution.windows:
+        assert top >= 0 and left >= 0 and top + height <= 12 and left + width <= 12
+    assert set(story.convolution.values) == {-9.0}
+    top, left, height, width = story.pooling.window
+    assert top >= 1 and left >= 1 and top + height <= 11 and left + width <= 11 and story.pooling.maximum == -9.0

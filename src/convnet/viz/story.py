@@ -69,7 +69,7 @@ def tell(model, image, layer=0, classes=()):
     pooling = pooled_maps = None
     if pool_at is not None:
         pooled_maps = records[pool_at].output[0]
-        pooling = _pooling_step(records[pool_at], convolution.map_index)
+        pooling = _pooling_step(records[pool_at], convolution.map_index, conv.module.resolved_padding[::2])
     deeper = [(records[i].name, records[i].output[0]) for i in convs if i > at]
     probabilities = None
     if output.ndim == 2 and output.shape[1] > 1:
@@ -79,29 +79,48 @@ def tell(model, image, layer=0, classes=()):
 
 
 def _convolution_step(record, maps):
+    """The most varied map, and three side-by-side kernel positions around its strongest response
+    among those whose three windows lie wholly inside the image (a window in the padding shows
+    blank border, and zero padding makes responses there that are artefacts, not features)."""
     module = record.module
     map_index = int(np.argmax(maps.reshape(len(maps), -1).std(axis=1)))
     feature_map = maps[map_index]
     (kh, kw), (sh, sw), (dh, dw) = module.kernel_size, module.stride, module.dilation
     top_pad, _, left_pad, _ = module.resolved_padding
-    row, col = np.unravel_index(np.argmax(feature_map), feature_map.shape)
+    height, width = record.input.shape[2:]
+    extent_h, extent_w = dh * (kh - 1) + 1, dw * (kw - 1) + 1
     spacing = max(1, -(-kw // sw))  # windows side by side, not on top of each other
-    cols = [col + spacing * k for k in (-1, 0, 1)]
-    if cols[0] < 0:
-        cols = [c - cols[0] for c in cols]
-    if cols[-1] >= feature_map.shape[1]:
-        cols = [max(0, c - (cols[-1] - feature_map.shape[1] + 1)) for c in cols]
+    rows, cols = np.arange(feature_map.shape[0]), np.arange(feature_map.shape[1])
+    rows_inside = (rows * sh - top_pad >= 0) & (rows * sh - top_pad + extent_h <= height)
+    cols_inside = ((cols - spacing) * sw - left_pad >= 0) & ((cols + spacing) * sw - left_pad + extent_w <= width)
+    inside = np.outer(rows_inside, cols_inside)
+    if inside.any():
+        row, col = np.unravel_index(np.argmax(np.where(inside, feature_map, -np.inf)), feature_map.shape)
+        cols = [col - spacing, col, col + spacing]
+    else:  # an image too small for three windows inside it: around the strongest response anywhere
+        row, col = np.unravel_index(np.argmax(feature_map), feature_map.shape)
+        cols = [col + spacing * k for k in (-1, 0, 1)]
+        if cols[0] < 0:
+            cols = [c - cols[0] for c in cols]
+        if cols[-1] >= feature_map.shape[1]:
+            cols = [max(0, c - (cols[-1] - feature_map.shape[1] + 1)) for c in cols]
     positions = [(int(row), int(c)) for c in dict.fromkeys(cols)]
-    windows = [(r * sh - top_pad, c * sw - left_pad, dh * (kh - 1) + 1, dw * (kw - 1) + 1) for r, c in positions]
+    windows = [(r * sh - top_pad, c * sw - left_pad, extent_h, extent_w) for r, c in positions]
     return ConvolutionStep(record.name, map_index, module.weight.numpy()[map_index, 0].copy(), feature_map, positions,
                            windows, [float(feature_map[p]) for p in positions], (sh, sw), (top_pad, left_pad))
 
 
-def _pooling_step(record, map_index):
+def _pooling_step(record, map_index, border=(0, 0)):
+    """The neighbourhood of the strongest pooled value among those clear of the feature map's
+    ``border`` (rows, cols) on each side: the outputs the convolution's zero padding reached."""
     module = record.module
     feature_map, pooled = record.input[0, map_index], record.output[0, map_index]
     (kh, kw), (sh, sw), (ph, pw) = module.kernel_size, module.stride, module.padding
-    row, col = np.unravel_index(np.argmax(pooled), pooled.shape)
+    rows, cols = np.arange(pooled.shape[0]) * sh - ph, np.arange(pooled.shape[1]) * sw - pw
+    clear = np.outer((rows >= border[0]) & (rows + kh <= feature_map.shape[0] - border[0]),
+                     (cols >= border[1]) & (cols + kw <= feature_map.shape[1] - border[1]))
+    candidates = np.where(clear, pooled, -np.inf) if clear.any() else pooled
+    row, col = np.unravel_index(np.argmax(candidates), pooled.shape)
     top, left = row * sh - ph, col * sw - pw
     rows = slice(max(top, 0), min(top + kh, feature_map.shape[0]))
     cols = slice(max(left, 0), min(left + kw, feature_map.shape[1]))
