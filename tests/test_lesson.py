@@ -28,3 +28,15 @@ def test_lesson_layer_stack_matches_torch_forward_and_backward(rng):
     assert_close_relative_to_scale(x.grad.numpy(), tx.grad.numpy())
     assert_close_relative_to_scale(ours[0].weight.grad.numpy(), theirs[0].weight.grad.numpy())
     assert_close_relative_to_scale(ours[0].bias.grad.numpy(), theirs[0].bias.grad.numpy())
+
+
+def test_the_feature_map_grid_scales_each_map_to_its_own_range_or_all_to_one():
+    from convnet.viz import lesson
+    maps = np.stack([np.arange(16.0).reshape(4, 4), 100 + np.arange(16.0).reshape(4, 4) / 100])
+    each = lesson.maps_grid_figure(maps, "each", each_scaled=True).axes[0].images[0].get_array()
+    shared = lesson.maps_grid_figure(maps, "shared").axes[0].images[0].get_array()
+    tiles = [each[:4, :4], each[:4, 5:9]]  # a gap of 1 between the tiles
+    for tile in tiles:  # the weak second map spans the whole scale too
+        assert tile.min() == 0.0 and tile.max() == 1.0
+    np.testing.assert_allclose(tiles[1], tiles[0])
+    assert shared[:4, 5:9].min() == 100.0  # one scale: the raw values

@@ -58,8 +58,8 @@ def test_render_writes_valid_pngs_a_gif_and_a_self_contained_page(image, tmp_pat
     story = viz.tell(model, image, layer=0, classes=tuple("abcdefghij"))
     written = viz.render(story, tmp_path, "test page", summary=nn.summary(model, (1, 1, 28, 28)))
     names = {path.name for path in written}
-    assert {"convolution.png", "sliding.gif", "feature_maps.png", "pooling.png", "pooled_maps.png", "kernels.png",
-            "deeper_3.png", "probabilities.png", "index.html"} <= names
+    assert {"convolution.png", "sliding.gif", "feature_maps.png", "feature_maps_shared.png", "pooling.png",
+            "pooled_maps.png", "kernels.png", "deeper_3.png", "probabilities.png", "index.html"} <= names
     for path in written:
         assert 1_000 < path.stat().st_size < 5_000_000, path
         if path.suffix in (".png", ".gif"):

@@ -33,9 +33,14 @@ def render(story, out_dir, title, summary=None, curves_png=None, notes=()):
                   ("sliding.gif", lesson.sliding_gif(story), "image/gif")]),
                 ("(b) Feature maps: one per kernel",
                  f"Each of the {count} kernels gives its own {height}x{width} feature map: bright where the image "
-                 f"looks like that kernel. All maps share one colour scale.",
+                 f"looks like that kernel. The first grid draws each map from its own minimum to its own maximum, "
+                 f"so every map shows its pattern; the second puts all on one colour scale, which shows which "
+                 f"kernels respond most.",
                  [("feature_maps.png", png_bytes(lesson.maps_grid_figure(
-                     story.feature_maps, f"All {count} feature maps of layer '{step.layer}' (one colour scale)")),
+                     story.feature_maps, f"All {count} feature maps of layer '{step.layer}' (each on its own scale)",
+                     each_scaled=True)), "image/png"),
+                  ("feature_maps_shared.png", png_bytes(lesson.maps_grid_figure(
+                      story.feature_maps, f"All {count} feature maps of layer '{step.layer}' (one colour scale)")),
                    "image/png")])]
     if story.pooling is not None:
         sections.append(("(c) Max pooling: keep the largest value of each neighbourhood",
