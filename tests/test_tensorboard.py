@@ -68,3 +68,18 @@ def test_without_tensorboardx_the_option_says_what_to_install(tiny_fashion, tmp_
         "convnet: error: --tensorboard needs tensorboardX, which is not installed: "
         "pip install 'convnet-numpy[tensorboard]'\n")
     assert not (tmp_path / "run").exists()
+
+
+def test_a_resumed_run_tells_tensorboard_to_drop_what_was_logged_past_its_checkpoint(tiny_fashion, tmp_path):
+    """Events a killed run wrote after its last checkpoint would otherwise stay beside the resumed
+    run's: the resumed writer starts with a SessionLog START at the checkpoint's step (purge_step),
+    which makes TensorBoard discard every earlier event at or past that step."""
+    from convnet.experiment import RunConfig, resume, start
+    config = RunConfig(model="lenet5", data=str(tiny_fashion), epochs=2, batch_size=16, tensorboard=True)
+    first = start(config, tmp_path / "run", progress=False, log=lambda *_: None)
+    first.trainer.fit(1)  # a checkpoint at step 16, as a run killed in epoch 2 leaves it
+    resumed = resume(tmp_path / "run", progress=False, log=lambda *_: None)
+    resumed.trainer.fit(2)
+    starts = [event.step for _, event in events(tmp_path / "run" / reports.TENSORBOARD)
+              if event.HasField("session_log") and event.session_log.status == event.session_log.START]
+    assert 16 in starts

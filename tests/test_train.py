@@ -308,3 +308,19 @@ def test_a_step_log_cut_short_by_a_kill_reads_to_its_last_whole_line(tmp_path):
     path.write_text('{"kind": "step", "step": 10}\nnot json\n{"kind": "step", "step": 30}\n')
     with pytest.raises(ValueError, match=r"steps.jsonl: line 2 is not a JSON object \('not json'\)$"):
         reports.read_steps(path)
+
+
+def test_a_users_own_functions_hang_on_the_loop_as_a_lambda_callback(tiny_fashion):
+    from convnet.train import LambdaCallback
+    seen = []
+    cfg = config(tiny_fashion, model="lenet5", epochs=1, batch_size=64, augment=False)
+    trainer = trainer_for(cfg, None)
+    trainer.callbacks.append(LambdaCallback(
+        on_batch_end=lambda trainer, loss: seen.append(("batch", trainer.batch, round(loss, 6))),
+        on_epoch_end=lambda trainer, record, evaluation: seen.append(("epoch", record["epoch"]))))
+    trainer.fit(1)
+    assert [entry[:2] for entry in seen] == [("batch", 1), ("batch", 2), ("batch", 3), ("batch", 4), ("epoch", 1)]
+    with pytest.raises(TypeError, match=r"^LambdaCallback: expected hooks among on_train_begin, .*, got on_step$"):
+        LambdaCallback(on_step=print)
+    with pytest.raises(TypeError, match=r"^LambdaCallback: expected on_batch_end to be a function, got int$"):
+        LambdaCallback(on_batch_end=3)

@@ -59,6 +59,26 @@ class Callback:
         Not called when the loss diverges, so the last good checkpoint stays."""
 
 
+class LambdaCallback(Callback):
+    """A callback made of plain functions, one per hook (Keras' LambdaCallback): each takes the
+    arguments of the `Callback` method of its name.
+
+    >>> losses = []
+    >>> callback = LambdaCallback(on_batch_end=lambda trainer, loss: losses.append(loss))
+    """
+
+    HOOKS = ("on_train_begin", "on_epoch_begin", "on_batch_end", "on_epoch_end", "on_train_end")
+
+    def __init__(self, **hooks):
+        unknown = sorted(set(hooks) - set(self.HOOKS))
+        if unknown:
+            raise TypeError(f"LambdaCallback: expected hooks among {', '.join(self.HOOKS)}, got {', '.join(unknown)}")
+        for name, function in hooks.items():
+            if not callable(function):
+                raise TypeError(f"LambdaCallback: expected {name} to be a function, got {type(function).__name__}")
+            setattr(self, name, function)
+
+
 class EarlyStopping(Callback):
     """Stop when the test loss has not improved for ``patience`` epochs (Keras' EarlyStopping on
     val_loss). It reads only the history, so a resumed run decides as the uninterrupted one would,
