@@ -207,6 +207,16 @@ def _show(args):
     return 0
 
 
+def _watch(args):
+    from .watch import serve
+    try:
+        serve(args.run_dir, args.host, args.port,
+              on_ready=lambda url: print(f"watching {args.run_dir} at {url} (Ctrl-C to stop)", flush=True))
+    except KeyboardInterrupt:
+        pass
+    return 0
+
+
 def _download(args):
     from .data.download import download
     directory = download(args.dataset, args.dir, args.url)
@@ -309,6 +319,14 @@ def build_parser():
     show.add_argument("--data", metavar="DIR", help="dataset directory (for the default test image)")
     show.add_argument("--seed", type=int, default=0, help="seed of the lesson's random kernels")
     show.set_defaults(handler=_show)
+
+    watch = commands.add_parser("watch", help="a live page of a training run in the browser (standard library "
+                                "only; read-only)")
+    watch.add_argument("run_dir", metavar="RUN_DIR")
+    watch.add_argument("--port", type=int, default=8008, help="port (default 8008; 0: any free one)")
+    watch.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1: this machine "
+                       "only)")
+    watch.set_defaults(handler=_watch)
 
     download = commands.add_parser("download", help="fetch and verify a dataset into the user cache")
     download.add_argument("dataset", choices=["fashion-mnist"])

@@ -1,0 +1,211 @@
+"""``convnet watch RUN_DIR``: a live page of a training run, from the standard library alone.
+
+A read-only HTTP server (``http.server``) for one run folder:
+
+- ``/`` the page: loss and accuracy curves (train every few steps, test every epoch) that
+  extend as the run goes, the learning rate, images/s and time left, the confusion matrix and
+  the run's settings. Everything is inline; it loads nothing from the network.
+- ``/events`` the run's step log (``steps.jsonl``, `convnet.reports.StepLog`) as Server-Sent
+  Events, one per line, each with its line number as its id: a browser that reconnects sends
+  ``Last-Event-ID`` and continues where it left off. New lines are pushed as the run writes
+  them; a finished run is replayed.
+- ``/files/NAME`` one of `SERVED` from the run folder, if it is a file inside the folder (a
+  symbolic link out of it is refused like any other name).
+
+It binds to 127.0.0.1 unless told otherwise, answers only GET (and HEAD), and a client that
+disconnects mid-stream or sends garbage costs it nothing but that connection.
+"""
+
+import time
+from http import HTTPStatus
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from urllib.parse import unquote, urlsplit
+
+from .checkpoint import SIDECAR
+from .reports import CONFUSION, CURVES, METRICS, STEPS
+
+SERVED = {CURVES: "image/png", CONFUSION: "image/png", SIDECAR: "application/json", METRICS: "text/csv"}
+POLL_SECONDS = 0.5  # how often a stream looks for new lines in the step log
+
+
+def make_server(run_dir, host="127.0.0.1", port=0):
+    """A `ThreadingHTTPServer` serving ``run_dir`` (not yet serving: call ``serve_forever``)."""
+    run_dir = Path(run_dir).resolve()
+    if not run_dir.is_dir():
+        raise FileNotFoundError(f"watch: {run_dir} is not a run folder")
+
+    class Handler(_RunHandler):
+        folder = run_dir
+
+    server = ThreadingHTTPServer((host, port), Handler)
+    server.daemon_threads = True  # open streams do not keep the process alive
+    return server
+
+
+class _RunHandler(BaseHTTPRequestHandler):
+    folder: Path
+    server_version = "convnet-watch"
+
+    def log_message(self, format, *args):  # noqa: A002  (http.server's name) - quiet: the terminal shows the URL
+        pass
+
+    def do_GET(self):  # noqa: N802  (http.server's names)
+        path = unquote(urlsplit(self.path).path)
+        if path == "/":
+            self._send(HTTPStatus.OK, "text/html; charset=utf-8", PAGE.encode())
+        elif path == "/events":
+            self._stream()
+        elif path.startswith("/files/"):
+            self._file(path[len("/files/"):])
+        else:
+            self._send(HTTPStatus.NOT_FOUND, "text/plain", b"not found\n")
+
+    def do_HEAD(self):  # noqa: N802
+        self.do_GET()
+
+    def _send(self, status, content_type, body):
+        self.send_response(status)
+        self.send_header("Content-Type", content_type)
+        self.send_header("Content-Length", str(len(body)))
+        self.send_header("Cache-Control", "no-store")
+        self.end_headers()
+        if self.command != "HEAD":
+            self.wfile.write(body)
+
+    def _file(self, name):
+        """Only the names in SERVED, and only as files inside the run folder."""
+        target = (self.folder / name).resolve() if name in SERVED else None
+        if target is None or not target.is_relative_to(self.folder) or not target.is_file():
+            self._send(HTTPStatus.NOT_FOUND, "text/plain", b"not found\n")
+            return
+        self._send(HTTPStatus.OK, SERVED[name], target.read_bytes())
+
+    def _stream(self):
+        try:
+            sent = int(self.headers.get("Last-Event-ID", "0"))
+        except ValueError:
+            sent = 0
+        self.send_response(HTTPStatus.OK)
+        self.send_header("Content-Type", "text/event-stream")
+        self.send_header("Cache-Control", "no-store")
+        self.end_headers()
+        log = self.folder / STEPS
+        try:
+            while True:
+                lines = log.read_text().split("\n") if log.exists() else []
+                whole = lines[:-1]  # the last piece has no newline yet: a line being written
+                if len(whole) < sent:  # a resumed run cut its log back: start again from there
+                    sent = len(whole)
+                for number in range(sent, len(whole)):
+                    if whole[number].strip():
+                        self.wfile.write(f"id: {number + 1}\ndata: {whole[number]}\n\n".encode())
+                sent = len(whole)
+                self.wfile.write(b": alive\n\n")  # a comment: finds a client that went away
+                self.wfile.flush()
+                time.sleep(POLL_SECONDS)
+        except (BrokenPipeError, ConnectionResetError):
+            pass  # the browser closed the page or reconnects: nothing to do
+
+
+def serve(run_dir, host="127.0.0.1", port=8008, on_ready=print):
+    """Serve ``run_dir`` until interrupted; ``on_ready`` gets the page's URL."""
+    server = make_server(run_dir, host, port)
+    address, bound = server.server_address[:2]
+    on_ready(f"http://{address}:{bound}/")
+    try:
+        server.serve_forever()
+    finally:
+        server.server_close()
+
+
+PAGE = """<!DOCTYPE html>
+<html lang="en"><head><meta charset="utf-8"><title>convnet watch</title>
+<style>
+body { font-family: system-ui, sans-serif; margin: 0; background: #f4f5f7; color: #1d2330; }
+header { background: #1d2330; color: #fff; padding: .8em 1.5em; display: flex; gap: 2em; align-items: baseline; }
+header h1 { font-size: 1.2em; margin: 0; } header span { color: #aab; font-size: .9em; }
+main { display: grid; grid-template-columns: repeat(auto-fit, minmax(420px, 1fr)); gap: 1em; padding: 1em; }
+.card { background: #fff; border-radius: 8px; padding: 1em; box-shadow: 0 1px 3px rgba(0,0,0,.12); }
+.card h2 { font-size: 1em; margin: 0 0 .5em; color: #445; }
+.stats { display: flex; gap: 2em; } .stat b { display: block; font-size: 1.6em; }
+.stat span { color: #667; font-size: .8em; } svg { width: 100%; height: 220px; }
+img { max-width: 100%; } table { font-size: .85em; border-collapse: collapse; }
+td { padding: .15em .8em .15em 0; } td:first-child { color: #667; }
+</style></head>
+<body>
+<header><h1>convnet watch</h1><span id="status">connecting...</span></header>
+<main>
+<div class="card"><h2>Progress</h2><div class="stats">
+<div class="stat"><b id="epoch">-</b><span>epoch</span></div>
+<div class="stat"><b id="step">-</b><span>step</span></div>
+<div class="stat"><b id="speed">-</b><span>images/s</span></div>
+<div class="stat"><b id="test">-</b><span>test accuracy</span></div></div></div>
+<div class="card"><h2>Loss</h2><svg id="loss"></svg></div>
+<div class="card"><h2>Accuracy</h2><svg id="accuracy"></svg></div>
+<div class="card"><h2>Learning rate</h2><svg id="lr"></svg></div>
+<div class="card"><h2>Confusion matrix (last epoch)</h2><img id="confusion" alt="no epoch has ended yet"></div>
+<div class="card"><h2>Settings</h2><table id="settings"></table></div>
+</main>
+<script>
+const steps = [], epochs = [];
+const colours = {train: "#3b6fd4", test: "#e0682b"};
+function draw(id, series, logScale) {
+  const svg = document.getElementById(id), w = svg.clientWidth || 400, h = 220, pad = 36;
+  const points = series.flatMap(s => s.points);
+  if (!points.length) return;
+  const f = logScale ? (v => Math.log10(Math.max(v, 1e-12))) : (v => v);
+  const xs = points.map(p => p[0]), ys = points.map(p => f(p[1]));
+  const x0 = Math.min(...xs), x1 = Math.max(...xs, x0 + 1), y0 = Math.min(...ys), y1 = Math.max(...ys, y0 + 1e-9);
+  const X = x => pad + (x - x0) / (x1 - x0) * (w - pad - 10), Y = y => h - pad + (y0 - f(y)) / (y1 - y0) * (h - pad - 10);
+  let out = `<line x1="${pad}" y1="${h - pad}" x2="${w - 10}" y2="${h - pad}" stroke="#ccd"/>`;
+  out += `<text x="${pad}" y="${h - 12}" font-size="11" fill="#667">step ${x0}</text>`;
+  out += `<text x="${w - 10}" y="${h - 12}" font-size="11" fill="#667" text-anchor="end">${x1}</text>`;
+  out += `<text x="4" y="14" font-size="11" fill="#667">${(logScale ? 10 ** y1 : y1).toPrecision(3)}</text>`;
+  out += `<text x="4" y="${h - pad}" font-size="11" fill="#667">${(logScale ? 10 ** y0 : y0).toPrecision(3)}</text>`;
+  series.forEach((s, k) => {
+    if (!s.points.length) return;
+    out += `<polyline fill="none" stroke="${s.colour}" stroke-width="2" points="${s.points.map(p => X(p[0]) + "," + Y(p[1])).join(" ")}"/>`;
+    out += `<text x="${w - 12}" y="${16 + 14 * k}" font-size="12" fill="${s.colour}" text-anchor="end">${s.name}</text>`;
+  });
+  svg.innerHTML = out;
+}
+function redraw() {
+  draw("loss", [{name: "train", colour: colours.train, points: steps.map(e => [e.step, e.loss])},
+                {name: "test", colour: colours.test, points: epochs.map(e => [e.step, e.test_loss])}], true);
+  draw("accuracy", [{name: "train", colour: colours.train, points: steps.map(e => [e.step, e.accuracy])},
+                    {name: "test", colour: colours.test, points: epochs.map(e => [e.step, e.test_accuracy])}]);
+  draw("lr", [{name: "lr", colour: "#5a5", points: steps.map(e => [e.step, e.lr])}]);
+}
+function show(entry) {
+  if (entry.kind === "step") {
+    steps.push(entry);
+    document.getElementById("epoch").textContent = entry.epoch;
+    document.getElementById("step").textContent = entry.step;
+    document.getElementById("speed").textContent = Math.round(entry.images_per_second);
+  } else if (entry.kind === "epoch") {
+    epochs.push(entry);
+    document.getElementById("test").textContent = entry.test_accuracy.toFixed(4);
+    document.getElementById("confusion").src = "/files/confusion.png?epoch=" + entry.epoch;
+    loadSettings();
+  }
+}
+function loadSettings() {
+  fetch("/files/checkpoint.json").then(r => r.ok ? r.json() : {}).then(meta => {
+    const rows = Object.entries(meta.config || {}).map(([k, v]) => `<tr><td>${k}</td><td>${v}</td></tr>`);
+    document.getElementById("settings").innerHTML = rows.join("");
+  });
+}
+const source = new EventSource("/events");
+let pending = false;
+source.onmessage = event => {
+  show(JSON.parse(event.data));
+  if (!pending) { pending = true; requestAnimationFrame(() => { pending = false; redraw(); }); }
+};
+source.onopen = () => { document.getElementById("status").textContent = "live"; };
+source.onerror = () => { document.getElementById("status").textContent = "reconnecting..."; };
+loadSettings();
+window.addEventListener("resize", redraw);
+</script>
+</body></html>
+"""

@@ -1,0 +1,135 @@
+"""``convnet watch``: the page, the event stream that resumes where a browser left off, and a
+server that serves only the run folder's own files, read-only, whatever a client sends."""
+
+import http.client
+import json
+import re
+import signal
+import socket
+import subprocess
+import sys
+import threading
+
+import pytest
+
+from convnet import watch
+from convnet.reports import STEPS
+
+
+@pytest.fixture
+def server(tmp_path):
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    (run_dir / STEPS).write_text("".join(json.dumps({"kind": "step", "step": 10 * k, "loss": 1.0 / k}) + "\n"
+                                         for k in (1, 2)))
+    (run_dir / "checkpoint.json").write_text(json.dumps({"config": {"model": "lenet5"}}))
+    (run_dir / "checkpoint.safetensors").write_bytes(b"weights")
+    (tmp_path / "secret.txt").write_text("not yours")
+    server = watch.make_server(run_dir, port=0)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield server, run_dir
+    server.shutdown()
+    server.server_close()
+
+
+def get(server, path, headers=None):
+    connection = http.client.HTTPConnection(*server.server_address[:2], timeout=10)
+    connection.request("GET", path, headers=headers or {})
+    response = connection.getresponse()
+    return response.status, response.read(), response.getheader("Content-Type")
+
+
+def events(server, count, headers=None):
+    """The first ``count`` events of /events as (id, data)."""
+    connection = http.client.HTTPConnection(*server.server_address[:2], timeout=10)
+    connection.request("GET", "/events", headers=headers or {})
+    response = connection.getresponse()
+    assert response.getheader("Content-Type") == "text/event-stream"
+    found, event = [], {}
+    while len(found) < count:
+        line = response.fp.readline().decode().rstrip("\n")
+        if line.startswith("id: "):
+            event["id"] = int(line[4:])
+        elif line.startswith("data: "):
+            event["data"] = json.loads(line[6:])
+        elif not line and "data" in event:
+            found.append((event["id"], event["data"]))
+            event = {}
+    connection.close()
+    return found
+
+
+def test_the_page_loads_nothing_from_the_network(server):
+    status, body, content_type = get(server[0], "/")
+    assert status == 200 and content_type.startswith("text/html")
+    page = body.decode()
+    assert 'new EventSource("/events")' in page
+    assert not re.search(r"(src|href)=[\"']?(https?:|//)", page) and "url(" not in page and "@import" not in page
+
+
+def test_events_replay_the_log_push_new_lines_and_resume_after_the_last_id(server):
+    server, run_dir = server
+    assert events(server, 2) == [(1, {"kind": "step", "step": 10, "loss": 1.0}), (2, {"kind": "step", "step": 20,
+                                                                                       "loss": 0.5})]
+    with open(run_dir / STEPS, "a") as log:
+        log.write(json.dumps({"kind": "epoch", "step": 24, "test_accuracy": 0.5}) + "\n")
+        log.write('{"kind": "step", "st')  # a line being written: not sent until whole
+    assert events(server, 1, {"Last-Event-ID": "2"}) == [(3, {"kind": "epoch", "step": 24, "test_accuracy": 0.5})]
+
+
+@pytest.mark.parametrize("path", ["/files/../secret.txt", "/files/%2e%2e/secret.txt", "/files/checkpoint.safetensors",
+                                  "/files//etc/passwd", "/files/metrics.csv", "/../secret.txt", "/etc/passwd"])
+def test_only_the_run_folders_own_report_files_are_served(server, path):
+    status, body, _ = get(server[0], path)
+    assert status == 404 and b"not yours" not in body and b"weights" not in body
+
+
+def test_a_link_out_of_the_folder_is_refused(server):
+    server, run_dir = server
+    (run_dir / "metrics.csv").symlink_to(run_dir.parent / "secret.txt")
+    assert get(server, "/files/metrics.csv")[0] == 404
+    assert get(server, "/files/checkpoint.json")[:2] == (200, b'{"config": {"model": "lenet5"}}')
+
+
+def test_nothing_changes_anything_and_garbage_or_a_vanished_client_costs_one_connection(server):
+    server, run_dir = server
+    connection = http.client.HTTPConnection(*server.server_address[:2], timeout=10)
+    connection.request("POST", "/files/checkpoint.json", body=b"{}")
+    assert connection.getresponse().status == 501  # only GET and HEAD
+    for garbage in (b"\x00\xff garbage\r\n\r\n", b"GET /" + b"a" * 70000 + b" HTTP/1.1\r\n\r\n"):
+        with socket.create_connection(server.server_address[:2], timeout=10) as raw:
+            raw.sendall(garbage)
+            raw.recv(1024)
+    with socket.create_connection(server.server_address[:2], timeout=10) as raw:  # leaves mid-stream
+        raw.sendall(b"GET /events HTTP/1.1\r\nHost: x\r\n\r\n")
+        raw.recv(100)
+    assert get(server, "/")[0] == 200
+    assert (run_dir / "checkpoint.json").read_text() == '{"config": {"model": "lenet5"}}'
+
+
+def test_the_server_binds_to_this_machine_only_by_default(tmp_path):
+    server = watch.make_server(tmp_path)
+    try:
+        assert server.server_address[0] == "127.0.0.1"
+    finally:
+        server.server_close()
+    with pytest.raises(FileNotFoundError, match="is not a run folder"):
+        watch.make_server(tmp_path / "missing")
+
+
+
+def test_convnet_watch_prints_its_address_and_serves_until_interrupted(tmp_path):
+    process = subprocess.Popen([sys.executable, "-m", "convnet", "watch", str(tmp_path), "--port", "0"],
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        line = process.stdout.readline()
+        url = re.search(r"http://127\.0\.0\.1:(\d+)/", line)
+        assert line.startswith(f"watching {tmp_path} at ") and url, line
+        connection = http.client.HTTPConnection("127.0.0.1", int(url.group(1)), timeout=10)
+        connection.request("GET", "/")
+        assert connection.getresponse().status == 200
+    finally:
+        process.send_signal(signal.SIGINT)
+        _, err = process.communicate(timeout=30)
+    assert process.returncode == 0 and "Traceback" not in err
