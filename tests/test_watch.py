@@ -3,7 +3,9 @@ server that serves only the run folder's own files, read-only, whatever a client
 
 import http.client
 import json
+import os
 import re
+import shutil
 import signal
 import socket
 import subprocess
@@ -133,3 +135,42 @@ def test_convnet_watch_prints_its_address_and_serves_until_interrupted(tmp_path)
         process.send_signal(signal.SIGINT)
         _, err = process.communicate(timeout=30)
     assert process.returncode == 0 and "Traceback" not in err
+
+
+def chromium():
+    return shutil.which("chromium") or shutil.which("chromium-browser")
+
+
+def rendered(url, profile):
+    """The page's DOM after its scripts ran (headless Chromium, a virtual 3 s)."""
+    done = subprocess.run([chromium(), "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run",
+                           "--disable-background-networking", "--disable-component-update", "--disable-sync",
+                           f"--user-data-dir={profile}", "--virtual-time-budget=3000", "--dump-dom", url],
+                          capture_output=True, text=True, timeout=120)
+    return done.stdout
+
+
+@pytest.mark.skipif(not chromium() and not os.environ.get("CI"), reason="needs Debian's chromium (make test installs it)")
+def test_headless_chromium_draws_the_run_as_it_grows_fetching_nothing_outside(server, tmp_path, monkeypatch):
+    """Streams end at once here (each reconnect brings what is new), so the page settles within
+    the browser's virtual time; the figures shown grow as the log does, a line cut short by a kill
+    included."""
+    monkeypatch.setattr(watch, "STREAM_SECONDS", 0)
+    server, run_dir = server
+    url = "http://%s:%d/" % server.server_address[:2]
+
+    def log(**entry):
+        with open(run_dir / STEPS, "a") as stream:
+            stream.write(json.dumps(entry) + "\n")
+    log(kind="step", step=30, epoch=2, batch=6, loss=0.3, accuracy=0.8, lr=0.001, images_per_second=3456.0)
+    log(kind="epoch", step=32, epoch=2, test_loss=0.4, test_accuracy=0.875, per_class_accuracy=[0.9] * 10, lr=0.001)
+    page = rendered(url, tmp_path / "profile")
+    assert '<b id="step">30</b>' in page and '<b id="speed">3456</b>' in page, page[-2000:]
+    assert '<b id="test">0.8750</b>' in page and page.count("<polyline") >= 3
+    assert "<td>model</td><td>lenet5</td>" in page  # the settings, from the run folder
+    log(kind="step", step=40, epoch=3, batch=8, loss=0.2, accuracy=0.9, lr=0.0005, images_per_second=4000.0)
+    with open(run_dir / STEPS, "a") as stream:
+        stream.write('{"kind": "step", "step": 5')  # the training was killed mid-line
+    page = rendered(url, tmp_path / "profile")
+    assert '<b id="step">40</b>' in page and '<b id="epoch">3</b>' in page
+    assert not re.search(r"(src|href)=\"(https?:)?//", page)  # nothing from elsewhere

@@ -8,7 +8,8 @@ A read-only HTTP server (``http.server``) for one run folder:
 - ``/events`` the run's step log (``steps.jsonl``, `convnet.reports.StepLog`) as Server-Sent
   Events, one per line, each with its line number as its id: a browser that reconnects sends
   ``Last-Event-ID`` and continues where it left off. New lines are pushed as the run writes
-  them; a finished run is replayed.
+  them; a finished run is replayed. Each stream ends after `STREAM_SECONDS` and the browser
+  reconnects from its last id, so no connection lives for ever.
 - ``/files/NAME`` one of `SERVED` from the run folder, if it is a file inside the folder (a
   symbolic link out of it is refused like any other name).
 
@@ -27,6 +28,10 @@ from .reports import CONFUSION, CURVES, METRICS, STEPS
 
 SERVED = {CURVES: "image/png", CONFUSION: "image/png", SIDECAR: "application/json", METRICS: "text/csv"}
 POLL_SECONDS = 0.5  # how often a stream looks for new lines in the step log
+# A stream ends after this long and the browser reconnects at once from its last id: no connection
+# (and no server thread) lives for ever, and a page never waits on a request that never ends.
+STREAM_SECONDS = 15
+RECONNECT_MILLISECONDS = 100
 
 
 def make_server(run_dir, host="127.0.0.1", port=0):
@@ -91,7 +96,9 @@ class _RunHandler(BaseHTTPRequestHandler):
         self.send_header("Cache-Control", "no-store")
         self.end_headers()
         log = self.folder / STEPS
+        ends = time.monotonic() + STREAM_SECONDS
         try:
+            self.wfile.write(f"retry: {RECONNECT_MILLISECONDS}\n\n".encode())
             while True:
                 lines = log.read_text().split("\n") if log.exists() else []
                 whole = lines[:-1]  # the last piece has no newline yet: a line being written
@@ -103,6 +110,8 @@ class _RunHandler(BaseHTTPRequestHandler):
                 sent = len(whole)
                 self.wfile.write(b": alive\n\n")  # a comment: finds a client that went away
                 self.wfile.flush()
+                if time.monotonic() >= ends:
+                    return
                 time.sleep(POLL_SECONDS)
         except (BrokenPipeError, ConnectionResetError):
             pass  # the browser closed the page or reconnects: nothing to do
