@@ -175,15 +175,16 @@ function draw(id, series, logScale) {
   series.forEach((s, k) => {
     if (!s.points.length) return;
     out += `<polyline fill="none" stroke="${s.colour}" stroke-width="2" points="${s.points.map(p => X(p[0]) + "," + Y(p[1])).join(" ")}"/>`;
+    if (s.dots) out += s.points.map(p => `<circle cx="${X(p[0])}" cy="${Y(p[1])}" r="3.5" fill="${s.colour}"/>`).join("");
     out += `<text x="${w - 12}" y="${16 + 14 * k}" font-size="12" fill="${s.colour}" text-anchor="end">${s.name}</text>`;
   });
   svg.innerHTML = out;
 }
 function redraw() {
   draw("loss", [{name: "train", colour: colours.train, points: steps.map(e => [e.step, e.loss])},
-                {name: "test", colour: colours.test, points: epochs.map(e => [e.step, e.test_loss])}], true);
+                {name: "test", colour: colours.test, dots: true, points: epochs.map(e => [e.step, e.test_loss])}], true);
   draw("accuracy", [{name: "train", colour: colours.train, points: steps.map(e => [e.step, e.accuracy])},
-                    {name: "test", colour: colours.test, points: epochs.map(e => [e.step, e.test_accuracy])}]);
+                    {name: "test", colour: colours.test, dots: true, points: epochs.map(e => [e.step, e.test_accuracy])}]);
   draw("lr", [{name: "lr", colour: "#5a5", points: steps.map(e => [e.step, e.lr])}]);
 }
 function show(entry) {
@@ -212,7 +213,10 @@ source.onmessage = event => {
   if (!pending) { pending = true; requestAnimationFrame(() => { pending = false; redraw(); }); }
 };
 source.onopen = () => { document.getElementById("status").textContent = "live"; };
-source.onerror = () => { document.getElementById("status").textContent = "reconnecting..."; };
+// A stream that ends is reopened at once (CONNECTING): only a closed one means the server is gone.
+source.onerror = () => {
+  document.getElementById("status").textContent = source.readyState === EventSource.CLOSED ? "disconnected" : "live";
+};
 loadSettings();
 window.addEventListener("resize", redraw);
 </script>
