@@ -150,7 +150,8 @@ def rendered(url, profile):
     return done.stdout
 
 
-@pytest.mark.skipif(not chromium() and not os.environ.get("CI"), reason="needs Debian's chromium (make test installs it)")
+@pytest.mark.skipif(not chromium() and not os.environ.get("CI"),
+                    reason="needs Debian's chromium (make test installs it)")
 def test_headless_chromium_draws_the_run_as_it_grows_fetching_nothing_outside(server, tmp_path, monkeypatch):
     """Streams end at once here (each reconnect brings what is new), so the page settles within
     the browser's virtual time; the figures shown grow as the log does, a line cut short by a kill
@@ -174,3 +175,26 @@ def test_headless_chromium_draws_the_run_as_it_grows_fetching_nothing_outside(se
     page = rendered(url, tmp_path / "profile")
     assert '<b id="step">40</b>' in page and '<b id="epoch">3</b>' in page
     assert not re.search(r"(src|href)=\"(https?:)?//", page)  # nothing from elsewhere
+
+
+def test_train_watch_serves_the_run_it_trains(tiny_fashion, tmp_path):
+    run_dir = tmp_path / "run"
+    process = subprocess.Popen([sys.executable, "-m", "convnet", "train", "--model", "lenet5", "--data",
+                                str(tiny_fashion), "--epochs", "1000", "--batch-size", "16", "--out", str(run_dir), "--no-progress",
+                                "--watch", "0"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                               env=dict(os.environ, PYTHONUNBUFFERED="1"))
+    try:
+        url = None
+        for line in process.stdout:
+            url = url or re.search(r"watch the run at http://127\.0\.0\.1:(\d+)/", line)
+            if line.startswith("epoch 1/1000"):
+                break
+        assert url, "no address printed"
+        server = type("Address", (), {"server_address": ("127.0.0.1", int(url.group(1)))})
+        assert get(server, "/")[0] == 200
+        first = events(server, 1)[0]
+        assert first[0] == 1 and first[1]["kind"] == "step" and first[1]["step"] == 10
+    finally:
+        process.send_signal(signal.SIGINT)
+        process.communicate(timeout=60)
+    assert process.returncode == 130

@@ -66,6 +66,8 @@ def _train(args):
         ranks = f" on {group.size} ranks (each a share of every batch of {config.batch_size})" if group.size > 1 else ""
         say(f"training {config.model} on {config.dataset} ({len(run.train)} images) for {config.epochs} "
             f"epoch{'s' if config.epochs > 1 else ''} {start}{ranks}; run folder {run_dir}")
+    if args.watch is not None and group.rank == 0:
+        _watch_in_background(run.run_dir, args.watch)
     try:
         run.trainer.fit(run.config.epochs)
     except TrainingDiverged as diverged:
@@ -83,6 +85,17 @@ def _train(args):
 
 def _silent(*args, **options):
     pass
+
+
+def _watch_in_background(run_dir, port):
+    """`convnet watch`'s page for the run being trained, served from a daemon thread (it ends with
+    the training process)."""
+    import threading
+    from .watch import make_server
+    run_dir.mkdir(parents=True, exist_ok=True)
+    server = make_server(run_dir, port=port)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    print("watch the run at http://%s:%d/" % server.server_address[:2], flush=True)
 
 
 def _training_group(distributed):
@@ -278,6 +291,8 @@ def build_parser():
     train.add_argument("--out", metavar="RUN_DIR", help="run folder (default runs/MODEL-TIME)")
     train.add_argument("--resume", metavar="RUN_DIR", help="continue the run saved in RUN_DIR")
     train.add_argument("--no-progress", action="store_true", help="no progress bars")
+    train.add_argument("--watch", type=int, nargs="?", const=8008, metavar="PORT", help="serve convnet watch's "
+                       "live page of this run on 127.0.0.1:PORT while it trains (default 8008; 0: any free port)")
     train.add_argument("--distributed", action="store_true", help="under mpirun -n N: train one model on the N "
                        "ranks, each taking its share of every batch (--batch-size stays the whole batch)")
     train.add_argument("--sync-bn", action="store_const", const=True, help="with --distributed: batch norm's "
