@@ -163,10 +163,13 @@ def test_headless_chromium_draws_the_run_as_it_grows_fetching_nothing_outside(se
     def log(**entry):
         with open(run_dir / STEPS, "a") as stream:
             stream.write(json.dumps(entry) + "\n")
-    log(kind="step", step=30, epoch=2, batch=6, loss=0.3, accuracy=0.8, lr=0.001, images_per_second=3456.0)
+    (run_dir / "checkpoint.json").write_text(json.dumps({"config": {"model": "lenet5", "epochs": 400,
+                                                                     "batch_size": 16}}))
+    log(kind="step", step=30, epoch=2, batch=14, loss=0.3, accuracy=0.8, lr=0.001, images_per_second=3456.0)
     log(kind="epoch", step=32, epoch=2, test_loss=0.4, test_accuracy=0.875, per_class_accuracy=[0.9] * 10, lr=0.001)
     page = rendered(url, tmp_path / "profile")
     assert '<b id="step">30</b>' in page and '<b id="speed">3456</b>' in page, page[-2000:]
+    assert '<b id="left">29 s</b>' in page  # (400 x 16 - 32) steps x 16 images at 3456 images/s
     assert '<b id="test">0.8750</b>' in page and page.count("<polyline") >= 3
     assert "<td>model</td><td>lenet5</td>" in page  # the settings, from the run folder
     log(kind="step", step=40, epoch=3, batch=8, loss=0.2, accuracy=0.9, lr=0.0005, images_per_second=4000.0)

@@ -3,8 +3,8 @@
 A read-only HTTP server (``http.server``) for one run folder:
 
 - ``/`` the page: loss and accuracy curves (train every few steps, test every epoch) that
-  extend as the run goes, the learning rate, images/s and time left, the confusion matrix and
-  the run's settings. Everything is inline; it loads nothing from the network.
+  extend as the run goes, the learning rate, images/s and the training time left, the confusion
+  matrix and the run's settings. Everything is inline; it loads nothing from the network.
 - ``/events`` the run's step log (``steps.jsonl``, `convnet.reports.StepLog`) as Server-Sent
   Events, one per line, each with its line number as its id: a browser that reconnects sends
   ``Last-Event-ID`` and continues where it left off. New lines are pushed as the run writes
@@ -149,7 +149,8 @@ td { padding: .15em .8em .15em 0; } td:first-child { color: #667; }
 <div class="stat"><b id="epoch">-</b><span>epoch</span></div>
 <div class="stat"><b id="step">-</b><span>step</span></div>
 <div class="stat"><b id="speed">-</b><span>images/s</span></div>
-<div class="stat"><b id="test">-</b><span>test accuracy</span></div></div></div>
+<div class="stat"><b id="test">-</b><span>test accuracy</span></div>
+<div class="stat"><b id="left">-</b><span>training left</span></div></div></div>
 <div class="card"><h2>Loss</h2><svg id="loss"></svg></div>
 <div class="card"><h2>Accuracy</h2><svg id="accuracy"></svg></div>
 <div class="card"><h2>Learning rate</h2><svg id="lr"></svg></div>
@@ -187,6 +188,20 @@ function redraw() {
                     {name: "test", colour: colours.test, dots: true, points: epochs.map(e => [e.step, e.test_accuracy])}]);
   draw("lr", [{name: "lr", colour: "#5a5", points: steps.map(e => [e.step, e.lr])}]);
 }
+let config = {};
+// Steps still to train at the latest speed (evaluation not counted); an epoch's length is known
+// once one has ended, or once the second has begun.
+function timeLeft() {
+  const last = steps[steps.length - 1], ended = epochs[epochs.length - 1];
+  const perEpoch = ended ? ended.step / ended.epoch
+                         : (last && last.epoch > 1 ? (last.step - last.batch) / (last.epoch - 1) : null);
+  if (!last || !perEpoch || !config.epochs || !config.batch_size) return "-";
+  const remaining = config.epochs * perEpoch - Math.max(last.step, ended ? ended.step : 0);
+  if (remaining <= 0) return "done";
+  const seconds = remaining * config.batch_size / last.images_per_second;
+  return seconds >= 3600 ? `${(seconds / 3600).toFixed(1)} h` : seconds >= 60 ? `${Math.round(seconds / 60)} min`
+                                                                 : `${Math.round(seconds)} s`;
+}
 function show(entry) {
   if (entry.kind === "step") {
     steps.push(entry);
@@ -199,9 +214,12 @@ function show(entry) {
     document.getElementById("confusion").src = "/files/confusion.png?epoch=" + entry.epoch;
     loadSettings();
   }
+  document.getElementById("left").textContent = timeLeft();
 }
 function loadSettings() {
   fetch("/files/checkpoint.json").then(r => r.ok ? r.json() : {}).then(meta => {
+    config = meta.config || {};
+    document.getElementById("left").textContent = timeLeft();
     const rows = Object.entries(meta.config || {}).map(([k, v]) => `<tr><td>${k}</td><td>${v}</td></tr>`);
     document.getElementById("settings").innerHTML = rows.join("");
   });
