@@ -84,30 +84,30 @@ def test_transforms_match_their_references(case):
 
     tiles = np.full((16,) + image.shape[:2] + tiles_hw, np.nan, dtype=np.float32)  # every entry written
     winograd.input_transform(image, top_left, tiles)
-    np.testing.assert_allclose(tiles, winograd.input_transform_reference(image, top_left, tiles_hw), atol=1e-5)
+    np.testing.assert_allclose(tiles, winograd.reference.input_transform(image, top_left, tiles_hw), atol=1e-5)
 
     u = np.full((16, o, shape[1]), np.nan, dtype=np.float32)
     winograd.weight_transform(weight, u)
-    np.testing.assert_allclose(u, winograd.weight_transform_reference(weight), rtol=1e-6, atol=1e-6)
+    np.testing.assert_allclose(u, winograd.reference.weight_transform(weight), rtol=1e-6, atol=1e-6)
 
     products = rng.standard_normal((16, o, shape[0]) + tiles_hw).astype(np.float32)
     out = np.full((o, shape[0]) + geometry.output_hw, np.nan, dtype=np.float32)
     winograd.output_transform(products, out)
-    np.testing.assert_allclose(out, winograd.output_transform_reference(products, geometry.output_hw), atol=1e-5)
+    np.testing.assert_allclose(out, winograd.reference.output_transform(products, geometry.output_hw), atol=1e-5)
 
     grad_out = rng.standard_normal(out.shape).astype(np.float32)
     grad_t = np.full(products.shape, np.nan, dtype=np.float32)
     winograd.output_grad_transform(grad_out, grad_t)
-    np.testing.assert_allclose(grad_t, winograd.output_grad_transform_reference(grad_out, tiles_hw), atol=1e-5)
+    np.testing.assert_allclose(grad_t, winograd.reference.output_grad_transform(grad_out, tiles_hw), atol=1e-5)
 
     grad_image = np.full(image.shape, np.nan, dtype=np.float32)  # overwritten, not added to
     winograd.input_grad_transform(tiles, top_left, grad_image)
-    np.testing.assert_allclose(grad_image, winograd.input_grad_transform_reference(tiles, top_left, image.shape),
+    np.testing.assert_allclose(grad_image, winograd.reference.input_grad_transform(tiles, top_left, image.shape),
                                atol=1e-4)
 
     grad_weight = np.full(weight.shape, np.nan, dtype=np.float32)
     winograd.weight_grad_transform(u, grad_weight)
-    np.testing.assert_allclose(grad_weight, winograd.weight_grad_transform_reference(u), rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(grad_weight, winograd.reference.weight_grad_transform(u), rtol=1e-5, atol=1e-5)
 
 
 def test_planes_are_staggered_views_blas_can_use():

@@ -98,34 +98,34 @@ def test_transforms_match_their_references(case, trim, dtype):
 
     tiles = unwritten((c, n) + tiles_hw, dtype)
     winograd4.input_transform(image, top_left, tiles)
-    assert_close_relative_to_scale(tiles, winograd4.input_transform_reference(image, top_left, tiles_hw), tolerance)
+    assert_close_relative_to_scale(tiles, winograd4.reference.input_transform(image, top_left, tiles_hw), tolerance)
 
     u = unwritten((o, c), dtype)
     winograd4.weight_transform(weight, u)
-    assert_close_relative_to_scale(u, winograd4.weight_transform_reference(weight), tolerance)
+    assert_close_relative_to_scale(u, winograd4.reference.weight_transform(weight), tolerance)
 
     products = random_planes(rng, (o, n) + tiles_hw, dtype)
     out = np.full((o, n) + output_hw, np.nan, dtype=dtype)
     winograd4.output_transform(products, out)
-    assert_close_relative_to_scale(out, winograd4.output_transform_reference(products, output_hw), tolerance)
+    assert_close_relative_to_scale(out, winograd4.reference.output_transform(products, output_hw), tolerance)
 
     grad_out = rng.standard_normal(out.shape).astype(dtype)
     grad_products = unwritten((o, n) + tiles_hw, dtype)
     winograd4.output_grad_transform(grad_out, grad_products)
-    assert_close_relative_to_scale(grad_products, winograd4.output_grad_transform_reference(grad_out, tiles_hw),
+    assert_close_relative_to_scale(grad_products, winograd4.reference.output_grad_transform(grad_out, tiles_hw),
                                    tolerance)
 
     tiles_grad = random_planes(rng, (c, n) + tiles_hw, dtype)
     grad_image = np.full(image.shape, np.nan, dtype=dtype)  # overwritten, not added to
     winograd4.input_grad_transform(tiles_grad, top_left, grad_image)
     assert_close_relative_to_scale(grad_image,
-                                   winograd4.input_grad_transform_reference(tiles_grad, top_left, image.shape),
+                                   winograd4.reference.input_grad_transform(tiles_grad, top_left, image.shape),
                                    tolerance)
 
     u_grad = rng.standard_normal((PLANES, o, c)).astype(dtype)
     grad_weight = np.full(weight.shape, np.nan, dtype=dtype)
     winograd4.weight_grad_transform(u_grad, grad_weight)
-    assert_close_relative_to_scale(grad_weight, winograd4.weight_grad_transform_reference(u_grad), tolerance)
+    assert_close_relative_to_scale(grad_weight, winograd4.reference.weight_grad_transform(u_grad), tolerance)
 
 
 def assert_adjoint(forward_x, y, x, backward_y):

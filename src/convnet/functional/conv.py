@@ -293,9 +293,9 @@ def _winograd_forward(x, weight, geometry, algorithm):
     (c, n), o, top_left, planes = image.shape[:2], weight.shape[0], geometry.padding[::2], method.PLANES
     tiles_hw = method.tiles_hw(geometry.output_hw)
     if not kernels.compiled():
-        tiles = method.input_transform_reference(image, top_left, tiles_hw)
+        tiles = method.reference.input_transform(image, top_left, tiles_hw)
         products = np.matmul(_winograd_weight(weight, method), tiles.reshape(planes, c, -1))
-        out = method.output_transform_reference(products.reshape((planes, o, n) + tiles_hw), geometry.output_hw)
+        out = method.reference.output_transform(products.reshape((planes, o, n) + tiles_hw), geometry.output_hw)
         return out.transpose(1, 0, 2, 3), Saved(algorithm, tiles)
     tiles = winograd.planes((c, n) + tiles_hw, image.dtype, planes)
     method.input_transform(image, top_left, tiles)
@@ -309,7 +309,7 @@ def _winograd_forward(x, weight, geometry, algorithm):
 def _winograd_weight(weight, method):
     """weight: (O, C, 3, 3) -> U = G g G^T: (P, O, C)."""
     if not kernels.compiled():
-        return method.weight_transform_reference(weight)
+        return method.reference.weight_transform(weight)
     transformed = np.empty((method.PLANES,) + weight.shape[:2], dtype=weight.dtype)
     method.weight_transform(np.ascontiguousarray(weight), transformed)
     return transformed
@@ -322,7 +322,7 @@ def _winograd_output_grad(grad_out, geometry, method):
         transformed = winograd.planes(grad_c.shape[:2] + tiles_hw, grad_c.dtype, method.PLANES)
         method.output_grad_transform(grad_c, transformed)
     else:
-        transformed = method.output_grad_transform_reference(grad_c, tiles_hw)
+        transformed = method.reference.output_grad_transform(grad_c, tiles_hw)
     return transformed.reshape(method.PLANES, grad_c.shape[0], -1)
 
 
@@ -339,7 +339,7 @@ def _winograd_input_grad(grad_out, weight, geometry, method, grad_transformed=No
     weight_t = _winograd_weight(weight, method).transpose(0, 2, 1)
     if not kernels.compiled():
         tiles_grad = np.matmul(weight_t, grad_transformed).reshape((planes, c, n) + tiles_hw)
-        grad_x = method.input_grad_transform_reference(tiles_grad, top_left, (c, n) + geometry.input_hw)
+        grad_x = method.reference.input_grad_transform(tiles_grad, top_left, (c, n) + geometry.input_hw)
         return grad_x.transpose(1, 0, 2, 3)
     tiles_grad = winograd.planes((c, grad_transformed.shape[2]), grad_transformed.dtype, planes)
     np.matmul(weight_t, grad_transformed, out=tiles_grad)
@@ -359,7 +359,7 @@ def _winograd_weight_grad(grad_out, tiles, geometry, method, grad_transformed=No
         grad_transformed = _winograd_output_grad(grad_out, geometry, method)
     transformed = np.matmul(grad_transformed, tiles.reshape(method.PLANES, c, -1).transpose(0, 2, 1))
     if not kernels.compiled():
-        return method.weight_grad_transform_reference(transformed)
+        return method.reference.weight_grad_transform(transformed)
     grad_weight = np.empty(transformed.shape[1:] + (3, 3), dtype=transformed.dtype)
     method.weight_grad_transform(transformed, grad_weight)
     return grad_weight

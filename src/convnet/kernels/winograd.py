@@ -26,7 +26,7 @@ the tile loops need no bounds tests (a 4x4 patch may reach one row or column pas
 image when H' or W' is odd; those rows only feed the ragged outputs, which are dropped).
 Tiles are indexed (16, channels, N, tiles_h, tiles_w), tile index t = (n, ty, tx).
 
-Each kernel has a NumPy reference beside it (``*_reference``), written from the matrices above.
+Each kernel has a NumPy reference in ``reference`` (a `References`), written from the matrices above.
 """
 
 import numpy as np
@@ -341,10 +341,4 @@ class References:
         return np.einsum("ri,rsoc,sj->ocij", g, transformed_grad.reshape((p, p) + transformed_grad.shape[1:]), g)
 
 
-_references = References(B_T, G, A_T)
-input_transform_reference = _references.input_transform
-weight_transform_reference = _references.weight_transform
-output_transform_reference = _references.output_transform
-output_grad_transform_reference = _references.output_grad_transform
-input_grad_transform_reference = _references.input_grad_transform
-weight_grad_transform_reference = _references.weight_grad_transform
+reference = References(B_T, G, A_T)  # the NumPy reference of every transform above

@@ -50,7 +50,7 @@ padded image when H' or W' is not a multiple of 4; those only feed the ragged ou
 dropped). Tiles are indexed (36, channels, N, tiles_h, tiles_w), tile index t = (n, ty, tx);
 `winograd.planes(shape, dtype, 36)` allocates them with the planes staggered.
 
-Each kernel has a NumPy reference beside it (``*_reference``), written from the matrices above.
+Each kernel has a NumPy reference in ``reference`` (a `References`), written from the matrices above.
 """
 
 import numpy as np
@@ -388,10 +388,4 @@ def weight_grad_transform(transformed_grad, grad_weight):
 
 
 # ------------------------------------------------------------------ NumPy references, from the matrices
-_references = References(B_T, G, A_T)
-input_transform_reference = _references.input_transform
-weight_transform_reference = _references.weight_transform
-output_transform_reference = _references.output_transform
-output_grad_transform_reference = _references.output_grad_transform
-input_grad_transform_reference = _references.input_grad_transform
-weight_grad_transform_reference = _references.weight_grad_transform
+reference = References(B_T, G, A_T)  # the NumPy reference of every transform above
