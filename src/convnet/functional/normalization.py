@@ -42,12 +42,9 @@ class BatchNorm(Function):
 
     def forward(self, x, weight, bias, running_mean, running_var, training, momentum, eps):
         rows = channel_rows(x)
-        count = rows.shape[1]
         if training:
-            mean = rows.mean(axis=1)
-            centered = rows - mean[:, None]
-            var = np.vecdot(centered, centered) / count
-            update_running_statistics(running_mean, running_var, mean, var, count, momentum)
+            mean, centered, var, self.count = self.batch_statistics(rows)
+            update_running_statistics(running_mean, running_var, mean, var, self.count, momentum)
         else:
             mean, var = running_mean, running_var
             centered = rows - mean[:, None].astype(rows.dtype)
@@ -59,6 +56,17 @@ class BatchNorm(Function):
         self.centered, self.inv_std, self.scale, self.training = centered, inv_std, scale, training
         return from_channel_rows(out, x.shape)
 
+    def batch_statistics(self, rows):
+        """(mean, rows - mean, biased variance, count) of the batch's channel rows."""
+        count = rows.shape[1]
+        mean = rows.mean(axis=1)
+        centered = rows - mean[:, None]
+        return mean, centered, np.vecdot(centered, centered) / count, count
+
+    def whole_batch(self, grad_bias, projection):
+        """The batch's sums of the gradient and of its projection on x - mean: this one's."""
+        return grad_bias, projection
+
     def backward(self, grad):
         rows = channel_rows(grad)
         grad_bias = rows.sum(axis=1)
@@ -67,11 +75,39 @@ class BatchNorm(Function):
         if self.training:
             # The batch statistics depend on x too: remove the gradient's mean and its
             # projection on x_hat = (x - mean) * inv_std.
-            count = rows.shape[1]
-            grad_rows -= (self.scale * grad_bias / count)[:, None]
-            grad_rows -= (self.scale * projection * self.inv_std ** 2 / count)[:, None] * self.centered
+            whole_bias, whole_projection = self.whole_batch(grad_bias, projection)
+            grad_rows -= (self.scale * whole_bias / self.count)[:, None]
+            grad_rows -= (self.scale * whole_projection * self.inv_std ** 2 / self.count)[:, None] * self.centered
         grad_weight = projection * self.inv_std if self.needs_input_grad[1] else None
         return from_channel_rows(grad_rows, grad.shape), grad_weight, grad_bias if self.needs_input_grad[2] else None
+
+
+class SynchronisedBatchNorm(BatchNorm):
+    """`BatchNorm` in training whose statistics span the processes of a data-parallel job: each
+    holds a share of the batch, and ``sum_across(array)`` sums a float64 array over them in place.
+    The mean, the variance and, in backward, the two sums the input's gradient needs are the
+    whole batch's, so every process computes what one process would for its share; the weight's
+    and bias's gradients are this share's terms (the job sums parameter gradients itself).
+    """
+
+    def forward(self, x, weight, bias, running_mean, running_var, momentum, eps, sum_across):
+        self.sum_across = sum_across
+        return super().forward(x, weight, bias, running_mean, running_var, True, momentum, eps)
+
+    def batch_statistics(self, rows):
+        totals = np.append(rows.sum(axis=1, dtype=np.float64), rows.shape[1])
+        self.sum_across(totals)
+        count = totals[-1]
+        mean = totals[:-1] / count
+        centered = rows - mean[:, None].astype(rows.dtype)
+        squares = np.vecdot(centered, centered).astype(np.float64)
+        self.sum_across(squares)
+        return mean.astype(rows.dtype), centered, (squares / count).astype(rows.dtype), count
+
+    def whole_batch(self, grad_bias, projection):
+        whole = np.concatenate([grad_bias, projection]).astype(np.float64)
+        self.sum_across(whole)
+        return whole[:len(grad_bias)].astype(grad_bias.dtype), whole[len(grad_bias):].astype(projection.dtype)
 
 
 class CompiledBatchNorm(Function):
@@ -111,49 +147,6 @@ class CompiledBatchNorm(Function):
         grad_weight = (projection * self.inv_std).astype(dtype) if self.needs_input_grad[1] else None
         grad_bias = grad_sum.astype(dtype) if self.needs_input_grad[2] else None
         return from_channel_rows(grad_input, grad.shape), grad_weight, grad_bias
-
-
-class SynchronisedBatchNorm(Function):
-    """`BatchNorm` in training whose statistics span the processes of a data-parallel job: each
-    holds a share of the batch, and ``sum_across(array)`` sums a float64 array over them in place.
-    The mean, the variance and, in backward, the two sums the input's gradient needs are the
-    whole batch's, so every process computes what one process would for its share; the weight's
-    and bias's gradients are this share's terms (the job sums parameter gradients itself).
-    """
-
-    def forward(self, x, weight, bias, running_mean, running_var, momentum, eps, sum_across):
-        rows = channel_rows(x)
-        totals = np.append(rows.sum(axis=1, dtype=np.float64), rows.shape[1])
-        sum_across(totals)
-        count = totals[-1]
-        mean = totals[:-1] / count
-        centered = rows - mean[:, None].astype(rows.dtype)
-        squares = np.vecdot(centered, centered).astype(np.float64)
-        sum_across(squares)
-        var = squares / count
-        update_running_statistics(running_mean, running_var, mean.astype(rows.dtype), var.astype(rows.dtype), count,
-                                  momentum)
-        inv_std = (1 / np.sqrt(var + eps)).astype(rows.dtype)
-        scale = inv_std if weight is None else inv_std * weight
-        out = centered * scale[:, None]
-        if bias is not None:
-            out += bias[:, None]
-        self.centered, self.inv_std, self.scale, self.count, self.sum_across = centered, inv_std, scale, count, sum_across
-        return from_channel_rows(out, x.shape)
-
-    def backward(self, grad):
-        rows = channel_rows(grad)
-        grad_bias = rows.sum(axis=1)
-        projection = np.vecdot(rows, self.centered)  # sum of grad * (x - mean), per channel
-        whole = np.concatenate([grad_bias, projection]).astype(np.float64)
-        self.sum_across(whole)
-        whole_bias, whole_projection = (whole[:len(grad_bias)].astype(rows.dtype),
-                                        whole[len(grad_bias):].astype(rows.dtype))
-        grad_rows = rows * self.scale[:, None]
-        grad_rows -= (self.scale * whole_bias / self.count)[:, None]
-        grad_rows -= (self.scale * whole_projection * self.inv_std ** 2 / self.count)[:, None] * self.centered
-        grad_weight = projection * self.inv_std if self.needs_input_grad[1] else None
-        return from_channel_rows(grad_rows, grad.shape), grad_weight, grad_bias if self.needs_input_grad[2] else None
 
 
 def batch_norm(input, running_mean, running_var, weight=None, bias=None, training=False, momentum=0.1, eps=1e-5,
