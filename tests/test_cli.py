@@ -98,7 +98,7 @@ def test_a_read_only_run_folder_is_refused_before_training_and_kept(tiny_fashion
     run_dir = tmp_path / "run"
     cfg = RunConfig(model="simple_cnn", data=str(tiny_fashion), epochs=2, batch_size=32)
     build_trainer(cfg, *load_datasets(cfg), run_dir, progress=False, log=lambda line: None).fit(1)
-    before = {path.name: path.read_bytes() for path in run_dir.iterdir()}
+    before = {path.name: path.read_bytes() for path in run_dir.rglob("*") if path.is_file()}
     without_override = ["setpriv", "--bounding-set=-dac_override,-dac_read_search", "--"] if os.geteuid() == 0 else []
     run_dir.chmod(0o555)
     try:
@@ -109,7 +109,7 @@ def test_a_read_only_run_folder_is_refused_before_training_and_kept(tiny_fashion
     assert result.returncode == 1 and "Traceback" not in result.stderr
     assert result.stderr.strip().splitlines()[-1] == f"convnet: error: cannot write to {run_dir}: Permission denied"
     assert "resuming" in result.stdout and "epoch 2/2" not in result.stdout  # refused before training
-    assert {path.name: path.read_bytes() for path in run_dir.iterdir()} == before
+    assert {path.name: path.read_bytes() for path in run_dir.rglob("*") if path.is_file()} == before
 
 
 @pytest.mark.parametrize("argv, message", [
@@ -261,10 +261,11 @@ def test_a_relative_data_folder_means_the_same_files_from_any_directory(tiny_fas
     stored = json.loads((tmp_path / "run" / "checkpoint.json").read_text())
     assert stored["config"]["data"] == str(tiny_fashion) and stored["data"]["test"]["files"][0].startswith(
         str(tiny_fashion))
-    files = {path.name: path.read_bytes() for path in (tmp_path / "run").iterdir()}
+    files = {path.name: path.read_bytes() for path in (tmp_path / "run").rglob("*") if path.is_file()}
     code, out, err = run(capsys, "evaluate", str(tmp_path / "run"))
     assert code == 0 and err == "" and _evaluation_accuracy(out) == trained
-    assert {path.name: path.read_bytes() for path in (tmp_path / "run").iterdir()} == files  # evaluating writes nothing
+    evaluated = {path.name: path.read_bytes() for path in (tmp_path / "run").rglob("*") if path.is_file()}
+    assert evaluated == files  # evaluating writes nothing
 
 
 def test_changed_data_is_refused_or_named(tiny_fashion, tmp_path, capsys):

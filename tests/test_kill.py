@@ -34,7 +34,7 @@ import numpy as np
 import pytest
 
 from convnet import checkpoint
-from convnet.reports import CONFUSION, CURVES, LOCK, METRICS, STEPS, read_steps
+from convnet.reports import CONFUSION, CURVES, LOCK, METRICS, SNAPSHOTS, STEPS, read_steps
 from conftest import write_tiny_fashion
 
 EPOCHS, BATCH_SIZE, TRAIN_IMAGES = 3, 32, 256
@@ -316,7 +316,14 @@ def assert_consistent(run_dir, reference, previous_epoch):
     if STEPS in names:  # append-only: what was written before the kill is the reference's start
         logged = step_log(run_dir)
         assert logged == step_log(reference["dir"])[:len(logged)], "the step log differs from the reference's"
-    for name in names - {LOCK, STEPS, *FILES}:
+        for entry in logged:  # every picture the log announces is there, whole
+            for key in ("image", "kernels", "feature_maps") if entry["kind"] == "snapshot" else ():
+                assert_png(run_dir / entry[key])
+    if SNAPSHOTS in names:  # the pictures and atomic_write's temporaries, nothing else
+        for path in (run_dir / SNAPSHOTS).iterdir():
+            assert path.name.endswith(".tmp") or (path.suffix == ".png" and (
+                path.read_bytes() == (reference["dir"] / SNAPSHOTS / path.name).read_bytes())), path
+    for name in names - {LOCK, STEPS, SNAPSHOTS, *FILES}:
         assert name.endswith(".tmp") and any(name.startswith(f".{file}.") for file in FILES), \
             f"unexpected {name} in {run_dir}"
     if checkpoint.WEIGHTS not in names:
@@ -371,7 +378,7 @@ def assert_same_as_reference(run_dir, reference):
         assert (run_dir / name).read_bytes() == (reference["dir"] / name).read_bytes(), name
     assert step_log(run_dir) == step_log(reference["dir"])  # no step lost, none written twice
     assert temporaries(run_dir) == []
-    assert {path.name for path in run_dir.iterdir()} == {LOCK, STEPS, *FILES}
+    assert {path.name for path in run_dir.iterdir()} == {LOCK, STEPS, SNAPSHOTS, *FILES}
 
 
 def sidecar_matches(run_dir):

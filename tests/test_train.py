@@ -2,7 +2,10 @@
 
 import csv
 import errno
+import io
+import json
 import os
+from dataclasses import asdict
 
 import numpy as np
 import pytest
@@ -10,7 +13,9 @@ import pytest
 import convnet
 from convnet import checkpoint, experiment, reports
 from convnet.experiment import RunConfig, build_trainer, load_datasets, load_run
+from convnet.files import WriteError
 from convnet.train import Callback, EarlyStopping, TrainingDiverged, TrainingInterrupted
+
 
 
 def config(data, **changes):
@@ -85,10 +90,11 @@ def test_a_failing_disk_leaves_the_previous_checkpoint_intact(tiny_fashion, tmp_
         raise OSError(errno.ENOSPC, "No space left on device")
 
     monkeypatch.setattr(os, "fsync", disk_full)
-    with pytest.raises(checkpoint.CheckpointError, match="No space left on device; the previous file, if any, is intact"):
-        trainer.fit(2)
+    with pytest.raises(WriteError, match="No space left on device; the previous file, if any, is intact"):
+        trainer.fit(2)  # the epoch's snapshot is its first write, then the checkpoint would be
     assert (run_dir / checkpoint.WEIGHTS).read_bytes() == before
     assert not [p for p in os.listdir(run_dir) if p.startswith(".") and p != reports.LOCK]  # no temporaries
+    assert not [p for p in os.listdir(run_dir / reports.SNAPSHOTS) if p.startswith(".")]
 
 
 def test_checkpoints_that_do_not_fit_are_refused(tiny_fashion, tmp_path):
@@ -299,6 +305,59 @@ def test_the_step_log_has_a_line_every_few_steps_and_one_per_epoch(tiny_fashion,
         assert len(entry["per_class_accuracy"]) == 10
     assert all(set(entry) >= {"loss", "accuracy", "lr", "images_per_second", "time"} for entry in steps)
     assert [entry["step"] for entry in entries] == sorted(entry["step"] for entry in entries)
+
+
+def test_the_step_log_says_what_the_run_is_and_snapshots_its_first_layer(tiny_fashion, tmp_path):
+    """The pictures are checked against the weights and SciPy's correlation of the test image."""
+    from PIL import Image
+    from scipy.signal import correlate2d
+    from convnet.nn import summary
+    from convnet.viz.snapshots import feature_maps_png, kernels_png
+    run_dir = tmp_path / "run"
+    cfg = config(tiny_fashion, model="lenet5", batch_size=16, augment=False, snapshot_every=12)
+    trainer = trainer_for(cfg, run_dir)
+    trainer.fit(2)  # 16 steps an epoch
+    entries = reports.read_steps(run_dir / reports.STEPS)
+    run = entries[0]
+    assert run["kind"] == "run" and run["step"] == 0 and run["config"] == json.loads(json.dumps(asdict(cfg)))
+    assert run["classes"] == list(trainer.test_loader.dataset.classes)
+    assert run["summary"] == summary(trainer.model, (1, 1, 28, 28))
+    snapshots = [entry for entry in entries if entry["kind"] == "snapshot"]
+    assert [(entry["step"], entry["epochs_done"]) for entry in snapshots] == [(0, 0), (12, 0.75), (16, 1), (24, 1.5),
+                                                                             (32, 2)]
+    last = snapshots[-1]
+    weight, bias = trainer.model[0].weight.data, trainer.model[0].bias.data
+    assert (run_dir / last["kernels"]).read_bytes() == kernels_png(weight[:, 0])
+    images, _ = next(trainer.test_loader.batches(0))
+    maps = np.stack([correlate2d(np.pad(images.data[0, 0].astype(np.float64), 2), kernel[0], "valid") + b  # pad 2
+                     for kernel, b in zip(weight.astype(np.float64), bias)])
+    drawn = np.asarray(Image.open(run_dir / last["feature_maps"]), dtype=int)
+    assert np.abs(drawn - np.asarray(Image.open(io.BytesIO(feature_maps_png(maps))), dtype=int)).max() <= 1
+    pictures = [f"{kind}-{entry['step']:07d}.png" for entry in snapshots for kind in ("kernels", "feature_maps")]
+    assert sorted(path.name for path in (run_dir / reports.SNAPSHOTS).iterdir()) == sorted(["image.png", *pictures])
+
+
+def test_a_resumed_run_continues_its_step_log_and_a_new_one_replaces_a_dead_ones(tiny_fashion, tmp_path):
+    run_dir = tmp_path / "run"
+    cfg = config(tiny_fashion, model="lenet5", batch_size=16, augment=False, snapshot_every=12)
+    trainer_for(cfg, tmp_path / "whole").fit(2)
+    whole = reports.read_steps(tmp_path / "whole" / reports.STEPS)
+    trainer_for(cfg, run_dir).fit(1)
+    with open(run_dir / reports.STEPS, "a") as log:  # written past the checkpoint before a kill
+        log.write(json.dumps({"kind": "step", "step": 20}) + "\n")
+    experiment.resume(run_dir, progress=False, log=lambda line: None).trainer.fit(2)
+    assert untimed(reports.read_steps(run_dir / reports.STEPS)) == untimed(whole)
+    (run_dir / reports.STEPS).write_text(json.dumps({"kind": "step", "step": 10}) + "\n")  # a run killed early
+    for name in (checkpoint.WEIGHTS, checkpoint.SIDECAR):
+        (run_dir / name).unlink()
+    trainer_for(cfg, run_dir).fit(1)
+    restarted = untimed(reports.read_steps(run_dir / reports.STEPS))
+    assert restarted == untimed(whole)[:len(restarted)] and restarted[-1]["kind"] == "snapshot"
+
+
+def untimed(entries):
+    return [{key: value for key, value in entry.items() if key not in ("time", "images_per_second")}
+            for entry in entries]
 
 
 def test_a_step_log_cut_short_by_a_kill_reads_to_its_last_whole_line(tmp_path):

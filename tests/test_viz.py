@@ -178,3 +178,37 @@ def test_examples_stay_inside_the_image_away_from_zero_paddings_artefacts():
     assert set(story.convolution.values) == {-9.0}
     top, left, height, width = story.pooling.window
     assert top >= 1 and left >= 1 and top + height <= 11 and left + width <= 11 and story.pooling.maximum == -9.0
+
+
+def _pixels(png):
+    import io
+    return np.asarray(Image.open(io.BytesIO(png)).convert("RGB"), dtype=int)
+
+
+def _colour(name, value):
+    import matplotlib
+    return (np.asarray(matplotlib.colormaps[name](value)[:3]) * 255).round().astype(int)
+
+
+def test_snapshot_kernels_share_one_signed_scale_pixel_for_pixel():
+    from convnet.viz.snapshots import TILE_PIXELS, kernels_png
+    kernels = np.array([[[2.0, -2.0], [0.0, 1.0]], [[0.5, 0.5], [0.5, 0.5]]])  # 2x2 kernels: 18 pixels each
+    pixels = _pixels(kernels_png(kernels))
+    scale = TILE_PIXELS // 2
+    assert pixels.shape == (2 * scale, 5 * scale, 3)  # two 2x2 tiles side by side, one white column between
+
+    def at(tile, row, col):
+        return pixels[row * scale, (tile * 3 + col) * scale]
+    assert (at(0, 0, 0) == _colour("RdBu_r", 1.0)).all() and (at(0, 0, 1) == _colour("RdBu_r", 0.0)).all()
+    assert (at(0, 1, 0) == _colour("RdBu_r", 0.5)).all() and (at(1, 0, 0) == _colour("RdBu_r", 0.625)).all()
+    assert (pixels[0, 2 * scale] == 255).all()  # the gap
+
+
+def test_snapshot_feature_maps_each_span_their_own_range():
+    from convnet.viz.snapshots import feature_maps_png
+    maps = np.stack([np.arange(64.0).reshape(8, 8), 1000 + 0.001 * np.arange(64.0).reshape(8, 8)])
+    pixels = _pixels(feature_maps_png(maps))
+    for tile in range(2):
+        left = tile * 9 * (36 // 8)
+        assert (pixels[0, left] == _colour("viridis", 0.0)).all()
+        assert (pixels[8 * 4 - 1, left + 8 * 4 - 1] == _colour("viridis", 1.0)).all()

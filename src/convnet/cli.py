@@ -9,6 +9,7 @@ import time
 from pathlib import Path
 
 from . import __version__
+from .language import LANGUAGES
 
 EXIT_ERROR, EXIT_INTERRUPTED = 1, 130
 
@@ -31,7 +32,8 @@ def _bench(args):
 
 
 TRAIN_OPTIONS = ("model", "dataset", "epochs", "batch_size", "optimizer", "lr", "weight_decay", "schedule",
-                 "label_smoothing", "augment", "seed", "init_from", "sync_bn", "early_stop", "tensorboard")
+                 "label_smoothing", "augment", "seed", "init_from", "sync_bn", "early_stop", "tensorboard",
+                 "snapshot_every")
 
 
 def _train(args):
@@ -67,7 +69,7 @@ def _train(args):
         say(f"training {config.model} on {config.dataset} ({len(run.train)} images) for {config.epochs} "
             f"epoch{'s' if config.epochs > 1 else ''} {start}{ranks}; run folder {run_dir}")
     if args.watch is not None and group.rank == 0:
-        _watch_in_background(run.run_dir, args.watch)
+        _watch_in_background(run.run_dir, args.watch, args.lang)
     try:
         run.trainer.fit(run.config.epochs)
     except TrainingDiverged as diverged:
@@ -87,13 +89,13 @@ def _silent(*args, **options):
     pass
 
 
-def _watch_in_background(run_dir, port):
+def _watch_in_background(run_dir, port, language):
     """`convnet watch`'s page for the run being trained, served from a daemon thread (it ends with
     the training process)."""
     import threading
     from .watch import make_server
     run_dir.mkdir(parents=True, exist_ok=True)
-    server = make_server(run_dir, port=port)
+    server = make_server(run_dir, port=port, language=language)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     print("watch the run at http://%s:%d/" % server.server_address[:2], flush=True)
 
@@ -119,14 +121,15 @@ def _training_group(distributed):
 
 def _what_is_kept(run, remove_if_empty):
     """After a run diverged: which checkpoint stays, or that none was saved (and then the folder
-    this run created holds nothing but its lock, and goes)."""
+    this run created, holding nothing but its lock and the step log of a run that cannot resume,
+    goes)."""
+    import shutil
     from .checkpoint import WEIGHTS
-    from .reports import LOCK
+    from .reports import LOCK, SNAPSHOTS, STEPS
     if (run.run_dir / WEIGHTS).exists():
         return f"the last checkpoint in {run.run_dir} is kept"
-    if remove_if_empty and [path.name for path in run.run_dir.iterdir()] == [LOCK]:
-        (run.run_dir / LOCK).unlink()
-        run.run_dir.rmdir()
+    if remove_if_empty and {path.name for path in run.run_dir.iterdir()} <= {LOCK, STEPS, SNAPSHOTS}:
+        shutil.rmtree(run.run_dir)
         return f"no epoch finished, so nothing was saved ({run.run_dir} removed)"
     return "no epoch finished, so nothing was saved"
 
@@ -223,7 +226,7 @@ def _show(args):
 def _watch(args):
     from .watch import serve
     try:
-        serve(args.run_dir, args.host, args.port,
+        serve(args.run_dir, args.host, args.port, language=args.lang,
               on_ready=lambda url: print(f"watching {args.run_dir} at {url} (Ctrl-C to stop)", flush=True))
     except KeyboardInterrupt:
         pass
@@ -254,6 +257,11 @@ def _argument_type(convert, accept, expected):
 _positive_int = _argument_type(int, lambda value: value >= 1, "a positive integer")
 _positive_float = _argument_type(float, lambda value: value > 0, "a positive number")
 _fraction = _argument_type(float, lambda value: 0 <= value < 1, "a number in [0, 1)")
+
+
+def _language_option(parser, what):
+    parser.add_argument("--lang", choices=LANGUAGES, default="en", help=f"{what} language: en (default) or ko "
+                        "(Korean, the lesson's own; needs a font with Hangul, e.g. Debian's fonts-nanum)")
 
 
 def build_parser():
@@ -288,11 +296,15 @@ def build_parser():
                        "not improved for PATIENCE epochs (the run folder keeps the last epoch's weights)")
     train.add_argument("--tensorboard", action="store_const", const=True, help="also write TensorBoard event "
                        "files into RUN_DIR/tensorboard (needs the tensorboard extra: tensorboardX)")
+    train.add_argument("--snapshot-every", type=_positive_int, metavar="STEPS", help="draw the first convolution "
+                       "layer's kernels and feature maps for the live page every STEPS steps, besides at the start "
+                       f"and after every epoch ({default('snapshot_every')})")
     train.add_argument("--out", metavar="RUN_DIR", help="run folder (default runs/MODEL-TIME)")
     train.add_argument("--resume", metavar="RUN_DIR", help="continue the run saved in RUN_DIR")
     train.add_argument("--no-progress", action="store_true", help="no progress bars")
     train.add_argument("--watch", type=int, nargs="?", const=8008, metavar="PORT", help="serve convnet watch's "
                        "live page of this run on 127.0.0.1:PORT while it trains (default 8008; 0: any free port)")
+    _language_option(train, "the --watch page's")
     train.add_argument("--distributed", action="store_true", help="under mpirun -n N: train one model on the N "
                        "ranks, each taking its share of every batch (--batch-size stays the whole batch)")
     train.add_argument("--sync-bn", action="store_const", const=True, help="with --distributed: batch norm's "
@@ -341,6 +353,7 @@ def build_parser():
     watch.add_argument("--port", type=int, default=8008, help="port (default 8008; 0: any free one)")
     watch.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1: this machine "
                        "only)")
+    _language_option(watch, "the page's")
     watch.set_defaults(handler=_watch)
 
     download = commands.add_parser("download", help="fetch and verify a dataset into the user cache")

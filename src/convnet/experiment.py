@@ -18,7 +18,7 @@ from .data import mnist, read_image, transforms
 from .data.loader import ArrayDataset, DataLoader
 from .nn import Module
 from .random import manual_seed
-from .reports import CURVES, EpochLog, ProgressBar, RunFolder, StepLog, TensorBoard
+from .reports import CURVES, SNAPSHOT_EVERY, EpochLog, ProgressBar, RunFolder, StepLog, TensorBoard
 from .tensor import Tensor, no_grad
 from .distributed import synchronise_batch_norm
 from .train import ONE_PROCESS, EarlyStopping, Trainer, evaluate
@@ -47,6 +47,7 @@ class RunConfig:
     sync_bn: bool = False
     early_stop: int | None = None
     tensorboard: bool = False
+    snapshot_every: int = SNAPSHOT_EVERY
 
     def __post_init__(self):
         problems = []
@@ -64,7 +65,7 @@ class RunConfig:
                 problems.append(f"{name} must be true or false, got {getattr(self, name)!r}")
         if not isinstance(self.seed, int) or isinstance(self.seed, bool):
             problems.append(f"seed must be an integer, got {self.seed!r}")
-        for name in ("epochs", "batch_size", "early_stop"):
+        for name in ("epochs", "batch_size", "early_stop", "snapshot_every"):
             value = getattr(self, name)
             if (name != "early_stop" or value is not None) and (
                     not isinstance(value, int) or isinstance(value, bool) or value < 1):
@@ -207,7 +208,8 @@ def build_trainer(config, train, test, run_dir=None, progress=True, log=print, g
     callbacks = [ProgressBar(config.epochs)] if progress else []
     callbacks.append(EpochLog(config.epochs, log))
     if run_dir is not None:
-        callbacks += [StepLog(run_dir), RunFolder(run_dir, asdict(config), train.classes, config.train_conditions,
+        callbacks += [StepLog(run_dir, asdict(config), train.classes, snapshot_every=config.snapshot_every),
+                      RunFolder(run_dir, asdict(config), train.classes, config.train_conditions,
                                                   {"train": train.source, "test": test.source})]
         if config.tensorboard and group.rank == 0:
             callbacks.append(TensorBoard(run_dir, asdict(config)))

@@ -4,8 +4,8 @@ a progress bar, one log line per epoch, and the run folder.
 A run folder holds ``checkpoint.safetensors`` (+ readable ``checkpoint.json``), ``metrics.csv``,
 ``curves.png`` and ``confusion.png``, each rewritten atomically after every epoch, and the
 checkpoint also when a run stops early, so it can be resumed from where it stopped; ``.lock``
-says which process is training in it (one at a time); ``steps.jsonl`` logs the run as it goes
-(`StepLog`, `read_steps`).
+says which process is training in it (one at a time); ``steps.jsonl`` logs the run as it goes,
+with pictures of its first convolution layer in ``snapshots/`` (`StepLog`, `read_steps`).
 """
 
 import csv
@@ -25,6 +25,7 @@ from .train import Callback, evaluate
 
 METRICS, CURVES, CONFUSION, STEPS = "metrics.csv", "curves.png", "confusion.png", "steps.jsonl"
 STEP_LOG_EVERY = 10  # training steps between two lines of the step log
+SNAPSHOTS, SNAPSHOT_EVERY = "snapshots", 200  # the step log's pictures: their folder, and steps between two
 LOCK = ".lock"  # held by the process training in the folder; it holds that process's PID
 
 
@@ -151,26 +152,35 @@ class RunFolder(Callback):
 
 
 class StepLog(Callback):
-    """Appends the run as it goes to ``run_dir/steps.jsonl``, one JSON object per line, flushed:
-    every ``every`` training steps ``{"kind": "step", "step", "epoch", "batch", "loss", "accuracy",
-    "lr", "images_per_second", "time"}`` (loss and accuracy: the epoch's running means; epoch:
-    the one in progress, from 1; time: seconds since the epoch 1970), and after every epoch
-    ``{"kind": "epoch", "step", "epoch", "train_loss", "train_accuracy", "test_loss",
-    "test_accuracy", "per_class_accuracy", "lr", "time"}``. Append-only, so a kill -9 costs at most
-    a partial last line, which `read_steps` skips; a resumed run first cuts the log back to its
-    checkpoint's step, so the steps it trains again are not written twice.
+    """Appends the run as it goes to ``run_dir/steps.jsonl``, one JSON object per line, flushed.
 
-    It hangs before `RunFolder`, so that an epoch's line is written before the epoch's checkpoint:
-    the log may run ahead of the checkpoint (and is cut back), never behind it. It opens the log
-    at its first line, once `RunFolder` holds the folder's lock."""
+    A new run's log begins with ``{"kind": "run", "step": 0, "config", "classes", "summary"}``:
+    its settings, its class names and its model's summary table. Then every ``every`` training
+    steps ``{"kind": "step", "step", "epoch", "batch", "loss", "accuracy", "lr",
+    "images_per_second", "time"}`` (loss and accuracy: the epoch's running means; epoch: the one in
+    progress, from 1; time: seconds since the epoch 1970), and after every epoch ``{"kind":
+    "epoch", "step", "epoch", "train_loss", "train_accuracy", "test_loss", "test_accuracy",
+    "per_class_accuracy", "lr", "time"}``. As training begins, every ``snapshot_every`` steps and
+    after every epoch, the first convolution layer's kernels and its feature maps of the first
+    test image are drawn into ``run_dir/snapshots/`` and announced by ``{"kind": "snapshot",
+    "step", "epochs_done", "image", "kernels", "feature_maps", "time"}`` (PNG paths within the run
+    folder; epochs_done: steps over the epoch's length), so that the live page can show the kernels taking shape.
 
-    def __init__(self, run_dir, every=STEP_LOG_EVERY):
-        self.path, self.every, self.file = Path(run_dir) / STEPS, every, None
+    Append-only, so a kill -9 costs at most a partial last line, which `read_steps` skips; a
+    resumed run first cuts the log back to its checkpoint's step, so the steps it trains again are
+    not written twice. It hangs before `RunFolder`, so that an epoch's lines are written before
+    the epoch's checkpoint: the log may run ahead of the checkpoint (and is cut back), never behind
+    it. It opens the log at its first line, once `RunFolder` holds the folder's lock."""
+
+    def __init__(self, run_dir, config, classes, every=STEP_LOG_EVERY, snapshot_every=SNAPSHOT_EVERY):
+        self.run_dir, self.config, self.classes = Path(run_dir), config, list(classes)
+        self.path, self.every, self.snapshot_every, self.file = self.run_dir / STEPS, every, snapshot_every, None
 
     def _open(self):
-        """Cut the log back to the step the run (re)started from, then append to it."""
+        """Cut the log back to the step the run (re)started from, then append to it. A run that
+        starts from step 0 keeps nothing: what is there is a run killed before its first checkpoint."""
         if self.path.exists():
-            kept = [entry for entry in read_steps(self.path) if entry["step"] <= self.start]
+            kept = [entry for entry in read_steps(self.path) if entry["step"] <= self.start] if self.start else []
             rewritten = "".join(json.dumps(entry) + "\n" for entry in kept)
             if rewritten != self.path.read_text():  # lines past the checkpoint, or a last one cut short
                 atomic_write(self.path, rewritten)
@@ -178,6 +188,15 @@ class StepLog(Callback):
 
     def on_train_begin(self, trainer):
         self.start = _step(trainer)  # where the checkpoint left the run
+        images, _ = next(trainer.test_loader.batches(0))
+        self.image, self.image_drawn = images.data[:1], False
+
+    def on_epoch_begin(self, trainer):
+        if self.start == 0 and self.file is None:  # a new run, the lock held: say what it is, and how it starts
+            from .nn import summary
+            self._write({"kind": "run", "step": 0, "config": self.config, "classes": self.classes,
+                         "summary": summary(trainer.model, self.image.shape)})
+            self._snapshot(trainer)
 
     def on_batch_end(self, trainer, loss):
         step = _step(trainer)
@@ -187,23 +206,57 @@ class StepLog(Callback):
                          "loss": totals["loss"] / totals["count"], "accuracy": totals["correct"] / totals["count"],
                          "lr": trainer.optimizer.param_groups[0]["lr"],
                          "images_per_second": totals["count"] / max(totals["seconds"], 1e-9)})
+        if step % self.snapshot_every == 0:
+            self._snapshot(trainer)
 
     def on_epoch_end(self, trainer, record, evaluation):
-        self._write({"kind": "epoch", "step": _step(trainer), "epoch": record["epoch"],
+        step = _step(trainer)
+        self._write({"kind": "epoch", "step": step, "epoch": record["epoch"],
                      "train_loss": record["train_loss"], "train_accuracy": record["train_accuracy"],
                      "test_loss": record["test_loss"], "test_accuracy": record["test_accuracy"],
                      "per_class_accuracy": evaluation["per_class_accuracy"], "lr": record["lr"]})
+        if step % self.snapshot_every:  # not drawn at this step already
+            self._snapshot(trainer)
 
     def on_train_end(self, trainer):
         if self.file is not None:
             self.file.close()
             self.file = None
 
+    def _snapshot(self, trainer):
+        """Draw the first convolution layer's kernels and maps now, and say so in the log."""
+        from .viz.snapshots import feature_maps_png, image_png, kernels_png
+        first = first_convolution(trainer.model, self.image)
+        if first is None:
+            return
+        kernels, maps = first
+        step = _step(trainer)
+        folder = self.run_dir / SNAPSHOTS
+        folder.mkdir(exist_ok=True)
+        names = {"image": f"{SNAPSHOTS}/image.png", "kernels": f"{SNAPSHOTS}/kernels-{step:07d}.png",
+                 "feature_maps": f"{SNAPSHOTS}/feature_maps-{step:07d}.png"}
+        if not self.image_drawn:
+            atomic_write(self.run_dir / names["image"], image_png(self.image[0]))
+            self.image_drawn = True
+        atomic_write(self.run_dir / names["kernels"], kernels_png(kernels))
+        atomic_write(self.run_dir / names["feature_maps"], feature_maps_png(maps))
+        self._write({"kind": "snapshot", "step": step, "epochs_done": round(step / len(trainer.train_loader), 3),
+                     **names})
+
     def _write(self, entry):
         if self.file is None:
             self._open()
         self.file.write(json.dumps({**entry, "time": time.time()}) + "\n")
         self.file.flush()
+
+
+def first_convolution(model, image):
+    """The first Conv2d that ``image`` (1, C, H, W) passes through: its kernels on input channel 0
+    (K, kH, kW) and its feature maps of the image (K, H', W'); None for a model without one."""
+    from .nn import Conv2d, record_outputs
+    records, _ = record_outputs(model, image)
+    first = next((record for record in records if isinstance(record.module, Conv2d)), None)
+    return None if first is None else (first.module.weight.data[:, 0], first.output[0])
 
 
 def _step(trainer):
@@ -271,7 +324,6 @@ class TensorBoard(Callback):
             self.writer.add_scalar("images_per_second", totals["count"] / max(totals["seconds"], 1e-9), step)
 
     def on_epoch_end(self, trainer, record, evaluation):
-        from .nn import Conv2d, record_outputs
         step = _step(trainer)
         self.writer.add_scalar("test/loss", record["test_loss"], step)
         self.writer.add_scalar("test/accuracy", record["test_accuracy"], step)
@@ -279,11 +331,11 @@ class TensorBoard(Callback):
             self.writer.add_histogram(f"weights/{name}", parameter.data, step)
             if parameter.grad is not None:
                 self.writer.add_histogram(f"gradients/{name}", parameter.grad.data, step)
-        records, _ = record_outputs(trainer.model, self.image)
-        first = next((r for r in records if isinstance(r.module, Conv2d)), None)
+        first = first_convolution(trainer.model, self.image)
         if first is not None:
-            self.writer.add_images("first_conv/kernels", _unit(first.module.weight.data[:, :1]), step)
-            self.writer.add_images("first_conv/feature_maps", _unit(first.output[0][:, None]), step)
+            kernels, maps = first
+            self.writer.add_images("first_conv/kernels", _unit(kernels[:, None]), step)
+            self.writer.add_images("first_conv/feature_maps", _unit(maps[:, None]), step)
         self.writer.flush()
 
     def on_train_end(self, trainer):

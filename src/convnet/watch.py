@@ -3,30 +3,37 @@
 A read-only HTTP server (``http.server``) for one run folder:
 
 - ``/`` the page: loss and accuracy curves (train every few steps, test every epoch) that
-  extend as the run goes, the learning rate, images/s and the training time left, the confusion
-  matrix and the run's settings. Everything is inline; it loads nothing from the network.
+  extend as the run goes, the learning rate, images/s and the training time left, the first
+  convolution layer's kernels and feature maps as they take shape (a slider goes back through
+  the snapshots), the confusion matrix and accuracy per class, the run's settings and its
+  model's summary. Everything is inline; it loads nothing from the network.
 - ``/events`` the run's step log (``steps.jsonl``, `convnet.reports.StepLog`) as Server-Sent
   Events, one per line, each with its line number as its id: a browser that reconnects sends
   ``Last-Event-ID`` and continues where it left off. New lines are pushed as the run writes
   them; a finished run is replayed. Each stream ends after `STREAM_SECONDS` and the browser
   reconnects from its last id, so no connection lives for ever.
-- ``/files/NAME`` one of `SERVED` from the run folder, if it is a file inside the folder (a
-  symbolic link out of it is refused like any other name).
+- ``/files/NAME`` one of `SERVED` or a snapshot's picture (`SNAPSHOT_NAMES`) from the run
+  folder, if it is a file inside the folder (a symbolic link out of it is refused like any
+  other name).
 
 It binds to 127.0.0.1 unless told otherwise, answers only GET (and HEAD), and a client that
 disconnects mid-stream or sends garbage costs it nothing but that connection.
 """
 
+import html
+import json
+import re
 import time
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
-from .checkpoint import SIDECAR
-from .reports import CONFUSION, CURVES, METRICS, STEPS
+from .language import words
+from .reports import CONFUSION, CURVES, METRICS, SNAPSHOTS, STEPS
 
-SERVED = {CURVES: "image/png", CONFUSION: "image/png", SIDECAR: "application/json", METRICS: "text/csv"}
+SERVED = {CURVES: "image/png", CONFUSION: "image/png", METRICS: "text/csv"}
+SNAPSHOT_NAMES = re.compile(rf"{SNAPSHOTS}/(image|(kernels|feature_maps)-\d+)\.png")  # the step log's pictures
 POLL_SECONDS = 0.5  # how often a stream looks for new lines in the step log
 # A stream ends after this long and the browser reconnects at once from its last id: no connection
 # (and no server thread) lives for ever, and a page never waits on a request that never ends.
@@ -34,14 +41,15 @@ STREAM_SECONDS = 15
 RECONNECT_MILLISECONDS = 100
 
 
-def make_server(run_dir, host="127.0.0.1", port=0):
-    """A `ThreadingHTTPServer` serving ``run_dir`` (not yet serving: call ``serve_forever``)."""
+def make_server(run_dir, host="127.0.0.1", port=0, language="en"):
+    """A `ThreadingHTTPServer` serving ``run_dir``, its page in ``language`` (not yet serving:
+    call ``serve_forever``)."""
     run_dir = Path(run_dir).resolve()
     if not run_dir.is_dir():
         raise FileNotFoundError(f"watch: {run_dir} is not a run folder")
 
     class Handler(_RunHandler):
-        folder = run_dir
+        folder, page_bytes = run_dir, page(language).encode()
 
     server = ThreadingHTTPServer((host, port), Handler)
     server.daemon_threads = True  # open streams do not keep the process alive
@@ -50,6 +58,7 @@ def make_server(run_dir, host="127.0.0.1", port=0):
 
 class _RunHandler(BaseHTTPRequestHandler):
     folder: Path
+    page_bytes: bytes
     server_version = "convnet-watch"
 
     def log_message(self, format, *args):  # noqa: A002  (http.server's name) - quiet: the terminal shows the URL
@@ -58,7 +67,7 @@ class _RunHandler(BaseHTTPRequestHandler):
     def do_GET(self):  # noqa: N802  (http.server's names)
         path = unquote(urlsplit(self.path).path)
         if path == "/":
-            self._send(HTTPStatus.OK, "text/html; charset=utf-8", PAGE.encode())
+            self._send(HTTPStatus.OK, "text/html; charset=utf-8", self.page_bytes)
         elif path == "/events":
             self._stream()
         elif path.startswith("/files/"):
@@ -79,12 +88,13 @@ class _RunHandler(BaseHTTPRequestHandler):
             self.wfile.write(body)
 
     def _file(self, name):
-        """Only the names in SERVED, and only as files inside the run folder."""
-        target = (self.folder / name).resolve() if name in SERVED else None
+        """Only the names in SERVED and the snapshots' pictures, and only as files inside the run folder."""
+        content_type = SERVED.get(name) or ("image/png" if SNAPSHOT_NAMES.fullmatch(name) else None)
+        target = (self.folder / name).resolve() if content_type else None
         if target is None or not target.is_relative_to(self.folder) or not target.is_file():
             self._send(HTTPStatus.NOT_FOUND, "text/plain", b"not found\n")
             return
-        self._send(HTTPStatus.OK, SERVED[name], target.read_bytes())
+        self._send(HTTPStatus.OK, content_type, target.read_bytes())
 
     def _stream(self):
         try:
@@ -117,9 +127,9 @@ class _RunHandler(BaseHTTPRequestHandler):
             pass  # the browser closed the page or reconnects: nothing to do
 
 
-def serve(run_dir, host="127.0.0.1", port=8008, on_ready=print):
+def serve(run_dir, host="127.0.0.1", port=8008, on_ready=print, language="en"):
     """Serve ``run_dir`` until interrupted; ``on_ready`` gets the page's URL."""
-    server = make_server(run_dir, host, port)
+    server = make_server(run_dir, host, port, language)
     address, bound = server.server_address[:2]
     on_ready(f"http://{address}:{bound}/")
     try:
@@ -129,39 +139,55 @@ def serve(run_dir, host="127.0.0.1", port=8008, on_ready=print):
 
 
 PAGE = """<!DOCTYPE html>
-<html lang="en"><head><meta charset="utf-8"><title>convnet watch</title>
+<html lang="[[language]]"><head><meta charset="utf-8"><title>convnet watch</title>
 <style>
 body { font-family: system-ui, sans-serif; margin: 0; background: #f4f5f7; color: #1d2330; }
 header { background: #1d2330; color: #fff; padding: .8em 1.5em; display: flex; gap: 2em; align-items: baseline; }
 header h1 { font-size: 1.2em; margin: 0; } header span { color: #aab; font-size: .9em; }
 main { display: grid; grid-template-columns: repeat(auto-fit, minmax(420px, 1fr)); gap: 1em; padding: 1em; }
 .card { background: #fff; border-radius: 8px; padding: 1em; box-shadow: 0 1px 3px rgba(0,0,0,.12); }
-.card h2 { font-size: 1em; margin: 0 0 .5em; color: #445; }
-.stats { display: flex; gap: 2em; } .stat b { display: block; font-size: 1.6em; }
+.card h2 { font-size: 1em; margin: 0 0 .5em; color: #445; } .note { color: #778; font-size: .8em; margin: .2em 0 .6em; }
+.stats { display: flex; flex-wrap: wrap; gap: 1.2em 2em; } .stat b { display: block; font-size: 1.6em; }
 .stat span { color: #667; font-size: .8em; } svg { width: 100%; height: 220px; }
-img { max-width: 100%; } table { font-size: .85em; border-collapse: collapse; }
-td { padding: .15em .8em .15em 0; } td:first-child { color: #667; }
+img { max-width: 100%; } img.pixels { image-rendering: pixelated; width: 100%; }
+.maps { display: flex; gap: 1em; align-items: flex-start; } .maps img:first-child { width: 22%; }
+.maps img:last-child { width: 74%; } input[type=range] { width: 100%; }
+table { font-size: .85em; border-collapse: collapse; } td { padding: .15em .8em .15em 0; } td:first-child { color: #667; }
+.bar { background: #3b6fd4; height: .8em; border-radius: 2px; display: inline-block; vertical-align: middle; }
+pre { font-size: .8em; overflow-x: auto; margin: 0; }
 </style></head>
 <body>
-<header><h1>convnet watch</h1><span id="status">connecting...</span></header>
+<header><h1>convnet watch</h1><span id="status">[[watch.connecting]]</span></header>
 <main>
-<div class="card"><h2>Progress</h2><div class="stats">
-<div class="stat"><b id="epoch">-</b><span>epoch</span></div>
-<div class="stat"><b id="step">-</b><span>step</span></div>
-<div class="stat"><b id="speed">-</b><span>images/s</span></div>
-<div class="stat"><b id="test">-</b><span>test accuracy</span></div>
-<div class="stat"><b id="left">-</b><span>training left</span></div></div></div>
-<div class="card"><h2>Loss</h2><svg id="loss"></svg></div>
-<div class="card"><h2>Accuracy</h2><svg id="accuracy"></svg></div>
-<div class="card"><h2>Learning rate</h2><svg id="lr"></svg></div>
-<div class="card"><h2>Confusion matrix (last epoch)</h2><img id="confusion" alt="no epoch has ended yet"></div>
-<div class="card"><h2>Settings</h2><table id="settings"></table></div>
+<div class="card"><h2>[[watch.progress]]</h2><div class="stats">
+<div class="stat"><b id="epoch">-</b><span>[[watch.epoch]]</span></div>
+<div class="stat"><b id="step">-</b><span>[[watch.step]]</span></div>
+<div class="stat"><b id="speed">-</b><span>[[watch.images_per_second]]</span></div>
+<div class="stat"><b id="test">-</b><span>[[watch.test_accuracy]]</span></div>
+<div class="stat"><b id="left">-</b><span>[[watch.time_left]]</span></div></div></div>
+<div class="card"><h2>[[watch.loss]]</h2><svg id="loss"></svg></div>
+<div class="card"><h2>[[watch.accuracy]]</h2><svg id="accuracy"></svg></div>
+<div class="card"><h2>[[watch.kernels]]</h2><p class="note">[[watch.kernels_note]]</p>
+<img id="kernels" class="pixels" alt="[[watch.no_snapshot]]">
+<input type="range" id="snapshot" min="0" max="0" value="0" title="[[watch.follow]]">
+<p class="note" id="snapshot-step">[[watch.no_snapshot]]</p></div>
+<div class="card"><h2>[[watch.feature_maps]]</h2><p class="note">[[watch.feature_maps_note]]</p>
+<div class="maps"><img id="image" class="pixels" alt=""><img id="maps" class="pixels" alt="[[watch.no_snapshot]]"></div></div>
+<div class="card"><h2>[[watch.learning_rate]]</h2><svg id="lr"></svg></div>
+<div class="card"><h2>[[watch.confusion]]</h2><img id="confusion" alt="[[watch.no_epoch]]"></div>
+<div class="card"><h2>[[watch.per_class]]</h2><table id="classes"></table></div>
+<div class="card"><h2>[[watch.settings]]</h2><table id="settings"></table></div>
+<div class="card"><h2>[[watch.model]]</h2><pre id="summary"></pre></div>
 </main>
 <script>
-const steps = [], epochs = [];
+const TEXT = [[text]];
+const steps = [], epochs = [], snapshots = [];
+let run = {config: {}, classes: []}, following = true;
 const colours = {train: "#3b6fd4", test: "#e0682b"};
+const escape = text => String(text).replace(/[&<>"]/g, c => ({"&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;"})[c]);
+const element = id => document.getElementById(id);
 function draw(id, series, logScale) {
-  const svg = document.getElementById(id), w = svg.clientWidth || 400, h = 220, pad = 36;
+  const svg = element(id), w = svg.clientWidth || 400, h = 220, pad = 36;
   const points = series.flatMap(s => s.points);
   if (!points.length) return;
   const f = logScale ? (v => Math.log10(Math.max(v, 1e-12))) : (v => v);
@@ -169,7 +195,7 @@ function draw(id, series, logScale) {
   const x0 = Math.min(...xs), x1 = Math.max(...xs, x0 + 1), y0 = Math.min(...ys), y1 = Math.max(...ys, y0 + 1e-9);
   const X = x => pad + (x - x0) / (x1 - x0) * (w - pad - 10), Y = y => h - pad + (y0 - f(y)) / (y1 - y0) * (h - pad - 10);
   let out = `<line x1="${pad}" y1="${h - pad}" x2="${w - 10}" y2="${h - pad}" stroke="#ccd"/>`;
-  out += `<text x="${pad}" y="${h - 12}" font-size="11" fill="#667">step ${x0}</text>`;
+  out += `<text x="${pad}" y="${h - 12}" font-size="11" fill="#667">${TEXT["watch.step"]} ${x0}</text>`;
   out += `<text x="${w - 10}" y="${h - 12}" font-size="11" fill="#667" text-anchor="end">${x1}</text>`;
   out += `<text x="4" y="14" font-size="11" fill="#667">${(logScale ? 10 ** y1 : y1).toPrecision(3)}</text>`;
   out += `<text x="4" y="${h - pad}" font-size="11" fill="#667">${(logScale ? 10 ** y0 : y0).toPrecision(3)}</text>`;
@@ -182,61 +208,91 @@ function draw(id, series, logScale) {
   svg.innerHTML = out;
 }
 function redraw() {
-  draw("loss", [{name: "train", colour: colours.train, points: steps.map(e => [e.step, e.loss])},
-                {name: "test", colour: colours.test, dots: true, points: epochs.map(e => [e.step, e.test_loss])}], true);
-  draw("accuracy", [{name: "train", colour: colours.train, points: steps.map(e => [e.step, e.accuracy])},
-                    {name: "test", colour: colours.test, dots: true, points: epochs.map(e => [e.step, e.test_accuracy])}]);
+  const train = TEXT["watch.train"], test = TEXT["watch.test"];
+  draw("loss", [{name: train, colour: colours.train, points: steps.map(e => [e.step, e.loss])},
+                {name: test, colour: colours.test, dots: true, points: epochs.map(e => [e.step, e.test_loss])}], true);
+  draw("accuracy", [{name: train, colour: colours.train, points: steps.map(e => [e.step, e.accuracy])},
+                    {name: test, colour: colours.test, dots: true, points: epochs.map(e => [e.step, e.test_accuracy])}]);
   draw("lr", [{name: "lr", colour: "#5a5", points: steps.map(e => [e.step, e.lr])}]);
 }
-let config = {};
 // Steps still to train at the latest speed (evaluation not counted); an epoch's length is known
 // once one has ended, or once the second has begun.
 function timeLeft() {
-  const last = steps[steps.length - 1], ended = epochs[epochs.length - 1];
+  const last = steps[steps.length - 1], ended = epochs[epochs.length - 1], config = run.config;
   const perEpoch = ended ? ended.step / ended.epoch
                          : (last && last.epoch > 1 ? (last.step - last.batch) / (last.epoch - 1) : null);
   if (!last || !perEpoch || !config.epochs || !config.batch_size) return "-";
   const remaining = config.epochs * perEpoch - Math.max(last.step, ended ? ended.step : 0);
-  if (remaining <= 0) return "done";
+  if (remaining <= 0) return TEXT["watch.done"];
   const seconds = remaining * config.batch_size / last.images_per_second;
   return seconds >= 3600 ? `${(seconds / 3600).toFixed(1)} h` : seconds >= 60 ? `${Math.round(seconds / 60)} min`
                                                                  : `${Math.round(seconds)} s`;
 }
+// The caption says which step the kernels show once their picture has loaded, and says so if it cannot.
+function showSnapshot(index) {
+  const shot = snapshots[index], kernels = element("kernels"), caption = element("snapshot-step");
+  const missing = () => { caption.textContent = TEXT["watch.missing"].replace("{name}", shot.kernels); };
+  kernels.onload = () => kernels.naturalWidth > 0 ? caption.textContent = TEXT["watch.snapshot"]
+    .replace("{step}", shot.step).replace("{epochs}", shot.epochs_done.toFixed(2)) : missing();
+  kernels.onerror = missing;
+  kernels.src = "/files/" + shot.kernels;
+  element("maps").src = "/files/" + shot.feature_maps;
+  element("image").src = "/files/" + shot.image;
+}
+function showClasses(accuracy) {
+  element("classes").innerHTML = accuracy.map((value, k) =>
+    `<tr><td>${escape(run.classes[k] ?? k)}</td><td>${value.toFixed(3)}</td>` +
+    `<td><span class="bar" style="width: ${Math.round(160 * value)}px"></span></td></tr>`).join("");
+}
 function show(entry) {
-  if (entry.kind === "step") {
+  if (entry.kind === "run") {
+    run = entry;
+    element("settings").innerHTML = Object.entries(entry.config).map(([k, v]) =>
+      `<tr><td>${escape(k)}</td><td>${escape(v)}</td></tr>`).join("");
+    element("summary").textContent = entry.summary;
+  } else if (entry.kind === "step") {
     steps.push(entry);
-    document.getElementById("epoch").textContent = entry.epoch;
-    document.getElementById("step").textContent = entry.step;
-    document.getElementById("speed").textContent = Math.round(entry.images_per_second);
+    element("epoch").textContent = entry.epoch;
+    element("step").textContent = entry.step;
+    element("speed").textContent = Math.round(entry.images_per_second);
   } else if (entry.kind === "epoch") {
     epochs.push(entry);
-    document.getElementById("test").textContent = entry.test_accuracy.toFixed(4);
-    document.getElementById("confusion").src = "/files/confusion.png?epoch=" + entry.epoch;
-    loadSettings();
+    element("test").textContent = entry.test_accuracy.toFixed(4);
+    element("confusion").src = "/files/confusion.png?epoch=" + entry.epoch;
+    showClasses(entry.per_class_accuracy);
+  } else if (entry.kind === "snapshot") {
+    snapshots.push(entry);
+    const slider = element("snapshot");
+    slider.max = snapshots.length - 1;
+    if (following) { slider.value = snapshots.length - 1; showSnapshot(snapshots.length - 1); }
   }
-  document.getElementById("left").textContent = timeLeft();
+  element("left").textContent = timeLeft();
 }
-function loadSettings() {
-  fetch("/files/checkpoint.json").then(r => r.ok ? r.json() : {}).then(meta => {
-    config = meta.config || {};
-    document.getElementById("left").textContent = timeLeft();
-    const rows = Object.entries(meta.config || {}).map(([k, v]) => `<tr><td>${k}</td><td>${v}</td></tr>`);
-    document.getElementById("settings").innerHTML = rows.join("");
-  });
-}
+element("snapshot").addEventListener("input", event => {
+  const index = Number(event.target.value);
+  following = index === snapshots.length - 1;
+  if (snapshots.length) showSnapshot(index);
+});
 const source = new EventSource("/events");
 let pending = false;
 source.onmessage = event => {
   show(JSON.parse(event.data));
   if (!pending) { pending = true; requestAnimationFrame(() => { pending = false; redraw(); }); }
 };
-source.onopen = () => { document.getElementById("status").textContent = "live"; };
+source.onopen = () => { element("status").textContent = TEXT["watch.live"]; };
 // A stream that ends is reopened at once (CONNECTING): only a closed one means the server is gone.
 source.onerror = () => {
-  document.getElementById("status").textContent = source.readyState === EventSource.CLOSED ? "disconnected" : "live";
+  element("status").textContent = TEXT[source.readyState === EventSource.CLOSED ? "watch.disconnected" : "watch.live"];
 };
-loadSettings();
 window.addEventListener("resize", redraw);
 </script>
 </body></html>
 """
+
+
+def page(language="en"):
+    """The page with ``language``'s words (`convnet.language`)."""
+    table = words(language)
+    text = json.dumps({key: value for key, value in table.items() if key.startswith("watch.")}).replace("</", "<\\/")
+    return re.sub(r"\[\[([\w.]+)\]\]", lambda match: text if match[1] == "text" else (
+        language if match[1] == "language" else html.escape(table[match[1]])), PAGE)
