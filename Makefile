@@ -27,14 +27,17 @@ demo: venv
 	$(VENV)/bin/convnet demo
 
 # The download tests serve copies of Debian's Fashion-MNIST; the page test runs headless Chromium;
-# the distributed tests run mpirun (Open MPI), also between two network namespaces (iproute2).
-TEST_PACKAGES := dataset-fashion-mnist chromium openmpi-bin iproute2
+# the distributed tests run mpirun (Open MPI), also between two network namespaces (iproute2);
+# the Korean lesson (show --lang ko) draws Hangul in fonts-nanum's NanumGothic.
+TEST_PACKAGES := dataset-fashion-mnist chromium openmpi-bin iproute2 fonts-nanum
+NANUM := /usr/share/fonts/truetype/nanum
 
 test:
 	$(PYTHON) -m venv $(VENV)
 	$(PIP) -e '.[test]'
 	@if command -v apt-get >/dev/null && [ "$$(id -u)" = 0 ] && \
-	    { [ ! -d $(FASHION) ] || ! command -v chromium >/dev/null || ! command -v mpirun >/dev/null || ! command -v tc >/dev/null; }; then \
+	    { [ ! -d $(FASHION) ] || [ ! -d $(NANUM) ] || ! command -v chromium >/dev/null || ! command -v mpirun >/dev/null || \
+	      ! command -v tc >/dev/null; }; then \
 	  apt-get install -y -qq $(TEST_PACKAGES) >/dev/null || \
 	    (apt-get update -qq && apt-get install -y -qq $(TEST_PACKAGES) >/dev/null); fi
 	$(VENV)/bin/python -m pytest -n 2 --doctest-modules src tests

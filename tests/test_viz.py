@@ -212,3 +212,16 @@ def test_snapshot_feature_maps_each_span_their_own_range():
         left = tile * 9 * (36 // 8)
         assert (pixels[0, left] == _colour("viridis", 0.0)).all()
         assert (pixels[8 * 4 - 1, left + 8 * 4 - 1] == _colour("viridis", 1.0)).all()
+
+
+def test_each_window_is_where_its_output_came_from_padding_and_stride_included(image):
+    """Output (r, c) is the sum of the kernel times the padded input under the window, plus the bias."""
+    conv = nn.Conv2d(1, 4, 3, stride=2, padding=1)
+    story = viz.tell(nn.Sequential(conv), image)
+    step = story.convolution
+    padded = np.pad(image[0].astype(np.float64), 1)
+    for row, col in [(0, 0), (3, 5), (13, 13)]:
+        top, left, height, width = step.window(row, col)
+        under = padded[top + 1:top + 1 + height, left + 1:left + 1 + width]
+        expected = (under * conv.weight.data[step.map_index, 0]).sum() + conv.bias.data[step.map_index]
+        assert step.feature_map[row, col] == pytest.approx(expected, rel=1e-5, abs=1e-6)

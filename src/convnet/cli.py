@@ -202,21 +202,23 @@ def _show(args):
     from . import viz
     from .experiment import lesson_subject, open_subject
     from .files import check_writable
+    from .viz.figures import font_families
     out = Path(args.out)
     if out.exists() and not out.is_dir():
         raise CommandError(f"--out {out} is a file; expected a folder for the pictures")
     if args.lesson:
         if len(args.targets) > 1:
             raise CommandError("--lesson takes at most one IMAGE")
-        subject = lesson_subject(args.targets[0] if args.targets else None, args.seed)
+        subject = lesson_subject(args.targets[0] if args.targets else None, args.seed, args.lang)
     else:
         if not args.targets or len(args.targets) > 2:
             raise CommandError("show takes RUN_DIR, MODEL or MODEL.onnx, then optionally an IMAGE (or --lesson "
                                "[IMAGE])")
         subject = open_subject(args.targets[0], args.targets[1] if len(args.targets) > 1 else None, args.data)
+    font_families(args.lang)  # a font for the language, or FontMissing before any folder is made
     check_writable(out)  # before the drawing, not after it; after the inputs, so a refused one leaves no folder
     written = viz.show(subject.model, subject.image, out, subject.title, subject.classes, layer=args.layer,
-                       curves_png=subject.curves_png, notes=subject.notes)
+                       curves_png=subject.curves_png, notes=subject.notes, language=args.lang)
     for note in subject.notes:
         print(f"note: {note}")
     print(f"wrote {len(written)} files to {out}; open {out / 'index.html'}")
@@ -345,6 +347,7 @@ def build_parser():
     show.add_argument("--layer", type=int, default=0, help="which convolution layer to illustrate (default 0)")
     show.add_argument("--data", metavar="DIR", help="dataset directory (for the default test image)")
     show.add_argument("--seed", type=int, default=0, help="seed of the lesson's random kernels")
+    _language_option(show, "the pictures' and the page's")
     show.set_defaults(handler=_show)
 
     watch = commands.add_parser("watch", help="a live page of a training run in the browser (standard library "
@@ -385,6 +388,7 @@ def main(argv=None):
     from .data.download import DownloadError
     from .distributed import MpiMissing
     from .files import WriteError
+    from .language import FontMissing
     from .onnx import OnnxMissing
     from .process import retain_freed_memory
     from .reports import RunLocked, TensorBoardMissing
@@ -393,7 +397,7 @@ def main(argv=None):
     try:
         return args.handler(args)
     except (CommandError, CheckpointError, IdxError, ImageError, DownloadError, TrainingDiverged, WriteError,
-            RunLocked, OnnxMissing, MpiMissing, TensorBoardMissing, FileNotFoundError, ValueError,
+            RunLocked, OnnxMissing, MpiMissing, TensorBoardMissing, FontMissing, FileNotFoundError, ValueError,
             TypeError) as error:
         if os.environ.get("CONVNET_TRACEBACK"):
             raise

@@ -16,6 +16,7 @@ from . import checkpoint, models, optim
 from . import functional as F
 from .data import mnist, read_image, transforms
 from .data.loader import ArrayDataset, DataLoader
+from .language import words
 from .nn import Module
 from .random import manual_seed
 from .reports import CURVES, SNAPSHOT_EVERY, EpochLog, ProgressBar, RunFolder, StepLog, TensorBoard
@@ -536,17 +537,19 @@ class Subject:
 LESSON_IMAGE = "grace_hopper.jpg"  # a photograph that matplotlib ships, so the lesson needs no download
 
 
-def lesson_subject(image_path=None, seed=0):
+def lesson_subject(image_path=None, seed=0, language="en"):
     """The lesson's network (`models.lesson_network`, kernels drawn with ``seed``) on a 256x256
-    photograph, or on the image at ``image_path``."""
+    photograph, or on the image at ``image_path``; its title in ``language``."""
     manual_seed(seed)
     model = models.lesson_network()
     if image_path is None:
         from matplotlib import cbook
         image_path = cbook.get_sample_data(LESSON_IMAGE, asfileobj=False)
     pixels, notes = read_image(image_path, size=(256, 256), channels=1, crop=True)
-    return Subject(model, transforms.unit_range(pixels), "The lesson: 100 kernels of 10x10 over a 256x256 image, "
-                   "then 2x2 max pooling (untrained kernels)", notes=[f"{image_path}: {note}" for note in notes])
+    conv = model[0]
+    title = words(language)["lesson.title"].format(kernels=conv.out_channels, size=conv.kernel_size[0],
+                                                   height=pixels.shape[1], width=pixels.shape[2])
+    return Subject(model, transforms.unit_range(pixels), title, notes=[f"{image_path}: {note}" for note in notes])
 
 
 def open_subject(target, image_path=None, data=None):

@@ -8,7 +8,62 @@ is one table here and nothing else.
 
 LANGUAGES = ("en", "ko")
 
+
+class FontMissing(RuntimeError):
+    """No installed font has the letters of the language asked for."""
+
 _ENGLISH = {
+    # convnet show: the lesson's pictures (viz.lesson), the page's sections (viz.show, viz.page)
+    "lesson.title": "The lesson: {kernels} kernels of {size}x{size} over a {height}x{width} image, then 2x2 max pooling "
+                    "(untrained kernels)",
+    "convolution.input": "input {height}x{width}",
+    "convolution.kernel": "kernel {index}: {height}x{width} weights",
+    "convolution.map": "feature map {index} of layer '{layer}' ({height}x{width})",
+    "convolution.zoomed_windows": "zoomed: the kernel's window at three positions",
+    "convolution.zoomed_outputs": "zoomed: the output each position produced",
+    "convolution.window": "window at ({top}, {left})\n-> output ({row}, {col}) = {value:.3f}",
+    "convolution.title": "Convolution: each position of the kernel gives one output, tied to that place in the image\n"
+                         "(output = sum of kernel weights x the pixels under it + bias; cross-correlation: the kernel "
+                         "is not flipped)",
+    "maps.each_scaled": "each map: its minimum (0) to its maximum (1)",
+    "pooling.map": "feature map {index} after activation ({height}x{width})",
+    "pooling.pooled": "pooled map of layer '{layer}' ({height}x{width})",
+    "pooling.zoomed_map": "zoomed: one {height}x{width} neighbourhood, its maximum starred",
+    "pooling.zoomed_pooled": "zoomed: the maximum lands at ({row}, {col})",
+    "pooling.values": "its values:\nthe maximum is kept",
+    "pooling.maximum": "max = {value:.3f}\n-> pooled ({row}, {col})",
+    "pooling.title": "Max pooling: each value is compared with its neighbourhood and the maximum is kept, giving a "
+                     "smaller map",
+    "probabilities.axis": "probability",
+    "probabilities.title": "Class probabilities (softmax of the last layer)",
+    "gif.window": "kernel window",
+    "gif.map": "feature map: ({row}, {col}) = {value:.2f}",
+    "show.convolution": "(a) Convolution: a kernel slides over the image",
+    "show.convolution_text": "A {height}x{width} kernel (kernel {index} of {count}) is laid on the image at every "
+                             "position; at each it multiplies the pixels under it by its weights and sums them, giving "
+                             "one output tied to that place. Three positions are drawn, each in its own colour, with "
+                             "the value it produced and where it lands in the feature map.",
+    "show.maps": "(b) Feature maps: one per kernel",
+    "show.maps_text": "Each of the {count} kernels gives its own {height}x{width} feature map: bright where the image "
+                      "looks like that kernel. The first grid draws each map from its own minimum to its own maximum, "
+                      "so every map shows its pattern; the second puts all on one colour scale, which shows which "
+                      "kernels respond most.",
+    "show.maps_each": "All {count} feature maps of layer '{layer}' (each on its own scale)",
+    "show.maps_shared": "All {count} feature maps of layer '{layer}' (one colour scale)",
+    "show.pooling": "(c) Max pooling: keep the largest value of each neighbourhood",
+    "show.pooling_text": "Each value is compared with its neighbours and only the maximum is kept, so the map shrinks "
+                         "while the strongest responses survive.",
+    "show.pooled_maps": "All {count} pooled maps of layer '{layer}'",
+    "show.kernels": "The {count} kernels of layer '{layer}' (input channel 0)",
+    "show.deeper": "Feature maps of the deeper layer '{layer}'",
+    "show.answer": "(d) Kernels, deeper layers and the answer",
+    "show.answer_text": "The kernels themselves (red positive weights, blue negative), the maps of the deeper "
+                        "convolution layers, which combine the first layer's maps, and the class probabilities that "
+                        "the stacked layers, trained by backpropagation, compute from the image.",
+    "show.training": "Training",
+    "show.training_text": "Loss and accuracy per epoch of this run.",
+    "page.made": "made by convnet on {date}",
+    "page.model": "Model",
     # convnet watch's page
     "watch.connecting": "connecting...",
     "watch.live": "live",
@@ -41,6 +96,50 @@ _ENGLISH = {
 }
 
 _KOREAN = {
+    "lesson.title": "수업: {height}x{width} 이미지 위의 {size}x{size} 커널 {kernels}개, 그리고 2x2 맥스 풀링 "
+                    "(학습 전 커널)",
+    "convolution.input": "입력 {height}x{width}",
+    "convolution.kernel": "커널 {index}: {height}x{width} 가중치",
+    "convolution.map": "'{layer}' 층의 특징 맵 {index} ({height}x{width})",
+    "convolution.zoomed_windows": "확대: 세 위치에 놓인 커널의 창",
+    "convolution.zoomed_outputs": "확대: 각 위치가 만든 출력",
+    "convolution.window": "({top}, {left})의 창\n-> 출력 ({row}, {col}) = {value:.3f}",
+    "convolution.title": "합성곱: 커널의 각 위치는 이미지의 그 자리에 묶인 출력 하나를 만듭니다\n"
+                         "(출력 = 커널 가중치 x 그 아래 픽셀의 합 + 편향; 교차 상관: 커널을 뒤집지 않습니다)",
+    "maps.each_scaled": "맵마다: 최솟값(0)에서 최댓값(1)까지",
+    "pooling.map": "활성화 후의 특징 맵 {index} ({height}x{width})",
+    "pooling.pooled": "'{layer}' 층의 풀링된 맵 ({height}x{width})",
+    "pooling.zoomed_map": "확대: {height}x{width} 이웃 하나, 최댓값에 별표",
+    "pooling.zoomed_pooled": "확대: 최댓값은 ({row}, {col})에 놓입니다",
+    "pooling.values": "이웃의 값:\n최댓값만 남습니다",
+    "pooling.maximum": "최댓값 = {value:.3f}\n-> 풀링 결과 ({row}, {col})",
+    "pooling.title": "맥스 풀링: 각 값을 이웃과 비교해 최댓값만 남기므로 맵이 작아집니다",
+    "probabilities.axis": "확률",
+    "probabilities.title": "클래스 확률 (마지막 층의 소프트맥스)",
+    "gif.window": "커널의 창",
+    "gif.map": "특징 맵: ({row}, {col}) = {value:.2f}",
+    "show.convolution": "(a) 합성곱: 커널이 이미지 위를 미끄러집니다",
+    "show.convolution_text": "{height}x{width} 커널({count}개 중 커널 {index})을 이미지의 모든 위치에 놓습니다. 위치마다 그 "
+                             "아래 픽셀에 가중치를 곱해 더하면, 그 자리에 묶인 출력 하나가 나옵니다. 세 위치를 각자의 "
+                             "색으로 그리고, 그 위치가 만든 값과 특징 맵에서 놓이는 자리를 함께 보입니다.",
+    "show.maps": "(b) 특징 맵: 커널마다 하나",
+    "show.maps_text": "{count}개의 커널은 각자 {height}x{width} 특징 맵을 만듭니다. 이미지가 그 커널을 닮은 곳이 밝습니다. "
+                      "첫 번째 격자는 맵마다 자신의 최솟값에서 최댓값까지 그려 모든 맵의 무늬가 보이고, 두 번째 격자는 "
+                      "모두 하나의 색 척도로 그려 어느 커널이 가장 강하게 반응하는지 보입니다.",
+    "show.maps_each": "'{layer}' 층의 특징 맵 {count}개 (맵마다 자신의 척도)",
+    "show.maps_shared": "'{layer}' 층의 특징 맵 {count}개 (하나의 색 척도)",
+    "show.pooling": "(c) 맥스 풀링: 이웃마다 가장 큰 값을 남깁니다",
+    "show.pooling_text": "각 값을 이웃과 비교해 최댓값만 남깁니다. 맵은 작아지고 가장 강한 반응은 살아남습니다.",
+    "show.pooled_maps": "'{layer}' 층의 풀링된 맵 {count}개",
+    "show.kernels": "'{layer}' 층의 커널 {count}개 (입력 채널 0)",
+    "show.deeper": "더 깊은 층 '{layer}'의 특징 맵",
+    "show.answer": "(d) 커널, 더 깊은 층, 그리고 답",
+    "show.answer_text": "커널 자체(빨강은 양의 가중치, 파랑은 음의 가중치), 첫 번째 층의 맵을 조합하는 더 깊은 합성곱 층의 "
+                        "맵, 그리고 역전파로 학습한 층들이 이미지에서 계산한 클래스 확률입니다.",
+    "show.training": "학습",
+    "show.training_text": "이 실행의 에폭별 손실과 정확도.",
+    "page.made": "{date}에 convnet이 만듦",
+    "page.model": "모델",
     "watch.connecting": "연결 중...",
     "watch.live": "실시간",
     "watch.disconnected": "연결 끊김",

@@ -1,13 +1,21 @@
 """Matplotlib set-up shared by every picture: the Agg backend (no screen needed), one style."""
 
 import io
+import logging
+from contextlib import contextmanager
 
 import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402  (after choosing the backend)
+from matplotlib import font_manager, ft2font  # noqa: E402
 
 from ..files import atomic_write  # noqa: E402
+from ..language import FontMissing  # noqa: E402
+
+# Fonts with Hangul, in order of preference: Debian's fonts-nanum, then Noto CJK, Un and Baekmuk.
+HANGUL_FONTS = ("NanumGothic", "NanumBarunGothic", "Noto Sans CJK KR", "Noto Sans KR", "UnDotum", "Baekmuk Gulim")
+FALLBACK_FONT = "DejaVu Sans"  # matplotlib's own: draws what the language's font lacks (the minus sign, say)
 
 
 def new_figure(rows=1, columns=1, size=(6, 4), **kwargs):
@@ -24,3 +32,49 @@ def png_bytes(figure, dpi=110):
 def save(figure, path, dpi=110):
     """Write ``figure`` as a PNG atomically and close it."""
     atomic_write(path, png_bytes(figure, dpi))
+
+
+def font_families(language):
+    """The fonts to draw ``language`` in: None for matplotlib's default (English); for Korean an
+    installed font with Hangul, which matplotlib's default lacks (it would draw empty boxes), or
+    `FontMissing` saying what to install."""
+    if language != "ko":
+        return None
+    installed = {entry.name for entry in font_manager.fontManager.ttflist}
+    if not installed & set(HANGUL_FONTS):  # matplotlib's font cache may predate the font: look on disk
+        for path in font_manager.findSystemFonts():
+            if _has_hangul(path):
+                font_manager.fontManager.addfont(path)
+        installed = {entry.name for entry in font_manager.fontManager.ttflist}
+    found = [name for name in HANGUL_FONTS if name in installed] + sorted(
+        entry.name for entry in font_manager.fontManager.ttflist if _has_hangul(entry.fname))
+    if not found:
+        raise FontMissing("--lang ko needs a font with Hangul and none is installed: apt-get install fonts-nanum "
+                          "(Debian, Ubuntu), or install any Korean font such as Noto Sans CJK KR")
+    return [found[0], FALLBACK_FONT]
+
+
+def _has_hangul(path):
+    try:
+        return ord("합") in ft2font.FT2Font(path).get_charmap()
+    except (OSError, RuntimeError, ValueError):  # not a font FreeType can read
+        return False
+
+
+@contextmanager
+def language_font(language):
+    """Draw the figures made inside in fonts that have ``language``'s letters (`font_families`)."""
+    families = font_families(language)
+    if families is None:
+        yield
+        return
+    # Fonts with Hangul often come in weights 400 and 600 only, and matplotlib logs each use of
+    # 600 for bold text as a warning: the chosen font is checked above, the weight is fine.
+    logger = logging.getLogger("matplotlib.font_manager")
+    level = logger.level
+    logger.setLevel(logging.ERROR)
+    try:
+        with plt.rc_context({"font.family": families}):
+            yield
+    finally:
+        logger.setLevel(level)

@@ -9,6 +9,7 @@ import numpy as np
 from matplotlib.patches import ConnectionPatch, Rectangle
 from PIL import Image
 
+from ..language import class_names, words
 from .figures import new_figure, plt
 
 COLOURS = ("#e41a1c", "#377eb8", "#4daf4a")
@@ -42,9 +43,10 @@ def _zoom(axes, rows, cols, colour="#555555", full_axes=None):
                                       fill=False, lw=1, ls="--", ec=colour))
 
 
-def convolution_figure(story):
+def convolution_figure(story, language="en"):
     """(a) The input with the kernel's window at successive positions, the kernel as a heat
     map, and the feature map with the output each position produced; the bottom row zooms in."""
+    text = words(language)
     step = story.convolution
     figure = plt.figure(figsize=(13, 9), layout="constrained")
     grid = figure.add_gridspec(2, 3, width_ratios=[4, 1.4, 4], height_ratios=[1, 1])
@@ -53,16 +55,17 @@ def convolution_figure(story):
     shown = _shown_image(story.image)
     for axes in (image_axes, zoom_image):
         axes.imshow(shown, cmap=IMAGE_MAP)
-    image_axes.set_title(f"input {story.image.shape[1]}x{story.image.shape[2]}")
+    image_axes.set_title(text["convolution.input"].format(height=story.image.shape[1], width=story.image.shape[2]))
     low, high = _symmetric(step.kernel)
     kernel_image = kernel_axes.imshow(step.kernel, cmap=SIGNED_MAP, vmin=low, vmax=high)
-    kernel_axes.set_title(f"kernel {step.map_index}: {step.kernel.shape[0]}x{step.kernel.shape[1]} weights")
+    kernel_axes.set_title(text["convolution.kernel"].format(index=step.map_index, height=step.kernel.shape[0],
+                                                            width=step.kernel.shape[1]))
     figure.colorbar(kernel_image, ax=kernel_axes, orientation="horizontal", fraction=0.08, pad=0.04)
     vmin, vmax = float(step.feature_map.min()), float(step.feature_map.max())
     for axes in (map_axes, zoom_map):
         map_image = axes.imshow(step.feature_map, cmap="viridis", vmin=vmin, vmax=vmax)
-    map_axes.set_title(f"feature map {step.map_index} of layer '{step.layer}' "
-                       f"({step.feature_map.shape[0]}x{step.feature_map.shape[1]})")
+    map_axes.set_title(text["convolution.map"].format(index=step.map_index, layer=step.layer,
+                                                      height=step.feature_map.shape[0], width=step.feature_map.shape[1]))
     figure.colorbar(map_image, ax=[map_axes, zoom_map], fraction=0.04, pad=0.02)
     tops = [w[0] for w in step.windows]
     lefts = [w[1] for w in step.windows]
@@ -74,8 +77,8 @@ def convolution_figure(story):
     margin = max(3, window_w)
     _zoom(zoom_map, (min(rows) - margin, max(rows) + margin), (min(cols) - margin, max(cols) + margin),
           full_axes=map_axes)
-    zoom_image.set_title("zoomed: the kernel's window at three positions")
-    zoom_map.set_title("zoomed: the output each position produced")
+    zoom_image.set_title(text["convolution.zoomed_windows"])
+    zoom_map.set_title(text["convolution.zoomed_outputs"])
     lines = []
     for colour, (top, left, height, width), (row, col), value in zip(COLOURS, step.windows, step.positions,
                                                                      step.values):
@@ -91,16 +94,14 @@ def convolution_figure(story):
                                           axesA=zoom_image, xyB=(col, row + 0.5), coordsB="data", axesB=zoom_map,
                                           color=colour, lw=1.5, alpha=0.9, arrowstyle="->",
                                           connectionstyle=f"arc3,rad={bend}"))
-        lines.append((colour, f"window at ({top}, {left})\n-> output ({row}, {col}) = {value:.3f}"))
+        lines.append((colour, text["convolution.window"].format(top=top, left=left, row=row, col=col, value=value)))
     legend_axes.axis("off")
-    for k, (colour, text) in enumerate(lines):
-        legend_axes.text(0.5, 0.97 - 0.12 * k, text, color=colour, ha="center", va="center", fontsize=9,
+    for k, (colour, line) in enumerate(lines):
+        legend_axes.text(0.5, 0.97 - 0.12 * k, line, color=colour, ha="center", va="center", fontsize=9,
                          transform=legend_axes.transAxes)
     for axes in (image_axes, kernel_axes, map_axes, zoom_image, zoom_map):
         _plain(axes)
-    figure.suptitle("Convolution: each position of the kernel gives one output, tied to that place in the image\n"
-                    "(output = sum of kernel weights x the pixels under it + bias; cross-correlation: the kernel "
-                    "is not flipped)", fontsize=11)
+    figure.suptitle(text["convolution.title"], fontsize=11)
     return figure
 
 
@@ -117,7 +118,7 @@ def mosaic(maps, columns, gap=1):
     return tiled
 
 
-def maps_grid_figure(maps, title, signed=False, limit=100, each_scaled=False):
+def maps_grid_figure(maps, title, signed=False, limit=100, each_scaled=False, language="en"):
     """(b) Feature maps (or kernels) as a numbered grid, all on one colour scale with one colour bar;
     with ``each_scaled``, each map from its own minimum (0) to its own maximum (1), so that a weak
     map shows its pattern too (one scale shows instead which maps respond most).
@@ -145,14 +146,15 @@ def maps_grid_figure(maps, title, signed=False, limit=100, each_scaled=False):
     axes.set_frame_on(False)
     bar = figure.colorbar(image, ax=axes, fraction=0.025, pad=0.01)
     if each_scaled:
-        bar.set_label("each map: its minimum (0) to its maximum (1)")
+        bar.set_label(words(language)["maps.each_scaled"])
     axes.set_title(title, fontsize=11)
     return figure
 
 
-def pooling_figure(story):
+def pooling_figure(story, language="en"):
     """(c) One max-pooling neighbourhood on the feature map, its values, and the maximum it keeps;
     the bottom row zooms in on it."""
+    text = words(language)
     step = story.pooling
     figure = plt.figure(figsize=(13, 9), layout="constrained")
     grid = figure.add_gridspec(2, 3, width_ratios=[4, 1.6, 4])
@@ -169,15 +171,16 @@ def pooling_figure(story):
         image = axes.imshow(step.pooled, cmap="viridis", vmin=low, vmax=high)
         axes.add_patch(Rectangle((col - 0.5, row - 0.5), 1, 1, fill=False, lw=2.5, ec=COLOURS[0]))
     figure.colorbar(image, ax=[pooled_axes, zoom_pooled], fraction=0.04, pad=0.02)
-    map_axes.set_title(f"feature map {story.convolution.map_index} after activation "
-                       f"({step.feature_map.shape[0]}x{step.feature_map.shape[1]})")
-    pooled_axes.set_title(f"pooled map of layer '{step.layer}' ({step.pooled.shape[0]}x{step.pooled.shape[1]})")
+    map_axes.set_title(text["pooling.map"].format(index=story.convolution.map_index, height=step.feature_map.shape[0],
+                                                  width=step.feature_map.shape[1]))
+    pooled_axes.set_title(text["pooling.pooled"].format(layer=step.layer, height=step.pooled.shape[0],
+                                                        width=step.pooled.shape[1]))
     margin = 3
     _zoom(zoom_map, (top - margin * height, top + (margin + 1) * height - 1),
           (left - margin * width, left + (margin + 1) * width - 1), full_axes=map_axes)
     _zoom(zoom_pooled, (row - margin, row + margin), (col - margin, col + margin), full_axes=pooled_axes)
-    zoom_map.set_title(f"zoomed: one {height}x{width} neighbourhood, its maximum starred")
-    zoom_pooled.set_title(f"zoomed: the maximum lands at ({row}, {col})")
+    zoom_map.set_title(text["pooling.zoomed_map"].format(height=height, width=width))
+    zoom_pooled.set_title(text["pooling.zoomed_pooled"].format(row=row, col=col))
     figure.add_artist(ConnectionPatch(xyA=(step.winner[1], step.winner[0]), coordsA="data", axesA=zoom_map,
                                       xyB=(col, row), coordsB="data", axesB=zoom_pooled, color=COLOURS[0],
                                       lw=1.5, arrowstyle="->"))
@@ -190,41 +193,42 @@ def pooling_figure(story):
             values_axes.text(c - left, r - top, f"{step.feature_map[r, c]:.3f}", ha="center", va="center",
                              fontsize=11 if height * width <= 16 else 7, fontweight="bold" if winner else "normal",
                              color=COLOURS[0] if winner else "black")
-    values_axes.set_title("its values:\nthe maximum is kept")
+    values_axes.set_title(text["pooling.values"])
     for spine in values_axes.spines.values():
         spine.set_edgecolor(COLOURS[0])
     note_axes.axis("off")
-    note_axes.text(0.5, 0.85, f"max = {step.maximum:.3f}\n-> pooled ({row}, {col})", ha="center", va="center",
+    note_axes.text(0.5, 0.85, text["pooling.maximum"].format(value=step.maximum, row=row, col=col), ha="center",
+                   va="center",
                    color=COLOURS[0], fontsize=11, transform=note_axes.transAxes)
     for axes in (map_axes, values_axes, pooled_axes, zoom_map, zoom_pooled):
         _plain(axes)
-    figure.suptitle("Max pooling: each value is compared with its neighbourhood and the maximum is kept, "
-                    "giving a smaller map", fontsize=11)
+    figure.suptitle(text["pooling.title"], fontsize=11)
     return figure
 
 
-def kernels_figure(kernels, title="Kernels of the first convolution layer"):
+def kernels_figure(kernels, title):
     """(d) Every kernel (input channel 0) on one signed colour scale: red positive, blue negative."""
     return maps_grid_figure(kernels[:, 0], title, signed=True)
 
 
-def probabilities_figure(probabilities, classes):
+def probabilities_figure(probabilities, classes, language="en"):
     """(d) The network's answer: the probability of each class, the most likely highlighted."""
-    classes = classes or tuple(str(i) for i in range(len(probabilities)))
+    text = words(language)
+    classes = class_names(classes, language) or tuple(str(i) for i in range(len(probabilities)))
     figure, axes = new_figure(size=(7, 0.35 * len(classes) + 1.2))
     order = np.arange(len(probabilities))[::-1]
     colours = ["#d62728" if i == int(np.argmax(probabilities)) else "#7f7f7f" for i in order]
     axes.barh([classes[i] for i in order], probabilities[order], color=colours)
     for y, i in enumerate(order):
         axes.text(probabilities[i] + 0.01, y, f"{probabilities[i]:.3f}", va="center", fontsize=9)
-    axes.set(xlim=(0, 1.12), xlabel="probability", title="Class probabilities (softmax of the last layer)")
+    axes.set(xlim=(0, 1.12), xlabel=text["probabilities.axis"], title=text["probabilities.title"])
     return figure
 
 
 GIF_TITLE_SIZE = 17  # points: about 14 pixels at the GIF's 60 dpi, readable at its 420 pixels' width
 
 
-def sliding_gif(story, frames=40, seconds_per_frame=0.12):
+def sliding_gif(story, frames=40, seconds_per_frame=0.12, language="en"):
     """GIF bytes: the kernel's window moves over the input while the feature map fills in.
 
     Positions are subsampled (at most ``frames``) so the file stays small on large images.
@@ -234,7 +238,6 @@ def sliding_gif(story, frames=40, seconds_per_frame=0.12):
     height, width = feature_map.shape
     positions = height * width
     shown = np.unique(np.linspace(0, positions - 1, min(frames, positions)).round().astype(int))
-    (sh, sw), (top_pad, left_pad) = step.stride, step.padding
     window_h, window_w = step.windows[0][2:]
     images = []
     figure, (image_axes, map_axes) = new_figure(1, 2, size=(7, 3.4))
@@ -245,14 +248,16 @@ def sliding_gif(story, frames=40, seconds_per_frame=0.12):
     cell = map_axes.add_patch(Rectangle((0, 0), 1, 1, fill=False, lw=1.5, ec=COLOURS[0]))
     for axes in (image_axes, map_axes):
         _plain(axes)
-    image_axes.set_title("kernel window", fontsize=GIF_TITLE_SIZE)
+    text = words(language)
+    image_axes.set_title(text["gif.window"], fontsize=GIF_TITLE_SIZE)
     for index in shown:
         row, col = divmod(int(index), width)
         filling.flat[:index + 1] = feature_map.flat[:index + 1]
         drawn.set_data(filling)
-        box.set_xy((col * sw + left_pad - 0.5, row * sh + top_pad - 0.5))
+        top, left = step.window(row, col)[:2]
+        box.set_xy((left - 0.5, top - 0.5))
         cell.set_xy((col - 0.5, row - 0.5))
-        map_axes.set_title(f"feature map: ({row}, {col}) = {feature_map[row, col]:.2f}", fontsize=GIF_TITLE_SIZE)
+        map_axes.set_title(text["gif.map"].format(row=row, col=col, value=feature_map[row, col]), fontsize=GIF_TITLE_SIZE)
         buffer = io.BytesIO()
         figure.savefig(buffer, format="png", dpi=60)
         images.append(Image.open(buffer).convert("P", palette=Image.Palette.ADAPTIVE))

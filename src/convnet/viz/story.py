@@ -21,10 +21,20 @@ class ConvolutionStep:
     kernel: np.ndarray            # (kH, kW): the kernel's weights on input channel 0
     feature_map: np.ndarray       # (H', W'): that kernel's output over the whole image
     positions: list               # [(row, col)] in the feature map
-    windows: list                 # [(top, left, height, width)] in input pixels (may poke into padding)
     values: list                  # feature_map at each position
     stride: tuple = (1, 1)
-    padding: tuple = (0, 0)       # (top, left): output (r, c)'s window starts at (r*sH - top, c*sW - left)
+    padding: tuple = (0, 0)       # (top, left) zeros added before the image
+    extent: tuple = (1, 1)        # (height, width) of a window: the kernel's, spread by its dilation
+
+    @property
+    def windows(self):
+        """[(top, left, height, width)] in input pixels of each position's window (may poke into padding)."""
+        return [self.window(row, col) for row, col in self.positions]
+
+    def window(self, row, col):
+        """(top, left, height, width) in input pixels of the window that gave output (row, col)."""
+        (sh, sw), (top_pad, left_pad) = self.stride, self.padding
+        return row * sh - top_pad, col * sw - left_pad, *self.extent
 
 
 @dataclass
@@ -105,9 +115,9 @@ def _convolution_step(record, maps):
         if cols[-1] >= feature_map.shape[1]:
             cols = [max(0, c - (cols[-1] - feature_map.shape[1] + 1)) for c in cols]
     positions = [(int(row), int(c)) for c in dict.fromkeys(cols)]
-    windows = [(r * sh - top_pad, c * sw - left_pad, extent_h, extent_w) for r, c in positions]
     return ConvolutionStep(record.name, map_index, module.weight.numpy()[map_index, 0].copy(), feature_map, positions,
-                           windows, [float(feature_map[p]) for p in positions], (sh, sw), (top_pad, left_pad))
+                           [float(feature_map[p]) for p in positions], (sh, sw), (top_pad, left_pad),
+                           (extent_h, extent_w))
 
 
 def _pooling_step(record, map_index, border=(0, 0)):
