@@ -15,7 +15,7 @@ README = ROOT / "README.md"
 
 ENGINE = {"tensor", "ops", "random", "_checks", "functional", "nn", "optim", "kernels"}
 APPLICATION = {"data", "models", "train", "experiment", "reports", "checkpoint", "files", "process", "cli", "bench",
-               "viz", "demo", "onnx", "pth", "distributed", "watch", "language"}
+               "viz", "demo", "onnx", "pth", "distributed", "watch", "language", "pretrained"}
 KEPT_OUT_OF_TRAIN = {"viz", "cli", "experiment", "checkpoint", "bench"}
 # The package's own __init__ (the public facade) and __main__ (`python -m convnet`) sit outside the layers.
 ENTRY_POINTS = {"convnet", "convnet.__main__"}

@@ -151,11 +151,11 @@ def test_config_checks_every_value_at_once():
         RunConfig(epochs=0, lr=-1)
     # What an edited checkpoint could hold: every wrong type named, none a TypeError.
     with pytest.raises(ValueError) as refused:
-        RunConfig.from_dict({"data": 7, "augment": "yes", "seed": 1.5, "lr": "0.1", "weight_decay": None,
+        RunConfig.from_dict({"data": 7, "augment": "yes", "seed": 1.5, "lr": "0.1", "weight_decay": "0.05",
                              "label_smoothing": [0.1]})
     for expected in ("data must be a folder's path or None, got 7", "augment must be true or false, got 'yes'",
                      "seed must be an integer, got 1.5", "lr must be positive, got '0.1'",
-                     "weight_decay must be >= 0, got None", "label_smoothing must be in [0, 1), got [0.1]"):
+                     "weight_decay must be >= 0, got '0.05'", "label_smoothing must be in [0, 1), got [0.1]"):
         assert expected in str(refused.value)
 
 

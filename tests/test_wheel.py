@@ -55,6 +55,8 @@ def test_the_wheel_holds_the_package_its_type_marker_and_its_metadata(wheel):
     sources = sorted(str(path.relative_to(copied)) for path in (copied / "convnet").rglob("*.py"))
     assert sorted(name for name in names if name.endswith(".py")) == sources
     assert "convnet/py.typed" in names
+    shipped = sorted(f"convnet/weights/{path.name}" for path in (copied / "convnet" / "weights").iterdir())
+    assert shipped and sorted(name for name in names if name.startswith("convnet/weights/")) == shipped
     assert metadata["Name"] == PROJECT["name"] and metadata["Version"] == PROJECT["version"]
     assert metadata["License-Expression"] == "MIT" and metadata["License-File"] == "LICENSE"
     assert any(name.endswith(".dist-info/licenses/LICENSE") for name in names)
@@ -74,6 +76,7 @@ def test_the_installed_command_runs_help_summary_and_demo(wheel, tmp_path):
     command = venv / "bin" / "convnet"
     assert run(command, "--help", cwd=tmp_path).startswith("usage: convnet ")
     summary = run(command, "summary", "reference_cnn", cwd=tmp_path)
+    assert "with the weights that ship with convnet" in summary  # read from the installed package, checked
     parameters = sum(p.numel() for p in models.reference_cnn().parameters())  # counted by this checkout's own model
     assert f"Total params: {parameters:,}" in summary
     accuracy = re.fullmatch(r"final test accuracy: (\S+)", run(command, "demo", cwd=tmp_path).splitlines()[-1])

@@ -142,7 +142,10 @@ def _report(result, classes):
 
 def _evaluate(args):
     from .experiment import evaluate_model
-    classes, result, warnings = evaluate_model(args.run_dir, args.data)
+    targets = _named_model_first(args)
+    if len(targets) != 1:
+        raise CommandError("evaluate takes one RUN_DIR, MODEL or MODEL.onnx (or --model NAME)")
+    classes, result, warnings = evaluate_model(targets[0], args.data)
     for warning in warnings:
         print(f"convnet: warning: {warning}", file=sys.stderr)
     _report(result, classes)
@@ -160,12 +163,15 @@ def _evaluate(args):
 def _predict(args):
     from .data import ImageError
     from .experiment import Classifier, open_model
-    opened = open_model(args.run_dir)
+    targets = _named_model_first(args)
+    if len(targets) < 2:
+        raise CommandError("predict takes RUN_DIR, MODEL or MODEL.onnx (or --model NAME), then one or more IMAGEs")
+    opened = open_model(targets[0])
     for note in opened.notes:
         print(f"note: {note}")
     classifier = Classifier(opened)
     failures = 0
-    for path in args.images:
+    for path in targets[1:]:
         try:
             top, notes = classifier.top(path, 3)
         except ImageError as error:
@@ -177,6 +183,18 @@ def _predict(args):
         for rank, (name, probability) in enumerate(top, 1):
             print(f"  {rank}. {name:<12s} {probability:.4f}")
     return EXIT_ERROR if failures else 0
+
+
+def _named_model_first(args):
+    """The command's targets with ``--model NAME`` first, where given: it names the model as a
+    first target would."""
+    from .models import MODELS
+    if args.model is None:
+        return list(args.targets)
+    if args.targets and (Path(args.targets[0]).is_dir() or args.targets[0].endswith(".onnx")
+                         or args.targets[0] in MODELS):
+        raise CommandError(f"--model {args.model} and {args.targets[0]} both name a model; give one")
+    return [args.model, *args.targets]
 
 
 def _summary(args):
@@ -207,10 +225,13 @@ def _show(args):
     if out.exists() and not out.is_dir():
         raise CommandError(f"--out {out} is a file; expected a folder for the pictures")
     if args.lesson:
+        if args.model is not None:
+            raise CommandError("--lesson draws the lesson's own network; give it without --model")
         if len(args.targets) > 1:
             raise CommandError("--lesson takes at most one IMAGE")
         subject = lesson_subject(args.targets[0] if args.targets else None, args.seed, args.lang)
     else:
+        args.targets = _named_model_first(args)
         if not args.targets or len(args.targets) > 2:
             raise CommandError("show takes RUN_DIR, MODEL or MODEL.onnx, then optionally an IMAGE (or --lesson "
                                "[IMAGE])")
@@ -261,6 +282,12 @@ _positive_float = _argument_type(float, lambda value: value > 0, "a positive num
 _fraction = _argument_type(float, lambda value: 0 <= value < 1, "a number in [0, 1)")
 
 
+def _model_option(parser):
+    from .models import MODELS
+    parser.add_argument("--model", choices=list(MODELS), help="a zoo model with the trained weights that ship with "
+                        "convnet (where it ships them; else untrained), instead of a RUN_DIR or MODEL.onnx")
+
+
 def _language_option(parser, what):
     parser.add_argument("--lang", choices=LANGUAGES, default="en", help=f"{what} language: en (default) or ko "
                         "(Korean, the lesson's own; needs a font with Hangul, e.g. Debian's fonts-nanum)")
@@ -268,7 +295,7 @@ def _language_option(parser, what):
 
 def build_parser():
     from .data.mnist import CLASSES
-    from .experiment import DEFAULT_LR, OPTIMIZERS, SCHEDULES, RunConfig
+    from .experiment import DEFAULT_LR, DEFAULT_WEIGHT_DECAY, OPTIMIZERS, SCHEDULES, RunConfig
     from .models import MODELS
     parser = argparse.ArgumentParser(prog="convnet", description="Convolutional neural networks from scratch on NumPy.")
     parser.add_argument("--version", action="version", version=f"convnet {__version__}")
@@ -286,7 +313,8 @@ def build_parser():
     train.add_argument("--optimizer", choices=OPTIMIZERS, help=default("optimizer"))
     train.add_argument("--lr", type=_positive_float, help="peak learning rate (default: "
                        + ", ".join(f"{name} {lr:g}" for name, lr in DEFAULT_LR.items()) + ")")
-    train.add_argument("--weight-decay", type=float, help=default("weight_decay"))
+    train.add_argument("--weight-decay", type=float, help="AdamW's decoupled decay, SGD's and Adam's L2 term "
+                       "(default: " + ", ".join(f"{name} {decay:g}" for name, decay in DEFAULT_WEIGHT_DECAY.items()) + ")")
     train.add_argument("--schedule", choices=SCHEDULES, help=f"learning-rate schedule, per step ({default('schedule')})")
     train.add_argument("--label-smoothing", type=_fraction, help=default("label_smoothing"))
     train.add_argument("--augment", action="store_const", const=True,
@@ -314,15 +342,16 @@ def build_parser():
     train.set_defaults(handler=_train)
 
     evaluate = commands.add_parser("evaluate", help="accuracy, per-class accuracy and confusion matrix of a run")
-    evaluate.add_argument("run_dir", metavar="RUN_DIR|MODEL.onnx")
+    evaluate.add_argument("targets", nargs="*", metavar="RUN_DIR|MODEL|MODEL.onnx")
+    _model_option(evaluate)
     evaluate.add_argument("--data", metavar="DIR", help="directory with the dataset's IDX files")
     evaluate.add_argument("--confusion", metavar="PNG", help="also draw the confusion matrix into this file (the "
                           "run folder's confusion.png is the training's own; evaluating writes nothing there)")
     evaluate.set_defaults(handler=_evaluate)
 
     predict = commands.add_parser("predict", help="top-3 classes of images, with probabilities")
-    predict.add_argument("run_dir", metavar="RUN_DIR|MODEL.onnx")
-    predict.add_argument("images", metavar="IMAGE", nargs="+")
+    predict.add_argument("targets", nargs="*", metavar="RUN_DIR|MODEL|MODEL.onnx IMAGE")
+    _model_option(predict)
     predict.set_defaults(handler=_predict)
 
     summary = commands.add_parser("summary", help="layers, output shapes and parameter counts")
@@ -341,6 +370,7 @@ def build_parser():
                                description="convnet show RUN_DIR|MODEL|MODEL.onnx [IMAGE], or convnet show --lesson "
                                            "[IMAGE]")
     show.add_argument("targets", nargs="*", metavar="RUN_DIR|MODEL|MODEL.onnx [IMAGE]")
+    _model_option(show)
     show.add_argument("--lesson", action="store_true",
                       help="the lesson's network (100 kernels of 10x10, 2x2 max pooling) on a 256x256 photograph")
     show.add_argument("--out", default="show", metavar="DIR", help="where to write the pictures (default show/)")

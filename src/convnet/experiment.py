@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-from . import checkpoint, models, optim
+from . import checkpoint, models, optim, pretrained
 from . import functional as F
 from .data import mnist, read_image, transforms
 from .data.loader import ArrayDataset, DataLoader
@@ -25,6 +25,10 @@ from .distributed import synchronise_batch_norm
 from .train import ONE_PROCESS, EarlyStopping, Trainer, evaluate
 
 DEFAULT_LR = {"sgd": 0.05, "adam": 2e-3, "adamw": 2e-3}
+# SGD's and Adam's weight decay is an L2 term in the gradient, AdamW's is decoupled from it (a
+# shrinking of the weights by lr x decay per step), so their good values differ a hundredfold.
+# 0.05 for AdamW was measured for issue 18 (README, docs/results.md).
+DEFAULT_WEIGHT_DECAY = {"sgd": 5e-4, "adam": 5e-4, "adamw": 0.05}
 OPTIMIZERS = tuple(DEFAULT_LR)
 SCHEDULES = ("onecycle", "cosine", "step", "none")
 
@@ -35,13 +39,13 @@ class RunConfig:
     model: str = "reference_cnn"
     dataset: str = "fashion-mnist"
     data: str | None = None
-    epochs: int = 10
+    epochs: int = 15
     batch_size: int = 128
     optimizer: str = "adamw"
     lr: float | None = None
-    weight_decay: float = 5e-4
+    weight_decay: float | None = None
     schedule: str = "onecycle"
-    label_smoothing: float = 0.0
+    label_smoothing: float = 0.1
     augment: bool = False
     seed: int = 0
     init_from: str | None = None
@@ -77,7 +81,7 @@ class RunConfig:
             problems.append(f"schedule must be one of {', '.join(SCHEDULES)}, got {self.schedule!r}")
         if self.lr is not None and not (_is_real(self.lr) and self.lr > 0):
             problems.append(f"lr must be positive, got {self.lr!r}")
-        if not (_is_real(self.weight_decay) and self.weight_decay >= 0):
+        if self.weight_decay is not None and not (_is_real(self.weight_decay) and self.weight_decay >= 0):
             problems.append(f"weight_decay must be >= 0, got {self.weight_decay!r}")
         if not (_is_real(self.label_smoothing) and 0 <= self.label_smoothing < 1):
             problems.append(f"label_smoothing must be in [0, 1), got {self.label_smoothing!r}")
@@ -87,6 +91,11 @@ class RunConfig:
     @property
     def learning_rate(self):
         return DEFAULT_LR[self.optimizer] if self.lr is None else self.lr
+
+    @property
+    def decay(self):
+        """The weight decay: ``weight_decay``, or the optimizer's default."""
+        return DEFAULT_WEIGHT_DECAY[self.optimizer] if self.weight_decay is None else self.weight_decay
 
     @property
     def train_conditions(self):
@@ -124,9 +133,9 @@ class Run:
 def make_optimizer(config, parameters):
     lr = config.learning_rate
     if config.optimizer == "sgd":
-        return optim.SGD(parameters, lr=lr, momentum=0.9, nesterov=True, weight_decay=config.weight_decay)
+        return optim.SGD(parameters, lr=lr, momentum=0.9, nesterov=True, weight_decay=config.decay)
     return (optim.Adam if config.optimizer == "adam" else optim.AdamW)(parameters, lr=lr,
-                                                                      weight_decay=config.weight_decay)
+                                                                      weight_decay=config.decay)
 
 
 def make_schedule(config, optimizer, steps_per_epoch):
@@ -406,24 +415,33 @@ class Opened:
 
 
 def open_model(target, data=None):
-    """A run folder's model, a zoo model (untrained, seed 0) or an ONNX file's, as `Opened`."""
+    """A run folder's model, a zoo model (with the weights that ship with convnet, else untrained
+    from seed 0) or an ONNX file's, as `Opened`."""
     path = Path(target)
     if path.is_dir():
         config, model, _ = load_run(path)
         return _convnet_model(model, config, f"{config.model} trained in {target}", path)
+    if target in models.MODELS and target in pretrained.available():
+        card = pretrained.card(target)
+        config = RunConfig(model=target, dataset=card["dataset"], data=data)
+        return _convnet_model(models.build(target, pretrained=True), config,
+                              f"{target} with the weights that ship with convnet (test accuracy "
+                              f"{card['test_accuracy']:.4f})")
     if target in models.MODELS:
         config = RunConfig(model=target, data=data)
         manual_seed(0)
-        return _convnet_model(build_model(config), config, f"{target} (untrained)")
+        return _convnet_model(build_model(config), config, f"{target} (untrained)",
+                              notes=[f"{target} is untrained (random weights, seed 0): convnet ships trained weights "
+                                     f"for {', '.join(pretrained.available()) or 'no model'}"])
     if path.suffix == ".onnx":
         return _onnx_model(path, data)
     raise ValueError(f"{target} is neither a run folder, a model ({', '.join(models.MODELS)}) nor an ONNX file "
                      f"(.onnx)")
 
 
-def _convnet_model(model, config, title, run_dir=None):
+def _convnet_model(model, config, title, run_dir=None, notes=()):
     return Opened(model, config, title, IMAGE_SHAPE, mnist.CLASSES[config.dataset],
-                  mnist.normalization(config.dataset), run_dir)
+                  mnist.normalization(config.dataset), run_dir, list(notes))
 
 
 def export_onnx(target, path, opset=None):

@@ -2,14 +2,34 @@
 
 Each builder takes ``layers``, the module that provides the layer classes: ``convnet.nn`` by
 default, or ``torch.nn`` to build the identical PyTorch network (benchmarks and tests compare
-the two with the same weights). ``build(name, **config)`` makes a model by name.
+the two with the same weights), and ``pretrained=True`` for the weights that ship with convnet
+(`convnet.pretrained`). ``build(name, **config)`` makes a model by name.
 """
 
+import functools
 from collections import OrderedDict
 
 from . import nn as convnet_nn
+from . import pretrained as shipped
 
 
+def _shippable(builder):
+    """Give a zoo builder the argument ``pretrained``: True loads the trained weights that ship
+    with convnet, which fit only the model built with the builder's defaults."""
+    @functools.wraps(builder)
+    def build(*args, pretrained=False, **config):
+        if pretrained and (args or config):
+            settings = [repr(value) for value in args] + [f"{key}={value!r}" for key, value in config.items()]
+            raise ValueError(f"{builder.__name__}: the shipped weights fit its default configuration, so "
+                             f"pretrained=True takes no other settings; got {', '.join(settings)}")
+        model = builder(*args, **config)
+        if pretrained:
+            model.load_state_dict(shipped.state_dict(builder.__name__))
+        return model
+    return build
+
+
+@_shippable
 def lenet5(in_channels=1, classes=10, layers=convnet_nn):
     """LeNet-5 (LeCun, Bottou, Bengio & Haffner, 1998, "Gradient-based learning applied to
     document recognition"), with ReLU and max pooling instead of the original scaled tanh and
@@ -21,6 +41,7 @@ def lenet5(in_channels=1, classes=10, layers=convnet_nn):
         layers.Linear(84, classes))
 
 
+@_shippable
 def simple_cnn(in_channels=1, classes=10, kernels=100, kernel_size=5, layers=convnet_nn):
     """The lesson's network: one convolution with many kernels (``kernels`` feature maps),
     ReLU, 2x2 max pooling, then a dense classifier on the pooled maps."""
@@ -30,6 +51,7 @@ def simple_cnn(in_channels=1, classes=10, kernels=100, kernel_size=5, layers=con
         layers.Dropout(0.25), layers.Linear(kernels * pooled * pooled, classes))
 
 
+@_shippable
 def reference_cnn(batch_norm=True, in_channels=1, classes=10, layers=convnet_nn):
     """The two-convolution network of Fashion-MNIST's benchmark table ("2 Conv + pooling"):
 
@@ -44,6 +66,7 @@ def reference_cnn(batch_norm=True, in_channels=1, classes=10, layers=convnet_nn)
                              layers.Linear(64 * 7 * 7, 128), layers.ReLU(), layers.Linear(128, classes))
 
 
+@_shippable
 def resnet8(in_channels=1, classes=10, widths=(32, 64, 128), layers=convnet_nn):
     """A small ResNet for 28x28 inputs (He, Zhang, Ren & Sun, 2016, "Deep Residual Learning for
     Image Recognition", CIFAR-style): a 3x3 stem, one BasicBlock per stage at ``widths``
@@ -73,7 +96,8 @@ MODELS = {"lenet5": lenet5, "simple_cnn": simple_cnn, "reference_cnn": reference
 
 
 def build(name, **config):
-    """The model called ``name`` (one of MODELS), built with ``config``."""
+    """The model called ``name`` (one of MODELS), built with ``config`` (``pretrained=True``: with
+    the weights that ship with convnet)."""
     if name not in MODELS:
         raise ValueError(f"unknown model {name!r}; expected one of {', '.join(MODELS)}")
     return MODELS[name](**config)
