@@ -53,6 +53,8 @@ def main():
     (pretrained.WEIGHTS / f"{name}.safetensors").write_bytes(weights)
     card = {"model": name, "file": f"{name}.safetensors", "sha256": hashlib.sha256(weights).hexdigest(),
             "dataset": config.dataset, "command": shlex.join(["convnet", "train", *options]), "config": asdict(config),
+            "settings": {"learning_rate": config.learning_rate, "weight_decay": config.decay,
+                         "augment": config.augmentation},  # the defaults the configuration left to this version
             "seed": config.seed,
             "epochs": config.epochs, "training_seconds": round(seconds, 1),
             "machine": f"{_processor()}, {len(os.sched_getaffinity(0))} cores, {platform.system()}",

@@ -45,6 +45,7 @@ def no_system_data(monkeypatch, tmp_path):
 def trained_run(tiny_fashion, tmp_path, capsys):
     run_dir = tmp_path / "run"
     code, out, _ = run(capsys, "train", "--data", str(tiny_fashion), "--epochs", "2", "--batch-size", "32",
+                       "--augment", "none", "--label-smoothing", "0",  # 256 images: learn them fast
                        "--out", str(run_dir), "--no-progress")
     assert code == 0, out
     return run_dir, out

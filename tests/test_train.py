@@ -19,7 +19,7 @@ from convnet.train import Callback, EarlyStopping, TrainingDiverged, TrainingInt
 
 
 def config(data, **changes):
-    values = dict(model="simple_cnn", data=str(data), epochs=2, batch_size=32, augment=True, seed=5)
+    values = dict(model="simple_cnn", data=str(data), epochs=2, batch_size=32, augment="full", seed=5)
     return RunConfig(**{**values, **changes})
 
 
@@ -30,7 +30,7 @@ def trainer_for(cfg, run_dir):
 
 def test_a_run_learns_and_writes_its_folder(tiny_fashion, tmp_path):
     run_dir = tmp_path / "run"
-    history = trainer_for(config(tiny_fashion, model="reference_cnn", epochs=3, augment=False), run_dir).fit(3)
+    history = trainer_for(config(tiny_fashion, model="reference_cnn", epochs=3, augment="none"), run_dir).fit(3)
     assert history[-1]["test_accuracy"] > 0.5 and history[-1]["train_loss"] < history[0]["train_loss"]
     rows = list(csv.DictReader(open(run_dir / "metrics.csv")))
     assert [int(r["epoch"]) for r in rows] == [1, 2, 3]
@@ -71,7 +71,7 @@ def test_stopped_and_resumed_run_ends_with_the_same_weights_bit_for_bit(tiny_fas
 
 
 def test_a_diverging_loss_stops_with_the_step_and_keeps_the_last_good_checkpoint(tiny_fashion, tmp_path):
-    trainer = trainer_for(config(tiny_fashion, epochs=2, augment=False), tmp_path / "run")
+    trainer = trainer_for(config(tiny_fashion, epochs=2, augment="none"), tmp_path / "run")
     trainer.fit(1)
     trainer.model[0].weight.data[...] = np.nan
     with pytest.raises(TrainingDiverged, match=r"^the loss became nan at epoch 2, batch 1$"):
@@ -82,7 +82,7 @@ def test_a_diverging_loss_stops_with_the_step_and_keeps_the_last_good_checkpoint
 
 def test_a_failing_disk_leaves_the_previous_checkpoint_intact(tiny_fashion, tmp_path, monkeypatch):
     run_dir = tmp_path / "run"
-    trainer = trainer_for(config(tiny_fashion, epochs=2, augment=False), run_dir)
+    trainer = trainer_for(config(tiny_fashion, epochs=2, augment="none"), run_dir)
     trainer.fit(1)
     before = (run_dir / checkpoint.WEIGHTS).read_bytes()
 
@@ -99,7 +99,7 @@ def test_a_failing_disk_leaves_the_previous_checkpoint_intact(tiny_fashion, tmp_
 
 def test_checkpoints_that_do_not_fit_are_refused(tiny_fashion, tmp_path):
     run_dir = tmp_path / "run"
-    trainer_for(config(tiny_fashion, epochs=1, augment=False), run_dir).fit(1)
+    trainer_for(config(tiny_fashion, epochs=1, augment="none"), run_dir).fit(1)
     state, optimizer_state, meta = checkpoint.load(run_dir)
     meta["config"]["model"] = "lenet5"  # a run folder claiming another architecture
     from convnet.models import build
@@ -117,7 +117,7 @@ def test_checkpoints_that_do_not_fit_are_refused(tiny_fashion, tmp_path):
 
 def test_a_checkpoint_past_the_end_of_an_epoch_is_refused(tiny_fashion, tmp_path):
     run_dir = tmp_path / "run"
-    trainer_for(config(tiny_fashion, epochs=2, augment=False), run_dir).fit(1)
+    trainer_for(config(tiny_fashion, epochs=2, augment="none"), run_dir).fit(1)
     model_state, optimizer_state, meta = checkpoint.load(run_dir)
     model = load_run(run_dir)[1]
     batches = len(experiment.resume(run_dir, progress=False).trainer.train_loader)
@@ -131,7 +131,7 @@ def test_a_checkpoint_past_the_end_of_an_epoch_is_refused(tiny_fashion, tmp_path
 
 def test_a_checkpoint_whose_loop_state_was_tampered_with_is_refused_field_by_field(tiny_fashion, tmp_path):
     run_dir = tmp_path / "run"
-    trainer_for(config(tiny_fashion, epochs=2, augment=False), run_dir).fit(1)
+    trainer_for(config(tiny_fashion, epochs=2, augment="none"), run_dir).fit(1)
     model_state, optimizer_state, meta = checkpoint.load(run_dir)
     model = load_run(run_dir)[1]
     meta.update(epoch=10 ** 30, partial={"loss": -1.0}, rng=[1, 2])
@@ -153,7 +153,7 @@ def test_config_checks_every_value_at_once():
     with pytest.raises(ValueError) as refused:
         RunConfig.from_dict({"data": 7, "augment": "yes", "seed": 1.5, "lr": "0.1", "weight_decay": "0.05",
                              "label_smoothing": [0.1]})
-    for expected in ("data must be a folder's path or None, got 7", "augment must be true or false, got 'yes'",
+    for expected in ("data must be a folder's path or None, got 7", "augment must be one of none, flip, full (or None: the dataset's default), got 'yes'",
                      "seed must be an integer, got 1.5", "lr must be positive, got '0.1'",
                      "weight_decay must be >= 0, got '0.05'", "label_smoothing must be in [0, 1), got [0.1]"):
         assert expected in str(refused.value)
@@ -187,7 +187,7 @@ class Recorder(Callback):
 
 
 def test_callbacks_hear_every_step_in_order(tiny_fashion):
-    cfg = config(tiny_fashion, epochs=2, augment=False)
+    cfg = config(tiny_fashion, epochs=2, augment="none")
     trainer = trainer_for(cfg, None)
     recorder = Recorder()
     trainer.callbacks.append(recorder)
@@ -215,7 +215,7 @@ def test_a_callback_can_stop_the_run_which_is_saved_and_resumes_exactly(tiny_fas
 
 
 def test_resume_reads_the_checkpoint_once(tiny_fashion, tmp_path, monkeypatch):
-    trainer_for(config(tiny_fashion, epochs=1, augment=False), tmp_path / "run").fit(1)
+    trainer_for(config(tiny_fashion, epochs=1, augment="none"), tmp_path / "run").fit(1)
     reads = []
     load = checkpoint.load
     monkeypatch.setattr(checkpoint, "load", lambda run_dir: reads.append(run_dir) or load(run_dir))
@@ -224,7 +224,7 @@ def test_resume_reads_the_checkpoint_once(tiny_fashion, tmp_path, monkeypatch):
 
 
 def test_a_new_run_refuses_a_folder_that_holds_one(tiny_fashion, tmp_path):
-    cfg = config(tiny_fashion, epochs=1, augment=False)
+    cfg = config(tiny_fashion, epochs=1, augment="none")
     trainer_for(cfg, tmp_path / "run").fit(1)
     with pytest.raises(experiment.RunExists, match="already holds a run"):
         experiment.start(cfg, tmp_path / "run", progress=False)
@@ -237,14 +237,14 @@ def test_temporaries_left_by_a_killed_writer_are_removed_when_training_starts(ti
     kept = [run_dir / "notes.tmp", run_dir / ".keep"]  # not atomic_write's: the user's own
     for path in stale + kept:
         path.write_bytes(b"x" * 1000)
-    trainer_for(config(tiny_fashion, epochs=1, augment=False), run_dir).fit(1)
+    trainer_for(config(tiny_fashion, epochs=1, augment="none"), run_dir).fit(1)
     assert not any(path.exists() for path in stale) and all(path.exists() for path in kept)
 
 
 @pytest.mark.filterwarnings("ignore:overflow encountered", "ignore:invalid value encountered")
 def test_evaluation_of_a_model_answering_infinity_is_an_error_not_a_figure(tiny_fashion):
     from convnet.train import NonFiniteOutput, evaluate
-    cfg = config(tiny_fashion, epochs=1, augment=False)
+    cfg = config(tiny_fashion, epochs=1, augment="none")
     _, test = load_datasets(cfg)
     model = convnet.nn.Sequential(convnet.nn.Flatten(), convnet.nn.Linear(784, 10))
     model[1].weight.data[3] = 3e38  # finite weights whose products overflow float32
@@ -292,7 +292,7 @@ def test_early_stopping_wants_a_positive_patience():
 
 def test_the_step_log_has_a_line_every_few_steps_and_one_per_epoch(tiny_fashion, tmp_path):
     run_dir = tmp_path / "run"
-    trainer = trainer_for(config(tiny_fashion, model="lenet5", batch_size=16, augment=False), run_dir)
+    trainer = trainer_for(config(tiny_fashion, model="lenet5", batch_size=16, augment="none"), run_dir)
     history = trainer.fit(2)  # 256 images: 16 steps an epoch
     entries = reports.read_steps(run_dir / reports.STEPS)
     steps = [entry for entry in entries if entry["kind"] == "step"]
@@ -314,7 +314,7 @@ def test_the_step_log_says_what_the_run_is_and_snapshots_its_first_layer(tiny_fa
     from convnet.nn import summary
     from convnet.viz.snapshots import feature_maps_png, kernels_png
     run_dir = tmp_path / "run"
-    cfg = config(tiny_fashion, model="lenet5", batch_size=16, augment=False, snapshot_every=12)
+    cfg = config(tiny_fashion, model="lenet5", batch_size=16, augment="none", snapshot_every=12)
     trainer = trainer_for(cfg, run_dir)
     trainer.fit(2)  # 16 steps an epoch
     entries = reports.read_steps(run_dir / reports.STEPS)
@@ -339,7 +339,7 @@ def test_the_step_log_says_what_the_run_is_and_snapshots_its_first_layer(tiny_fa
 
 def test_a_resumed_run_continues_its_step_log_and_a_new_one_replaces_a_dead_ones(tiny_fashion, tmp_path):
     run_dir = tmp_path / "run"
-    cfg = config(tiny_fashion, model="lenet5", batch_size=16, augment=False, snapshot_every=12)
+    cfg = config(tiny_fashion, model="lenet5", batch_size=16, augment="none", snapshot_every=12)
     trainer_for(cfg, tmp_path / "whole").fit(2)
     whole = reports.read_steps(tmp_path / "whole" / reports.STEPS)
     trainer_for(cfg, run_dir).fit(1)
@@ -372,7 +372,7 @@ def test_a_step_log_cut_short_by_a_kill_reads_to_its_last_whole_line(tmp_path):
 def test_a_users_own_functions_hang_on_the_loop_as_a_lambda_callback(tiny_fashion):
     from convnet.train import LambdaCallback
     seen = []
-    cfg = config(tiny_fashion, model="lenet5", epochs=1, batch_size=64, augment=False)
+    cfg = config(tiny_fashion, model="lenet5", epochs=1, batch_size=64, augment="none")
     trainer = trainer_for(cfg, None)
     trainer.callbacks.append(LambdaCallback(
         on_batch_end=lambda trainer, loss: seen.append(("batch", trainer.batch, round(loss, 6))),
@@ -383,3 +383,24 @@ def test_a_users_own_functions_hang_on_the_loop_as_a_lambda_callback(tiny_fashio
         LambdaCallback(on_step=print)
     with pytest.raises(TypeError, match=r"^LambdaCallback: expected on_batch_end to be a function, got int$"):
         LambdaCallback(on_batch_end=3)
+
+
+def test_the_default_augmentation_mirrors_clothes_and_leaves_digits_alone():
+    assert RunConfig().augmentation == "flip" and RunConfig(dataset="mnist").augmentation == "none"
+    assert RunConfig(augment="full").train_conditions == ["augmented", "label smoothing 0.1"]
+    assert RunConfig(label_smoothing=0).train_conditions == ["mirrored at random"]
+    with pytest.raises(ValueError, match="augment flip mirrors the images, and digits do not mirror; for mnist choose "
+                                         "none or full"):
+        RunConfig(dataset="mnist", augment="flip")
+    # A run saved when augment was true or false means what it meant then.
+    assert RunConfig.from_dict({"augment": True}).augment == "full"
+    assert RunConfig.from_dict({"augment": False}).augment == "none"
+
+
+def test_mirroring_flips_some_images_left_to_right_and_changes_nothing_else(rng):
+    batch = rng.random((64, 1, 28, 28)).astype(np.float32)
+    mirrored = experiment.train_transform(RunConfig(augment="flip"))(batch, np.random.default_rng(0))
+    normalised = experiment.train_transform(RunConfig(augment="none"))(batch, np.random.default_rng(0))
+    flipped = [bool(np.array_equal(m, n[..., ::-1])) for m, n in zip(mirrored, normalised)]
+    kept = [bool(np.array_equal(m, n)) for m, n in zip(mirrored, normalised)]
+    assert all(f or k for f, k in zip(flipped, kept)) and 16 < sum(flipped) < 48

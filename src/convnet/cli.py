@@ -295,7 +295,7 @@ def _language_option(parser, what):
 
 def build_parser():
     from .data.mnist import CLASSES
-    from .experiment import DEFAULT_LR, DEFAULT_WEIGHT_DECAY, OPTIMIZERS, SCHEDULES, RunConfig
+    from .experiment import AUGMENTATIONS, DEFAULT_LR, DEFAULT_WEIGHT_DECAY, OPTIMIZERS, SCHEDULES, RunConfig
     from .models import MODELS
     parser = argparse.ArgumentParser(prog="convnet", description="Convolutional neural networks from scratch on NumPy.")
     parser.add_argument("--version", action="version", version=f"convnet {__version__}")
@@ -317,8 +317,9 @@ def build_parser():
                        "(default: " + ", ".join(f"{name} {decay:g}" for name, decay in DEFAULT_WEIGHT_DECAY.items()) + ")")
     train.add_argument("--schedule", choices=SCHEDULES, help=f"learning-rate schedule, per step ({default('schedule')})")
     train.add_argument("--label-smoothing", type=_fraction, help=default("label_smoothing"))
-    train.add_argument("--augment", action="store_const", const=True,
-                       help="random crops, flips (Fashion-MNIST) and erasing")
+    train.add_argument("--augment", nargs="?", const="full", choices=AUGMENTATIONS,
+                       help="none; flip: mirror half the images at random (Fashion-MNIST's default); full (also "
+                       "--augment alone): random crops, flips (Fashion-MNIST) and erasing (MNIST's default: none)")
     train.add_argument("--seed", type=int, help=f"{default('seed')}; the same seed repeats a run bit for bit")
     train.add_argument("--init-from", metavar="RUN_DIR|FILE", help="start from these weights: a run folder's, a "
                        "PyTorch state_dict (.pth, .pt; read without PyTorch) or an ONNX file's, matched by name")
