@@ -119,6 +119,12 @@ def test_a_read_only_run_folder_is_refused_before_training_and_kept(tiny_fashion
     (["train", "--lr", "0"], "argument --lr: expected a positive number, got 0"),
     (["train", "--lr", "fast"], "argument --lr: expected a positive number, got 'fast'"),
     (["train", "--model", "vgg"], "argument --model: invalid choice: 'vgg'"),
+    (["train", "--time-budget", "five"], "argument --time-budget: expected a duration such as 300s, 5m or 1.5h, got "
+                                         "'five'"),
+    (["train", "--time-budget", "0m"], "argument --time-budget: expected a duration such as 300s, 5m or 1.5h, got "
+                                       "'0m'"),
+    (["train", "--time-budget", "2d"], "argument --time-budget: expected a duration such as 300s, 5m or 1.5h, got "
+                                       "'2d'"),
 ])
 def test_bad_arguments_exit_2(argv, message, capsys):
     with pytest.raises(SystemExit) as exit_info:
@@ -440,3 +446,18 @@ def test_early_stop_ends_a_run_whose_test_loss_stopped_improving_and_says_so(tin
     losses = [entry["test_loss"] for entry in meta["history"]]
     assert meta["epoch"] == epochs == len(losses) < 20 and min(losses[:-1]) <= losses[-1]
     assert meta["config"]["early_stop"] == 1
+
+
+@pytest.mark.parametrize("text, seconds", [("300", 300), ("300s", 300), ("5m", 300), ("5min", 300), ("1.5h", 5400)])
+def test_time_budgets_read_as_seconds(text, seconds):
+    from convnet.cli import _duration
+    assert _duration(text) == seconds
+
+
+def test_a_time_budget_with_epochs_or_on_resume_is_refused(trained_run, capsys):
+    run_dir, _ = trained_run
+    code, _, err = run(capsys, "train", "--time-budget", "5m", "--epochs", "3")
+    assert code == 1 and err == ("convnet: error: give --epochs or --time-budget, not both: the budget decides the "
+                                 "epochs\n")
+    code, _, err = run(capsys, "train", "--resume", str(run_dir), "--time-budget", "5m")
+    assert code == 1 and "--resume continues a run with its saved settings; drop --time-budget" in err

@@ -5,7 +5,7 @@ import errno
 import io
 import json
 import os
-from dataclasses import asdict
+from dataclasses import asdict, replace
 
 import numpy as np
 import pytest
@@ -404,3 +404,47 @@ def test_mirroring_flips_some_images_left_to_right_and_changes_nothing_else(rng)
     flipped = [bool(np.array_equal(m, n[..., ::-1])) for m, n in zip(mirrored, normalised)]
     kept = [bool(np.array_equal(m, n)) for m, n in zip(mirrored, normalised)]
     assert all(f or k for f, k in zip(flipped, kept)) and 16 < sum(flipped) < 48
+
+
+class FakeClock:
+    """`time` for experiment.py: perf_counter() reads 0, 1, 2, ... (seconds), one per call."""
+
+    def __init__(self):
+        self.now = -1.0
+
+    def perf_counter(self):
+        self.now += 1.0
+        return self.now
+
+
+def test_a_time_budget_plans_the_epochs_that_fit_and_leaves_no_trace(tiny_fashion, monkeypatch):
+    """With the fake clock each step and the evaluation take 1 s: an epoch of 16 steps costs 17 s,
+    the probe's set-up ends at 19 s, and one evaluation is kept for the end: (55 - 19 - 1) // 17 = 2."""
+    clock = FakeClock()
+    monkeypatch.setattr(experiment, "time", clock)
+    cfg = config(tiny_fashion, model="lenet5", batch_size=16, augment="flip", time_budget=55.0)
+    train, test = load_datasets(cfg)
+    lines = []
+    assert experiment.plan_epochs(cfg, train, test, started=0.0, log=lines.append) == 2
+    assert lines == ["time budget 55 s: a step takes 1000 ms here (16 img/s) and an evaluation 1.0 s, so an epoch "
+                     "about 17 s; after 19 s of setting up, 2 epochs fit (0.6 min), and the learning-rate schedule "
+                     "spans them"]
+    planned = experiment.start(cfg, tiny_fashion.parent / "planned",
+                               progress=False, log=lambda line: None)
+    assert planned.config.epochs == 2 and planned.config.time_budget == 55.0
+    direct = build_trainer(replace(cfg, epochs=2, time_budget=None), train, test, progress=False, log=lambda line: None)
+    planned.trainer.fit(2)
+    direct.fit(2)
+    for key, value in direct.model.state_dict().items():
+        np.testing.assert_array_equal(planned.trainer.model.state_dict()[key], value)
+    read = clock.now
+    resumed = experiment.resume(tiny_fashion.parent / "planned", progress=False, log=lambda line: None)
+    assert resumed.config.epochs == 2 and clock.now == read  # the plan is the run's: resuming keeps it
+
+
+def test_a_time_budget_that_fits_no_epoch_says_what_would(tiny_fashion, monkeypatch):
+    monkeypatch.setattr(experiment, "time", FakeClock())
+    cfg = config(tiny_fashion, model="lenet5", batch_size=16, time_budget=36.0)
+    with pytest.raises(ValueError, match=r"^a time budget of 36 s fits no epoch here: setting up took 19 s and an "
+                                         r"epoch takes about 17 s; give at least 37 s, or --epochs$"):
+        experiment.plan_epochs(cfg, *load_datasets(cfg), started=0.0)

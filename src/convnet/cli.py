@@ -4,6 +4,7 @@ by Ctrl-C or SIGTERM saves and exits 130 or 143."""
 
 import argparse
 import os
+import re
 import sys
 import time
 from pathlib import Path
@@ -33,7 +34,7 @@ def _bench(args):
 
 TRAIN_OPTIONS = ("model", "dataset", "epochs", "batch_size", "optimizer", "lr", "weight_decay", "schedule",
                  "label_smoothing", "augment", "seed", "init_from", "sync_bn", "early_stop", "tensorboard",
-                 "snapshot_every")
+                 "snapshot_every", "time_budget")
 
 
 def _train(args):
@@ -56,6 +57,8 @@ def _train(args):
         else:
             say(f"resuming {run.run_dir} at epoch {run.trainer.epoch + 1}, batch {run.trainer.batch}")
     else:
+        if args.time_budget is not None and args.epochs is not None:
+            raise CommandError("give --epochs or --time-budget, not both: the budget decides the epochs")
         config = experiment.RunConfig(**{name: getattr(args, name) for name in TRAIN_OPTIONS
                                          if getattr(args, name) is not None}, data=args.data)
         run_dir = Path(args.out or f"runs/{config.model}-{time.strftime('%Y%m%d-%H%M%S')}")
@@ -278,6 +281,15 @@ def _argument_type(convert, accept, expected):
 
 
 _positive_int = _argument_type(int, lambda value: value >= 1, "a positive integer")
+DURATION_UNITS = {"": 1, "s": 1, "m": 60, "min": 60, "h": 3600}
+
+
+def _duration(text):
+    """``300``, ``300s``, ``5m``, ``5min`` or ``1.5h`` as seconds."""
+    match = re.fullmatch(r"(\d+(?:\.\d+)?)\s*(s|m|min|h)?", text.strip())
+    if not match or float(match[1]) <= 0:
+        raise argparse.ArgumentTypeError(f"expected a duration such as 300s, 5m or 1.5h, got {text!r}")
+    return float(match[1]) * DURATION_UNITS[match[2] or ""]
 _positive_float = _argument_type(float, lambda value: value > 0, "a positive number")
 _fraction = _argument_type(float, lambda value: 0 <= value < 1, "a number in [0, 1)")
 
@@ -309,6 +321,9 @@ def build_parser():
     train.add_argument("--dataset", choices=list(CLASSES), help=default("dataset"))
     train.add_argument("--data", metavar="DIR", help="directory with the dataset's IDX files")
     train.add_argument("--epochs", type=_positive_int, help=default("epochs"))
+    train.add_argument("--time-budget", type=_duration, metavar="DURATION", help="instead of --epochs: as many "
+                       "epochs as fit in DURATION (300s, 5m, 1.5h) on this machine, measured by a short probe "
+                       "before the run; the learning-rate schedule spans them")
     train.add_argument("--batch-size", type=_positive_int, help=default("batch_size"))
     train.add_argument("--optimizer", choices=OPTIMIZERS, help=default("optimizer"))
     train.add_argument("--lr", type=_positive_float, help="peak learning rate (default: "

@@ -7,7 +7,9 @@ stored in a run folder's checkpoint.
 """
 
 import json
-from dataclasses import asdict, dataclass, field, fields
+import math
+import time
+from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 
 import numpy as np
@@ -22,7 +24,7 @@ from .random import manual_seed
 from .reports import CURVES, SNAPSHOT_EVERY, EpochLog, ProgressBar, RunFolder, StepLog, TensorBoard
 from .tensor import Tensor, no_grad
 from .distributed import synchronise_batch_norm
-from .train import ONE_PROCESS, EarlyStopping, Trainer, evaluate
+from .train import ONE_PROCESS, Callback, EarlyStopping, Trainer, TrainingInterrupted, evaluate
 
 DEFAULT_LR = {"sgd": 0.05, "adam": 2e-3, "adamw": 2e-3}
 # SGD's and Adam's weight decay is an L2 term in the gradient, AdamW's is decoupled from it (a
@@ -58,6 +60,7 @@ class RunConfig:
     early_stop: int | None = None
     tensorboard: bool = False
     snapshot_every: int = SNAPSHOT_EVERY
+    time_budget: float | None = None  # seconds: epochs planned to fit them (`plan_epochs`)
 
     def __post_init__(self):
         problems = []
@@ -89,6 +92,8 @@ class RunConfig:
             problems.append(f"optimizer must be one of {', '.join(OPTIMIZERS)}, got {self.optimizer!r}")
         if not isinstance(self.schedule, str) or self.schedule not in SCHEDULES:
             problems.append(f"schedule must be one of {', '.join(SCHEDULES)}, got {self.schedule!r}")
+        if self.time_budget is not None and not (_is_real(self.time_budget) and self.time_budget > 0):
+            problems.append(f"time_budget must be a positive number of seconds, got {self.time_budget!r}")
         if self.lr is not None and not (_is_real(self.lr) and self.lr > 0):
             problems.append(f"lr must be positive, got {self.lr!r}")
         if self.weight_decay is not None and not (_is_real(self.weight_decay) and self.weight_decay >= 0):
@@ -253,20 +258,76 @@ def build_trainer(config, train, test, run_dir=None, progress=True, log=print, g
 def start(config, run_dir, progress=True, log=print, group=ONE_PROCESS):
     """A new run of ``config`` into ``run_dir``, which must not hold a run already (on rank 0, the
     one that writes it, when ``group`` is a distributed job's)."""
+    started = time.perf_counter()
     run_dir = Path(run_dir)
     if group.rank == 0 and (run_dir / checkpoint.WEIGHTS).exists():
         raise RunExists(f"{run_dir} already holds a run")
+    if config.time_budget is not None and group.size > 1:
+        raise ValueError("--time-budget plans the run of one process; under mpirun give --epochs")
     config.data = _absolute(config.data)
     if config.init_from is not None:
         config.init_from = str(Path(config.init_from).absolute())
         weights = initial_weights(config.init_from)  # read before the data: a bad file is refused at once
     train, test = load_datasets(config)
     _check_ranks_agree(group, config, train, test)
+    if config.time_budget is not None:
+        config.epochs = plan_epochs(config, train, test, started, log)
     trainer = build_trainer(config, train, test, run_dir, progress, log, group)
     if config.init_from is not None:
         _start_from(trainer.model, weights, config.init_from)
     _weights_from_rank_0(group, trainer)
     return Run(config, run_dir, train, test, trainer)
+
+
+PROBE_WARMUP, PROBE_STEPS = 3, 20  # steps a time budget's probe trains untimed (compiling), then timed
+
+
+def plan_epochs(config, train, test, started, log=print):
+    """How many epochs of ``config`` fit in what is left of its ``time_budget`` since ``started``
+    (a `time.perf_counter` reading), on this machine: a throwaway copy of the run trains a few
+    steps and evaluates once, and each epoch is costed as its steps plus an evaluation, keeping one
+    more evaluation for the command's final report. The run itself is then built from its seed,
+    as if the probe had never run. Fewer than one epoch is a ValueError saying what would fit."""
+    probe = build_trainer(replace(config, epochs=1), train, test, progress=False, log=lambda line: None)
+    stopwatch = _Stopwatch(PROBE_WARMUP + PROBE_STEPS)
+    probe.callbacks.append(stopwatch)
+    try:
+        probe.fit(1)
+    except TrainingInterrupted:
+        raise KeyboardInterrupt from None  # nothing to save: the run has not begun
+    durations = np.diff(stopwatch.times)  # each step's, the first ones compiling kernels
+    step_seconds = float(np.mean(durations[min(PROBE_WARMUP, len(durations) - 1):]))
+    evaluated = time.perf_counter()
+    evaluate(probe.model, probe.test_loader)
+    evaluation_seconds = time.perf_counter() - evaluated
+    epoch_seconds = len(probe.train_loader) * step_seconds + evaluation_seconds
+    spent = time.perf_counter() - started
+    epochs = int((config.time_budget - spent - evaluation_seconds) // epoch_seconds)
+    if epochs < 1:
+        raise ValueError(f"a time budget of {config.time_budget:g} s fits no epoch here: setting up took {spent:.0f} s "
+                         f"and an epoch takes about {epoch_seconds:.0f} s; give at least "
+                         f"{math.ceil(spent + epoch_seconds + evaluation_seconds)} s, or --epochs")
+    log(f"time budget {config.time_budget:g} s: a step takes {step_seconds * 1000:.0f} ms here "
+        f"({config.batch_size / step_seconds:,.0f} img/s) and an evaluation {evaluation_seconds:.1f} s, so an epoch "
+        f"about {epoch_seconds:.0f} s; after {spent:.0f} s of setting up, {epochs} epoch{'s' if epochs > 1 else ''} "
+        f"fit ({epochs * epoch_seconds / 60:.1f} min), and the learning-rate schedule spans them")
+    return epochs
+
+
+class _Stopwatch(Callback):
+    """Notes when the loop starts and each step ends, and stops it after ``steps`` steps (or at
+    the end of a shorter epoch)."""
+
+    def __init__(self, steps):
+        self.steps, self.times = steps, []
+
+    def on_epoch_begin(self, trainer):
+        self.times.append(time.perf_counter())
+
+    def on_batch_end(self, trainer, loss):
+        self.times.append(time.perf_counter())
+        if len(self.times) > self.steps:
+            trainer.request_stop()
 
 
 def _check_ranks_agree(group, config, train, test):
