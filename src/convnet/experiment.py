@@ -245,8 +245,8 @@ def build_trainer(config, train, test, run_dir=None, progress=True, log=print, g
     if run_dir is not None:
         callbacks += [StepLog(run_dir, asdict(config), train.classes, snapshot_every=config.snapshot_every),
                       RunFolder(run_dir, asdict(config), train.classes, config.train_conditions,
-                                                  {"train": train.source, "test": test.source})]
-        if config.tensorboard and group.rank == 0:
+                                {"train": train.source, "test": test.source})]
+        if config.tensorboard:
             callbacks.append(TensorBoard(run_dir, asdict(config)))
     callbacks = callbacks if group.rank == 0 else []
     if config.early_stop is not None:  # on every rank: they must stop together
@@ -502,7 +502,7 @@ def open_model(target, data=None):
     if path.is_dir():
         config, model, _ = load_run(path)
         return _convnet_model(model, config, f"{config.model} trained in {target}", path)
-    if target in models.MODELS and target in pretrained.available():
+    if target in pretrained.available():
         card = pretrained.card(target)
         config = RunConfig(model=target, dataset=card["dataset"], data=data)
         return _convnet_model(models.build(target, pretrained=True), config,

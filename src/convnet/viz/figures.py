@@ -41,13 +41,13 @@ def font_families(language):
     if language != "ko":
         return None
     installed = {entry.name for entry in font_manager.fontManager.ttflist}
-    if not installed & set(HANGUL_FONTS):  # matplotlib's font cache may predate the font: look on disk
-        for path in font_manager.findSystemFonts():
-            if _has_hangul(path):
-                font_manager.fontManager.addfont(path)
-        installed = {entry.name for entry in font_manager.fontManager.ttflist}
-    found = [name for name in HANGUL_FONTS if name in installed] + sorted(
-        entry.name for entry in font_manager.fontManager.ttflist if _has_hangul(entry.fname))
+    found = [name for name in HANGUL_FONTS if name in installed]
+    if not found:  # matplotlib's font cache may predate the font: look at every font on disk
+        paths = [path for path in font_manager.findSystemFonts() if _has_hangul(path)]
+        for path in paths:
+            font_manager.fontManager.addfont(path)
+        names = {font_manager.FontProperties(fname=path).get_name() for path in paths}
+        found = [name for name in HANGUL_FONTS if name in names] + sorted(names - set(HANGUL_FONTS))
     if not found:
         raise FontMissing("--lang ko needs a font with Hangul and none is installed: apt-get install fonts-nanum "
                           "(Debian, Ubuntu), or install any Korean font such as Noto Sans CJK KR")

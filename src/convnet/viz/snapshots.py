@@ -35,9 +35,8 @@ def image_png(image):
     """(C, H, W) as the network saw it: grey for one channel, colour for three, stretched to its range."""
     image = np.asarray(image, dtype=np.float64)
     unit = (image - image.min()) / max(float(np.ptp(image)), 1e-12)
-    if len(unit) == 1:
-        return _png(colormaps[IMAGE_MAP](unit[0]), 4 * TILE_PIXELS // unit.shape[1] or 1)
-    return _png(unit[:3].transpose(1, 2, 0), 4 * TILE_PIXELS // unit.shape[1] or 1)
+    rgb = colormaps[IMAGE_MAP](unit[0]) if len(unit) == 1 else unit[:3].transpose(1, 2, 0)
+    return _png(rgb, max(1, 4 * TILE_PIXELS // unit.shape[1]))
 
 
 def _grid_png(unit_tiles, colour_map):
