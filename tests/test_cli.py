@@ -461,3 +461,38 @@ def test_a_time_budget_with_epochs_or_on_resume_is_refused(trained_run, capsys):
                                  "epochs\n")
     code, _, err = run(capsys, "train", "--resume", str(run_dir), "--time-budget", "5m")
     assert code == 1 and "--resume continues a run with its saved settings; drop --time-budget" in err
+
+
+def test_test_time_mirroring_follows_the_run_and_can_be_turned_off_or_refused(trained_run, tiny_fashion, tmp_path,
+                                                                               capsys):
+    run_dir = tmp_path / "mirrored"
+    code, out, _ = run(capsys, "train", "--model", "lenet5", "--data", str(tiny_fashion), "--epochs", "1",
+                       "--batch-size", "32", "--out", str(run_dir), "--no-progress")
+    assert code == 0 and "; test images are also scored mirrored (test-time mirroring); run folder" in out
+    recorded = json.loads((run_dir / "checkpoint.json").read_text())["history"][-1]
+    code, out, _ = run(capsys, "evaluate", str(run_dir))
+    assert code == 0 and out.startswith(f"test accuracy: {recorded['test_accuracy']:.4f} (loss "
+                                        f"{recorded['test_loss']:.4f}, each image averaged with its mirror image)\n")
+    from convnet.experiment import evaluate_run
+    one_pass = evaluate_run(run_dir, mirror=False)[1]
+    assert one_pass["loss"] != recorded["test_loss"]
+    code, out, _ = run(capsys, "evaluate", str(run_dir), "--no-test-mirror")
+    assert code == 0 and out.startswith(f"test accuracy: {one_pass['accuracy']:.4f} (loss {one_pass['loss']:.4f})\n")
+    image = tmp_path / "image.png"
+    Image.fromarray(np.random.default_rng(0).integers(0, 255, (28, 28), dtype=np.uint8)).save(image)
+    answers = {flag: run(capsys, "predict", str(run_dir), str(image), flag)[1]
+               for flag in ("--test-mirror", "--no-test-mirror")}
+    assert answers["--test-mirror"] == run(capsys, "predict", str(run_dir), str(image))[1]
+    assert answers["--test-mirror"] != answers["--no-test-mirror"]
+    unmirrored, _ = trained_run  # trained with --augment none
+    for argv, message in [
+            (["evaluate", unmirrored, "--test-mirror"], f"{unmirrored}: test_mirror averages each test image with its "
+                                                        f"mirror image, which helps only a network trained on mirrored "
+                                                        f"images"),
+            (["train", "--data", tiny_fashion, "--augment", "none", "--test-mirror", "--out", tmp_path / "never"],
+             "test_mirror averages each test image with its mirror image"),
+            (["show", "--lesson", "--test-mirror", "--out", tmp_path / "never"],
+             "--lesson draws an untrained network, which has no answer to mirror; give it without --test-mirror")]:
+        code, _, err = run(capsys, *map(str, argv))
+        assert code == 1 and err.startswith(f"convnet: error: {message}") and err.count("\n") == 1, (argv, err)
+    assert not (tmp_path / "never").exists()

@@ -157,3 +157,30 @@ def test_double_converts_parameters_and_buffers_for_gradient_checks():
     assert all(t.dtype == np.float64 for t in model.parameters())
     assert model.state_dict()["1.running_mean"].dtype == np.float64
     assert model.state_dict()["1.num_batches_tracked"].dtype == np.int64
+
+
+def test_test_time_mirroring_averages_the_outputs_for_each_image_and_its_mirror_image(rng):
+    """A linear model's outputs are W x + b, so the mirrored answer is computed by hand."""
+    model = nn.Sequential(nn.Flatten(), nn.Linear(12, 3))
+    images = rng.standard_normal((4, 1, 3, 4)).astype(np.float32)
+    weight, bias = model[1].weight.numpy(), model[1].bias.numpy()
+    one_pass = images.reshape(4, 12) @ weight.T + bias
+    mirrored = images[..., ::-1].reshape(4, 12) @ weight.T + bias
+    np.testing.assert_allclose(nn.logits(model, images).numpy(), one_pass, rtol=1e-6)
+    np.testing.assert_allclose(nn.logits(model, Tensor(images), mirror=True).numpy(), (one_pass + mirrored) / 2,
+                               rtol=1e-5, atol=1e-6)
+    symmetric = images + images[..., ::-1]  # an image that is its own mirror image gets one answer
+    np.testing.assert_allclose(nn.logits(model, symmetric, mirror=True).numpy(), nn.logits(model, symmetric).numpy(),
+                               rtol=1e-5, atol=1e-6)
+
+
+@requires_torch
+def test_test_time_mirroring_of_a_convolutional_network_matches_torch_flip(rng):
+    ours, theirs = small_cnn(nn), small_cnn(torch.nn).eval()
+    ours.load_state_dict(theirs.state_dict())
+    ours.eval()
+    images = rng.standard_normal((3, 1, 28, 28)).astype(np.float32)
+    with convnet.no_grad(), torch.no_grad():
+        expected = (theirs(torch.from_numpy(images)) + theirs(torch.flip(torch.from_numpy(images), [3]))) / 2
+        np.testing.assert_allclose(nn.logits(ours, images, mirror=True).numpy(), expected.numpy(), rtol=1e-4,
+                                   atol=1e-5)

@@ -33,7 +33,10 @@ def exported(tiny_fashion, tmp_path, capsys):
     code, out, err = run(capsys, "export", run_dir, path)
     assert code == 0, err
     assert out == (f"wrote {path}: 12 nodes, opset 28, input 'input' (batch, 1, 28, 28); run it with onnxruntime, "
-                   f"or: convnet evaluate {path}\n")
+                   f"or: convnet evaluate {path}\n"
+                   f"note: {run_dir} was evaluated with test-time mirroring, which the graph leaves out: average its "
+                   f"outputs for each image and for the image mirrored left-right to get those figures (convnet "
+                   f"evaluate and predict do, from the file's metadata convnet.test_mirror)\n")
     return run_dir, path
 
 
@@ -59,6 +62,7 @@ def test_onnxruntime_computes_what_the_run_computes(exported):
     metadata = {entry.key: entry.value for entry in onnx.load(path).metadata_props}
     assert metadata["convnet.dataset"] == "fashion-mnist" and metadata["convnet.normalization"] == "[0.286, 0.353]"
     assert metadata["convnet.classes"].startswith('["T-shirt/top", "Trouser"')
+    assert metadata["convnet.test_mirror"] == "true"  # the run mirrored its training images, so its test images too
 
 
 def test_summary_show_and_init_from_take_the_onnx_file(exported, tiny_fashion, tmp_path, capsys):
@@ -130,7 +134,8 @@ def test_what_cannot_be_done_with_an_onnx_file_is_said_in_one_line(exported, tin
     from convnet.onnx import export
     for key, value, expected in [("convnet.normalization", "[0.5]", "[mean, std]"),
                                  ("convnet.classes", '["a", "b"]', "a list of 10 names"),
-                                 ("convnet.dataset", "cifar", "dataset must be one of fashion-mnist, mnist")]:
+                                 ("convnet.dataset", "cifar", "dataset must be one of fashion-mnist, mnist"),
+                                 ("convnet.test_mirror", "1", "true or false")]:
         export(models.lenet5(), tmp_path / "edited.onnx", metadata={key: value})
         code, _, err = run(capsys, "summary", tmp_path / "edited.onnx")
         assert code == 1 and err.startswith(f"convnet: error: {tmp_path / 'edited.onnx'}: its metadata {key}: ")

@@ -397,6 +397,42 @@ def test_the_default_augmentation_mirrors_clothes_and_leaves_digits_alone():
     assert RunConfig.from_dict({"augment": False}).augment == "none"
 
 
+def test_test_time_mirroring_is_on_where_training_mirrors_and_refused_where_it_does_not():
+    assert RunConfig().test_time_mirroring and RunConfig(augment="full").test_time_mirroring
+    assert not RunConfig(augment="none").test_time_mirroring
+    assert not RunConfig(dataset="mnist", augment="full").test_time_mirroring  # crops and erasing, no flips
+    assert not RunConfig(test_mirror=False).test_time_mirroring
+    with pytest.raises(ValueError, match=r"^test_mirror averages each test image with its mirror image, which helps "
+                                         r"only a network trained on mirrored images .*\(augment none on "
+                                         r"fashion-mnist\): choose augment flip or full on fashion-mnist$"):
+        RunConfig(augment="none", test_mirror=True)
+    with pytest.raises(ValueError, match=r"^test_mirror must be true or false, got 'yes'$"):
+        RunConfig.from_dict({"test_mirror": "yes"})
+    # A run saved before test-time mirroring was evaluated without it, and still is.
+    assert not RunConfig.from_dict({"augment": "flip"}).test_time_mirroring
+
+
+def test_test_time_mirroring_changes_the_evaluation_and_nothing_of_the_training(tiny_fashion, tmp_path):
+    mirrored = trainer_for(config(tiny_fashion, model="lenet5", augment="flip"), tmp_path / "mirrored")
+    one_pass = trainer_for(config(tiny_fashion, model="lenet5", augment="flip", test_mirror=False), tmp_path / "one")
+    mirrored.fit(2)
+    one_pass.fit(2)
+    for key, value in one_pass.model.state_dict().items():
+        np.testing.assert_array_equal(mirrored.model.state_dict()[key], value, err_msg=key)
+    # The recorded figures are those of each test image's outputs averaged with its mirror image's.
+    images, labels = next(mirrored.test_loader.batches(0))
+    pixels, model = images.numpy(), mirrored.model.eval()
+    with convnet.no_grad():
+        single = model(convnet.Tensor(pixels)).numpy()
+        scores = single + model(convnet.Tensor(pixels[..., ::-1].copy())).numpy()
+    assert len(labels) == len(mirrored.test_loader.dataset)  # one batch holds the whole tiny test set
+    assert mirrored.history[-1]["test_accuracy"] == np.mean(scores.argmax(axis=1) == labels)
+    assert one_pass.history[-1]["test_accuracy"] == np.mean(single.argmax(axis=1) == labels)
+    assert mirrored.history[-1]["test_loss"] != one_pass.history[-1]["test_loss"]
+    config_, _, _ = load_run(tmp_path / "mirrored")
+    assert config_.test_time_mirroring and not load_run(tmp_path / "one")[0].test_time_mirroring
+
+
 def test_mirroring_flips_some_images_left_to_right_and_changes_nothing_else(rng):
     batch = rng.random((64, 1, 28, 28)).astype(np.float32)
     mirrored = experiment.train_transform(RunConfig(augment="flip"))(batch, np.random.default_rng(0))

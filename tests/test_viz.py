@@ -14,6 +14,7 @@ import convnet
 import convnet.functional as F
 from convnet import Tensor, models, nn, viz
 from convnet.cli import main
+from convnet.language import words
 
 
 @pytest.fixture
@@ -44,6 +45,20 @@ def test_story_numbers_are_the_forward_pass_numbers(image):
     assert p.pooled[p.output_position] == p.maximum
     assert [name for name, _ in story.deeper] == ["3"] and story.deeper[0][1].shape == (64, 14, 14)
     assert story.probabilities.sum() == pytest.approx(1.0, rel=1e-5) and len(story.probabilities) == 10
+
+
+def test_with_test_time_mirroring_the_answer_averages_the_image_and_its_mirror_image(image):
+    convnet.manual_seed(1)
+    model = models.reference_cnn(batch_norm=False)
+    story = viz.tell(model, image, mirror=True)
+    with convnet.no_grad():
+        both = model(Tensor(image[None])).numpy() + model(Tensor(image[None, ..., ::-1].copy())).numpy()
+    np.testing.assert_allclose(story.probabilities, F.softmax(Tensor(both / 2), dim=1).numpy()[0], rtol=1e-5)
+    assert story.mirrored and not viz.tell(model, image).mirrored
+    assert not np.allclose(story.probabilities, viz.tell(model, image).probabilities, rtol=1e-3)
+    titles = [viz.lesson.probabilities_figure(story.probabilities, (), mirrored=mirrored).axes[0].get_title()
+              for mirrored in (False, True)]
+    assert titles == [words("en")["probabilities.title"], words("en")["probabilities.mirrored"]]
 
 
 def test_bad_models_and_layers_are_refused(image):

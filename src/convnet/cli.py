@@ -33,7 +33,7 @@ def _bench(args):
 
 
 TRAIN_OPTIONS = ("model", "dataset", "epochs", "batch_size", "optimizer", "lr", "weight_decay", "schedule",
-                 "label_smoothing", "augment", "seed", "init_from", "sync_bn", "early_stop", "tensorboard",
+                 "label_smoothing", "augment", "test_mirror", "seed", "init_from", "sync_bn", "early_stop", "tensorboard",
                  "snapshot_every", "time_budget")
 
 
@@ -41,7 +41,7 @@ def _train(args):
     from . import experiment
     from .checkpoint import WEIGHTS
     from .reports import CONFUSION
-    from .train import TrainingDiverged, TrainingInterrupted, evaluate
+    from .train import TrainingDiverged, TrainingInterrupted
     args.group = group = _training_group(args.distributed)
     say = print if group.rank == 0 else _silent  # rank 0 speaks for the job
     progress = not args.no_progress
@@ -69,8 +69,9 @@ def _train(args):
             raise CommandError(f"{exists}; continue it with --resume {run_dir} or choose another --out") from None
         start = f"from the weights in {config.init_from}" if config.init_from else f"from seed {config.seed}"
         ranks = f" on {group.size} ranks (each a share of every batch of {config.batch_size})" if group.size > 1 else ""
+        mirroring = "; test images are also scored mirrored (test-time mirroring)" if config.test_time_mirroring else ""
         say(f"training {config.model} on {config.dataset} ({len(run.train)} images) for {config.epochs} "
-            f"epoch{'s' if config.epochs > 1 else ''} {start}{ranks}; run folder {run_dir}")
+            f"epoch{'s' if config.epochs > 1 else ''} {start}{ranks}{mirroring}; run folder {run_dir}")
     if args.watch is not None and group.rank == 0:
         _watch_in_background(run.run_dir, args.watch, args.lang)
     try:
@@ -81,7 +82,7 @@ def _train(args):
         say(f"convnet: {stopped}; saved to {run.run_dir / WEIGHTS}; resume with: convnet train --resume "
             f"{run.run_dir}", file=sys.stderr)
         return 128 + stopped.signal_number  # the shell's convention: 130 for Ctrl-C, 143 for SIGTERM
-    result = evaluate(run.trainer.model, run.trainer.test_loader, group)
+    result = run.trainer.evaluate()
     if group.rank == 0:
         _report(result, run.train.classes)
         print(f"confusion matrix: {run.run_dir / CONFUSION}")
@@ -138,7 +139,8 @@ def _what_is_kept(run, remove_if_empty):
 
 
 def _report(result, classes):
-    print(f"test accuracy: {result['accuracy']:.4f} (loss {result['loss']:.4f})")
+    mirrored = ", each image averaged with its mirror image" if result["mirrored"] else ""
+    print(f"test accuracy: {result['accuracy']:.4f} (loss {result['loss']:.4f}{mirrored})")
     for name, accuracy in zip(classes, result["per_class_accuracy"]):
         print(f"  {name:<12s} {accuracy:.4f}")
 
@@ -148,7 +150,7 @@ def _evaluate(args):
     targets = _named_model_first(args)
     if len(targets) != 1:
         raise CommandError("evaluate takes one RUN_DIR, MODEL or MODEL.onnx (or --model NAME)")
-    classes, result, warnings = evaluate_model(targets[0], args.data)
+    classes, result, warnings = evaluate_model(targets[0], args.data, args.test_mirror)
     for warning in warnings:
         print(f"convnet: warning: {warning}", file=sys.stderr)
     _report(result, classes)
@@ -169,7 +171,7 @@ def _predict(args):
     targets = _named_model_first(args)
     if len(targets) < 2:
         raise CommandError("predict takes RUN_DIR, MODEL or MODEL.onnx (or --model NAME), then one or more IMAGEs")
-    opened = open_model(targets[0])
+    opened = open_model(targets[0], mirror=args.test_mirror)
     for note in opened.notes:
         print(f"note: {note}")
     classifier = Classifier(opened)
@@ -210,12 +212,16 @@ def _summary(args):
 
 
 def _export(args):
-    from .experiment import export_onnx
+    from .experiment import ONNX_TEST_MIRROR, export_onnx
     proto = export_onnx(args.target, args.out, args.opset)
     graph = proto.graph
     dims = ", ".join(str(dim.dim_param or dim.dim_value) for dim in graph.input[0].type.tensor_type.shape.dim)
     print(f"wrote {args.out}: {len(graph.node)} nodes, opset {proto.opset_import[0].version}, input "
           f"{graph.input[0].name!r} ({dims}); run it with onnxruntime, or: convnet evaluate {args.out}")
+    if any(prop.key == ONNX_TEST_MIRROR and prop.value == "true" for prop in proto.metadata_props):
+        print(f"note: {args.target} was evaluated with test-time mirroring, which the graph leaves out: average its "
+              f"outputs for each image and for the image mirrored left-right to get those figures (convnet "
+              f"evaluate and predict do, from the file's metadata {ONNX_TEST_MIRROR})")
     return 0
 
 
@@ -230,6 +236,9 @@ def _show(args):
     if args.lesson:
         if args.model is not None:
             raise CommandError("--lesson draws the lesson's own network; give it without --model")
+        if args.test_mirror is not None:
+            raise CommandError("--lesson draws an untrained network, which has no answer to mirror; give it without "
+                               "--test-mirror")
         if len(args.targets) > 1:
             raise CommandError("--lesson takes at most one IMAGE")
         subject = lesson_subject(args.targets[0] if args.targets else None, args.seed, args.lang)
@@ -238,11 +247,12 @@ def _show(args):
         if not args.targets or len(args.targets) > 2:
             raise CommandError("show takes RUN_DIR, MODEL or MODEL.onnx, then optionally an IMAGE (or --lesson "
                                "[IMAGE])")
-        subject = open_subject(args.targets[0], args.targets[1] if len(args.targets) > 1 else None, args.data)
+        subject = open_subject(args.targets[0], args.targets[1] if len(args.targets) > 1 else None, args.data,
+                               args.test_mirror)
     font_families(args.lang)  # a font for the language, or FontMissing before any folder is made
     check_writable(out)  # before the drawing, not after it; after the inputs, so a refused one leaves no folder
     written = viz.show(subject.model, subject.image, out, subject.title, subject.classes, layer=args.layer,
-                       curves_png=subject.curves_png, notes=subject.notes, language=args.lang)
+                       curves_png=subject.curves_png, notes=subject.notes, language=args.lang, mirror=subject.mirror)
     for note in subject.notes:
         print(f"note: {note}")
     print(f"wrote {len(written)} files to {out}; open {out / 'index.html'}")
@@ -294,6 +304,15 @@ _positive_float = _argument_type(float, lambda value: value > 0, "a positive num
 _fraction = _argument_type(float, lambda value: 0 <= value < 1, "a number in [0, 1)")
 
 
+AS_TRAINED = "default: as the run, the shipped weights or the exported file were evaluated"
+
+
+def _test_mirror_option(parser, default):
+    parser.add_argument("--test-mirror", action=argparse.BooleanOptionalAction, help="average each image's class "
+                        "scores with its mirror image's (test-time mirroring; for networks trained on mirrored "
+                        f"images); --no-test-mirror: one pass ({default})")
+
+
 def _model_option(parser):
     from .models import MODELS
     parser.add_argument("--model", choices=list(MODELS), help="a zoo model with the trained weights that ship with "
@@ -335,6 +354,8 @@ def build_parser():
     train.add_argument("--augment", nargs="?", const="full", choices=AUGMENTATIONS,
                        help="none; flip: mirror half the images at random (Fashion-MNIST's default); full (also "
                        "--augment alone): random crops, flips (Fashion-MNIST) and erasing (MNIST's default: none)")
+    _test_mirror_option(train, "default: on when training mirrors images; the run keeps the choice for its "
+                        "evaluations and for evaluate, predict, show and export")
     train.add_argument("--seed", type=int, help=f"{default('seed')}; the same seed repeats a run bit for bit")
     train.add_argument("--init-from", metavar="RUN_DIR|FILE", help="start from these weights: a run folder's, a "
                        "PyTorch state_dict (.pth, .pt; read without PyTorch) or an ONNX file's, matched by name")
@@ -363,11 +384,13 @@ def build_parser():
     evaluate.add_argument("--data", metavar="DIR", help="directory with the dataset's IDX files")
     evaluate.add_argument("--confusion", metavar="PNG", help="also draw the confusion matrix into this file (the "
                           "run folder's confusion.png is the training's own; evaluating writes nothing there)")
+    _test_mirror_option(evaluate, AS_TRAINED)
     evaluate.set_defaults(handler=_evaluate)
 
     predict = commands.add_parser("predict", help="top-3 classes of images, with probabilities")
     predict.add_argument("targets", nargs="*", metavar="RUN_DIR|MODEL|MODEL.onnx IMAGE")
     _model_option(predict)
+    _test_mirror_option(predict, AS_TRAINED)
     predict.set_defaults(handler=_predict)
 
     summary = commands.add_parser("summary", help="layers, output shapes and parameter counts")
@@ -393,6 +416,7 @@ def build_parser():
     show.add_argument("--layer", type=int, default=0, help="which convolution layer to illustrate (default 0)")
     show.add_argument("--data", metavar="DIR", help="dataset directory (for the default test image)")
     show.add_argument("--seed", type=int, default=0, help="seed of the lesson's random kernels")
+    _test_mirror_option(show, AS_TRAINED)
     _language_option(show, "the pictures' and the page's")
     show.set_defaults(handler=_show)
 

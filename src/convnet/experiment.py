@@ -16,6 +16,7 @@ import numpy as np
 
 from . import checkpoint, models, optim, pretrained
 from . import functional as F
+from . import nn
 from .data import mnist, read_image, transforms
 from .data.loader import ArrayDataset, DataLoader
 from .language import words
@@ -54,6 +55,7 @@ class RunConfig:
     schedule: str = "onecycle"
     label_smoothing: float = 0.1
     augment: str | None = None
+    test_mirror: bool | None = None  # None: whenever training mirrors images (`test_time_mirroring`)
     seed: int = 0
     init_from: str | None = None
     sync_bn: bool = False
@@ -78,9 +80,14 @@ class RunConfig:
                             f"got {self.augment!r}")
         elif self.augment == "flip" and self.dataset == "mnist":
             problems.append("augment flip mirrors the images, and digits do not mirror; for mnist choose none or full")
-        for name in ("sync_bn", "tensorboard"):
-            if not isinstance(getattr(self, name), bool):
+        for name in ("sync_bn", "tensorboard", "test_mirror"):
+            if not isinstance(getattr(self, name), bool) and (name != "test_mirror" or self.test_mirror is not None):
                 problems.append(f"{name} must be true or false, got {getattr(self, name)!r}")
+        if self.test_mirror is True and not problems and not self.mirrors_training_images:
+            problems.append(f"test_mirror averages each test image with its mirror image, which helps only a network "
+                            f"trained on mirrored images and costs a network that never saw one 5 points "
+                            f"(docs/results.md); this run's training images are not mirrored (augment "
+                            f"{self.augmentation} on {self.dataset}): choose augment flip or full on fashion-mnist")
         if not isinstance(self.seed, int) or isinstance(self.seed, bool):
             problems.append(f"seed must be an integer, got {self.seed!r}")
         for name in ("epochs", "batch_size", "early_stop", "snapshot_every"):
@@ -118,6 +125,17 @@ class RunConfig:
         return DEFAULT_AUGMENT.get(self.dataset, "none") if self.augment is None else self.augment
 
     @property
+    def mirrors_training_images(self):
+        """Whether training mirrors images at random: flip, and full on datasets that mirror."""
+        return self.augmentation == "flip" or self.augmentation == "full" and self.dataset == "fashion-mnist"
+
+    @property
+    def test_time_mirroring(self):
+        """Whether evaluation averages each image with its mirror image (`nn.logits`): ``test_mirror``,
+        or by default whenever training mirrors images (it won 0.003 for the reference CNN)."""
+        return self.mirrors_training_images if self.test_mirror is None else self.test_mirror
+
+    @property
     def train_conditions(self):
         """How training batches differ from test batches, to label train figures with."""
         conditions = {"none": [], "flip": ["mirrored at random"], "full": ["augmented"]}[self.augmentation]
@@ -131,6 +149,7 @@ class RunConfig:
         values = {k: v for k, v in values.items() if k in known}
         if isinstance(values.get("augment"), bool):  # saved before augment named its kind: true meant full
             values["augment"] = "full" if values["augment"] else "none"
+        values.setdefault("test_mirror", False)  # saved before test-time mirroring: evaluated without it
         return cls(**values)
 
 
@@ -252,7 +271,7 @@ def build_trainer(config, train, test, run_dir=None, progress=True, log=print, g
     if config.early_stop is not None:  # on every rank: they must stop together
         callbacks.append(EarlyStopping(config.early_stop, log if group.rank == 0 else lambda *_: None))
     return Trainer(model, train_loader, evaluation_loader(config, test), optimizer, schedule, config.label_smoothing,
-                   callbacks, group)
+                   callbacks, group, config.test_time_mirroring)
 
 
 def start(config, run_dir, progress=True, log=print, group=ONE_PROCESS):
@@ -298,7 +317,7 @@ def plan_epochs(config, train, test, started, log=print):
     durations = np.diff(stopwatch.times)  # each step's, the first ones compiling kernels
     step_seconds = float(np.mean(durations[min(PROBE_WARMUP, len(durations) - 1):]))
     evaluated = time.perf_counter()
-    evaluate(probe.model, probe.test_loader)
+    probe.evaluate()
     evaluation_seconds = time.perf_counter() - evaluated
     epoch_seconds = len(probe.train_loader) * step_seconds + evaluation_seconds
     spent = time.perf_counter() - started
@@ -429,11 +448,13 @@ def _restore(run_dir, config, load):
                                          f"{error}") from None
 
 
-def evaluate_run(run_dir, data=None):
+def evaluate_run(run_dir, data=None, mirror=None):
     """(class names, `evaluate`'s result, warnings) of a run folder's model on its test set, read
     from ``data`` if given. A test set other than the run's is refused (`DataChanged`) unless
-    ``data`` asked for it; then the warnings say so."""
+    ``data`` asked for it; then the warnings say so. ``mirror``: test-time mirroring on or off
+    (None: as the run evaluated)."""
     config, model, meta = load_run(run_dir)
+    config = _with_mirroring(config, mirror, run_dir)
     if data is not None:
         config.data = _absolute(data)
     test, = load_datasets(config, ("test",))
@@ -442,15 +463,26 @@ def evaluate_run(run_dir, data=None):
         raise DataChanged(f"{run_dir}: {'; '.join(changes)} (pass --data with the run's files, or --data DIR to "
                           f"evaluate on other data on purpose)")
     warnings = [f"{run_dir}: {change}; the figures below are for {config.data}" for change in changes]
-    return test.classes, evaluate(model, evaluation_loader(config, test)), warnings
+    return test.classes, evaluate(model, evaluation_loader(config, test), mirror=config.test_time_mirroring), warnings
 
 
-def evaluate_model(target, data=None):
+def _with_mirroring(config, mirror, target):
+    """``config`` with test-time mirroring as asked (None: as it is), refused for a model trained
+    without mirrored images."""
+    if mirror is None:
+        return config
+    try:
+        return replace(config, test_mirror=mirror)
+    except ValueError as error:
+        raise ValueError(f"{target}: {error}") from None
+
+
+def evaluate_model(target, data=None, mirror=None):
     """`evaluate_run` for a run folder; for an ONNX file (or a zoo model) the same figures on its
     dataset's test set, with the notes on how it was read as the warnings."""
     if Path(target).is_dir():
-        return evaluate_run(target, data)
-    opened = open_model(target, data)
+        return evaluate_run(target, data, mirror)
+    opened = open_model(target, data, mirror)
     if opened.input_shape != IMAGE_SHAPE:
         raise ValueError(f"{target} takes images of shape {opened.input_shape}; {opened.config.dataset}'s are "
                          f"{IMAGE_SHAPE}, so it cannot be evaluated on them")
@@ -459,21 +491,24 @@ def evaluate_model(target, data=None):
         raise ValueError(f"{target} answers {len(opened.classes)} classes; {opened.config.dataset} has "
                          f"{len(test.classes)}")
     loader = DataLoader(test, 1000, transform=opened.normalize)
-    return test.classes, evaluate(opened.model, loader), opened.notes
+    return test.classes, evaluate(opened.model, loader, mirror=opened.mirror), opened.notes
 
 
 IMAGE_SHAPE = (1, 28, 28)  # (C, H, W) of the datasets' images, which the zoo's models take
 # Where `export_onnx` records, in an ONNX file's metadata_props, what `open_model` needs to use it
 # as it was trained: the dataset, the (mean, std) its [0, 1] pixels were normalised with, the class names.
 ONNX_DATASET, ONNX_NORMALIZATION, ONNX_CLASSES = "convnet.dataset", "convnet.normalization", "convnet.classes"
+# ... and whether its figures average each image with its mirror image (`nn.logits`), which the graph does not.
+ONNX_TEST_MIRROR = "convnet.test_mirror"
 
 
 @dataclass
 class Opened:
     """A model that ``evaluate``, ``predict``, ``summary`` and ``show`` use, and what it takes:
     images of ``input_shape`` (C, H, W) with pixels in [0, 1], normalised by ``normalize`` (None:
-    as they are); its outputs are logits of ``classes``. ``config``: its dataset and where that is
-    read from. ``notes``: what had to be assumed, to be said."""
+    as they are); its outputs are logits of ``classes``, averaged with those of the mirror image
+    where ``mirror`` (`nn.logits`). ``config``: its dataset and where that is read from.
+    ``notes``: what had to be assumed, to be said."""
     model: Module
     config: RunConfig
     title: str
@@ -482,6 +517,7 @@ class Opened:
     normalize: transforms.Normalize | None = None
     run_dir: Path | None = None
     notes: list = field(default_factory=list)
+    mirror: bool = False
 
     def preprocess(self, pixels):
         """uint8 images (N, C, H, W) -> the model's input."""
@@ -495,34 +531,36 @@ class Opened:
         return self.preprocess(pixels[None])[0], notes
 
 
-def open_model(target, data=None):
+def open_model(target, data=None, mirror=None):
     """A run folder's model, a zoo model (with the weights that ship with convnet, else untrained
-    from seed 0) or an ONNX file's, as `Opened`."""
+    from seed 0) or an ONNX file's, as `Opened`; ``mirror`` turns test-time mirroring on or off
+    (None: as the run, the shipped weights or the exported file evaluated)."""
     path = Path(target)
     if path.is_dir():
         config, model, _ = load_run(path)
-        return _convnet_model(model, config, f"{config.model} trained in {target}", path)
+        return _convnet_model(model, _with_mirroring(config, mirror, target), f"{config.model} trained in {target}",
+                              path)
     if target in pretrained.available():
         card = pretrained.card(target)
-        config = RunConfig(model=target, dataset=card["dataset"], data=data)
+        config = _with_mirroring(replace(RunConfig.from_dict(card["config"]), data=data), mirror, target)
         return _convnet_model(models.build(target, pretrained=True), config,
                               f"{target} with the weights that ship with convnet (test accuracy "
                               f"{card['test_accuracy']:.4f})")
     if target in models.MODELS:
-        config = RunConfig(model=target, data=data)
+        config = RunConfig(model=target, data=data, test_mirror=bool(mirror))
         manual_seed(0)
         return _convnet_model(build_model(config), config, f"{target} (untrained)",
                               notes=[f"{target} is untrained (random weights, seed 0): convnet ships trained weights "
                                      f"for {', '.join(pretrained.available()) or 'no model'}"])
     if path.suffix == ".onnx":
-        return _onnx_model(path, data)
+        return _onnx_model(path, data, mirror)
     raise ValueError(f"{target} is neither a run folder, a model ({', '.join(models.MODELS)}) nor an ONNX file "
                      f"(.onnx)")
 
 
 def _convnet_model(model, config, title, run_dir=None, notes=()):
     return Opened(model, config, title, IMAGE_SHAPE, mnist.CLASSES[config.dataset],
-                  mnist.normalization(config.dataset), run_dir, list(notes))
+                  mnist.normalization(config.dataset), run_dir, list(notes), config.test_time_mirroring)
 
 
 def export_onnx(target, path, opset=None):
@@ -532,11 +570,11 @@ def export_onnx(target, path, opset=None):
     opened = open_model(target)
     mean, std = mnist.NORMALIZATION[opened.config.dataset]
     metadata = {ONNX_DATASET: opened.config.dataset, ONNX_NORMALIZATION: json.dumps([mean, std]),
-                ONNX_CLASSES: json.dumps(list(opened.classes))}
+                ONNX_CLASSES: json.dumps(list(opened.classes)), ONNX_TEST_MIRROR: json.dumps(opened.mirror)}
     return export(opened.model, path, (1, *opened.input_shape), opset, metadata)
 
 
-def _onnx_model(path, data):
+def _onnx_model(path, data, mirror):
     """An ONNX file's model as `Opened`; what its metadata does not say is assumed and noted."""
     from .onnx import OnnxError, load
     model = load(path)
@@ -574,9 +612,13 @@ def _onnx_model(path, data):
         notes.append(f"{path} does not name its classes: they are taken as {config.dataset}'s")
     else:
         classes = tuple(f"class {index}" for index in range(count))
+    if mirror is None:
+        mirror = ONNX_TEST_MIRROR in recorded and _recorded(path, recorded, ONNX_TEST_MIRROR, bool, "true or false",
+                                                              lambda v: isinstance(v, bool))
     if model.answers_probabilities:
         model = _LogProbabilities(model)  # the rest of convnet takes logits; log p are logits of p
-    return Opened(model, config, f"{path.name} (ONNX)", (channels, height, width), classes, normalize, notes=notes)
+    return Opened(model, config, f"{path.name} (ONNX)", (channels, height, width), classes, normalize, notes=notes,
+                  mirror=mirror)
 
 
 def _recorded(path, recorded, key, convert, expected, accept=lambda value: True):
@@ -613,7 +655,7 @@ class Classifier:
     def probabilities(self, images):
         """Model inputs (N, C, H, W) -> class probabilities (N, classes)."""
         with no_grad():
-            return F.softmax(self.opened.model(Tensor(images)), dim=1).numpy()
+            return F.softmax(nn.logits(self.opened.model, images, self.opened.mirror), dim=1).numpy()
 
     def top(self, path, k):
         """([(class name, probability)] of the ``k`` likeliest classes, conversion notes) of an image file."""
@@ -624,13 +666,15 @@ class Classifier:
 
 @dataclass
 class Subject:
-    """What ``convnet show`` draws: a model, one image (C, H, W) as the model takes it, and words."""
+    """What ``convnet show`` draws: a model, one image (C, H, W) as the model takes it, and words;
+    ``mirror``: whether its answer averages the image's and the mirror image's (`Opened.mirror`)."""
     model: Module
     image: np.ndarray
     title: str
     classes: tuple = ()
     notes: list = field(default_factory=list)
     curves_png: bytes | None = None
+    mirror: bool = False
 
 
 LESSON_IMAGE = "grace_hopper.jpg"  # a photograph that matplotlib ships, so the lesson needs no download
@@ -651,10 +695,10 @@ def lesson_subject(image_path=None, seed=0, language="en"):
     return Subject(model, transforms.unit_range(pixels), title, notes=[f"{image_path}: {note}" for note in notes])
 
 
-def open_subject(target, image_path=None, data=None):
+def open_subject(target, image_path=None, data=None, mirror=None):
     """A run folder's, zoo model's or ONNX file's model on the image at ``image_path``, or on the
-    first test image of its dataset."""
-    opened = open_model(target, data)
+    first test image of its dataset; ``mirror`` as for `open_model`."""
+    opened = open_model(target, data, mirror)
     notes = list(opened.notes)
     if image_path is not None:
         image, read_notes = opened.read(image_path)
@@ -669,4 +713,4 @@ def open_subject(target, image_path=None, data=None):
                          f"give an IMAGE to show it")
     curves = opened.run_dir / CURVES if opened.run_dir is not None else None
     return Subject(opened.model, image, opened.title, opened.classes, notes,
-                   curves.read_bytes() if curves is not None and curves.exists() else None)
+                   curves.read_bytes() if curves is not None and curves.exists() else None, opened.mirror)

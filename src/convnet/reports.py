@@ -126,7 +126,9 @@ class RunFolder(Callback):
         last epoch, which the checkpoint holds only when it was saved at an epoch's end."""
         self.save(trainer)  # the restored state, so the same checkpoint again, and its readable copy
         if trainer.history:
-            evaluation = evaluate(trainer.model, trainer.test_loader) if trainer.batch == 0 else None
+            # rank 0 alone writes reports: it evaluates as one process, not with the job's group
+            evaluation = (evaluate(trainer.model, trainer.test_loader, mirror=trainer.test_mirror)
+                          if trainer.batch == 0 else None)
             self._write_reports(trainer.history, evaluation)
 
     def _write_reports(self, history, evaluation):

@@ -17,6 +17,7 @@ from contextlib import contextmanager
 import numpy as np
 
 from . import functional as F
+from . import nn
 from . import random as _random
 from .distributed import Group, flat_gradients
 from .tensor import Tensor, no_grad
@@ -110,9 +111,11 @@ class NonFiniteOutput(ValueError):
     """A model answered NaN or infinity: its figures would be meaningless, so there are none."""
 
 
-def evaluate(model, loader, group=ONE_PROCESS):
-    """Loss, accuracy, per-class accuracy and confusion matrix of ``model`` over ``loader``;
-    `NonFiniteOutput` if any output is NaN or infinite (an argmax over NaN is not a prediction).
+def evaluate(model, loader, group=ONE_PROCESS, mirror=False):
+    """Loss, accuracy, per-class accuracy and confusion matrix of ``model`` over ``loader`` (with
+    ``mirror``, of its outputs averaged over each image and its mirror image: `nn.logits`), and
+    whether they were ``mirrored``; `NonFiniteOutput` if any output is NaN or infinite (an argmax
+    over NaN is not a prediction).
     With the ranks of a distributed ``group``, each takes its share of every batch and the sums
     are summed: every rank gets one process's figures."""
     classes = len(loader.dataset.classes)
@@ -123,7 +126,7 @@ def evaluate(model, loader, group=ONE_PROCESS):
     with no_grad():
         for images, labels in loader.batches(0):
             images, labels = _share(group, images, labels)
-            logits = model(images)
+            logits = nn.logits(model, images, mirror)
             finite = np.isfinite(logits.numpy()).all(axis=1)
             if not finite.all():
                 model.train(was_training)
@@ -140,7 +143,7 @@ def evaluate(model, loader, group=ONE_PROCESS):
     model.train(was_training)
     per_class = np.diag(confusion) / np.maximum(confusion.sum(axis=1), 1)
     return {"loss": total_loss / max(count, 1), "accuracy": float(np.trace(confusion) / max(count, 1)),
-            "per_class_accuracy": per_class.tolist(), "confusion": confusion.tolist()}
+            "per_class_accuracy": per_class.tolist(), "confusion": confusion.tolist(), "mirrored": bool(mirror)}
 
 
 INTERRUPTING_SIGNALS = (signal.SIGINT, signal.SIGTERM)
@@ -218,7 +221,8 @@ def _state_problems(state, batches):
 
 
 class Trainer:
-    """Trains ``model`` on ``train_loader``, evaluating on ``test_loader`` after every epoch.
+    """Trains ``model`` on ``train_loader``, evaluating on ``test_loader`` after every epoch (with
+    ``test_mirror``, each test image averaged with its mirror image: `nn.logits`).
 
     ``schedule`` (or None) steps once per batch; ``callbacks`` are told about every step (see
     `Callback`). ``group``: the ranks of a distributed job (`convnet.distributed`), each training
@@ -227,8 +231,9 @@ class Trainer:
     """
 
     def __init__(self, model, train_loader, test_loader, optimizer, schedule=None, label_smoothing=0.0,
-                 callbacks=(), group=ONE_PROCESS):
+                 callbacks=(), group=ONE_PROCESS, test_mirror=False):
         self.model, self.train_loader, self.test_loader = model, train_loader, test_loader
+        self.test_mirror = test_mirror
         self.group = group
         self.optimizer, self.schedule, self.label_smoothing = optimizer, schedule, label_smoothing
         self.callbacks = list(callbacks)
@@ -255,6 +260,10 @@ class Trainer:
         self.epoch, self.batch, self.partial = state["epoch"], state["batch"], state["partial"]
         self.history = state["history"]
         _random.set_state(state["rng"])
+
+    def evaluate(self):
+        """`evaluate`'s figures for the model as it is now, as the loop evaluates it after an epoch."""
+        return evaluate(self.model, self.test_loader, self.group, self.test_mirror)
 
     # ------------------------------------------------------------------ loop
     def request_stop(self):
@@ -361,7 +370,7 @@ class Trainer:
         partial = self.partial
         if self.group.size > 1:
             self._buffers_from_rank_0()  # what rank 0 saves is what every rank evaluates with
-        evaluation = evaluate(self.model, self.test_loader, self.group)
+        evaluation = self.evaluate()
         self.epoch += 1
         record = {"epoch": self.epoch, "train_loss": partial["loss"] / max(partial["count"], 1),
                   "train_accuracy": partial["correct"] / max(partial["count"], 1), "test_loss": evaluation["loss"],

@@ -5,6 +5,7 @@ from .activation import GELU, LeakyReLU, LogSoftmax, ReLU, Sigmoid, Softmax, Tan
 from .conv import Conv2d, ConvTranspose2d
 from .inspect import LayerOutput, record_outputs
 from .linear import Dropout, Flatten, Identity, Linear
+from .mirror import logits
 from .module import Module, Parameter, Sequential
 from .normalization import BatchNorm1d, BatchNorm2d
 from .pooling import AdaptiveAvgPool2d, AvgPool2d, MaxPool2d
@@ -14,4 +15,4 @@ from .summary import summary, summary_rows
 __all__ = ["Module", "Parameter", "Sequential", "Conv2d", "ConvTranspose2d", "Linear", "Flatten", "Dropout", "Identity",
            "MaxPool2d", "AvgPool2d", "AdaptiveAvgPool2d", "ReLU", "LeakyReLU", "Sigmoid", "Tanh", "GELU", "Softmax",
            "LogSoftmax", "BatchNorm1d", "BatchNorm2d", "BasicBlock", "init", "summary", "summary_rows",
-           "record_outputs", "LayerOutput"]
+           "record_outputs", "LayerOutput", "logits"]

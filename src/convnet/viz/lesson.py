@@ -211,8 +211,9 @@ def kernels_figure(kernels, title):
     return maps_grid_figure(kernels[:, 0], title, signed=True)
 
 
-def probabilities_figure(probabilities, classes, language="en"):
-    """(d) The network's answer: the probability of each class, the most likely highlighted."""
+def probabilities_figure(probabilities, classes, language="en", mirrored=False):
+    """(d) The network's answer: the probability of each class, the most likely highlighted;
+    ``mirrored``: averaged with the mirror image's answer, the title says."""
     text = words(language)
     classes = class_names(classes, language) or tuple(str(i) for i in range(len(probabilities)))
     figure, axes = new_figure(size=(7, 0.35 * len(classes) + 1.2))
@@ -221,7 +222,7 @@ def probabilities_figure(probabilities, classes, language="en"):
     axes.barh([classes[i] for i in order], probabilities[order], color=colours)
     for y, i in enumerate(order):
         axes.text(probabilities[i] + 0.01, y, f"{probabilities[i]:.3f}", va="center", fontsize=9)
-    axes.set(xlim=(0, 1.12), xlabel=text["probabilities.axis"], title=text["probabilities.title"])
+    axes.set(xlim=(0, 1.12), xlabel=text["probabilities.axis"], title=text["probabilities.mirrored" if mirrored else "probabilities.title"])
     return figure
 
 

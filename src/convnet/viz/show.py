@@ -11,10 +11,11 @@ from .page import page
 from .story import tell
 
 
-def show(model, image, out_dir, title, classes=(), layer=0, curves_png=None, notes=(), language="en"):
+def show(model, image, out_dir, title, classes=(), layer=0, curves_png=None, notes=(), language="en", mirror=False):
     """Tell ``image`` (C, H, W)'s way through ``model`` and `render` it, with the model's summary;
-    return the paths written."""
-    story = tell(model, image, layer=layer, classes=classes)
+    return the paths written. ``mirror``: the class probabilities average the image's answer and
+    its mirror image's (test-time mirroring, `nn.logits`)."""
+    story = tell(model, image, layer=layer, classes=classes, mirror=mirror)
     return render(story, out_dir, title, summary=summary(model, (1,) + image.shape), curves_png=curves_png,
                   notes=notes, language=language)
 
@@ -66,7 +67,7 @@ def _sections(story, curves_png, text, language):
                 for name, maps in story.deeper]
     if story.probabilities is not None:
         kernels.append(("probabilities.png", png_bytes(lesson.probabilities_figure(
-            story.probabilities, story.classes, language)), "image/png"))
+            story.probabilities, story.classes, language, story.mirrored)), "image/png"))
     sections.append((text["show.answer"], text["show.answer_text"], kernels))
     if curves_png is not None:
         sections.append((text["show.training"], text["show.training_text"], [("curves.png", curves_png, "image/png")]))

@@ -10,7 +10,7 @@ import numpy as np
 
 from .. import functional as F
 from .. import nn
-from ..tensor import Tensor
+from ..tensor import Tensor, no_grad
 
 
 @dataclass
@@ -60,10 +60,13 @@ class Story:
     deeper: list = field(default_factory=list)   # [(layer name, (K, h, w) maps)] of later conv layers
     probabilities: np.ndarray | None = None
     classes: tuple = ()
+    mirrored: bool = False        # probabilities averaged with the mirror image's (`nn.logits`)
 
 
-def tell(model, image, layer=0, classes=()):
-    """The story of ``image`` (C, H, W) float32 through ``model``, centred on conv layer ``layer``."""
+def tell(model, image, layer=0, classes=(), mirror=False):
+    """The story of ``image`` (C, H, W) float32 through ``model``, centred on conv layer ``layer``;
+    with ``mirror``, its class probabilities average the answers for the image and its mirror image,
+    as the model was evaluated (`nn.logits`)."""
     records, output = nn.record_outputs(model, image[None])
     convs = [i for i, r in enumerate(records) if isinstance(r.module, nn.Conv2d)]
     if not convs:
@@ -83,9 +86,22 @@ def tell(model, image, layer=0, classes=()):
     deeper = [(records[i].name, records[i].output[0]) for i in convs if i > at]
     probabilities = None
     if output.ndim == 2 and output.shape[1] > 1:
+        if mirror:
+            output = _mirrored_answer(model, image)
         probabilities = F.softmax(Tensor(output), dim=1).numpy()[0]
     return Story(image, convolution, maps, conv.module.weight.numpy().copy(), pooling, pooled_maps, deeper,
-                 probabilities, tuple(classes))
+                 probabilities, tuple(classes), mirror and probabilities is not None)
+
+
+def _mirrored_answer(model, image):
+    """The model's outputs (1, classes) for ``image`` averaged with its mirror image's, in evaluation mode."""
+    was_training = model.training
+    model.eval()
+    try:
+        with no_grad():
+            return nn.logits(model, image[None], mirror=True).numpy()
+    finally:
+        model.train(was_training)
 
 
 def _convolution_step(record, maps):
