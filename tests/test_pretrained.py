@@ -45,6 +45,9 @@ def test_each_shipped_model_scores_exactly_what_its_card_records(name):
     assert notes == [] and result["accuracy"] == card["test_accuracy"]
     assert dict(zip(classes, result["per_class_accuracy"])) == card["per_class_accuracy"]
     assert sum(map(sum, result["confusion"])) == 10_000
+    # Trained on mirrored images, it is evaluated with test-time mirroring, and its card says what one pass gives.
+    assert card["test_time_mirroring"] and card["test_accuracy_mirrored"] == card["test_accuracy"]
+    assert evaluate_model(name, mirror=False)[1]["accuracy"] == card["test_accuracy_one_pass"]
 
 
 def test_pretrained_loads_the_card_checked_weights_into_the_default_model():
