@@ -33,8 +33,8 @@ def _bench(args):
 
 
 TRAIN_OPTIONS = ("model", "dataset", "epochs", "batch_size", "optimizer", "lr", "weight_decay", "schedule",
-                 "label_smoothing", "augment", "test_mirror", "seed", "init_from", "sync_bn", "early_stop", "tensorboard",
-                 "snapshot_every", "time_budget")
+                 "label_smoothing", "augment", "test_mirror", "seed", "init_from", "sync_bn", "early_stop",
+                 "tensorboard", "snapshot_every", "time_budget")
 
 
 def _train(args):

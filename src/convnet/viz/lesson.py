@@ -222,7 +222,8 @@ def probabilities_figure(probabilities, classes, language="en", mirrored=False):
     axes.barh([classes[i] for i in order], probabilities[order], color=colours)
     for y, i in enumerate(order):
         axes.text(probabilities[i] + 0.01, y, f"{probabilities[i]:.3f}", va="center", fontsize=9)
-    axes.set(xlim=(0, 1.12), xlabel=text["probabilities.axis"], title=text["probabilities.mirrored" if mirrored else "probabilities.title"])
+    axes.set(xlim=(0, 1.12), xlabel=text["probabilities.axis"],
+             title=text["probabilities.mirrored" if mirrored else "probabilities.title"])
     return figure
 
 
