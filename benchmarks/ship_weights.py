@@ -7,12 +7,6 @@ runs ``convnet train`` with those options in a fresh run folder, timing the comm
 evaluates the run on the 10,000 test images, and writes ``src/convnet/weights/MODEL.safetensors``
 (the weights alone) and ``MODEL.json`` (its card), and ``docs/MODEL_confusion.png`` for the
 README's model card. Run it alone on an idle machine: the card records the time it took here.
-
-    python benchmarks/ship_weights.py --evaluate-again MODEL
-
-evaluates MODEL's shipped weights again with this convnet and rewrites its card's figures and
-picture, keeping how the weights were made: for a change in how convnet evaluates (test-time
-mirroring came after weights that it serves).
 """
 
 import argparse
@@ -31,7 +25,7 @@ from pathlib import Path
 from safetensors.numpy import save as save_tensors
 
 from convnet import pretrained
-from convnet.experiment import RunConfig, evaluate_model, evaluate_run, load_run
+from convnet.experiment import evaluate_run, load_run
 from convnet.viz import save_confusion
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -39,13 +33,8 @@ ROOT = Path(__file__).resolve().parent.parent
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--evaluate-again", metavar="MODEL", choices=pretrained.available(),
-                        help="rewrite the figures of MODEL's card from its shipped weights; no training")
     parser.add_argument("options", nargs=argparse.REMAINDER, help="convnet train's options, after --")
-    arguments = parser.parse_args()
-    if arguments.evaluate_again:
-        return evaluate_again(arguments.evaluate_again)
-    options = [option for option in arguments.options if option != "--"]
+    options = [option for option in parser.parse_args().options if option != "--"]
     if "--out" in options or "--resume" in options:
         parser.error("the run folder is this script's own: give neither --out nor --resume")
     with tempfile.TemporaryDirectory() as folder:
@@ -55,7 +44,7 @@ def main():
         subprocess.run(command, check=True)
         seconds = time.perf_counter() - started
         config, model, meta = load_run(run_dir)
-        figures = _figures(config, lambda mirror: evaluate_run(run_dir, mirror=mirror))
+        figures = _figures(run_dir, config)
     weights = save_tensors({name: array for name, array in model.state_dict().items()})
     name = config.model
     pretrained.WEIGHTS.mkdir(exist_ok=True)
@@ -74,31 +63,18 @@ def main():
     print(f"shipped {name}: test accuracy {card['test_accuracy']:.4f} after {seconds:.0f} s ({card['command']})")
 
 
-def evaluate_again(name):
-    """Figures as this convnet gives them for a run of the card's command: settings it has gained
-    since take their defaults (the card's history stays the training's own, as it evaluated then)."""
-    card = pretrained.card(name)
-    config = RunConfig(**card["config"])  # not from_dict, which keeps a stored run's evaluation as it was
-    card["config"] = asdict(config)
-    card["settings"]["test_time_mirroring"] = config.test_time_mirroring
-    card.update(_figures(config, lambda mirror: evaluate_model(name, mirror=mirror)),
-                evaluated_again={"convnet_commit": _commit(), "date": time.strftime("%Y-%m-%d")})
-    (pretrained.WEIGHTS / f"{name}.json").write_text(json.dumps(card, indent=1) + "\n")
-    print(f"{name}: test accuracy {card['test_accuracy']:.4f}")
-
-
-def _figures(config, evaluate):
-    """The card's test figures: as convnet evaluates the model (``config``'s test-time mirroring),
+def _figures(run_dir, config):
+    """The card's test figures: as convnet evaluates the run (``config``'s test-time mirroring),
     per class, and in one pass and mirrored where it was trained on mirrored images; the confusion
-    matrix drawn into docs/. ``evaluate(mirror)`` gives (classes, `evaluate`'s result, warnings)."""
-    classes, result, warnings = evaluate(config.test_time_mirroring)
+    matrix drawn into docs/."""
+    classes, result, warnings = evaluate_run(run_dir)
     if warnings:
         sys.exit(f"ship_weights: refusing a run evaluated on other data: {warnings}")
     figures = {"test_accuracy": result["accuracy"], "test_loss": result["loss"],
                "test_time_mirroring": config.test_time_mirroring,
                "per_class_accuracy": dict(zip(classes, result["per_class_accuracy"]))}
     if config.mirrors_training_images:  # both ways, so that the card says what test-time mirroring gives
-        other = evaluate(not config.test_time_mirroring)[1]["accuracy"]
+        other = evaluate_run(run_dir, mirror=not config.test_time_mirroring)[1]["accuracy"]
         mirrored, one_pass = (result["accuracy"], other) if config.test_time_mirroring else (other, result["accuracy"])
         figures.update(test_accuracy_one_pass=one_pass, test_accuracy_mirrored=mirrored)
     save_confusion(result["confusion"], classes, ROOT / "docs" / f"{config.model}_confusion.png")
