@@ -12,7 +12,7 @@ import pytest
 
 import convnet
 from convnet import checkpoint, experiment, reports
-from convnet.experiment import RunConfig, build_trainer, load_datasets, load_run
+from convnet.experiment import RunConfig, build_trainer, load_datasets, load_run, train_transform
 from convnet.files import WriteError
 from convnet.train import Callback, EarlyStopping, TrainingDiverged, TrainingInterrupted
 
@@ -153,7 +153,8 @@ def test_config_checks_every_value_at_once():
     with pytest.raises(ValueError) as refused:
         RunConfig.from_dict({"data": 7, "augment": "yes", "seed": 1.5, "lr": "0.1", "weight_decay": "0.05",
                              "label_smoothing": [0.1]})
-    for expected in ("data must be a folder's path or None, got 7", "augment must be one of none, flip, full (or None: the dataset's default), got 'yes'",
+    for expected in ("data must be a folder's path or None, got 7", "augment must be none, full or a comma-separated choice of crop, flip, erase (or None: "
+                     "the dataset's default), got 'yes'",
                      "seed must be an integer, got 1.5", "lr must be positive, got '0.1'",
                      "weight_decay must be >= 0, got '0.05'", "label_smoothing must be in [0, 1), got [0.1]"):
         assert expected in str(refused.value)
@@ -389,12 +390,44 @@ def test_the_default_augmentation_mirrors_clothes_and_leaves_digits_alone():
     assert RunConfig().augmentation == "flip" and RunConfig(dataset="mnist").augmentation == "none"
     assert RunConfig(augment="full").train_conditions == ["augmented", "label smoothing 0.1"]
     assert RunConfig(label_smoothing=0).train_conditions == ["mirrored at random"]
-    with pytest.raises(ValueError, match="augment flip mirrors the images, and digits do not mirror; for mnist choose "
-                                         "none or full"):
+    with pytest.raises(ValueError, match="^augment flip mirrors the images, and mnist's do not mirror; choose from "
+                                         "none, full, crop and erase$"):
         RunConfig(dataset="mnist", augment="flip")
     # A run saved when augment was true or false means what it meant then.
     assert RunConfig.from_dict({"augment": True}).augment == "full"
     assert RunConfig.from_dict({"augment": False}).augment == "none"
+
+
+def test_augment_names_a_comma_separated_choice_of_steps_applied_in_a_fixed_order():
+    assert RunConfig(augment="full").augmentation_steps == ("crop", "flip", "erase")
+    assert RunConfig(augment="full", dataset="mnist").augmentation_steps == ("crop", "erase")
+    assert RunConfig(augment="flip,crop").augmentation_steps == ("crop", "flip")
+    assert RunConfig(augment="none").augmentation_steps == ()
+    assert RunConfig(augment="crop,flip").train_conditions == ["augmented (crop, flip)", "label smoothing 0.1"]
+    assert RunConfig(augment="crop,flip").test_time_mirroring and not RunConfig(augment="crop").test_time_mirroring
+    # "full" is exactly crop, flip and erase: the same batches, bit for bit.
+    images = np.random.default_rng(0).random((64, 1, 28, 28)).astype(np.float32)
+    full = train_transform(RunConfig(augment="full"))(images, np.random.default_rng(7))
+    np.testing.assert_array_equal(full, train_transform(RunConfig(augment="erase,flip,crop"))(images, np.random.default_rng(7)))
+    # Crops move each image by at most 2 pixels and flips mirror it, nothing else: undoing the
+    # drawn shift and mirror of a pixel-unique image finds it again inside the padding.
+    unique = np.arange(28 * 28, dtype=np.float32).reshape(1, 1, 28, 28) + 1
+    crop_flip = train_transform(RunConfig(augment="crop,flip"))
+    normalize = train_transform(RunConfig(augment="none"))
+    padded = np.pad(normalize(np.repeat(unique, 32, axis=0)), ((0, 0), (0, 0), (2, 2), (2, 2)),
+                    constant_values=normalize(np.zeros((1, 1, 1, 1), np.float32)).item())
+    seen = crop_flip(np.repeat(unique, 32, axis=0), np.random.default_rng(3))
+    mirrored_seen = set()
+    for image, pad in zip(seen, padded):
+        windows = {(top, left, mirrored) for top in range(5) for left in range(5) for mirrored in (False, True)
+                   if np.array_equal(image, (pad[:, top:top + 28, left:left + 28])[..., ::-1 if mirrored else 1])}
+        assert len(windows) == 1
+        mirrored_seen.add(windows.pop()[2])
+    assert mirrored_seen == {False, True}
+    for bad in ("crop,crop", "full,flip", "", "crop;flip"):
+        with pytest.raises(ValueError, match=r"^augment must be none, full or a comma-separated choice of crop, flip, "
+                                             rf"erase \(or None: the dataset's default\), got '{bad}'$"):
+            RunConfig(augment=bad)
 
 
 def test_test_time_mirroring_is_on_where_training_mirrors_and_refused_where_it_does_not():
@@ -404,7 +437,7 @@ def test_test_time_mirroring_is_on_where_training_mirrors_and_refused_where_it_d
     assert not RunConfig(test_mirror=False).test_time_mirroring
     with pytest.raises(ValueError, match=r"^test_mirror averages each test image with its mirror image, which helps "
                                          r"only a network trained on mirrored images .*\(augment none on "
-                                         r"fashion-mnist\): choose augment flip or full on fashion-mnist$"):
+                                         r"fashion-mnist\): choose an augment that flips \(flip, crop,flip or full\) on fashion-mnist$"):
         RunConfig(augment="none", test_mirror=True)
     with pytest.raises(ValueError, match=r"^test_mirror must be true or false, got 'yes'$"):
         RunConfig.from_dict({"test_mirror": "yes"})

@@ -351,9 +351,11 @@ def build_parser():
                        "(default: " + ", ".join(f"{name} {decay:g}" for name, decay in DEFAULT_WEIGHT_DECAY.items()) + ")")
     train.add_argument("--schedule", choices=SCHEDULES, help=f"learning-rate schedule, per step ({default('schedule')})")
     train.add_argument("--label-smoothing", type=_fraction, help=default("label_smoothing"))
-    train.add_argument("--augment", nargs="?", const="full", choices=AUGMENTATIONS,
-                       help="none; flip: mirror half the images at random (Fashion-MNIST's default); full (also "
-                       "--augment alone): random crops, flips (Fashion-MNIST) and erasing (MNIST's default: none)")
+    train.add_argument("--augment", nargs="?", const="full", metavar="{" + ",".join(AUGMENTATIONS) + "}",
+                       help="what varies the training images at random: none; crop (padded by 2 pixels), flip (left-"
+                       "right) or erase (a rectangle, a quarter of the images), alone or comma-separated (crop,flip); "
+                       "full (also --augment alone): all three, without flips on MNIST. Default: flip on "
+                       "Fashion-MNIST, none on MNIST")
     _test_mirror_option(train, "default: on when training mirrors images; the run keeps the choice for its "
                         "evaluations and for evaluate, predict, show and export")
     train.add_argument("--seed", type=int, help=f"{default('seed')}; the same seed repeats a run bit for bit")
