@@ -82,7 +82,7 @@ class RunConfig:
         if not (self.augment is None or isinstance(self.augment, str) and _is_augmentation(self.augment)):
             problems.append(f"augment must be none, full or a comma-separated choice of "
                             f"{', '.join(AUGMENTATION_STEPS)} (or None: the dataset's default), got {self.augment!r}")
-        elif self.mirrors_training_images and self.dataset not in MIRRORING_DATASETS:
+        elif self.augment is not None and "flip" in self.augment.split(",") and self.dataset not in MIRRORING_DATASETS:
             problems.append(f"augment {self.augment} mirrors the images, and {self.dataset}'s do not mirror; "
                             f"choose from none, full, crop and erase")
         for name in ("sync_bn", "tensorboard"):
