@@ -37,6 +37,7 @@ def main():
     options = [option for option in parser.parse_args().options if option != "--"]
     if "--out" in options or "--resume" in options:
         parser.error("the run folder is this script's own: give neither --out nor --resume")
+    trained_by = _commit()  # before this script writes the weights, which would make every tree dirty
     with tempfile.TemporaryDirectory() as folder:
         run_dir = Path(folder) / "run"
         command = [sys.executable, "-m", "convnet", "train", *options, "--out", str(run_dir), "--no-progress"]
@@ -57,7 +58,7 @@ def main():
             "seed": config.seed,
             "epochs": config.epochs, "training_seconds": round(seconds, 1),
             "machine": f"{_processor()}, {len(os.sched_getaffinity(0))} cores, {platform.system()}",
-            "convnet_commit": _commit(), "trained": time.strftime("%Y-%m-%d"),
+            "convnet_commit": trained_by, "trained": time.strftime("%Y-%m-%d"),
             **figures, "history": meta["history"]}
     (pretrained.WEIGHTS / f"{name}.json").write_text(json.dumps(card, indent=1) + "\n")
     print(f"shipped {name}: test accuracy {card['test_accuracy']:.4f} after {seconds:.0f} s ({card['command']})")
