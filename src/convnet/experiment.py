@@ -548,6 +548,11 @@ class Opened:
     notes: list = field(default_factory=list)
     mirror: bool = False
 
+    def __post_init__(self):
+        # Every use is inference, often of one image alone (`predict`): batch norm must answer with
+        # its running statistics, not the statistics of the images it is given.
+        self.model.eval()
+
     def preprocess(self, pixels):
         """uint8 images (N, C, H, W) -> the model's input."""
         scaled = transforms.unit_range(pixels)
