@@ -46,7 +46,8 @@ def test_random_crop_takes_windows_of_the_padded_image():
     assert out.shape == batch.shape
     padded = np.pad(batch, ((0, 0), (0, 0), (2, 2), (2, 2)))
     for image, source in zip(out, padded):
-        matches = [(t, l) for t in range(5) for l in range(5) if np.array_equal(source[:, t:t + 5, l:l + 5], image)]
+        matches = [(top, left) for top in range(5) for left in range(5)
+                   if np.array_equal(source[:, top:top + 5, left:left + 5], image)]
         assert matches, "each crop is a 5x5 window of its own padded image"
 
 
