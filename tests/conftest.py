@@ -7,11 +7,11 @@ nothing is skipped there.
 
 import os
 
+import convnet  # first: it sets BLAS's idle wait, which NumPy's BLAS reads when it loads
 import numpy as np
 import pytest
 from hypothesis import settings
 
-import convnet
 from convnet import Tensor
 
 settings.register_profile("convnet", max_examples=25, deadline=None, derandomize=True)

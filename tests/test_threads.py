@@ -79,3 +79,20 @@ def test_withdrawing_the_defaults_leaves_the_environment_as_it_was(monkeypatch):
     assert process.applied_thread_defaults == {"OMP_WAIT_POLICY": "PASSIVE"}
     process.withdraw_thread_defaults()
     assert "OMP_WAIT_POLICY" not in os.environ and os.environ["OPENBLAS_THREAD_TIMEOUT"] == "28"
+
+
+@pytest.mark.parametrize("imports, given, warned", [
+    ("import numpy, convnet", {"OPENBLAS_NUM_THREADS": "2"}, True),
+    ("import convnet, numpy", {"OPENBLAS_NUM_THREADS": "2"}, False),
+    ("import numpy, convnet", {"OPENBLAS_NUM_THREADS": "2", "OPENBLAS_THREAD_TIMEOUT": "4"}, False),
+    ("import numpy, convnet", {"OPENBLAS_NUM_THREADS": "1"}, False),  # one thread: nothing spins
+])
+def test_importing_convnet_after_numpy_warns_that_blas_threads_will_spin(imports, given, warned):
+    environment = {k: v for k, v in os.environ.items()
+                   if k not in (*process.IDLE_THREAD_WAIT, *process.THREAD_COUNT_VARIABLES)}
+    result = subprocess.run([sys.executable, "-W", "default", "-c", imports], capture_output=True, text=True,
+                            check=True, env={**environment, **given})
+    warnings = [line for line in result.stderr.splitlines() if "RuntimeWarning" in line]
+    assert len(warnings) == warned
+    if warned:
+        assert "import convnet before NumPy, or set OPENBLAS_THREAD_TIMEOUT=4" in warnings[0]

@@ -5,6 +5,8 @@ environment before NumPy loads its BLAS, so ``import convnet`` sets it first thi
 alone any value the environment already holds."""
 
 import os
+import sys
+import warnings
 
 # How the two thread pools wait for work. Both spin by default: OpenMP's (which runs Numba's
 # parallel kernels) for a while after each kernel, OpenBLAS's for about 0.1 s after each matrix
@@ -21,10 +23,24 @@ def quiet_idle_threads():
     """Put `IDLE_THREAD_WAIT`'s settings into the environment where it has none of its own, and
     remember which (`applied_thread_defaults`). OpenBLAS reads its setting when NumPy is first
     imported and OpenMP its own when Numba first starts its threads: in a program that imported
-    NumPy before convnet, set OPENBLAS_THREAD_TIMEOUT=4 yourself to get the full gain."""
+    NumPy before convnet, set OPENBLAS_THREAD_TIMEOUT=4 yourself to get the full gain: it is
+    told so by a RuntimeWarning when it runs BLAS on several threads."""
+    if "numpy" in sys.modules and "OPENBLAS_THREAD_TIMEOUT" not in os.environ and _blas_threads() > 1:
+        warnings.warn("convnet was imported after NumPy, too late to make OpenBLAS's idle threads sleep: they "
+                      "will spin after every matrix product on the cores convnet's parallel kernels need, "
+                      "and training will run slower; import convnet before NumPy, or set "
+                      "OPENBLAS_THREAD_TIMEOUT=4 in the environment", RuntimeWarning, stacklevel=2)
     for name, value in IDLE_THREAD_WAIT.items():
         if name not in os.environ:
             os.environ[name] = applied_thread_defaults[name] = value
+
+
+def _blas_threads():
+    """How many threads OpenBLAS runs: the variables it reads, else every core it may use."""
+    for name in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS"):
+        if os.environ.get(name, "").isdigit():
+            return int(os.environ[name])
+    return len(os.sched_getaffinity(0))
 
 
 # The number of ranks an MPI launcher started on this host (Open MPI, MPICH/Hydra): they share its cores.
