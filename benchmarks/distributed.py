@@ -6,8 +6,11 @@
 
 Each layout trains the reference CNN + BN and ResNet-8 on Fashion-MNIST batches of a global
 128 (the first steps are a warm-up), timing every step and, inside it, the Allreduce of the
-gradients; the medians are printed as one JSON line per model. The last part projects images/s
-for more hosts from these figures with the ring-allreduce cost model (`project`).
+gradients. The layouts take turns for ``--rounds`` rounds, in an order that alternates, since one
+two-thread process stalls whenever the shared machine takes one of its cores; each figure is the
+median over the rounds of each round's median step, printed as one JSON line per layout and
+model with the range of images/s. The last part projects images/s for more hosts from these
+figures with the ring-allreduce cost model (`project`).
 """
 
 import argparse
@@ -18,12 +21,14 @@ import subprocess
 import sys
 import time
 
+import convnet  # noqa: F401  (first: it sets BLAS's idle wait, which NumPy's BLAS reads when it loads)
 import numpy as np
 from two_hosts import two_hosts
 
 MODELS = ("reference_cnn", "resnet8")
 BATCH = 128
 WARMUP, STEPS = 5, 30
+ROUNDS = 5
 
 
 def rank_job(data):
@@ -81,6 +86,7 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rank-job", action="store_true", help="time the steps in this process (under mpirun)")
     parser.add_argument("--data", help="the Fashion-MNIST folder (default: where convnet finds it)")
+    parser.add_argument("--rounds", type=int, default=ROUNDS, help=f"turns each layout takes (default {ROUNDS})")
     parser.add_argument("--two-hosts", metavar="RATE", help="also two namespace hosts over TCP limited to RATE "
                         "(e.g. 1gbit; needs root: see two_hosts.py)")
     args = parser.parse_args()
@@ -94,16 +100,19 @@ def main():
         layouts["1 rank, one core"] = [["taskset", "-c", "0", "env", "OMP_NUM_THREADS=1", "OPENBLAS_NUM_THREADS=1",
                                         "NUMBA_NUM_THREADS=1", *command]]
         layouts[f"2 hosts, TCP at {args.two_hosts}"] = [None, *command]
+    rounds = {}  # (layout, model) -> the figures of each round
+    for turn in range(args.rounds):
+        for label, argv in (list(layouts.items()) if turn % 2 == 0 else reversed(layouts.items())):
+            for figures in _run_layout(argv, args.two_hosts):
+                rounds.setdefault((label, figures["model"]), []).append(figures)
     results = []
-    for label, argv in layouts.items():
-        if argv[0] is None:
-            with two_hosts(args.two_hosts) as mpirun:
-                done = subprocess.run([*mpirun, *argv[1:]], capture_output=True, text=True, check=True)
-        else:
-            done = subprocess.run(argv[0], capture_output=True, text=True, check=True)
-        for line in done.stdout.splitlines():
-            results.append({"layout": label, **json.loads(line)})
-            print(json.dumps(results[-1]))
+    for (label, model), figures in rounds.items():
+        rates = [f["images_per_second"] for f in figures]
+        step_ms = statistics.median(f["step_ms"] for f in figures)
+        results.append({"layout": label, **figures[0], "step_ms": step_ms, "images_per_second": BATCH / step_ms * 1e3,
+                        "images_per_second_range": [min(rates), max(rates)], "rounds": len(figures),
+                        "allreduce_ms": statistics.median(f["allreduce_ms"] for f in figures)})
+        print(json.dumps(results[-1]))
     for host in (r for r in results if r["layout"].startswith("2 hosts")):
         core = next(r for r in results if r["layout"] == "1 rank, one core" and r["model"] == host["model"])
         print(f"{host['model']}: 2 hosts reach {host['images_per_second'] / (2 * core['images_per_second']):.0%} of "
@@ -123,6 +132,17 @@ def main():
             rates = [project(figures["step_ms"], 0.0, figures["gradient_bytes"], n, gigabits * efficiency) if n > 1
                      else figures["images_per_second"] for n in (1, 2, 4, 8, 16, 32)]
             print(f"{model:15s} {gigabits:>5d} Gb " + " ".join(f"{rate:8.0f}" for rate in rates))
+
+
+def _run_layout(argv, rate):
+    """The figures (one dict per model) of one run of a layout's command; ``argv[0]`` None: under
+    mpirun across two namespace hosts linked at ``rate``."""
+    if argv[0] is None:
+        with two_hosts(rate) as mpirun:
+            done = subprocess.run([*mpirun, *argv[1:]], capture_output=True, text=True, check=True)
+    else:
+        done = subprocess.run(argv[0], capture_output=True, text=True, check=True)
+    return [json.loads(line) for line in done.stdout.splitlines()]
 
 
 def _gigabits(rate):
