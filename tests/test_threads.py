@@ -96,3 +96,15 @@ def test_importing_convnet_after_numpy_warns_that_blas_threads_will_spin(imports
     assert len(warnings) == warned
     if warned:
         assert "import convnet before NumPy, or set OPENBLAS_THREAD_TIMEOUT=4" in warnings[0]
+
+
+def test_blas_threads_are_counted_where_there_is_no_affinity_call(monkeypatch):
+    for name in process.THREAD_COUNT_VARIABLES:
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.delattr(os, "sched_getaffinity", raising=False)  # as on macOS and Windows
+    monkeypatch.setattr(os, "cpu_count", lambda: 6)
+    assert process._blas_threads() == process.available_cores() == 6
+    monkeypatch.setenv("OMP_NUM_THREADS", "3")
+    assert process._blas_threads() == 3
+    monkeypatch.setenv("OPENBLAS_NUM_THREADS", "2")
+    assert process._blas_threads() == 2

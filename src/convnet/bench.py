@@ -33,7 +33,7 @@ from . import functional as F
 from . import models, optim
 from .data import mnist
 from .kernels import activation as activation_kernels
-from .process import retain_freed_memory, withdraw_thread_defaults
+from .process import available_cores, retain_freed_memory, withdraw_thread_defaults
 from .tensor import Tensor, no_grad
 
 BATCH = 128
@@ -274,7 +274,7 @@ def _onnxruntime_classifier(model, images):
     with tempfile.TemporaryDirectory() as folder:
         graph = export(model, os.path.join(folder, "model.onnx"), (1, *images.shape[1:]))
     options = ort.SessionOptions()
-    options.intra_op_num_threads, options.inter_op_num_threads = len(os.sched_getaffinity(0)), 1
+    options.intra_op_num_threads, options.inter_op_num_threads = available_cores(), 1
     session = ort.InferenceSession(graph.SerializeToString(), options, providers=["CPUExecutionProvider"])
 
     def classify():
@@ -311,7 +311,7 @@ def serve(contender, parts, quick, data_dir):
     case it does not run)."""
     torch = _torch() if contender in ("torch", "torch_cl") else None
     if torch is not None:
-        torch.set_num_threads(len(os.sched_getaffinity(0)))
+        torch.set_num_threads(available_cores())
     cases = {case.name: case for case in all_cases(parts, quick, data_dir)}
     runs = {}
     print(json.dumps({"ready": contender}), flush=True)
@@ -417,7 +417,7 @@ def probe_memory(contender, steps, batch_norm):
     labels = rng.integers(0, 10, len(images))
     torch = _torch() if contender != "convnet" else None
     if torch is not None:
-        torch.set_num_threads(len(os.sched_getaffinity(0)))
+        torch.set_num_threads(available_cores())
     step = _training_case("reference CNN + BN" if batch_norm else "reference CNN", images, labels).build(contender)
     for _ in range(steps):
         step()
@@ -470,7 +470,7 @@ def bench_compile():
 
 # ---------------------------------------------------------------------------- report
 def machine(torch):
-    info = {"cpu": platform.processor(), "cores": len(os.sched_getaffinity(0)), "python": platform.python_version(),
+    info = {"cpu": platform.processor(), "cores": available_cores(), "python": platform.python_version(),
             "numpy": np.__version__, "torch": torch.__version__ if torch else None}
     if os.path.exists("/proc/cpuinfo"):
         with open("/proc/cpuinfo") as cpuinfo:

@@ -40,7 +40,14 @@ def _blas_threads():
     for name in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS"):
         if os.environ.get(name, "").isdigit():
             return int(os.environ[name])
-    return len(os.sched_getaffinity(0))
+    return available_cores()
+
+
+def available_cores():
+    """The cores this process may run on."""
+    if hasattr(os, "sched_getaffinity"):
+        return len(os.sched_getaffinity(0))
+    return os.cpu_count() or 1  # macOS and Windows have no affinity call
 
 
 # The number of ranks an MPI launcher started on this host (Open MPI, MPICH/Hydra): they share its cores.
@@ -56,7 +63,7 @@ def share_cores_with_local_ranks():
     local = next((int(os.environ[name]) for name in LOCAL_RANKS_VARIABLES if os.environ.get(name, "").isdigit()), 1)
     if local <= 1:
         return
-    threads = str(max(1, len(os.sched_getaffinity(0)) // local))
+    threads = str(max(1, available_cores() // local))
     for name in THREAD_COUNT_VARIABLES:
         if name not in os.environ:
             os.environ[name] = applied_thread_defaults[name] = threads
