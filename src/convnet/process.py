@@ -23,8 +23,8 @@ def quiet_idle_threads():
     """Put `IDLE_THREAD_WAIT`'s settings into the environment where it has none of its own, and
     remember which (`applied_thread_defaults`). OpenBLAS reads its setting when NumPy is first
     imported and OpenMP its own when Numba first starts its threads: in a program that imported
-    NumPy before convnet, set OPENBLAS_THREAD_TIMEOUT=4 yourself to get the full gain: it is
-    told so by a RuntimeWarning when it runs BLAS on several threads."""
+    NumPy before convnet, set OPENBLAS_THREAD_TIMEOUT=4 yourself to get the full gain (such a
+    program gets a RuntimeWarning here when its BLAS runs on several threads)."""
     if "numpy" in sys.modules and "OPENBLAS_THREAD_TIMEOUT" not in os.environ and _blas_threads() > 1:
         warnings.warn("convnet was imported after NumPy, too late to make OpenBLAS's idle threads sleep: they "
                       "will spin after every matrix product on the cores convnet's parallel kernels need, "
