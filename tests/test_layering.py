@@ -13,7 +13,7 @@ ROOT = pathlib.Path(__file__).resolve().parent.parent
 PACKAGE = ROOT / "src" / "convnet"
 README = ROOT / "README.md"
 
-ENGINE = {"tensor", "ops", "random", "_checks", "functional", "nn", "optim", "kernels"}
+ENGINE = {"tensor", "ops", "random", "_checks", "functional", "nn", "optim", "kernels", "errors"}
 APPLICATION = {"data", "models", "train", "experiment", "reports", "checkpoint", "files", "process", "cli", "bench",
                "viz", "demo", "onnx", "pth", "distributed", "watch", "language", "pretrained"}
 KEPT_OUT_OF_TRAIN = {"viz", "cli", "experiment", "checkpoint", "bench"}

@@ -15,6 +15,7 @@ from .process import quiet_idle_threads, share_cores_with_local_ranks
 quiet_idle_threads()  # before anything below loads NumPy and its BLAS
 share_cores_with_local_ranks()
 
+from .errors import ConvnetError  # noqa: E402
 from .random import manual_seed  # noqa: E402
 from .tensor import (  # noqa: E402
     Function, Tensor, concatenate, is_grad_enabled, no_grad, ones, rand, randn, set_grad_enabled, stack, tensor,
@@ -29,4 +30,4 @@ except PackageNotFoundError:  # running from a source tree that was never instal
 
 __all__ = ["Tensor", "Function", "tensor", "zeros", "ones", "randn", "rand", "concatenate", "stack", "no_grad",
            "set_grad_enabled", "is_grad_enabled", "manual_seed", "functional", "nn", "optim", "load_pth", "PthError",
-           "__version__"]
+           "ConvnetError", "__version__"]

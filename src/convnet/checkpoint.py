@@ -20,6 +20,7 @@ from safetensors.numpy import load as load_tensors
 from safetensors.numpy import save as save_tensors
 
 from .files import WriteError, atomic_write
+from .errors import ConvnetError
 
 WEIGHTS = "checkpoint.safetensors"
 SIDECAR = "checkpoint.json"
@@ -27,7 +28,7 @@ SIDECAR_NOTE = (f"a readable copy of the metadata inside {WEIGHTS}; convnet read
                 f"one changes nothing")
 
 
-class CheckpointError(RuntimeError):
+class CheckpointError(ConvnetError, RuntimeError):
     pass
 
 

@@ -11,11 +11,12 @@ from pathlib import Path
 
 from . import __version__
 from .language import LANGUAGES
+from .errors import ConvnetError
 
 EXIT_ERROR, EXIT_INTERRUPTED = 1, 130
 
 
-class CommandError(Exception):
+class CommandError(ConvnetError):
     """A user-facing failure: its message is printed as one line, without a traceback."""
 
 

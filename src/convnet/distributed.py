@@ -22,6 +22,7 @@ import os
 import numpy as np
 
 from .tensor import Tensor
+from .errors import ConvnetError
 
 INSTALL = "pip install 'convnet-numpy[mpi]' (and Open MPI: apt-get install openmpi-bin)"
 # What Open MPI, MPICH/Hydra and PMIx put in each rank's environment: a process started by
@@ -29,11 +30,11 @@ INSTALL = "pip install 'convnet-numpy[mpi]' (and Open MPI: apt-get install openm
 LAUNCHER_SIZE_VARIABLES = ("OMPI_COMM_WORLD_SIZE", "PMI_SIZE", "PMIX_SIZE")
 
 
-class MpiMissing(ImportError):
+class MpiMissing(ConvnetError, ImportError):
     pass
 
 
-class RanksDiffer(ValueError):
+class RanksDiffer(ConvnetError, ValueError):
     """The ranks of one job were started with different settings, code or data."""
 
 

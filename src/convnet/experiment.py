@@ -26,6 +26,7 @@ from .reports import CURVES, SNAPSHOT_EVERY, EpochLog, ProgressBar, RunFolder, S
 from .tensor import Tensor, no_grad
 from .distributed import synchronise_batch_norm
 from .train import ONE_PROCESS, Callback, EarlyStopping, Trainer, TrainingInterrupted, evaluate
+from .errors import ConvnetError
 
 DEFAULT_LR = {"sgd": 0.05, "adam": 2e-3, "adamw": 2e-3}
 # SGD's and Adam's weight decay is an L2 term in the gradient, AdamW's is decoupled from it (a
@@ -188,7 +189,7 @@ def _is_real(value):
     return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
-class RunExists(FileExistsError):
+class RunExists(ConvnetError, FileExistsError):
     """A new run was pointed at a folder that already holds one."""
 
 
@@ -222,7 +223,7 @@ def make_schedule(config, optimizer, steps_per_epoch):
     return None
 
 
-class DataChanged(ValueError):
+class DataChanged(ConvnetError, ValueError):
     """A run's dataset is not the one it was trained on."""
 
 

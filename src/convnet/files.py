@@ -4,12 +4,13 @@ file in place of the last good one: a temporary file beside the target, fsync, t
 import os
 import tempfile
 from pathlib import Path
+from .errors import ConvnetError
 
 
 TEMPORARY_SUFFIX = ".tmp"
 
 
-class WriteError(OSError):
+class WriteError(ConvnetError, OSError):
     """A file could not be written; the message names it and says why."""
 
 

@@ -6,11 +6,14 @@ English is the default; Korean is the language the lesson was written in, with i
 is one table here and nothing else.
 """
 
+from .errors import ConvnetError
+
 LANGUAGES = ("en", "ko")
 
 
-class FontMissing(RuntimeError):
+class FontMissing(ConvnetError, RuntimeError):
     """No installed font has the letters of the language asked for."""
+
 
 _ENGLISH = {
     # convnet show: the lesson's pictures (viz.lesson), the page's sections (viz.show, viz.page)

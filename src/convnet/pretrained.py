@@ -13,11 +13,12 @@ from pathlib import Path
 
 from safetensors import SafetensorError
 from safetensors.numpy import load as load_tensors
+from .errors import ConvnetError
 
 WEIGHTS = Path(__file__).parent / "weights"
 
 
-class PretrainedError(RuntimeError):
+class PretrainedError(ConvnetError, RuntimeError):
     """Weights that convnet does not ship, or a shipped file that does not match its card."""
 
 

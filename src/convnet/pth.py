@@ -30,9 +30,10 @@ from collections import OrderedDict
 from typing import NamedTuple
 
 import numpy as np
+from .errors import ConvnetError
 
 
-class PthError(ValueError):
+class PthError(ConvnetError, ValueError):
     """A file that `load_pth` cannot read or refuses; the one-line message starts with its path."""
 
 

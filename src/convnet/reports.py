@@ -22,6 +22,7 @@ from tqdm import tqdm
 from . import checkpoint
 from .files import atomic_write, check_writable, remove_stale_temporaries
 from .train import Callback, evaluate
+from .errors import ConvnetError
 
 METRICS, CURVES, CONFUSION, STEPS = "metrics.csv", "curves.png", "confusion.png", "steps.jsonl"
 STEP_LOG_EVERY = 10  # training steps between two lines of the step log
@@ -29,7 +30,7 @@ SNAPSHOTS, SNAPSHOT_EVERY = "snapshots", 200  # the step log's pictures: their f
 LOCK = ".lock"  # held by the process training in the folder; it holds that process's PID
 
 
-class RunLocked(RuntimeError):
+class RunLocked(ConvnetError, RuntimeError):
     """Another process is training in the run folder."""
 
 
@@ -290,7 +291,7 @@ TENSORBOARD = "tensorboard"  # the run folder's subfolder of event files
 TENSORBOARD_INSTALL = "pip install 'convnet-numpy[tensorboard]'"
 
 
-class TensorBoardMissing(ImportError):
+class TensorBoardMissing(ConvnetError, ImportError):
     pass
 
 

@@ -21,15 +21,16 @@ from . import nn
 from . import random as _random
 from .distributed import Group, flat_gradients
 from .tensor import Tensor, no_grad
+from .errors import ConvnetError
 
 ONE_PROCESS = Group()
 
 
-class TrainingDiverged(RuntimeError):
+class TrainingDiverged(ConvnetError, RuntimeError):
     pass
 
 
-class TrainingInterrupted(RuntimeError):
+class TrainingInterrupted(ConvnetError, RuntimeError):
     """``signal_number``: SIGINT (Ctrl-C) or SIGTERM (kill, a job scheduler, docker stop)."""
 
     def __init__(self, message, signal_number):
@@ -107,7 +108,7 @@ class EarlyStopping(Callback):
             trainer.request_stop()
 
 
-class NonFiniteOutput(ValueError):
+class NonFiniteOutput(ConvnetError, ValueError):
     """A model answered NaN or infinity: its figures would be meaningless, so there are none."""
 
 

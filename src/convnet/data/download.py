@@ -18,6 +18,7 @@ from pathlib import Path
 from tqdm import tqdm
 
 from .mnist import cache_dir
+from ..errors import ConvnetError
 
 SOURCES = {
     "fashion-mnist": {
@@ -32,7 +33,7 @@ SOURCES = {
 }
 
 
-class DownloadError(RuntimeError):
+class DownloadError(ConvnetError, RuntimeError):
     pass
 
 

@@ -12,6 +12,7 @@ import zlib
 from pathlib import Path
 
 import numpy as np
+from ..errors import ConvnetError
 
 DTYPES = {0x08: np.dtype(np.uint8), 0x09: np.dtype(np.int8), 0x0B: np.dtype(">i2"), 0x0C: np.dtype(">i4"),
           0x0D: np.dtype(">f4"), 0x0E: np.dtype(">f8")}
@@ -24,7 +25,7 @@ MAX_DATA_BYTES = 2 << 30
 _CHUNK = 256 << 10
 
 
-class IdxError(ValueError):
+class IdxError(ConvnetError, ValueError):
     """A file that is not a valid IDX file; the message names the file and the problem."""
 
 

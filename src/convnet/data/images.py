@@ -9,6 +9,7 @@ import numpy as np
 from PIL import ExifTags, Image, ImageOps
 
 from .loader import ArrayDataset
+from ..errors import ConvnetError
 
 EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff")
 
@@ -19,7 +20,7 @@ _ALPHA_MODES = ("LA", "La", "PA", "RGBA", "RGBa")
 _GRAY_MODES = ("1", "L", "LA", "La")
 
 
-class ImageError(ValueError):
+class ImageError(ConvnetError, ValueError):
     """An image that cannot be read; the message names the file."""
 
 

@@ -15,6 +15,7 @@ import numpy as np
 
 from .idx import IdxError, read_idx
 from .transforms import Normalize, unit_range
+from ..errors import ConvnetError
 
 CLASSES = {
     "fashion-mnist": ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag",
@@ -34,7 +35,7 @@ GET = {"fashion-mnist": "Get it with: apt-get install dataset-fashion-mnist, or 
                 "--data DIR, or set CONVNET_DATA"}
 
 
-class DatasetNotFound(FileNotFoundError):
+class DatasetNotFound(ConvnetError, FileNotFoundError):
     pass
 
 

@@ -5,14 +5,16 @@ Both need the optional ``onnx`` package (``pip install 'convnet-numpy[onnx]'``);
 raise `OnnxMissing` saying exactly that, and the rest of convnet works as before.
 """
 
+from ..errors import ConvnetError
+
 INSTALL = "pip install 'convnet-numpy[onnx]'"
 
 
-class OnnxMissing(ImportError):
+class OnnxMissing(ConvnetError, ImportError):
     pass
 
 
-class OnnxError(ValueError):
+class OnnxError(ConvnetError, ValueError):
     """A model that cannot be exported, or a graph that cannot be loaded; the message names every
     module or node at fault."""
 
@@ -28,5 +30,6 @@ def require_onnx():
 
 from .export import export  # noqa: E402  (below the names they import from here)
 from .load import OnnxModel, load  # noqa: E402
+from ..errors import ConvnetError
 
 __all__ = ["export", "load", "OnnxModel", "OnnxError", "OnnxMissing", "require_onnx"]

@@ -24,9 +24,10 @@ from ..functional.conv import Conv2d as Convolution
 from ..functional.conv import ConvGeometry
 from ..ops import Add, Div, Mul, Sub, matmul
 from ..tensor import Function, Tensor, concatenate
+from ..errors import ConvnetError
 
 
-class Unsupported(Exception):
+class Unsupported(ConvnetError):
     """A node convnet cannot run; the message names the op or attribute, e.g. 'MaxPool attribute ceil_mode=1'."""
 
 
