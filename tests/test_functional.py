@@ -7,7 +7,8 @@ from hypothesis import strategies as st
 
 import convnet.functional as F
 from convnet import Tensor
-from convnet.functional.conv import conv2d_reference, resolve_padding
+from convnet.functional import resolve_padding
+from convnet.functional.conv import conv2d_reference
 from conftest import finite_difference_check, requires_torch, torch, torch_check
 
 TF = torch.nn.functional if torch is not None else None

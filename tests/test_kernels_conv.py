@@ -9,10 +9,8 @@ from hypothesis import strategies as st
 import convnet
 import convnet.functional as F
 from convnet import kernels
-from convnet.functional import _windows
-from convnet.functional import conv as conv_module
-from convnet.functional.conv import ConvGeometry
-from convnet.kernels.im2col import col2im, im2col
+from convnet.kernels import convolution
+from convnet.kernels.columns import col2im, col2im_reference, im2col, im2col_reference
 
 from conftest import assert_close_relative_to_scale, finite_difference_check, requires_torch, torch, torch_check
 
@@ -28,31 +26,29 @@ def geometries(draw):
     h = draw(st.integers(max(1, span[0] - padding[0] - padding[1]), 12))
     w = draw(st.integers(max(1, span[1] - padding[2] - padding[3]), 12))
     shape = (draw(st.sampled_from([1, 2, 3, 64])), draw(st.integers(1, 3)), h, w)
-    out_hw = (_windows.output_size(h, kernel[0], stride[0], dilation[0], *padding[:2]),
-              _windows.output_size(w, kernel[1], stride[1], dilation[1], *padding[2:]))
+    out_hw = (convolution.output_size(h, kernel[0], stride[0], dilation[0], *padding[:2]),
+              convolution.output_size(w, kernel[1], stride[1], dilation[1], *padding[2:]))
     return shape, kernel, stride, dilation, padding, out_hw
 
 
 def reference_im2col(image, kernel, stride, dilation, padding, out_hw):
-    return _windows.im2col(_windows.pad(image, padding), kernel, stride, dilation, out_hw)
+    return run_im2col(image, kernel, stride, dilation, padding, out_hw, im2col_reference)
 
 
 def reference_col2im(columns, shape, kernel, stride, dilation, padding, out_hw):
-    c, n, h, w = shape
-    padded_shape = (c, n, h + padding[0] + padding[1], w + padding[2] + padding[3])
-    return _windows.unpad(_windows.col2im(columns, padded_shape, kernel, stride, dilation, out_hw), padding)
+    return run_col2im(columns, shape, kernel, stride, dilation, padding, out_hw, col2im_reference)
 
 
-def run_im2col(image, kernel, stride, dilation, padding, out_hw):
+def run_im2col(image, kernel, stride, dilation, padding, out_hw, kernel_function=im2col):
     c, n = image.shape[:2]
     columns = np.full((c,) + kernel + (n,) + out_hw, np.nan, dtype=image.dtype)  # every entry must be written
-    im2col(image, stride, dilation, padding[::2], columns)
+    kernel_function(image, stride, dilation, padding[::2], columns)
     return columns.reshape(c * kernel[0] * kernel[1], -1)
 
 
-def run_col2im(columns, shape, kernel, stride, dilation, padding, out_hw):
+def run_col2im(columns, shape, kernel, stride, dilation, padding, out_hw, kernel_function=col2im):
     image = np.full(shape, np.nan, dtype=columns.dtype)  # overwritten, not added to
-    col2im(columns.reshape(shape[:1] + kernel + shape[1:2] + out_hw), stride, dilation, padding[::2], image)
+    kernel_function(columns.reshape(shape[:1] + kernel + shape[1:2] + out_hw), stride, dilation, padding[::2], image)
     return image
 
 
@@ -90,20 +86,6 @@ def test_col2im_is_the_adjoint_of_im2col(geometry):
     lhs = np.vdot(run_im2col(image, kernel, stride, dilation, padding, out_hw), columns)
     rhs = np.vdot(image, run_col2im(columns, shape, kernel, stride, dilation, padding, out_hw))
     assert lhs == pytest.approx(rhs, rel=1e-12, abs=1e-12)
-
-
-def test_the_stride_1_reference_col2im_wide_agrees():
-    """The reference's stride-1 path (wide columns) sums in the same order as the kernel."""
-    c, n, h, w, (kh, kw), padding = 3, 2, 7, 6, (3, 2), (1, 1, 1, 0)
-    geometry = ConvGeometry.of_conv2d((h, w), (kh, kw), (1, 1), padding, (1, 1), 1)
-    (oh, ow), wp = geometry.output_hw, geometry.padded_hw[1]
-    wide = np.zeros((c * kh * kw, n, oh, wp), dtype=np.float32)
-    wide[..., :ow] = np.random.default_rng(3).standard_normal((c * kh * kw, n, oh, ow))
-    expected = _windows.unpad(_windows.col2im_wide(wide.reshape(c * kh * kw, -1), (c, n) + geometry.padded_hw,
-                                                   (kh, kw), (1, 1), oh), padding)
-    columns = np.ascontiguousarray(wide[..., :ow]).reshape(c * kh * kw, -1)
-    np.testing.assert_array_equal(run_col2im(columns, (c, n, h, w), (kh, kw), (1, 1), (1, 1), padding, (oh, ow)),
-                                  expected)
 
 
 def forward_and_gradients(op, x, weight, **kwargs):
@@ -171,7 +153,7 @@ def test_compiled_conv2d_and_transpose_match_torch():
 def test_small_weight_gradient_summed_run_by_run_equals_one_product(length):
     rng = np.random.default_rng(length)
     a, b = rng.standard_normal((32, length)), rng.standard_normal((9, length))
-    np.testing.assert_allclose(conv_module._small_product_of_long_rows(a, b), a @ b.T, rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(convolution._small_product_of_long_rows(a, b), a @ b.T, rtol=1e-12, atol=1e-12)
 
 
 @requires_torch
@@ -181,7 +163,7 @@ def test_first_layer_weight_gradient_over_many_positions_matches_torch_in_float6
     rng = np.random.default_rng(8)
     x, w = rng.standard_normal((9, 1, 28, 28)), rng.standard_normal((32, 1, 3, 3))
     grad_out = rng.standard_normal((9, 32, 28, 28))
-    assert 32 * 9 <= conv_module.SMALL_PRODUCT_MAX_ENTRIES
+    assert 32 * 9 <= convolution.SMALL_PRODUCT_MAX_ENTRIES
     expected_w = torch.tensor(w, requires_grad=True)
     torch.nn.functional.conv2d(torch.tensor(x), expected_w, padding=1).backward(torch.tensor(grad_out))
     for dtype, bound in [(np.float64, 1e-12), (np.float32, 1e-6)]:

@@ -66,19 +66,23 @@ def cases(draw):
     return Case(c, n, hw, kernel, stride, dilation, padding)
 
 
-def compiled(image, weight, grad_out, case):
+COMPILED = (depthwise.forward, depthwise.input_grad, depthwise.weight_grad)
+REFERENCES = (depthwise.forward_reference, depthwise.input_grad_reference, depthwise.weight_grad_reference)
+
+
+def compiled(image, weight, grad_out, case, functions=COMPILED):
     """The three kernels, each into an array of NaN, so that an element left unwritten shows."""
+    forward, input_grad, weight_grad = functions
     out, grad_image, grad_weight = (np.full(a.shape, np.nan, dtype=a.dtype) for a in (grad_out, image, weight))
-    depthwise.forward(image, weight, *case.geometry(), out)
-    depthwise.input_grad(grad_out, weight, *case.geometry(), grad_image)
-    depthwise.weight_grad(grad_out, image, *case.geometry(), grad_weight)
+    forward(image, weight, *case.geometry(), out)
+    input_grad(grad_out, weight, *case.geometry(), grad_image)
+    weight_grad(grad_out, image, *case.geometry(), grad_weight)
     return out, grad_image, grad_weight
 
 
 def references(image, weight, grad_out, case):
-    return (depthwise.forward_reference(image, weight, *case.geometry(), case.out_hw),
-            depthwise.input_grad_reference(grad_out, weight, *case.geometry(), case.hw),
-            depthwise.weight_grad_reference(grad_out, image, *case.geometry(), case.kernel))
+    """The three references, with the kernels' arguments."""
+    return compiled(image, weight, grad_out, case, REFERENCES)
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
@@ -113,7 +117,7 @@ def test_gradients_are_the_adjoints_of_forward(case):
     same products w*x*g, within 1e-12 of the sum of their magnitudes."""
     image, weight, grad_out = case.arrays(np.float64)
     out, grad_image, grad_weight = compiled(image, weight, grad_out, case)
-    magnitudes = depthwise.forward_reference(np.abs(image), np.abs(weight), *case.geometry(), case.out_hw)
+    magnitudes = references(np.abs(image), np.abs(weight), grad_out, case)[0]
     bound = 1e-12 * np.sum(magnitudes * np.abs(grad_out))
     forward_inner = np.sum(out * grad_out)
     assert abs(forward_inner - np.sum(image * grad_image)) <= bound

@@ -14,7 +14,8 @@ from hypothesis import strategies as st
 import convnet
 import convnet.functional as F
 from convnet import kernels
-from convnet.functional.conv import ConvGeometry, conv2d_forward, conv2d_input_grad, conv2d_reference, conv2d_weight_grad
+from convnet.functional.conv import conv2d_reference
+from convnet.kernels.convolution import ConvGeometry, conv2d_forward, conv2d_input_grad, conv2d_weight_grad
 from conftest import assert_close_relative_to_scale, finite_difference_check, requires_torch, torch, torch_check
 
 

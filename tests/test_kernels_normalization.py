@@ -109,6 +109,35 @@ def test_compiled_matches_the_oracle_and_the_reference(problem):
         assert_close(actual, other.astype(np.float64), 2 * tolerance, f"compiled vs reference {name}")
 
 
+@given(batch_norm_problems())
+def test_each_kernel_matches_its_reference(problem):
+    """The three kernels and their NumPy references, called alike on channel rows (C, M)."""
+    x, grad, weight, bias, running_mean, running_var, training = problem
+    rows = np.ascontiguousarray(x.T if x.ndim == 2 else x.transpose(1, 0, 2, 3).reshape(x.shape[1], -1))
+    grad_rows = np.ascontiguousarray(grad.T if x.ndim == 2 else grad.transpose(1, 0, 2, 3).reshape(x.shape[1], -1))
+    channels, dtype = rows.shape[0], rows.dtype
+    weight = np.ones(channels, dtype) if weight is None else weight
+    bias = np.zeros(channels, dtype) if bias is None else bias
+    tolerance = 64 * np.finfo(dtype).eps * (1 + np.abs(rows).max() / (rows.std(axis=1).min() + 1e-3)) * np.sqrt(
+        rows.shape[1])
+
+    def both(name, *inputs, outputs):
+        results = []
+        for function in (getattr(kernels, name).compiled, getattr(kernels, name).reference):
+            arrays = [np.full(shape, np.nan, out_dtype) for shape, out_dtype in outputs]
+            function(*inputs, *arrays)
+            results.append(arrays)
+        for ours, expected in zip(*results):
+            assert_close(ours, expected.astype(np.float64), tolerance, name)
+        return results[0]
+
+    _, mean, var = both("batch_norm_train_forward", rows, weight, bias, 1e-5,
+                        outputs=[(rows.shape, dtype), (channels, np.float64), (channels, np.float64)])
+    both("batch_norm_eval_forward", rows, running_mean, weight, bias, outputs=[(rows.shape, dtype)])
+    both("batch_norm_backward", grad_rows, rows, mean, 1 / np.sqrt(var + 1e-5), weight, training,
+         outputs=[(rows.shape, dtype), (channels, np.float64), (channels, np.float64)])
+
+
 def test_the_variance_survives_a_large_mean():
     """Naive float32 E[x^2] - E[x]^2 of values 1e4 +- 0.01 would be noise; the kernel's is exact to float32."""
     rng = np.random.default_rng(0)

@@ -18,9 +18,9 @@ from hypothesis import strategies as st
 import convnet
 import convnet.functional as F
 from convnet import kernels
-from convnet.functional.conv import (ConvGeometry, conv2d_forward, conv2d_input_grad, conv2d_reference,
-                                     conv2d_weight_grad)
-from convnet.kernels import winograd
+from convnet.functional.conv import conv2d_reference
+from convnet.kernels import winograd, winograd2
+from convnet.kernels.convolution import WINOGRAD, ConvGeometry, conv2d_forward, conv2d_input_grad, conv2d_weight_grad
 
 from conftest import assert_close_relative_to_scale, finite_difference_check, requires_torch, torch, torch_check
 
@@ -69,6 +69,13 @@ def float64_oracle(x, weight, grad_out, geometry):
         return all_three(*(a.astype(np.float64) for a in (x, weight, grad_out)), geometry, "im2col")
 
 
+def into(like, reference, *inputs):
+    """What ``reference`` writes, given the kernel's inputs, into a fresh array like ``like``."""
+    out = np.full(like.shape, np.nan, dtype=like.dtype)
+    reference(*inputs, out)
+    return out
+
+
 # ------------------------------------------------------------------ compiled transforms vs references
 @given(cases())
 @example(((2, 3, 7, 6), 4, (1, 1, 1, 1)))
@@ -79,39 +86,40 @@ def test_transforms_match_their_references(case):
     x, weight = arrays(shape, o)
     geometry = geometry_of(shape, padding)
     image, top_left = np.ascontiguousarray(x.transpose(1, 0, 2, 3)), padding[::2]
-    tiles_hw = winograd.tiles_hw(geometry.output_hw)
+    tiles_hw = WINOGRAD["winograd"].tiles_hw(geometry.output_hw)
     rng = np.random.default_rng(1)
 
     tiles = np.full((16,) + image.shape[:2] + tiles_hw, np.nan, dtype=np.float32)  # every entry written
-    winograd.input_transform(image, top_left, tiles)
-    np.testing.assert_allclose(tiles, winograd.reference.input_transform(image, top_left, tiles_hw), atol=1e-5)
+    winograd2.input_transform(image, top_left, tiles)
+    np.testing.assert_allclose(tiles, into(tiles, winograd2.reference.input_transform, image, top_left), atol=1e-5)
 
     u = np.full((16, o, shape[1]), np.nan, dtype=np.float32)
-    winograd.weight_transform(weight, u)
-    np.testing.assert_allclose(u, winograd.reference.weight_transform(weight), rtol=1e-6, atol=1e-6)
+    winograd2.weight_transform(weight, u)
+    np.testing.assert_allclose(u, into(u, winograd2.reference.weight_transform, weight), rtol=1e-6, atol=1e-6)
 
     products = rng.standard_normal((16, o, shape[0]) + tiles_hw).astype(np.float32)
     out = np.full((o, shape[0]) + geometry.output_hw, np.nan, dtype=np.float32)
-    winograd.output_transform(products, out)
-    np.testing.assert_allclose(out, winograd.reference.output_transform(products, geometry.output_hw), atol=1e-5)
+    winograd2.output_transform(products, out)
+    np.testing.assert_allclose(out, into(out, winograd2.reference.output_transform, products), atol=1e-5)
 
     grad_out = rng.standard_normal(out.shape).astype(np.float32)
     grad_t = np.full(products.shape, np.nan, dtype=np.float32)
-    winograd.output_grad_transform(grad_out, grad_t)
-    np.testing.assert_allclose(grad_t, winograd.reference.output_grad_transform(grad_out, tiles_hw), atol=1e-5)
+    winograd2.output_grad_transform(grad_out, grad_t)
+    np.testing.assert_allclose(grad_t, into(grad_t, winograd2.reference.output_grad_transform, grad_out), atol=1e-5)
 
     grad_image = np.full(image.shape, np.nan, dtype=np.float32)  # overwritten, not added to
-    winograd.input_grad_transform(tiles, top_left, grad_image)
-    np.testing.assert_allclose(grad_image, winograd.reference.input_grad_transform(tiles, top_left, image.shape),
+    winograd2.input_grad_transform(tiles, top_left, grad_image)
+    np.testing.assert_allclose(grad_image, into(grad_image, winograd2.reference.input_grad_transform, tiles, top_left),
                                atol=1e-4)
 
     grad_weight = np.full(weight.shape, np.nan, dtype=np.float32)
-    winograd.weight_grad_transform(u, grad_weight)
-    np.testing.assert_allclose(grad_weight, winograd.reference.weight_grad_transform(u), rtol=1e-5, atol=1e-5)
+    winograd2.weight_grad_transform(u, grad_weight)
+    np.testing.assert_allclose(grad_weight, into(grad_weight, winograd2.reference.weight_grad_transform, u), rtol=1e-5,
+                               atol=1e-5)
 
 
 def test_planes_are_staggered_views_blas_can_use():
-    planes = winograd.planes((32, 128, 7, 7), np.float32)
+    planes = winograd.planes((32, 128, 7, 7), np.float32, 16)
     assert planes.shape == (16, 32, 128, 7, 7) and planes[0].flags.c_contiguous
     assert planes.strides[0] % 4096 != 0
     flat = planes.reshape(16, 32, -1)

@@ -18,11 +18,13 @@ from hypothesis import strategies as st
 from numpy.lib.stride_tricks import sliding_window_view
 
 from convnet.kernels import winograd4
+from convnet.kernels.convolution import WINOGRAD
 from convnet.kernels.winograd import planes
 
 from conftest import assert_close_relative_to_scale
 
 PLANES = winograd4.PLANES
+F4 = WINOGRAD["winograd4"]  # F(4x4, 3x3) put together
 FLOAT32_BOUND = 1.2e-5  # max error / max |expected|; measured <= 7.5e-6 (module docstring)
 # A compiled transform against its reference: the same sums in another order.
 TRANSFORM_TOLERANCE = {np.float64: 1e-12, np.float32: 1e-5}
@@ -64,6 +66,13 @@ def random_planes(rng, shape, dtype):
     return array
 
 
+def into(like, reference, *inputs):
+    """What ``reference`` writes, given the kernel's inputs, into a fresh array like ``like``."""
+    out = np.full(like.shape, np.nan, dtype=like.dtype)
+    reference(*inputs, out)
+    return out
+
+
 # ------------------------------------------------------------------ the matrices
 def test_matrices_compute_four_outputs_of_a_1d_correlation():
     rng = np.random.default_rng(0)
@@ -75,9 +84,9 @@ def test_matrices_compute_four_outputs_of_a_1d_correlation():
 
 
 def test_tiles_cover_the_output_in_4x4():
-    assert winograd4.tiles_hw((1, 4)) == (1, 1)
-    assert winograd4.tiles_hw((5, 12)) == (2, 3)
-    assert winograd4.tiles_hw((13, 14)) == (4, 4)
+    assert F4.tiles_hw((1, 4)) == (1, 1)
+    assert F4.tiles_hw((5, 12)) == (2, 3)
+    assert F4.tiles_hw((13, 14)) == (4, 4)
 
 
 # ------------------------------------------------------------------ compiled transforms vs references
@@ -91,41 +100,42 @@ def test_transforms_match_their_references(case, trim, dtype):
     shape, o, padding = case
     (n, c), top_left, tolerance = shape[:2], padding[::2], TRANSFORM_TOLERANCE[dtype]
     output_hw = output_hw_of(shape, padding, trim)
-    tiles_hw = winograd4.tiles_hw(output_hw)
+    tiles_hw = F4.tiles_hw(output_hw)
     rng = np.random.default_rng(0)
     image = rng.standard_normal((c, n) + shape[2:]).astype(dtype)
     weight = rng.standard_normal((o, c, 3, 3)).astype(dtype)
 
     tiles = unwritten((c, n) + tiles_hw, dtype)
     winograd4.input_transform(image, top_left, tiles)
-    assert_close_relative_to_scale(tiles, winograd4.reference.input_transform(image, top_left, tiles_hw), tolerance)
+    assert_close_relative_to_scale(tiles, into(tiles, winograd4.reference.input_transform, image, top_left), tolerance)
 
     u = unwritten((o, c), dtype)
     winograd4.weight_transform(weight, u)
-    assert_close_relative_to_scale(u, winograd4.reference.weight_transform(weight), tolerance)
+    assert_close_relative_to_scale(u, into(u, winograd4.reference.weight_transform, weight), tolerance)
 
     products = random_planes(rng, (o, n) + tiles_hw, dtype)
     out = np.full((o, n) + output_hw, np.nan, dtype=dtype)
     winograd4.output_transform(products, out)
-    assert_close_relative_to_scale(out, winograd4.reference.output_transform(products, output_hw), tolerance)
+    assert_close_relative_to_scale(out, into(out, winograd4.reference.output_transform, products), tolerance)
 
     grad_out = rng.standard_normal(out.shape).astype(dtype)
     grad_products = unwritten((o, n) + tiles_hw, dtype)
     winograd4.output_grad_transform(grad_out, grad_products)
-    assert_close_relative_to_scale(grad_products, winograd4.reference.output_grad_transform(grad_out, tiles_hw),
-                                   tolerance)
+    expected = into(grad_products, winograd4.reference.output_grad_transform, grad_out)
+    assert_close_relative_to_scale(grad_products, expected, tolerance)
 
     tiles_grad = random_planes(rng, (c, n) + tiles_hw, dtype)
     grad_image = np.full(image.shape, np.nan, dtype=dtype)  # overwritten, not added to
     winograd4.input_grad_transform(tiles_grad, top_left, grad_image)
     assert_close_relative_to_scale(grad_image,
-                                   winograd4.reference.input_grad_transform(tiles_grad, top_left, image.shape),
+                                   into(grad_image, winograd4.reference.input_grad_transform, tiles_grad, top_left),
                                    tolerance)
 
     u_grad = rng.standard_normal((PLANES, o, c)).astype(dtype)
     grad_weight = np.full(weight.shape, np.nan, dtype=dtype)
     winograd4.weight_grad_transform(u_grad, grad_weight)
-    assert_close_relative_to_scale(grad_weight, winograd4.reference.weight_grad_transform(u_grad), tolerance)
+    assert_close_relative_to_scale(grad_weight, into(grad_weight, winograd4.reference.weight_grad_transform, u_grad),
+                                   tolerance)
 
 
 def assert_adjoint(forward_x, y, x, backward_y):
@@ -142,7 +152,7 @@ def test_backward_transforms_are_the_adjoints_of_the_forward_ones(case, trim):
     shape, o, padding = case
     (n, c), top_left = shape[:2], padding[::2]
     output_hw = output_hw_of(shape, padding, trim)
-    tiles_hw = winograd4.tiles_hw(output_hw)
+    tiles_hw = F4.tiles_hw(output_hw)
     rng = np.random.default_rng(0)
 
     image = rng.standard_normal((c, n) + shape[2:])
@@ -170,10 +180,10 @@ def test_backward_transforms_are_the_adjoints_of_the_forward_ones(case, trim):
 def winograd4_convolution(x, weight, grad_out, padding):
     """x (N, C, H, W), weight (O, C, 3, 3), grad_out (N, O, H', W') -> the correlation of the
     zero-padded x with weight, its input gradient and its weight gradient, in x's dtype: the
-    kernels and np.matmul composed as functional/conv.py composes F(2x2)'s."""
+    kernels and np.matmul composed by hand, as kernels/winograd.py's `Winograd` composes them."""
     (n, c), o, dtype = x.shape[:2], weight.shape[0], x.dtype
     output_hw, top_left = grad_out.shape[2:], padding[::2]
-    tiles_hw = winograd4.tiles_hw(output_hw)
+    tiles_hw = F4.tiles_hw(output_hw)
     image = np.ascontiguousarray(x.transpose(1, 0, 2, 3))
 
     tiles, u = planes((c, n) + tiles_hw, dtype, PLANES), planes((o, c), dtype, PLANES)

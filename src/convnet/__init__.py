@@ -17,9 +17,9 @@ share_cores_with_local_ranks()
 
 from .errors import ConvnetError  # noqa: E402
 from .random import manual_seed  # noqa: E402
+from .ops import concatenate, stack  # noqa: E402
 from .tensor import (  # noqa: E402
-    Function, Tensor, concatenate, is_grad_enabled, no_grad, ones, rand, randn, set_grad_enabled, stack, tensor,
-    zeros)
+    Function, Tensor, is_grad_enabled, no_grad, ones, rand, randn, set_grad_enabled, tensor, zeros)
 from . import functional, nn, optim  # noqa: E402  (built on the names above)
 from .pth import PthError, load_pth  # noqa: E402
 

@@ -323,3 +323,13 @@ class Stack(Function):
 
     def backward(self, grad):
         return tuple(np.moveaxis(grad, self.axis, 0))
+
+
+def concatenate(tensors, axis=0):
+    """Like ``torch.cat``: tensors joined along an existing ``axis``."""
+    return Concatenate.apply(*tensors, axis=axis)
+
+
+def stack(tensors, axis=0):
+    """Like ``torch.stack``: tensors joined along a new ``axis``."""
+    return Stack.apply(*tensors, axis=axis)

@@ -387,15 +387,7 @@ def _shape(shape):
     return tuple(shape[0]) if len(shape) == 1 and isinstance(shape[0], (tuple, list)) else tuple(shape)
 
 
-def concatenate(tensors, axis=0):
-    return ops.Concatenate.apply(*tensors, axis=axis)
-
-
-def stack(tensors, axis=0):
-    return ops.Stack.apply(*tensors, axis=axis)
-
-
 from . import ops  # noqa: E402  (ops subclass Function, defined above)
 
 __all__ = ["Tensor", "Function", "no_grad", "set_grad_enabled", "is_grad_enabled", "tensor", "zeros", "ones",
-           "randn", "rand", "concatenate", "stack"]
+           "randn", "rand"]

@@ -4,8 +4,9 @@ Each op is a `Function` with its backward next to its forward; the public functi
 arguments and says what it expected. Names and arguments follow ``torch.nn.functional``.
 """
 
+from ._windows import resolve_padding
 from .activation import gelu, leaky_relu, log_softmax, relu, sigmoid, softmax, tanh
-from .conv import conv2d, conv_transpose2d, resolve_padding
+from .conv import conv2d, conv_transpose2d
 from .linear import dropout, linear
 from .loss import cross_entropy, mse_loss, nll_loss
 from .normalization import batch_norm

@@ -1,4 +1,4 @@
-"""Sliding-window plumbing shared by convolution and pooling.
+"""Sliding-window plumbing shared by convolution and pooling: padding, resolved and applied.
 
 A window op with kernel (kH, kW), stride (sH, sW), dilation (dH, dW) over a padded input of
 height Hp has H' = (Hp - dH*(kH-1) - 1) // sH + 1 output rows. Instead of gathering windows
@@ -6,26 +6,51 @@ one output position at a time, the ops loop over the kH*kW *kernel offsets*: for
 the input values under that kernel tap, for every output position at once, are one strided
 view `offset_view(padded, i, j, ...)` of shape (N, C, H', W'). Scattering gradients back is the
 same loop with `+=` into strided slices (never `np.add.at`, which is an order of magnitude slower).
-Convolution copies those views into im2col columns, so that one matrix product does its sums;
-`col2im` is the adjoint that scatters columns back.
 
 Memory layout: the ops work on *channel-major* arrays (C, N, H, W) internally and hand back
-(N, C, H, W)-shaped views of them, like PyTorch's channels_last is NCHW-shaped with another
-memory order. A convolution's matrix product yields channel-major data directly, and the next
-op reads it without a transposing copy. Values and shapes are the same whatever the layout.
-"""
+(N, C, H, W)-shaped views of them (`convnet.kernels.convolution.channel_major`), like PyTorch's
+channels_last is NCHW-shaped with another memory order. A convolution's matrix product yields
+channel-major data directly, and the next op reads it without a transposing copy. Values and
+shapes are the same whatever the layout."""
+
+import numbers
 
 import numpy as np
 
 
-def output_size(size, kernel, stride, dilation, pad_before, pad_after):
-    """Output length of a window op along one axis (PyTorch's formula, floor mode)."""
-    return (size + pad_before + pad_after - dilation * (kernel - 1) - 1) // stride + 1
+def resolve_padding(op, padding, kernel, stride=(1, 1), dilation=(1, 1)):
+    """padding -> (top, bottom, left, right), as PyTorch pads.
+
+    padding: an int p (p on every side), a pair (pH, pW) (pH above and below, pW left and
+    right), four numbers (top, bottom, left, right), 'valid' (none) or 'same' (stride 1 only:
+    the output as large as the input, the odd pixel of an even span at the bottom and right).
+    A resolved 4-tuple comes back as it is, after a check that costs next to nothing.
+    """
+    if isinstance(padding, str):
+        if padding == "valid":
+            return 0, 0, 0, 0
+        if padding == "same":
+            if tuple(stride) != (1, 1):
+                raise ValueError(f"{op}: padding='same' needs stride 1, got stride={tuple(stride)}")
+            total_h, total_w = (d * (k - 1) for d, k in zip(dilation, kernel))
+            return total_h // 2, total_h - total_h // 2, total_w // 2, total_w - total_w // 2
+        raise ValueError(f"{op}: expected padding to be an int, a pair, four sides, 'same' or 'valid', "
+                         f"got {padding!r}")
+    return four_sides(op, padding)
 
 
-def channel_major(x):
-    """(N, C, H, W) -> contiguous (C, N, H, W): free when x is a view of channel-major data."""
-    return np.ascontiguousarray(x.transpose(1, 0, 2, 3))
+def four_sides(op, padding):
+    """An int, a pair (pH, pW) or (top, bottom, left, right), each >= 0 -> (top, bottom, left, right)."""
+    sides = (padding,) * 4 if isinstance(padding, numbers.Integral) else padding
+    if isinstance(sides, (tuple, list)) and len(sides) == 2:
+        sides = (sides[0], sides[0], sides[1], sides[1])
+    if (not isinstance(sides, (tuple, list)) or len(sides) != 4
+            or not all(isinstance(v, numbers.Integral) and not isinstance(v, bool) for v in sides)):
+        raise TypeError(f"{op}: expected padding to be an int, a pair (pH, pW) or four ints (top, bottom, left, "
+                        f"right), got {padding!r}")
+    if any(v < 0 for v in sides):
+        raise ValueError(f"{op}: expected padding >= 0, got {padding!r}")
+    return tuple(int(v) for v in sides)
 
 
 def pad(x, padding, value=0.0):
@@ -55,52 +80,3 @@ def offset_view(padded, i, j, stride, dilation, out_hw):
     (sh, sw), (dh, dw), (oh, ow) = stride, dilation, out_hw
     top, left = i * dh, j * dw
     return padded[:, :, top:top + sh * (oh - 1) + 1:sh, left:left + sw * (ow - 1) + 1:sw]
-
-
-def im2col(padded, kernel, stride, dilation, out_hw):
-    """padded: channel-major (C, N, Hp, Wp) -> columns (C*kH*kW, N*H'*W'), one column per output position.
-
-    One strided copy per kernel tap. (Splitting the copies across threads was measured: no gain,
-    they are memory-bound on this 2-core machine.)
-    """
-    c, n = padded.shape[:2]
-    (kh, kw), (oh, ow) = kernel, out_hw
-    cols = np.empty((c, kh, kw, n, oh, ow), dtype=padded.dtype)
-    for i in range(kh):
-        for j in range(kw):
-            cols[:, i, j] = offset_view(padded, i, j, stride, dilation, out_hw)
-    return cols.reshape(c * kh * kw, n * oh * ow)
-
-
-def col2im(cols, padded_shape, kernel, stride, dilation, out_hw):
-    """Adjoint of `im2col`: columns (C*kH*kW, N*H'*W') -> channel-major (C, N, Hp, Wp), overlaps summed."""
-    c, n = padded_shape[:2]
-    (kh, kw), (oh, ow) = kernel, out_hw
-    cols = cols.reshape(c, kh, kw, n, oh, ow)
-    padded = np.zeros(padded_shape, dtype=cols.dtype)
-    for i in range(kh):
-        for j in range(kw):
-            offset_view(padded, i, j, stride, dilation, out_hw)[...] += cols[:, i, j]
-    return padded
-
-
-def col2im_wide(cols, padded_shape, kernel, dilation, out_h):
-    """`col2im` for stride 1, from *wide* columns (C*kH*kW, N*H'*Wp) whose extra Wp - W' entries
-    per output row are zero.
-
-    With output rows as wide as the padded input, kernel tap (i, j) covers each image's padded
-    pixels as one contiguous run of H'*Wp values from offset i*dH*Wp + j*dW, so a tap is one
-    add of N long runs instead of N*H' short rows (about 4x faster). The zero entries land on
-    padding or on the next row's first pixels and change nothing.
-    """
-    c, n, hp, wp = padded_shape
-    kh, kw = kernel
-    cols = cols.reshape(c, kh, kw, n, out_h * wp)
-    image = hp * wp
-    last_offset = (kh - 1) * dilation[0] * wp + (kw - 1) * dilation[1]
-    flat = np.zeros((c, n * image + last_offset), dtype=cols.dtype)
-    for i in range(kh):
-        for j in range(kw):
-            offset = i * dilation[0] * wp + j * dilation[1]
-            flat[:, offset:offset + n * image].reshape(c, n, image)[:, :, :out_h * wp] += cols[:, i, j]
-    return flat[:, :n * image].reshape(padded_shape)

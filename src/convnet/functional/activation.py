@@ -5,7 +5,6 @@ import math
 import numpy as np
 
 from .. import _checks, kernels
-from ..kernels import activation as activation_kernels
 from ..tensor import Function
 
 
@@ -16,22 +15,22 @@ def _laid_out_like(array, dense):
 
 
 class ReLU(Function):
-    """out = max(x, 0); d/dx = 1 where x > 0. Compiled: one pass each way (`kernels.activation`)."""
+    """out = max(x, 0); d/dx = 1 where x > 0: one pass each way (`kernels.relu_forward`, `relu_backward`)
+    over arrays laid out alike, a NumPy expression otherwise (an input with gaps, a gradient of
+    another dtype or layout)."""
 
     def forward(self, x):
-        if kernels.compiled():
-            self.out = np.empty_like(x)
-            if _laid_out_like(x, self.out):
-                activation_kernels.relu_forward(x.ravel(order="K"), self.out.ravel(order="K"))
-                return self.out
+        self.out = np.empty_like(x)
+        if _laid_out_like(x, self.out):
+            kernels.relu_forward(x.ravel(order="K"), self.out.ravel(order="K"))
+            return self.out
         self.out = np.maximum(x, 0)
         return self.out
 
     def backward(self, grad):
-        if kernels.compiled() and grad.dtype == self.out.dtype and _laid_out_like(grad, self.out):
+        if grad.dtype == self.out.dtype and _laid_out_like(grad, self.out):
             grad_in = np.empty_like(self.out)
-            activation_kernels.relu_backward(grad.ravel(order="K"), self.out.ravel(order="K"),
-                                             grad_in.ravel(order="K"))
+            kernels.relu_backward(grad.ravel(order="K"), self.out.ravel(order="K"), grad_in.ravel(order="K"))
             return grad_in
         return np.where(self.out <= 0, 0, grad)  # as torch: 0 even for an infinite grad
 

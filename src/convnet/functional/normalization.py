@@ -3,9 +3,8 @@
 import numpy as np
 
 from .. import _checks, kernels
-from ..kernels import normalization as compiled_kernels
+from ..kernels.convolution import channel_major
 from ..tensor import Function, Tensor
-from ._windows import channel_major
 
 
 def channel_rows(x):
@@ -125,14 +124,14 @@ class CompiledBatchNorm(Function):
         out = np.empty_like(rows)
         if training:
             mean, var = np.empty(channels), np.empty(channels)
-            compiled_kernels.batch_norm_train_forward(rows, weight, bias, float(eps), out, mean, var)
+            kernels.batch_norm_train_forward(rows, weight, bias, float(eps), out, mean, var)
             update_running_statistics(running_mean, running_var, mean.astype(rows.dtype), var.astype(rows.dtype),
                                       count, momentum)
             inv_std = 1 / np.sqrt(var + eps)  # the kernel's, bit for bit
         else:
             mean, inv_std = running_mean.astype(np.float64), 1 / np.sqrt(running_var.astype(np.float64) + eps)
-            compiled_kernels.batch_norm_eval_forward(rows, mean.astype(rows.dtype), (inv_std * weight).astype(rows.dtype),
-                                                     bias, out)
+            kernels.batch_norm_eval_forward(rows, mean.astype(rows.dtype), (inv_std * weight).astype(rows.dtype), bias,
+                                            out)
         self.rows, self.mean, self.inv_std, self.weight, self.training = rows, mean, inv_std, weight, training
         return from_channel_rows(out, x.shape)
 
@@ -141,12 +140,16 @@ class CompiledBatchNorm(Function):
         channels = grad_rows.shape[0]
         grad_input = np.empty_like(grad_rows)
         grad_sum, projection = np.empty(channels), np.empty(channels)
-        compiled_kernels.batch_norm_backward(grad_rows, self.rows, self.mean, self.inv_std, self.weight, self.training,
-                                             grad_input, grad_sum, projection)
+        kernels.batch_norm_backward(grad_rows, self.rows, self.mean, self.inv_std, self.weight, self.training,
+                                    grad_input, grad_sum, projection)
         dtype = grad_rows.dtype
         grad_weight = (projection * self.inv_std).astype(dtype) if self.needs_input_grad[1] else None
         grad_bias = grad_sum.astype(dtype) if self.needs_input_grad[2] else None
         return from_channel_rows(grad_input, grad.shape), grad_weight, grad_bias
+
+
+# The op on the kernels or, in the reference mode, in NumPy: two Functions with the same arguments.
+_BATCH_NORM = kernels.Kernel(CompiledBatchNorm.apply, BatchNorm.apply)
 
 
 def batch_norm(input, running_mean, running_var, weight=None, bias=None, training=False, momentum=0.1, eps=1e-5,
@@ -178,7 +181,6 @@ def batch_norm(input, running_mean, running_var, weight=None, bias=None, trainin
     if training and sum_across is not None:
         return SynchronisedBatchNorm.apply(input, weight, bias, *running, momentum=momentum, eps=eps,
                                            sum_across=sum_across)
-    # The kernels are compiled for float32 and float64; other dtypes take the NumPy reference.
-    compiled = kernels.compiled() and input.dtype in (np.float32, np.float64)
-    return (CompiledBatchNorm if compiled else BatchNorm).apply(input, weight, bias, *running, training=bool(training),
-                                                                momentum=momentum, eps=eps)
+    # The kernels are compiled for float32 and float64; other dtypes take the NumPy implementation.
+    apply = _BATCH_NORM if input.dtype in (np.float32, np.float64) else BatchNorm.apply
+    return apply(input, weight, bias, *running, training=bool(training), momentum=momentum, eps=eps)

@@ -8,58 +8,59 @@ PyTorch does). Average pooling keeps the mean.
 import numpy as np
 
 from .. import _checks, kernels
-from ..kernels import activation as activation_kernels
-from ..kernels import pooling as pooling_kernels
+from ..kernels.convolution import channel_major, output_size
 from ..tensor import Function
-from .activation import ReLU
-from ._windows import channel_major, offset_view, output_size, pad, unpad
+from ._windows import four_sides, offset_view, pad, unpad
 
 _NO_DILATION = (1, 1)
 
 
-def window_stack(x, kernel, stride, padding, fill):
-    """x: (N, C, H, W) -> (kH*kW, C, N, H', W'): every kernel tap's values at every output position.
+def pooled_hw(input_hw, kernel, stride, padding):
+    """(H', W') of a window op without dilation; padding: (top, bottom, left, right)."""
+    return (output_size(input_hw[0], kernel[0], stride[0], 1, *padding[:2]),
+            output_size(input_hw[1], kernel[1], stride[1], 1, *padding[2:]))
+
+
+def window_stack(x, kernel, stride, padding):
+    """x: (N, C, H, W) -> (kH*kW, C, N, H', W'): every kernel tap's values at every output position;
+    padding: (top, bottom, left, right), with zeros.
 
     One contiguous array per tap makes the reductions over taps long, fast vectorised passes.
     Non-overlapping windows (stride = kernel, no padding, sizes divisible) are read straight
-    from the input; otherwise from a copy padded with ``fill``.
+    from the input; otherwise from a padded copy.
     """
     xc = channel_major(x)
     c, n, h, w = xc.shape
-    (kh, kw), (ph, pw) = kernel, padding
-    out_hw = (output_size(h, kh, stride[0], 1, ph, ph), output_size(w, kw, stride[1], 1, pw, pw))
+    kh, kw = kernel
+    out_hw = pooled_hw((h, w), kernel, stride, padding)
     stack = np.empty((kh * kw, c, n) + out_hw, dtype=x.dtype)
     if tiles_exactly(xc.shape, kernel, stride, padding):
         tiles = xc.reshape(c, n, out_hw[0], kh, out_hw[1], kw)
         for tap in range(kh * kw):
             stack[tap] = tiles[:, :, :, tap // kw, :, tap % kw]
     else:
-        padded = pad(xc, (ph, ph, pw, pw), value=fill)
+        padded = pad(xc, padding)
         for tap in range(kh * kw):
             stack[tap] = offset_view(padded, tap // kw, tap % kw, stride, _NO_DILATION, out_hw)
     return stack
 
 
-def unstack_windows(stack, input_shape, kernel, stride, padding, scale=None):
-    """Adjoint of `window_stack`: (kH*kW, C, N, H', W') -> channel-major (C, N, H, W), overlaps summed.
-
-    With ``scale`` (C, N, H', W'), scatters ``stack * scale`` without materialising the product.
-    """
+def unstack_windows(stack, input_shape, kernel, stride, padding):
+    """Adjoint of `window_stack`: (kH*kW, C, N, H', W') -> channel-major (C, N, H, W), overlaps summed."""
     taps, c, n, oh, ow = stack.shape
-    (kh, kw), (ph, pw) = kernel, padding
+    (kh, kw), (top, bottom, left, right) = kernel, padding
     shape = (c, n) + tuple(input_shape[2:])
     tiled = tiles_exactly(shape, kernel, stride, padding)
     if tiled:
-        grad = np.empty((c, n, oh, kh, ow, kw), dtype=stack.dtype if scale is None else scale.dtype)
+        grad = np.empty((c, n, oh, kh, ow, kw), dtype=stack.dtype)
     else:
-        grad = np.zeros((c, n, shape[2] + 2 * ph, shape[3] + 2 * pw), dtype=stack.dtype if scale is None else scale.dtype)
+        grad = np.zeros((c, n, shape[2] + top + bottom, shape[3] + left + right), dtype=stack.dtype)
     for tap in range(taps):
-        values = stack[tap] if scale is None else np.multiply(stack[tap], scale)
         if tiled:
-            grad[:, :, :, tap // kw, :, tap % kw] = values
+            grad[:, :, :, tap // kw, :, tap % kw] = stack[tap]
         else:
-            offset_view(grad, tap // kw, tap % kw, stride, _NO_DILATION, (oh, ow))[...] += values
-    return grad.reshape(shape) if tiled else unpad(grad, (ph, ph, pw, pw))
+            offset_view(grad, tap // kw, tap % kw, stride, _NO_DILATION, (oh, ow))[...] += stack[tap]
+    return grad.reshape(shape) if tiled else unpad(grad, padding)
 
 
 def tiles_exactly(shape, kernel, stride, padding):
@@ -68,83 +69,71 @@ def tiles_exactly(shape, kernel, stride, padding):
 
 
 class MaxPool2d(Function):
-    """x: (N, C, H, W) -> out: (N, C, H', W'), H' = (H + 2*pH - kH) // sH + 1.
+    """x: (N, C, H, W) -> out: (N, C, H', W'), H' = (H + top + bottom - kH) // sH + 1.
 
-    Forward: each window's maximum. Backward: each output's gradient goes to the first position
-    (in row-major window order) that holds the maximum, as in PyTorch. Compiled: one pass records
-    the winners' positions and the backward scatters to them. Reference: the maximum over the
-    window stack, the winners found again in the backward. ``rectify`` (compiled only; see
+    Forward: each window's maximum, recording where it was (`kernels.max_pool_forward`).
+    Backward: each output's gradient goes to that position, the first in row-major window order
+    that holds the maximum, as in PyTorch (`kernels.max_pool_backward`). ``rectify`` (see
     `relu_max_pool2d`) applies ReLU to the maxima and masks their gradients before the scatter.
     """
 
     def forward(self, x, kernel, stride, padding, rectify=False):
-        self.geometry = (x.shape, kernel, stride, padding)
+        xc = channel_major(x)
+        c, n, h, w = xc.shape
+        out_hw = pooled_hw((h, w), kernel, stride, padding)
+        planes = xc.reshape(c * n, h, w)
+        out = np.empty((c * n,) + out_hw, dtype=x.dtype)
+        self.argmax = np.empty((c * n,) + out_hw, dtype=np.int32)
+        if _is_2x2(kernel, stride, padding):
+            kernels.max_pool_2x2_forward(planes, out, self.argmax)
+        else:
+            kernels.max_pool_forward(planes, *kernel, *stride, *padding[::2], out, self.argmax)
         self.rectified = None
-        if kernels.compiled():
-            xc = channel_major(x)
-            c, n, h, w = xc.shape
-            out_hw = (output_size(h, kernel[0], stride[0], 1, padding[0], padding[0]),
-                      output_size(w, kernel[1], stride[1], 1, padding[1], padding[1]))
-            planes = xc.reshape(c * n, h, w)
-            out = np.empty((c * n,) + out_hw, dtype=x.dtype)
-            self.argmax = np.empty((c * n,) + out_hw, dtype=np.int32)
-            if _is_2x2(kernel, stride, padding):
-                pooling_kernels.max_pool_2x2_forward(planes, out, self.argmax)
-            else:
-                pooling_kernels.max_pool_forward(planes, *kernel, *stride, *padding, out, self.argmax)
-            if rectify:
-                activation_kernels.relu_forward(out.ravel(), out.ravel())
-                self.rectified = out
-            return out.reshape((c, n) + out_hw).transpose(1, 0, 2, 3)
         if rectify:
-            raise ValueError("max_pool2d: rectify=True needs the compiled kernels (relu_max_pool2d composes "
-                             "the two ops otherwise)")
-        self.stack = window_stack(x, kernel, stride, padding, fill=-np.inf)
-        self.out = self.stack.max(axis=0)
-        return self.out.transpose(1, 0, 2, 3)
+            kernels.relu_forward(out.ravel(), out.ravel())
+            self.rectified = out
+        self.geometry = (x.shape, kernel, stride, padding)
+        return out.reshape((c, n) + out_hw).transpose(1, 0, 2, 3)
 
     def backward(self, grad):
         (n, c, h, w), kernel, stride, padding = self.geometry
-        if kernels.compiled():
-            grad_out = channel_major(grad).reshape(self.argmax.shape)
-            if self.rectified is not None:
-                masked = np.empty(self.argmax.shape, dtype=grad.dtype)
-                activation_kernels.relu_backward(grad_out.ravel(), self.rectified.ravel(), masked.ravel())
-                grad_out = masked
-            if _is_2x2(kernel, stride, padding):
-                grad_in = (np.zeros if h % 2 or w % 2 else np.empty)((c * n, h, w), dtype=grad.dtype)
-                pooling_kernels.max_pool_2x2_backward(grad_out, self.argmax, grad_in)
-            else:
-                grad_in = np.zeros((c * n, h * w), dtype=grad.dtype)
-                pooling_kernels.max_pool_backward(grad_out.reshape(c * n, -1), self.argmax.reshape(c * n, -1), grad_in)
-            return grad_in.reshape(c, n, h, w).transpose(1, 0, 2, 3)
-        winners = self.stack == self.out
-        nan_windows = np.isnan(self.out)
-        if nan_windows.any():  # NaN wins, the last one in its window, as in PyTorch's kernel
-            nan_taps = np.isnan(self.stack)
-            last_nan = len(nan_taps) - 1 - np.argmax(nan_taps[::-1], axis=0)
-            taps = np.arange(len(nan_taps)).reshape((-1,) + (1,) * nan_windows.ndim)
-            winners = np.where(nan_windows, taps == last_nan, winners)
-        if any(padding):  # padding never wins, even over a window of -inf
-            winners &= window_stack(np.ones((1, 1, h, w), dtype=bool), kernel, stride, padding, fill=False)
-        taken = winners[0].copy()
-        for tap in range(1, len(winners)):
-            winners[tap] &= ~taken
-            taken |= winners[tap]
-        return unstack_windows(winners, *self.geometry, scale=channel_major(grad)).transpose(1, 0, 2, 3)
+        grad_out = channel_major(grad).reshape(self.argmax.shape)
+        if self.rectified is not None:
+            masked = np.empty(self.argmax.shape, dtype=grad.dtype)
+            kernels.relu_backward(grad_out.ravel(), self.rectified.ravel(), masked.ravel())
+            grad_out = masked
+        if _is_2x2(kernel, stride, padding):
+            grad_in = (np.zeros if h % 2 or w % 2 else np.empty)((c * n, h, w), dtype=grad.dtype)
+            kernels.max_pool_2x2_backward(grad_out, self.argmax, grad_in)
+        else:
+            grad_in = np.zeros((c * n, h * w), dtype=grad.dtype)
+            kernels.max_pool_backward(grad_out.reshape(c * n, -1), self.argmax.reshape(c * n, -1), grad_in)
+        return grad_in.reshape(c, n, h, w).transpose(1, 0, 2, 3)
 
 
 class AvgPool2d(Function):
-    """x: (N, C, H, W) -> out: (N, C, H', W'); zero padding counts in the mean (PyTorch's default)."""
+    """x: (N, C, H, W) -> out: (N, C, H', W'), each window's mean. ``count_include_pad``: the
+    zero padding counts in the mean (PyTorch's default); otherwise a window averages only the
+    input pixels it covers."""
 
-    def forward(self, x, kernel, stride, padding):
+    def forward(self, x, kernel, stride, padding, count_include_pad=True):
         self.geometry = (x.shape, kernel, stride, padding)
-        return window_stack(x, kernel, stride, padding, fill=0.0).mean(axis=0).transpose(1, 0, 2, 3)
+        self.divisor = (kernel[0] * kernel[1] if count_include_pad
+                        else _covered(x.shape[2:], kernel, stride, padding).astype(x.dtype))
+        return (window_stack(x, kernel, stride, padding).sum(axis=0) / self.divisor).transpose(1, 0, 2, 3)
 
     def backward(self, grad):
         taps = self.geometry[1][0] * self.geometry[1][1]
-        share = channel_major(grad) / taps
+        share = channel_major(grad) / self.divisor
         return unstack_windows(np.broadcast_to(share, (taps,) + share.shape), *self.geometry).transpose(1, 0, 2, 3)
+
+
+def _covered(input_hw, kernel, stride, padding):
+    """(H', W'): how many input pixels each window covers, padding left out."""
+    out_hw = pooled_hw(input_hw, kernel, stride, padding)
+    rows, cols = ([min(i * s - before + k, size) - max(i * s - before, 0) for i in range(out)]
+                  for size, k, s, before, out in zip(input_hw, kernel, stride, padding[::2], out_hw))
+    return np.outer(rows, cols)
 
 
 def _is_2x2(kernel, stride, padding):
@@ -156,11 +145,11 @@ def _pool_arguments(op, input, kernel_size, stride, padding):
     _checks.check_shape(op, "input", input, "(N, C, H, W)")
     kernel = _checks.pair(op, "kernel_size", kernel_size, minimum=1)
     stride = kernel if stride is None else _checks.pair(op, "stride", stride, minimum=1)
-    padding = _checks.pair(op, "padding", padding, minimum=0)
-    if padding[0] > kernel[0] // 2 or padding[1] > kernel[1] // 2:
+    padding = four_sides(op, padding)
+    if max(padding[:2]) > kernel[0] // 2 or max(padding[2:]) > kernel[1] // 2:
         raise ValueError(f"{op}: padding should be at most half the kernel size, got padding={padding} "
-                         f"for kernel_size={kernel}")
-    h, w = input.shape[2] + 2 * padding[0], input.shape[3] + 2 * padding[1]
+                         f"(top, bottom, left, right) for kernel_size={kernel}")
+    h, w = input.shape[2] + padding[0] + padding[1], input.shape[3] + padding[2] + padding[3]
     if kernel[0] > h or kernel[1] > w:
         raise ValueError(f"{op}: kernel_size {kernel} is larger than the padded input {(h, w)}")
     return input, dict(kernel=kernel, stride=stride, padding=padding)
@@ -169,8 +158,9 @@ def _pool_arguments(op, input, kernel_size, stride, padding):
 def max_pool2d(input, kernel_size, stride=None, padding=0):
     """Max over each kH x kW window, like ``torch.nn.functional.max_pool2d``.
 
-    input: (N, C, H, W) -> (N, C, H', W'), H' = (H + 2*pH - kH) // sH + 1; stride defaults
-    to kernel_size; padding (at most half the kernel) pads with -inf.
+    input: (N, C, H, W) -> (N, C, H', W'), H' = (H + top + bottom - kH) // sH + 1; stride
+    defaults to kernel_size; padding (an int, (pH, pW) or (top, bottom, left, right), each side
+    at most half the kernel) pads with -inf.
 
     >>> import convnet, convnet.functional as F
     >>> x = convnet.tensor([[[[1., 2.], [4., 3.]]]])
@@ -184,11 +174,10 @@ def max_pool2d(input, kernel_size, stride=None, padding=0):
 def relu_max_pool2d(input, kernel_size, stride=None, padding=0):
     """``max_pool2d(relu(input), ...)`` with the same values and gradients, in fewer passes.
 
-    ReLU is monotone, so it commutes with taking a maximum: the compiled path pools the input
-    and rectifies only the maxima (a quarter of the values for 2x2 windows), and its backward
-    masks the pooled gradient before the one scatter, instead of a ReLU pass each way over the
-    whole input. The reference path runs the two ops. `nn.Sequential` calls this for an
-    `nn.ReLU` followed by an `nn.MaxPool2d` (neither with hooks).
+    ReLU is monotone, so it commutes with taking a maximum: this pools the input and rectifies
+    only the maxima (a quarter of the values for 2x2 windows), and its backward masks the pooled
+    gradient before the one scatter, instead of a ReLU pass each way over the whole input.
+    `nn.Sequential` calls this for an `nn.ReLU` followed by an `nn.MaxPool2d` (neither with hooks).
 
     >>> import convnet, convnet.functional as F
     >>> x = convnet.tensor([[[[-1., -2.], [-4., -3.]]], [[[1., 2.], [4., 3.]]]])
@@ -196,18 +185,25 @@ def relu_max_pool2d(input, kernel_size, stride=None, padding=0):
     [0.0, 4.0]
     """
     input, args = _pool_arguments("max_pool2d", input, kernel_size, stride, padding)
-    if not kernels.compiled():
-        return MaxPool2d.apply(ReLU.apply(input), **args)
     return MaxPool2d.apply(input, rectify=True, **args)
 
 
-def avg_pool2d(input, kernel_size, stride=None, padding=0):
-    """Mean over each kH x kW window, like ``torch.nn.functional.avg_pool2d`` (count_include_pad=True).
+def avg_pool2d(input, kernel_size, stride=None, padding=0, count_include_pad=True):
+    """Mean over each kH x kW window, like ``torch.nn.functional.avg_pool2d``.
 
-    input: (N, C, H, W) -> (N, C, H', W'), H' = (H + 2*pH - kH) // sH + 1.
+    input: (N, C, H, W) -> (N, C, H', W'), H' = (H + top + bottom - kH) // sH + 1; padding as
+    in `max_pool2d`, with zeros. ``count_include_pad=False``: each window averages only the
+    input pixels it covers (ONNX's count_include_pad=0).
+
+    >>> import convnet, convnet.functional as F
+    >>> x = convnet.ones(1, 1, 2, 2)
+    >>> F.avg_pool2d(x, 2, stride=1, padding=1).numpy().ravel().tolist()
+    [0.25, 0.5, 0.25, 0.5, 1.0, 0.5, 0.25, 0.5, 0.25]
+    >>> F.avg_pool2d(x, 2, stride=1, padding=1, count_include_pad=False).numpy().ravel().tolist()
+    [1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0]
     """
     input, args = _pool_arguments("avg_pool2d", input, kernel_size, stride, padding)
-    return AvgPool2d.apply(input, **args)
+    return AvgPool2d.apply(input, count_include_pad=bool(count_include_pad), **args)
 
 
 def _adaptive_bins(size, bins):

@@ -3,15 +3,23 @@
 Each kernel does one op's memory-bound pass (a window keeping its maximum, a kernel's taps
 copied into GEMM-ready columns, an optimizer's update) as one loop instead of several NumPy
 passes; matrix products stay in NumPy's BLAS. Kernels take their inputs and a preallocated
-output and return nothing (or a small tuple); shapes are in their docstrings. Each has a plain
-NumPy reference beside it, which the tests compare it with and which `use` can select:
+output and return nothing (or a small tuple); shapes are in their docstrings. Each file holds
+its kernels and, beside each, a plain NumPy reference with the same arguments, which the tests
+compare it with (kernels/optim.py's references are the optimizers' own NumPy steps, in
+`convnet.optim`). The ops call neither directly but the `Kernel` of the two (``kernels.im2col``,
+``kernels.max_pool_forward``, ..., and Winograd's transforms in kernels/winograd.py), which runs
+the one the active mode names; `use` selects it:
 
+>>> import numpy as np
 >>> from convnet import kernels
 >>> kernels.active()
 'compiled'
+>>> x, out = np.array([-1.0, 2.0]), np.empty(2)
 >>> with kernels.use("reference"):
-...     kernels.active()
-'reference'
+...     kernels.active(), kernels.relu_forward(x, out), out.tolist()
+('reference', None, [0.0, 2.0])
+>>> kernels.relu_forward.reference is kernels.activation.relu_forward_reference
+True
 
 The environment variable ``CONVNET_KERNELS=reference`` selects the references for a whole
 process (to compare a run's accuracy or speed with and without the compiled kernels).
@@ -20,14 +28,15 @@ a machine pays for compiling them. The big passes run on all cores (``parallel=T
 thread taking whole channels, planes or images, so results do not depend on the thread count;
 `convnet.process` explains the idle-wait settings that keep their threads and BLAS's apart.
 
-Convolution has five algorithms: im2col (columns, then one GEMM; any geometry), Winograd
-F(2x2, 3x3) and F(4x4, 3x3) (kernels/winograd.py and winograd4.py: transforms, then 16 or 36
-smaller GEMMs; stride-1 3x3 kernels, dilation 1, groups 1), direct (kernels/direct.py: the sum
-tap by tap, no columns; one input channel, stride 1, groups 1) and depthwise
-(kernels/depthwise.py: the same per channel; groups = input channels = output channels, any
-kernel, stride, dilation). ``conv_algorithm`` picks one per shape; ``use_algorithm`` overrides
-the choice, orthogonally to the compiled/reference mode. Forcing 'winograd',
-'winograd4' or 'direct' still sends the shapes it cannot do to im2col:
+Convolution has five algorithms: im2col (kernels/columns.py: columns, then one GEMM; any
+geometry), Winograd F(2x2, 3x3) and F(4x4, 3x3) (kernels/winograd.py, with the transforms in
+winograd2.py and winograd4.py: transforms, then 16 or 36 smaller GEMMs; stride-1 3x3 kernels,
+dilation 1, groups 1), direct (kernels/direct.py: the sum tap by tap, no columns; one input
+channel, stride 1, groups 1) and depthwise (kernels/depthwise.py: the same per channel; groups =
+input channels = output channels, any kernel, stride, dilation); kernels/convolution.py runs
+them. ``conv_algorithm`` picks one per shape; ``use_algorithm`` overrides the choice,
+orthogonally to the compiled/reference mode. Forcing 'winograd', 'winograd4' or 'direct' still
+sends the shapes it cannot do to im2col:
 
 >>> plain = dict(stride=(1, 1), dilation=(1, 1), groups=1)
 >>> kernels.conv_algorithm((3, 3), **plain, in_channels=64, out_channels=64)
@@ -48,6 +57,8 @@ the choice, orthogonally to the compiled/reference mode. Forcing 'winograd',
 
 import os
 from contextlib import contextmanager
+
+from . import activation, columns, depthwise, direct, normalization, pooling
 
 MODES = ("compiled", "reference")
 ALGORITHMS = ("auto", "im2col", "winograd", "winograd4", "direct", "depthwise")
@@ -110,8 +121,23 @@ def active():
 
 
 def compiled():
-    """True when the ops should call the compiled kernels."""
+    """True when the compiled kernels run (`Kernel` chooses by it; convnet.optim asks it too)."""
     return _mode.value == "compiled"
+
+
+class Kernel:
+    """A compiled kernel and its NumPy reference, which take the same arguments: calling it runs
+    the one the active mode names. This is the one place that chooses between them."""
+
+    def __init__(self, compiled, reference):
+        self.compiled, self.reference = compiled, reference
+        self.__doc__ = compiled.__doc__
+
+    def __call__(self, *args, **kwargs):
+        return (self.compiled if compiled() else self.reference)(*args, **kwargs)
+
+    def __repr__(self):
+        return f"Kernel({self.compiled.__name__})"
 
 
 def set_mode(mode):
@@ -169,3 +195,23 @@ def conv_algorithm(kernel, stride, dilation, groups, in_channels, out_channels):
     if chosen in ("winograd", "winograd4"):
         return chosen
     return "winograd" if in_channels >= WINOGRAD_MIN_CHANNELS else "im2col"
+
+
+# ------------------------------------------------------------------ the kernels, each with its reference
+relu_forward = Kernel(activation.relu_forward, activation.relu_forward_reference)
+relu_backward = Kernel(activation.relu_backward, activation.relu_backward_reference)
+max_pool_forward = Kernel(pooling.max_pool_forward, pooling.max_pool_forward_reference)
+max_pool_backward = Kernel(pooling.max_pool_backward, pooling.max_pool_backward_reference)
+max_pool_2x2_forward = Kernel(pooling.max_pool_2x2_forward, pooling.max_pool_2x2_forward_reference)
+max_pool_2x2_backward = Kernel(pooling.max_pool_2x2_backward, pooling.max_pool_2x2_backward_reference)
+im2col = Kernel(columns.im2col, columns.im2col_reference)
+col2im = Kernel(columns.col2im, columns.col2im_reference)
+direct_forward = Kernel(direct.forward, direct.forward_reference)
+direct_weight_grad = Kernel(direct.weight_grad, direct.weight_grad_reference)
+depthwise_forward = Kernel(depthwise.forward, depthwise.forward_reference)
+depthwise_input_grad = Kernel(depthwise.input_grad, depthwise.input_grad_reference)
+depthwise_weight_grad = Kernel(depthwise.weight_grad, depthwise.weight_grad_reference)
+batch_norm_train_forward = Kernel(normalization.batch_norm_train_forward,
+                                  normalization.batch_norm_train_forward_reference)
+batch_norm_eval_forward = Kernel(normalization.batch_norm_eval_forward, normalization.batch_norm_eval_forward_reference)
+batch_norm_backward = Kernel(normalization.batch_norm_backward, normalization.batch_norm_backward_reference)

@@ -7,7 +7,7 @@ GEMM per group it would be C matrix products of one row each, (1, kH*kW) @ (kH*k
 which BLAS runs at 1-2% of its peak, after writing columns kH*kW times the input's size. Here
 each output plane is summed straight from its padded image.
 
-Images are channel-major, as in kernels/im2col.py: image (C, N, H, W), weight (C, kH, kW),
+Images are channel-major, as in kernels/columns.py: image (C, N, H, W), weight (C, kH, kW),
 output (C, N, H', W'). With stride (sH, sW), dilation (dH, dW) and the padding's (top, left)
 (bottom and right follow from H' and W'), cross-correlation as in PyTorch's conv2d with
 groups=C:
@@ -27,8 +27,8 @@ vectorises a run of hundreds far better than rows of 7..32. Other strides go row
 The input gradient with stride 1 is the same correlation of the padded output gradient with the
 kernel flipped; with other strides it is scattered tap by tap into a padded scratch instead.
 
-References: `forward_reference`, `input_grad_reference` and `weight_grad_reference`, the
-defining sums as one strided view of a padded copy per tap.
+References, with the kernels' arguments: `forward_reference`, `input_grad_reference` and
+`weight_grad_reference`, the defining sums as one strided view of a padded copy per tap.
 """
 
 import numpy as np
@@ -59,7 +59,7 @@ def _tap_offsets(kh, kw, dilation, ws):
 @njit(cache=True, nogil=True)
 def _blocks(c_count, n_count):
     """(blocks, runs, images per run): the threads share out (channel, run of images) blocks, so
-    that a few channels still keep every thread busy. (A fixed count of 8, as in im2col.py: asking
+    that a few channels still keep every thread busy. (A fixed count of 8, as in columns.py: asking
     Numba for its thread count would stop the kernels from being cached.)"""
     runs = min(n_count, 8) if c_count < 8 else 1
     return c_count * runs, runs, (n_count + runs - 1) // runs
@@ -312,34 +312,34 @@ def _tap_views(padded, kernel, stride, dilation, out_hw):
             for i in range(kh) for j in range(kw)]
 
 
-def forward_reference(image, weight, stride, dilation, top_left, out_hw):
-    """Reference for `forward`: image (C, N, H, W), weight (C, kH, kW) -> (C, N, H', W')."""
-    kernel = weight.shape[1:]
+def forward_reference(image, weight, stride, dilation, top_left, out):
+    """`forward` in NumPy: image (C, N, H, W), weight (C, kH, kW) -> out (C, N, H', W')."""
+    kernel, out_hw = weight.shape[1:], out.shape[2:]
     padded = _padded(image, kernel, stride, dilation, top_left, out_hw)
-    out = np.zeros(image.shape[:2] + tuple(out_hw), dtype=image.dtype)
+    out[...] = 0
     taps = weight.reshape(weight.shape[0], -1).T
     for tap, view in zip(taps, _tap_views(padded, kernel, stride, dilation, out_hw)):
         out += tap[:, None, None, None] * view
-    return out
 
 
-def input_grad_reference(grad_out, weight, stride, dilation, top_left, image_hw):
-    """Reference for `input_grad`: grad_out (C, N, H', W'), weight (C, kH, kW) -> (C, N, H, W)."""
+def input_grad_reference(grad_out, weight, stride, dilation, top_left, grad_image):
+    """`input_grad` in NumPy: grad_out (C, N, H', W'), weight (C, kH, kW) -> grad_image (C, N, H, W)."""
     kernel, out_hw = weight.shape[1:], grad_out.shape[2:]
-    (top, left), (h, w) = top_left, image_hw
+    (top, left), image_hw = top_left, grad_image.shape[2:]
+    h, w = image_hw
     padded = _padded(np.zeros(grad_out.shape[:2] + tuple(image_hw), dtype=grad_out.dtype), kernel, stride,
                      dilation, top_left, out_hw)
     taps = weight.reshape(weight.shape[0], -1).T
     for tap, view in zip(taps, _tap_views(padded, kernel, stride, dilation, out_hw)):
         view += tap[:, None, None, None] * grad_out
-    return padded[:, :, top:top + h, left:left + w].copy()
+    grad_image[...] = padded[:, :, top:top + h, left:left + w]
 
 
-def weight_grad_reference(grad_out, image, stride, dilation, top_left, kernel):
-    """Reference for `weight_grad`: grad_out (C, N, H', W'), image (C, N, H, W) -> (C, kH, kW), the
-    products in the arrays' dtype, summed in float64."""
-    out_hw = grad_out.shape[2:]
+def weight_grad_reference(grad_out, image, stride, dilation, top_left, grad_weight):
+    """`weight_grad` in NumPy: grad_out (C, N, H', W'), image (C, N, H, W) -> grad_weight (C, kH, kW),
+    the products in the arrays' dtype, summed in float64."""
+    out_hw, kernel = grad_out.shape[2:], grad_weight.shape[1:]
     padded = _padded(image, kernel, stride, dilation, top_left, out_hw)
     sums = [(grad_out * view).sum(axis=(1, 2, 3), dtype=np.float64)
             for view in _tap_views(padded, kernel, stride, dilation, out_hw)]
-    return np.stack(sums, axis=1).astype(grad_out.dtype).reshape((grad_out.shape[0],) + tuple(kernel))
+    grad_weight[...] = np.stack(sums, axis=1).reshape(grad_weight.shape)

@@ -12,8 +12,8 @@ shift of one contiguous run of L = (H'-1)*Ws + W' elements. The loops run over t
 long for a 28x28 image) instead of over rows of W' (28), which LLVM vectorises far better; the
 Ws - W' positions between output rows are computed and dropped.
 
-References: `forward_reference` and `weight_grad_reference`, the defining sums as one shifted
-slice of the padded image per tap.
+References, with the kernels' arguments: `forward_reference` and `weight_grad_reference`, the
+defining sums as one shifted slice of the padded image per tap.
 """
 
 import numpy as np
@@ -165,18 +165,18 @@ def _padded_taps(image, kernel, dilation, top_left, out_hw):
     return [padded[:, i * dh:i * dh + oh, j * dw:j * dw + ow] for i in range(kh) for j in range(kw)]
 
 
-def forward_reference(image, weight, dilation, top_left, out_hw):
-    """image: (1, N, H, W), weight: (O, 1, kH, kW) -> out: (O, N, H', W'), the defining sum tap by tap."""
-    kernel = weight.shape[2:]
-    out = np.zeros((weight.shape[0], image.shape[1]) + tuple(out_hw), dtype=image.dtype)
+def forward_reference(image, weight, dilation, top_left, out):
+    """`forward` in NumPy: the defining sum, one shifted slice of the padded image per tap."""
+    kernel, out_hw = weight.shape[2:], out.shape[2:]
+    out[...] = 0
     for tap, view in zip(weight.reshape(weight.shape[0], -1).T, _padded_taps(image, kernel, dilation, top_left,
                                                                              out_hw)):
         out += tap[:, None, None, None] * view
-    return out
 
 
-def weight_grad_reference(grad, image, dilation, top_left, kernel):
-    """grad: (O, N, H', W'), image: (1, N, H, W) -> grad_weight: (O, 1, kH, kW), one dot product per tap."""
+def weight_grad_reference(grad, image, dilation, top_left, grad_weight):
+    """`weight_grad` in NumPy: one dot product per tap."""
+    kernel = grad_weight.shape[2:]
     taps = _padded_taps(image, kernel, dilation, top_left, grad.shape[2:])
     sums = [np.tensordot(grad, view, axes=([1, 2, 3], [0, 1, 2])) for view in taps]
-    return np.stack(sums, axis=1).reshape((grad.shape[0], 1) + tuple(kernel))
+    grad_weight[...] = np.stack(sums, axis=1).reshape(grad_weight.shape)

@@ -6,7 +6,9 @@ in float64 whatever the data's dtype. The batch variance is the sum of squares a
 the row's first value: unlike E[x^2] - E[x]^2 it does not cancel when the mean is large
 compared with the spread (a channel offset by 1e3), and it needs one pass instead of two.
 
-The NumPy reference is `convnet.functional.normalization.BatchNorm`.
+Each kernel's NumPy reference follows it, with the same arguments and the same float64 sums.
+(`convnet.functional.normalization.BatchNorm` is the op's NumPy implementation, which the
+reference mode runs instead of the kernels.)
 """
 
 import numpy as np
@@ -60,6 +62,15 @@ def batch_norm_train_forward(rows, weight, bias, eps, out, mean, var):
             out[c, i] = (row[i] - mu) * scale + b
 
 
+def batch_norm_train_forward_reference(rows, weight, bias, eps, out, mean, var):
+    """`batch_norm_train_forward` in NumPy."""
+    wide = rows.astype(np.float64)
+    mean[:] = wide.mean(axis=1)
+    var[:] = np.maximum(((wide - mean[:, None]) ** 2).mean(axis=1), 0.0)
+    scale = (1.0 / np.sqrt(var + eps) * weight).astype(rows.dtype)
+    out[...] = (rows - mean.astype(rows.dtype)[:, None]) * scale[:, None] + bias[:, None]
+
+
 @njit(cache=True, nogil=True, parallel=True)
 def batch_norm_eval_forward(rows, mean, scale, bias, out):
     """rows: (C, M); mean, scale, bias: (C,) in rows' dtype -> out: (C, M) = (rows - mean) * scale + bias.
@@ -71,6 +82,11 @@ def batch_norm_eval_forward(rows, mean, scale, bias, out):
         mu, s, b = mean[c], scale[c], bias[c]
         for i in range(count):
             out[c, i] = (rows[c, i] - mu) * s + b
+
+
+def batch_norm_eval_forward_reference(rows, mean, scale, bias, out):
+    """`batch_norm_eval_forward` in NumPy."""
+    out[...] = (rows - mean[:, None]) * scale[:, None] + bias[:, None]
 
 
 @njit(cache=True, nogil=True, parallel=True, error_model="numpy")
@@ -97,3 +113,18 @@ def batch_norm_backward(grad_rows, rows, mean, inv_std, weight, training, grad_i
         else:
             for i in range(count):
                 grad_input[c, i] = grad_rows[c, i] * s
+
+
+def batch_norm_backward_reference(grad_rows, rows, mean, inv_std, weight, training, grad_input, grad_sum, projection):
+    """`batch_norm_backward` in NumPy."""
+    count, dtype = rows.shape[1], rows.dtype.type
+    grad_wide = grad_rows.astype(np.float64)
+    grad_sum[:] = grad_wide.sum(axis=1)
+    projection[:] = (grad_wide * (rows - mean[:, None])).sum(axis=1)
+    scale = inv_std * weight
+    grad_input[...] = grad_rows * scale.astype(dtype)[:, None]
+    if training:
+        shift = (-scale * grad_sum / count).astype(dtype)
+        slope = (scale * projection * inv_std * inv_std / count).astype(dtype)
+        grad_input += shift[:, None]
+        grad_input -= (rows - mean.astype(dtype)[:, None]) * slope[:, None]

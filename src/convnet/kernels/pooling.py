@@ -8,9 +8,11 @@ position, and a window whose values are all -inf picks its first real position. 
 first maximum in row-major window order and NaN wins (the last NaN, if several), exactly as
 PyTorch's CPU kernel does.
 
-The NumPy references are `convnet.functional.pooling.window_stack` and `unstack_windows`.
+Each kernel's NumPy reference follows it: the same window rule, a tap (or an output) at a time
+over every plane at once.
 """
 
+import numpy as np
 from numba import njit, prange
 
 
@@ -40,6 +42,28 @@ def max_pool_forward(x, kernel_h, kernel_w, stride_h, stride_w, pad_h, pad_w, ou
                 argmax[p, oy, ox] = where
 
 
+def max_pool_forward_reference(x, kernel_h, kernel_w, stride_h, stride_w, pad_h, pad_w, out, argmax):
+    """`max_pool_forward` in NumPy: the window's taps in row-major order, a tap taking the window
+    when it is the window's first real position, greater than the best so far, or NaN."""
+    planes, height, width = x.shape
+    out_h, out_w = out.shape[1:]
+    rows = np.arange(out_h)[:, None] * stride_h - pad_h
+    cols = np.arange(out_w)[None, :] * stride_w - pad_w
+    best = np.zeros(out.shape, dtype=x.dtype)
+    where = np.full(out.shape, -1, dtype=np.int64)
+    for i in range(kernel_h):
+        for j in range(kernel_w):
+            y, x_ = rows + i, cols + j
+            real = (y >= 0) & (y < height) & (x_ >= 0) & (x_ < width)
+            flat = np.clip(y, 0, height - 1) * width + np.clip(x_, 0, width - 1)
+            value = x.reshape(planes, -1)[:, flat]
+            take = real & ((where < 0) | (value > best) | np.isnan(value))
+            best = np.where(take, value, best)
+            where = np.where(take, flat, where)
+    out[...] = best
+    argmax[...] = where
+
+
 @njit(cache=True, nogil=True, parallel=True)
 def max_pool_backward(grad_out, argmax, grad_in):
     """grad_out, argmax: (P, H'*W') -> grad_in: (P, H*W), which the caller zeroes.
@@ -52,6 +76,13 @@ def max_pool_backward(grad_out, argmax, grad_in):
     for p in prange(planes):
         for o in range(outputs - 1, -1, -1):
             grad_in[p, argmax[p, o]] += grad_out[p, o]
+
+
+def max_pool_backward_reference(grad_out, argmax, grad_in):
+    """`max_pool_backward` in NumPy: one output position at a time, last to first, for every plane."""
+    planes = np.arange(grad_out.shape[0])
+    for o in range(grad_out.shape[1] - 1, -1, -1):
+        grad_in[planes, argmax[:, o]] += grad_out[:, o]
 
 
 @njit(cache=True, nogil=True, parallel=True)
@@ -81,6 +112,11 @@ def max_pool_2x2_forward(x, out, argmax):
                 argmax[p, oy, ox] = where
 
 
+def max_pool_2x2_forward_reference(x, out, argmax):
+    """`max_pool_2x2_forward` in NumPy."""
+    max_pool_forward_reference(x, 2, 2, 2, 2, 0, 0, out, argmax)
+
+
 @njit(cache=True, nogil=True, parallel=True)
 def max_pool_2x2_backward(grad_out, argmax, grad_in):
     """`max_pool_backward` for kernel 2, stride 2, no padding: grad_out, argmax: (P, H', W') -> grad_in: (P, H, W).
@@ -98,3 +134,11 @@ def max_pool_2x2_backward(grad_out, argmax, grad_in):
                 grad_in[p, 2 * oy, 2 * ox + 1] = grad if where == at + 1 else 0.0
                 grad_in[p, 2 * oy + 1, 2 * ox] = grad if where == at + width else 0.0
                 grad_in[p, 2 * oy + 1, 2 * ox + 1] = grad if where == at + width + 1 else 0.0
+
+
+def max_pool_2x2_backward_reference(grad_out, argmax, grad_in):
+    """`max_pool_2x2_backward` in NumPy."""
+    planes, out_h, out_w = grad_out.shape
+    grad_in[:, :2 * out_h, :2 * out_w] = 0
+    flat = grad_in.reshape(planes, -1)
+    max_pool_backward_reference(grad_out.reshape(planes, -1), argmax.reshape(planes, -1), flat)

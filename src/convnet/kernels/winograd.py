@@ -1,44 +1,44 @@
-"""Winograd F(2x2, 3x3) for stride-1 3x3 convolutions: the transforms compiled, the products in BLAS.
+"""Winograd convolution F(m x m, 3x3) for stride-1 3x3 kernels: the transforms compiled, the products in BLAS.
 
-The output is cut into 2x2 tiles (T = N * ceil(H'/2) * ceil(W'/2) of them, the last row or
-column of tiles ragged when H' or W' is odd). Tile (ty, tx) of output channel o is
+One implementation for both tile sizes, `Winograd`, bound to the transforms of F(2x2, 3x3)
+(kernels/winograd2.py: 2x2 output tiles from 4x4 patches) or F(4x4, 3x3) (kernels/winograd4.py:
+4x4 tiles from 6x6 patches). The output is cut into m x m tiles (T = N * ceil(H'/m) * ceil(W'/m)
+of them, the last row or column ragged when m does not divide H' or W'). Tile (ty, tx) of output
+channel o is
 
-    Y = A^T [ sum_c (G g_oc G^T) * (B^T d_ct B) ] A        (* element-wise on 4x4)
+    Y = A^T [ sum_c (G g_oc G^T) * (B^T d_ct B) ] A        (* element-wise on p x p, p = m + 2)
 
-with d_ct the 4x4 patch of the padded input at rows 2ty.., columns 2tx.. and
-
-    B^T = [[1, 0, -1, 0], [0, 1, 1, 0], [0, -1, 1, 0], [0, 1, 0, -1]]
-    G   = [[1, 0, 0], [1/2, 1/2, 1/2], [1/2, -1/2, 1/2], [0, 0, 1]]
-    A^T = [[1, 1, 1, 0], [0, 1, -1, -1]]
-
-so, with U = G g G^T as (16, O, C) and V = B^T d B as (16, C, T), the 16 positions of the 4x4
-tile are 16 independent matrix products M = U @ V, (16, O, C) @ (16, C, T), done by `np.matmul`.
-That is 16 multiplies per 4 outputs where the direct sum takes 36: 2.25x fewer.
+with d_ct the p x p patch of the padded input at rows m*ty.., columns m*tx.. (neighbouring patches
+overlap by 2). With U = G g G^T as (P, O, C) and V = B^T d B as (P, C, T), P = p*p planes (16 or
+36), the P positions of the patch are P independent matrix products M = U @ V,
+(P, O, C) @ (P, C, T), done by `np.matmul`.
 
 The gradients run the same chain backwards (each map's adjoint, in reverse):
     dM = A dY A^T                                  `output_grad_transform`
-    dV = U^T @ dM   (16, C, O) @ (16, O, T)        then  dd = B dV B^T, scatter-added  `input_grad_transform`
-    dU = dM @ V^T   (16, O, T) @ (16, T, C)        then  dg = G^T dU G                 `weight_grad_transform`
+    dV = U^T @ dM   (P, C, O) @ (P, O, T)          then  dd = B dV B^T, scatter-added  `input_grad_transform`
+    dU = dM @ V^T   (P, O, T) @ (P, T, C)          then  dg = G^T dU G                 `weight_grad_transform`
 
-Images are channel-major (C, N, H, W), as in kernels/im2col.py, and read unpadded: the kernels
-copy one (n, c) image at a time into a small zeroed scratch laid out as the padded image, so
-the tile loops need no bounds tests (a 4x4 patch may reach one row or column past the padded
-image when H' or W' is odd; those rows only feed the ragged outputs, which are dropped).
-Tiles are indexed (16, channels, N, tiles_h, tiles_w), tile index t = (n, ty, tx).
+Images are channel-major (C, N, H, W), as in kernels/columns.py, and read unpadded: the kernels
+copy one (n, c) image at a time into a small zeroed scratch laid out as the padded image, so the
+tile loops need no bounds tests. Tiles are indexed (P, channels, N, tiles_h, tiles_w), tile index
+t = (n, ty, tx). Each transform file binds `References`, the NumPy references written from its
+matrices alone, with the kernels' arguments.
 
-Each kernel has a NumPy reference in ``reference`` (a `References`), written from the matrices above.
+The compiled transforms stay one file per tile size, with no helper shared between the files:
+their loops are unrolled for their patch, and Numba's on-disk cache keys a kernel on its own
+file only, so a shared helper that changed would leave the other file's cached kernels running
+the old one.
 """
 
 import numpy as np
-from numba import njit, prange
 
-B_T = np.array([[1, 0, -1, 0], [0, 1, 1, 0], [0, -1, 1, 0], [0, 1, 0, -1]], dtype=np.float64)
-G = np.array([[1, 0, 0], [0.5, 0.5, 0.5], [0.5, -0.5, 0.5], [0, 0, 1]], dtype=np.float64)
-A_T = np.array([[1, 1, 1, 0], [0, 1, -1, -1]], dtype=np.float64)
-PLANES = 16  # the element-wise products per tile: one per entry of the 4x4 input patch
+from . import Kernel
+
+TRANSFORMS = ("input_transform", "weight_transform", "output_transform", "output_grad_transform",
+              "input_grad_transform", "weight_grad_transform")
 
 
-def planes(shape, dtype, count=16):
+def planes(shape, dtype, count):
     """An uninitialised (count,) + shape array whose planes lie 16 elements further apart than
     contiguous ones (count: 16 for F(2x2, 3x3)'s 4x4 tiles, 36 for F(4x4, 3x3)'s 6x6).
 
@@ -51,235 +51,77 @@ def planes(shape, dtype, count=16):
     return np.empty((count, size + 16), dtype=dtype)[:, :size].reshape((count,) + tuple(shape))
 
 
-def tiles_hw(output_hw):
-    """Output (H', W') -> the number of 2x2 tiles (ceil(H'/2), ceil(W'/2))."""
-    return (output_hw[0] + 1) // 2, (output_hw[1] + 1) // 2
+class Winograd:
+    """F(m x m, 3x3) on one tile size's transforms, each a `Kernel` (compiled or reference by the
+    mode). Images and gradients channel-major: image (C, N, H, W), grad (O, N, H', W'); weight
+    (O, C, 3, 3); ``geometry`` a `convnet.kernels.convolution.ConvGeometry` with stride 1 and
+    groups 1. `convnet.kernels.convolution` calls these."""
+
+    def __init__(self, name, transforms):
+        self.name, self.planes, self.tile = name, transforms.PLANES, transforms.A_T.shape[0]
+        for transform in TRANSFORMS:
+            setattr(self, transform, Kernel(getattr(transforms, transform), getattr(transforms.reference, transform)))
+
+    def tiles_hw(self, output_hw):
+        """Output (H', W') -> the number of m x m tiles (ceil(H'/m), ceil(W'/m))."""
+        return tuple(-(-size // self.tile) for size in output_hw)
+
+    def forward(self, image, weight, geometry):
+        """image: channel-major (C, N, H, W) -> out: channel-major (O, N, H', W'), tiles (P, C, N, tH, tW).
+
+        tiles = B^T d B over the input's patches, U = G g G^T, then the P products
+        (P, O, C) @ (P, C, N*tH*tW) and A^T m A back onto the output.
+        """
+        (c, n), o, tiles_hw = image.shape[:2], weight.shape[0], self.tiles_hw(geometry.output_hw)
+        tiles = planes((c, n) + tiles_hw, image.dtype, self.planes)
+        self.input_transform(image, geometry.padding[::2], tiles)
+        products = planes((o, n * tiles_hw[0] * tiles_hw[1]), image.dtype, self.planes)
+        np.matmul(self.weight(weight), tiles.reshape(self.planes, c, -1), out=products)
+        out = np.empty((o, n) + geometry.output_hw, dtype=image.dtype)
+        self.output_transform(products.reshape((self.planes, o, n) + tiles_hw), out)
+        return out, tiles
+
+    def weight(self, weight):
+        """weight: (O, C, 3, 3) -> U = G g G^T: (P, O, C)."""
+        transformed = np.empty((self.planes,) + weight.shape[:2], dtype=weight.dtype)
+        self.weight_transform(np.ascontiguousarray(weight), transformed)
+        return transformed
+
+    def output_grad(self, grad_c, geometry):
+        """grad_c: channel-major (O, N, H', W') -> dM = A dY A^T over its output tiles: (P, O, N*tH*tW)."""
+        transformed = planes(grad_c.shape[:2] + self.tiles_hw(geometry.output_hw), grad_c.dtype, self.planes)
+        self.output_grad_transform(grad_c, transformed)
+        return transformed.reshape(self.planes, grad_c.shape[0], -1)
+
+    def input_grad(self, grad_transformed, weight, geometry, n):
+        """dM: (P, O, N*tH*tW) from `output_grad`, weight: (O, C, 3, 3) -> grad_x: channel-major (C, N, H, W).
+
+        dV = U^T @ dM, (P, C, O) @ (P, O, N*tH*tW), then B dV B^T added back onto the input.
+        """
+        c = weight.shape[1]
+        tiles_grad = planes((c, grad_transformed.shape[2]), grad_transformed.dtype, self.planes)
+        np.matmul(self.weight(weight).transpose(0, 2, 1), grad_transformed, out=tiles_grad)
+        grad_x = np.empty((c, n) + geometry.input_hw, dtype=tiles_grad.dtype)
+        tiles_hw = self.tiles_hw(geometry.output_hw)
+        self.input_grad_transform(tiles_grad.reshape((self.planes, c, n) + tiles_hw), geometry.padding[::2], grad_x)
+        return grad_x
+
+    def weight_grad(self, grad_transformed, tiles):
+        """dM: (P, O, N*tH*tW), tiles: (P, C, N, tH, tW) from `forward` -> grad_weight: (O, C, 3, 3).
+
+        dU = dM @ tiles^T, (P, O, N*tH*tW) @ (P, N*tH*tW, C), then G^T dU G.
+        """
+        c = tiles.shape[1]
+        transformed = np.matmul(grad_transformed, tiles.reshape(self.planes, c, -1).transpose(0, 2, 1))
+        grad_weight = np.empty(transformed.shape[1:] + (3, 3), dtype=transformed.dtype)
+        self.weight_grad_transform(transformed, grad_weight)
+        return grad_weight
 
 
-# ------------------------------------------------------------------ 1-D transforms (scalars in, tuple out)
-@njit(cache=True, nogil=True, inline="always")
-def _b_t(d0, d1, d2, d3):
-    """B^T d for a 4-vector d."""
-    return d0 - d2, d1 + d2, d2 - d1, d1 - d3
-
-
-@njit(cache=True, nogil=True, inline="always")
-def _b(v0, v1, v2, v3):
-    """B v for a 4-vector v: the adjoint of `_b_t`."""
-    return v0, v1 - v2 + v3, v2 + v1 - v0, -v3
-
-
-@njit(cache=True, nogil=True, inline="always")
-def _a_t(m0, m1, m2, m3):
-    """A^T m for a 4-vector m -> 2 values."""
-    return m0 + m1 + m2, m1 - m2 - m3
-
-
-@njit(cache=True, nogil=True, inline="always")
-def _a(y0, y1):
-    """A y for a 2-vector y -> 4 values: the adjoint of `_a_t`."""
-    return y0, y0 + y1, y0 - y1, -y1
-
-
-# ------------------------------------------------------------------ forward
-@njit(cache=True, nogil=True)
-def _scratch_hw(h, w, top, left, th, tw):
-    """The padded image's size that holds every tile's 4x4 patch and the whole image: the image
-    may reach past the last patch when only the first H' x W' outputs are wanted (a transposed
-    convolution's output_padding)."""
-    return max(2 * th + 2, top + h), max(2 * tw + 2, left + w)
-
-
-@njit(cache=True, nogil=True, parallel=True)
-def input_transform(image, top_left, tiles):
-    """image: channel-major (C, N, H, W) -> tiles: (16, C, N, tiles_h, tiles_w), written in full.
-
-    tiles[4r + s, c, n, ty, tx] = (B^T d B)[r, s] with d = padded image[c, n, 2ty:2ty+4, 2tx:2tx+4],
-    padded by (top, left) = top_left and zeros beyond the image's bottom and right edges.
-    """
-    c_count, n_count, h, w = image.shape
-    th, tw = tiles.shape[3], tiles.shape[4]
-    top, left = top_left
-    for c in prange(c_count):
-        # The padded image, one (c, n) at a time; only the interior is rewritten, the border stays 0.
-        padded = np.zeros(_scratch_hw(h, w, top, left, th, tw), dtype=image.dtype)
-        for n in range(n_count):
-            for y in range(h):
-                padded[y + top, left:left + w] = image[c, n, y]
-            for ty in range(th):
-                rows = padded[2 * ty:2 * ty + 4]
-                for tx in range(tw):
-                    x = 2 * tx
-                    # Columns first: B^T applied down each of the patch's 4 columns.
-                    a0, a1, a2, a3 = _b_t(rows[0, x], rows[1, x], rows[2, x], rows[3, x])
-                    b0, b1, b2, b3 = _b_t(rows[0, x + 1], rows[1, x + 1], rows[2, x + 1], rows[3, x + 1])
-                    c0, c1, c2, c3 = _b_t(rows[0, x + 2], rows[1, x + 2], rows[2, x + 2], rows[3, x + 2])
-                    e0, e1, e2, e3 = _b_t(rows[0, x + 3], rows[1, x + 3], rows[2, x + 3], rows[3, x + 3])
-                    # Then B along each row of that result.
-                    v = _b_t(a0, b0, c0, e0)
-                    tiles[0, c, n, ty, tx], tiles[1, c, n, ty, tx] = v[0], v[1]
-                    tiles[2, c, n, ty, tx], tiles[3, c, n, ty, tx] = v[2], v[3]
-                    v = _b_t(a1, b1, c1, e1)
-                    tiles[4, c, n, ty, tx], tiles[5, c, n, ty, tx] = v[0], v[1]
-                    tiles[6, c, n, ty, tx], tiles[7, c, n, ty, tx] = v[2], v[3]
-                    v = _b_t(a2, b2, c2, e2)
-                    tiles[8, c, n, ty, tx], tiles[9, c, n, ty, tx] = v[0], v[1]
-                    tiles[10, c, n, ty, tx], tiles[11, c, n, ty, tx] = v[2], v[3]
-                    v = _b_t(a3, b3, c3, e3)
-                    tiles[12, c, n, ty, tx], tiles[13, c, n, ty, tx] = v[0], v[1]
-                    tiles[14, c, n, ty, tx], tiles[15, c, n, ty, tx] = v[2], v[3]
-
-
-@njit(cache=True, nogil=True)
-def weight_transform(weight, transformed):
-    """weight: (O, C, 3, 3) -> transformed: (16, O, C), transformed[4r + s, o, c] = (G g G^T)[r, s]
-    with g = weight[o, c]."""
-    o_count, c_count = weight.shape[:2]
-    rows = np.empty((4, 3), dtype=weight.dtype)
-    for o in range(o_count):
-        for c in range(c_count):
-            g = weight[o, c]
-            # G down each column of g (3 -> 4 rows), then along each row (3 -> 4 columns).
-            for j in range(3):
-                rows[0, j] = g[0, j]
-                rows[1, j] = 0.5 * (g[0, j] + g[1, j] + g[2, j])
-                rows[2, j] = 0.5 * (g[0, j] - g[1, j] + g[2, j])
-                rows[3, j] = g[2, j]
-            for r in range(4):
-                transformed[4 * r, o, c] = rows[r, 0]
-                transformed[4 * r + 1, o, c] = 0.5 * (rows[r, 0] + rows[r, 1] + rows[r, 2])
-                transformed[4 * r + 2, o, c] = 0.5 * (rows[r, 0] - rows[r, 1] + rows[r, 2])
-                transformed[4 * r + 3, o, c] = rows[r, 2]
-
-
-@njit(cache=True, nogil=True, parallel=True)
-def output_transform(products, out):
-    """products: (16, O, N, tiles_h, tiles_w) -> out: channel-major (O, N, H', W'), written in full.
-
-    out[o, n, 2ty + a, 2tx + b] = (A^T m A)[a, b] with m[r, s] = products[4r + s, o, n, ty, tx];
-    a ragged last tile writes only the outputs that exist.
-    """
-    o_count, n_count, out_h, out_w = out.shape
-    th, tw = products.shape[3], products.shape[4]
-    for o in prange(o_count):
-        for n in range(n_count):
-            m = products[:, o, n]
-            for ty in range(th):
-                y = 2 * ty
-                for tx in range(tw):
-                    # A^T down each column of m (4 -> 2 rows), then A along each row.
-                    p0, q0 = _a_t(m[0, ty, tx], m[4, ty, tx], m[8, ty, tx], m[12, ty, tx])
-                    p1, q1 = _a_t(m[1, ty, tx], m[5, ty, tx], m[9, ty, tx], m[13, ty, tx])
-                    p2, q2 = _a_t(m[2, ty, tx], m[6, ty, tx], m[10, ty, tx], m[14, ty, tx])
-                    p3, q3 = _a_t(m[3, ty, tx], m[7, ty, tx], m[11, ty, tx], m[15, ty, tx])
-                    y00, y01 = _a_t(p0, p1, p2, p3)
-                    y10, y11 = _a_t(q0, q1, q2, q3)
-                    x = 2 * tx
-                    out[o, n, y, x] = y00
-                    if x + 1 < out_w:
-                        out[o, n, y, x + 1] = y01
-                    if y + 1 < out_h:
-                        out[o, n, y + 1, x] = y10
-                        if x + 1 < out_w:
-                            out[o, n, y + 1, x + 1] = y11
-
-
-# ------------------------------------------------------------------ backward
-@njit(cache=True, nogil=True, parallel=True)
-def output_grad_transform(grad_out, transformed):
-    """grad_out: channel-major (O, N, H', W') -> transformed: (16, O, N, tiles_h, tiles_w), written
-    in full: transformed[4r + s, o, n, ty, tx] = (A dY A^T)[r, s], dY = grad_out[o, n, 2ty:2ty+2,
-    2tx:2tx+2] with zeros for a ragged tile's missing outputs (the adjoint of `output_transform`)."""
-    o_count, n_count, out_h, out_w = grad_out.shape
-    th, tw = transformed.shape[3], transformed.shape[4]
-    for o in prange(o_count):
-        # One (o, n) image at a time, zero-extended to whole tiles, so the tile loop has no tests.
-        whole = np.zeros((2 * th, 2 * tw), dtype=grad_out.dtype)
-        for n in range(n_count):
-            whole[:out_h, :out_w] = grad_out[o, n]
-            t = transformed[:, o, n]
-            for ty in range(th):
-                y = 2 * ty
-                for tx in range(tw):
-                    x = 2 * tx
-                    # A down each column of dY (2 -> 4 rows), then A^T along each row (2 -> 4 columns).
-                    r0, r1, r2, r3 = _a(whole[y, x], whole[y + 1, x])
-                    s0, s1, s2, s3 = _a(whole[y, x + 1], whole[y + 1, x + 1])
-                    t[0, ty, tx], t[1, ty, tx], t[2, ty, tx], t[3, ty, tx] = _a(r0, s0)
-                    t[4, ty, tx], t[5, ty, tx], t[6, ty, tx], t[7, ty, tx] = _a(r1, s1)
-                    t[8, ty, tx], t[9, ty, tx], t[10, ty, tx], t[11, ty, tx] = _a(r2, s2)
-                    t[12, ty, tx], t[13, ty, tx], t[14, ty, tx], t[15, ty, tx] = _a(r3, s3)
-
-
-@njit(cache=True, nogil=True, inline="always")
-def _add_column(rows, x, d):
-    """rows[0:4, x] += d, a 4-tuple."""
-    rows[0, x] += d[0]
-    rows[1, x] += d[1]
-    rows[2, x] += d[2]
-    rows[3, x] += d[3]
-
-
-@njit(cache=True, nogil=True, parallel=True)
-def input_grad_transform(tiles_grad, top_left, grad_image):
-    """tiles_grad: (16, C, N, tiles_h, tiles_w) -> grad_image: channel-major (C, N, H, W),
-    overwritten: the adjoint of `input_transform`.
-
-    Each tile's dd = B dV B^T (dV[r, s] = tiles_grad[4r + s, ...]) is added onto the padded
-    image at rows 2ty.., columns 2tx.. (neighbouring tiles overlap by 2); the padding is dropped.
-    """
-    c_count, n_count, h, w = grad_image.shape
-    th, tw = tiles_grad.shape[3], tiles_grad.shape[4]
-    top, left = top_left
-    for c in prange(c_count):
-        padded = np.empty(_scratch_hw(h, w, top, left, th, tw), dtype=grad_image.dtype)
-        for n in range(n_count):
-            padded[:] = 0
-            v = tiles_grad[:, c, n]
-            for ty in range(th):
-                rows = padded[2 * ty:2 * ty + 4]
-                for tx in range(tw):
-                    # B along each row of dV (B^T's adjoint on the right), then B down each column.
-                    a0, b0, c0, e0 = _b(v[0, ty, tx], v[1, ty, tx], v[2, ty, tx], v[3, ty, tx])
-                    a1, b1, c1, e1 = _b(v[4, ty, tx], v[5, ty, tx], v[6, ty, tx], v[7, ty, tx])
-                    a2, b2, c2, e2 = _b(v[8, ty, tx], v[9, ty, tx], v[10, ty, tx], v[11, ty, tx])
-                    a3, b3, c3, e3 = _b(v[12, ty, tx], v[13, ty, tx], v[14, ty, tx], v[15, ty, tx])
-                    x = 2 * tx
-                    _add_column(rows, x, _b(a0, a1, a2, a3))
-                    _add_column(rows, x + 1, _b(b0, b1, b2, b3))
-                    _add_column(rows, x + 2, _b(c0, c1, c2, c3))
-                    _add_column(rows, x + 3, _b(e0, e1, e2, e3))
-            for y in range(h):
-                grad_image[c, n, y] = padded[y + top, left:left + w]
-
-
-@njit(cache=True, nogil=True)
-def weight_grad_transform(transformed_grad, grad_weight):
-    """transformed_grad: (16, O, C) -> grad_weight: (O, C, 3, 3), grad_weight[o, c] = G^T dU G with
-    dU[r, s] = transformed_grad[4r + s, o, c] (the adjoint of `weight_transform`)."""
-    o_count, c_count = grad_weight.shape[:2]
-    rows = np.empty((4, 3), dtype=grad_weight.dtype)
-    for o in range(o_count):
-        for c in range(c_count):
-            u = transformed_grad[:, o, c]
-            # G^T along each row of dU (4 -> 3 columns), then down each column (4 -> 3 rows).
-            for r in range(4):
-                u0, u1, u2, u3 = u[4 * r], u[4 * r + 1], u[4 * r + 2], u[4 * r + 3]
-                rows[r, 0] = u0 + 0.5 * (u1 + u2)
-                rows[r, 1] = 0.5 * (u1 - u2)
-                rows[r, 2] = 0.5 * (u1 + u2) + u3
-            for j in range(3):
-                grad_weight[o, c, 0, j] = rows[0, j] + 0.5 * (rows[1, j] + rows[2, j])
-                grad_weight[o, c, 1, j] = 0.5 * (rows[1, j] - rows[2, j])
-                grad_weight[o, c, 2, j] = 0.5 * (rows[1, j] + rows[2, j]) + rows[3, j]
-
-
-# ------------------------------------------------------------------ NumPy references, from the matrices
 class References:
     """The six transforms' NumPy references, written from a Winograd algorithm's matrices alone:
-    B^T (P x P, P = patch side), G (P x 3) and A^T (M x P, M = output tile side, patches M apart).
-    F(2x2, 3x3) and F(4x4, 3x3) (kernels/winograd4.py) each bind one; their shapes are documented
-    with this module's kernels, with P*P planes instead of 16."""
+    B^T (p x p, p = patch side), G (p x 3) and A^T (m x p, m = output tile side, patches m apart).
+    They take the kernels' arguments (shapes in kernels/winograd2.py, with P = p*p planes)."""
 
     def __init__(self, b_t, g, a_t):
         self.b_t, self.g, self.a_t = b_t, g, a_t
@@ -291,54 +133,51 @@ class References:
         return max(self.tile * th + reach, top + h), max(self.tile * tw + reach, left + w)
 
     def input_transform(self, image, top_left, tiles):
-        """image (C, N, H, W) -> (P*P, C, N, tiles_h, tiles_w)."""
+        """image (C, N, H, W) -> tiles (P, C, N, tiles_h, tiles_w)."""
         (c, n, h, w), (top, left), p, m = image.shape, top_left, self.patch, self.tile
-        padded = np.zeros((c, n) + self._scratch_hw(h, w, top, left, *tiles), dtype=image.dtype)
+        th, tw = tiles.shape[3:]
+        padded = np.zeros((c, n) + self._scratch_hw(h, w, top, left, th, tw), dtype=image.dtype)
         padded[:, :, top:top + h, left:left + w] = image
         windows = np.lib.stride_tricks.sliding_window_view(padded, (p, p), axis=(2, 3))
-        windows = windows[:, :, :m * tiles[0]:m, :m * tiles[1]:m]
+        windows = windows[:, :, :m * th:m, :m * tw:m]
         b_t = self.b_t.astype(image.dtype)
-        out = np.einsum("ri,cnyxij,sj->rscnyx", b_t, windows, b_t)
-        return np.ascontiguousarray(out.reshape((p * p,) + out.shape[2:]))
+        tiles[...] = np.einsum("ri,cnyxij,sj->rscnyx", b_t, windows, b_t).reshape(tiles.shape)
 
-    def weight_transform(self, weight):
-        """weight (O, C, 3, 3) -> (P*P, O, C)."""
+    def weight_transform(self, weight, transformed):
+        """weight (O, C, 3, 3) -> transformed (P, O, C)."""
         g = self.g.astype(weight.dtype)
-        transformed = np.einsum("ri,ocij,sj->rsoc", g, weight, g)
-        return np.ascontiguousarray(transformed.reshape((self.patch ** 2,) + weight.shape[:2]))
+        transformed[...] = np.einsum("ri,ocij,sj->rsoc", g, weight, g).reshape(transformed.shape)
 
-    def output_transform(self, products, output_hw):
-        """products (P*P, O, N, tiles_h, tiles_w) -> (O, N, H', W')."""
-        a, m = self.a_t.astype(products.dtype), self.tile
+    def output_transform(self, products, out):
+        """products (P, O, N, tiles_h, tiles_w) -> out (O, N, H', W')."""
+        a, m, (out_h, out_w) = self.a_t.astype(products.dtype), self.tile, out.shape[2:]
         y = np.einsum("ar,rsonyx,bs->onyaxb", a, products.reshape((self.patch,) * 2 + products.shape[1:]), a)
-        o, n, th, _, tw, _ = y.shape  # tile rows and columns next to their M x M entries
-        return np.ascontiguousarray(y.reshape(o, n, m * th, m * tw)[:, :, :output_hw[0], :output_hw[1]])
+        o, n, th, _, tw, _ = y.shape  # tile rows and columns next to their m x m entries
+        out[...] = y.reshape(o, n, m * th, m * tw)[:, :, :out_h, :out_w]
 
-    def output_grad_transform(self, grad_out, tiles):
-        """grad_out (O, N, H', W') -> (P*P, O, N, tiles_h, tiles_w)."""
-        (o, n, out_h, out_w), m = grad_out.shape, self.tile
-        padded = np.zeros((o, n, m * tiles[0], m * tiles[1]), dtype=grad_out.dtype)
+    def output_grad_transform(self, grad_out, transformed):
+        """grad_out (O, N, H', W') -> transformed (P, O, N, tiles_h, tiles_w)."""
+        (o, n, out_h, out_w), m, (th, tw) = grad_out.shape, self.tile, transformed.shape[3:]
+        padded = np.zeros((o, n, m * th, m * tw), dtype=grad_out.dtype)
         padded[:, :, :out_h, :out_w] = grad_out
         a = self.a_t.astype(grad_out.dtype)
-        out = np.einsum("ar,onyaxb,bs->rsonyx", a, padded.reshape(o, n, tiles[0], m, tiles[1], m), a)
-        return np.ascontiguousarray(out.reshape((self.patch ** 2,) + out.shape[2:]))
+        out = np.einsum("ar,onyaxb,bs->rsonyx", a, padded.reshape(o, n, th, m, tw, m), a)
+        transformed[...] = out.reshape(transformed.shape)
 
-    def input_grad_transform(self, tiles_grad, top_left, image_shape):
-        """(P*P, C, N, tiles_h, tiles_w) -> (C, N, H, W)."""
+    def input_grad_transform(self, tiles_grad, top_left, grad_image):
+        """tiles_grad (P, C, N, tiles_h, tiles_w) -> grad_image (C, N, H, W)."""
         b_t, p, m = self.b_t.astype(tiles_grad.dtype), self.patch, self.tile
         _, c, n, th, tw = tiles_grad.shape
         dd = np.einsum("ri,rscnyx,sj->cnyxij", b_t, tiles_grad.reshape((p, p) + tiles_grad.shape[1:]), b_t)
-        (top, left), (h, w) = top_left, image_shape[2:]
+        (top, left), (h, w) = top_left, grad_image.shape[2:]
         padded = np.zeros((c, n) + self._scratch_hw(h, w, top, left, th, tw), dtype=tiles_grad.dtype)
         for i in range(p):  # one strided add per patch offset, never np.add.at
             for j in range(p):
                 padded[:, :, i:i + m * th:m, j:j + m * tw:m] += dd[..., i, j]
-        return padded[:, :, top:top + h, left:left + w].copy()
+        grad_image[...] = padded[:, :, top:top + h, left:left + w]
 
-    def weight_grad_transform(self, transformed_grad):
-        """(P*P, O, C) -> (O, C, 3, 3)."""
+    def weight_grad_transform(self, transformed_grad, grad_weight):
+        """transformed_grad (P, O, C) -> grad_weight (O, C, 3, 3)."""
         g, p = self.g.astype(transformed_grad.dtype), self.patch
-        return np.einsum("ri,rsoc,sj->ocij", g, transformed_grad.reshape((p, p) + transformed_grad.shape[1:]), g)
-
-
-reference = References(B_T, G, A_T)  # the NumPy reference of every transform above
+        d_u = transformed_grad.reshape((p, p) + transformed_grad.shape[1:])
+        grad_weight[...] = np.einsum("ri,rsoc,sj->ocij", g, d_u, g)

@@ -1,9 +1,8 @@
-"""Winograd F(4x4, 3x3) for stride-1 3x3 convolutions: the transforms compiled, the products in BLAS.
+"""Winograd F(4x4, 3x3)'s six transforms, compiled, and their NumPy references (``reference``).
 
-The sibling of kernels/winograd.py's F(2x2, 3x3), with the same functions, signatures and layouts,
-only with larger tiles. The output is cut into 4x4 tiles (T = N * ceil(H'/4) * ceil(W'/4) of them,
-the last row or column of tiles ragged when H' or W' is not a multiple of 4). Tile (ty, tx) of
-output channel o is
+kernels/winograd.py describes the algorithm and runs the convolution; this file holds the
+transforms for 4x4 output tiles from 6x6 input patches (36 planes), the sibling of winograd2.py's
+F(2x2, 3x3) with the same functions, signatures and layouts. Tile (ty, tx) of output channel o is
 
     Y = A^T [ sum_c (G g_oc G^T) * (B^T d_ct B) ] A        (* element-wise on 6x6)
 
@@ -38,19 +37,10 @@ error / the result's max |value|, forward / input gradient / weight gradient, pa
 and 1.1e-6..3.2e-6 at small odd shapes; F(2x2)'s is 0.8e-7..8.2e-7, about 9x smaller. In float64
 the error is ~1e-14 of the scale.
 
-The gradients run the same chain backwards (each map's adjoint, in reverse):
-    dM = A dY A^T                                  `output_grad_transform`
-    dV = U^T @ dM   (36, C, O) @ (36, O, T)        then  dd = B dV B^T, scatter-added  `input_grad_transform`
-    dU = dM @ V^T   (36, O, T) @ (36, T, C)        then  dg = G^T dU G                 `weight_grad_transform`
-
-Images are channel-major (C, N, H, W), as in kernels/im2col.py, and read unpadded: the kernels
-copy one (n, c) image at a time into a small zeroed scratch laid out as the padded image, so
-the tile loops need no bounds tests (a 6x6 patch may reach up to 3 rows or columns past the
-padded image when H' or W' is not a multiple of 4; those only feed the ragged outputs, which are
-dropped). Tiles are indexed (36, channels, N, tiles_h, tiles_w), tile index t = (n, ty, tx);
-`winograd.planes(shape, dtype, 36)` allocates them with the planes staggered.
-
-Each kernel has a NumPy reference in ``reference`` (a `References`), written from the matrices above.
+The output is cut into 4x4 tiles (ceil(H'/4) x ceil(W'/4) per image); a 6x6 patch may reach up
+to 3 rows or columns past the padded image when H' or W' is not a multiple of 4, and those only
+feed the ragged outputs, which are dropped. Tiles are indexed (36, channels, N, tiles_h, tiles_w),
+entry (r, s) of a tile in plane 6r + s.
 """
 
 import numpy as np
@@ -65,11 +55,6 @@ G = np.array([[1 / 4, 0, 0], [-1 / 6, -1 / 6, -1 / 6], [-1 / 6, 1 / 6, -1 / 6],
 A_T = np.array([[1, 1, 1, 1, 1, 0], [0, 1, -1, 2, -2, 0], [0, 1, 1, 4, 4, 0], [0, 1, -1, 8, -8, 1]],
                dtype=np.float64)
 PLANES = 36  # the element-wise products per tile: one per entry of the 6x6 input patch
-
-
-def tiles_hw(output_hw):
-    """Output (H', W') -> the number of 4x4 tiles (ceil(H'/4), ceil(W'/4))."""
-    return (output_hw[0] + 3) // 4, (output_hw[1] + 3) // 4
 
 
 # ------------------------------------------------------------------ 1-D transforms (scalars in, tuple out)

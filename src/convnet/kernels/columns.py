@@ -11,9 +11,11 @@ The innermost loops run along the contiguous output width, and stride 1 gets its
 plain contiguous copy or add that LLVM vectorises (with the stride as a runtime multiplier it
 does not).
 
-References: `convnet.functional._windows.im2col` and `col2im`, on a padded copy.
+References: `im2col_reference` and `col2im_reference`, one strided copy (or add) per tap on a
+padded copy.
 """
 
+import numpy as np
 from numba import njit, prange
 
 
@@ -114,3 +116,39 @@ def col2im(columns, stride, dilation, top_left, image):
                     else:
                         for x in range(width):
                             dst[x * sw] += src[x]
+
+
+# ------------------------------------------------------------------ NumPy references
+def _padded_hw(image_hw, kernel, stride, dilation, top_left, out_hw):
+    """A padded image's (Hp, Wp) that holds every tap of every output and the whole image."""
+    return tuple(max((o - 1) * s + d * (k - 1) + 1, before + size)
+                 for size, k, s, d, before, o in zip(image_hw, kernel, stride, dilation, top_left, out_hw))
+
+
+def _tap_view(padded, i, j, stride, dilation, out_hw):
+    """The (C, N, H', W') view of ``padded`` under tap (i, j) at every output position."""
+    (sh, sw), (dh, dw), (oh, ow) = stride, dilation, out_hw
+    return padded[:, :, i * dh:i * dh + sh * (oh - 1) + 1:sh, j * dw:j * dw + sw * (ow - 1) + 1:sw]
+
+
+def im2col_reference(image, stride, dilation, top_left, columns):
+    """`im2col` in NumPy: one strided copy per tap from a padded copy of the image."""
+    (c, n, h, w), (top, left) = image.shape, top_left
+    kh, kw, out_hw = columns.shape[1], columns.shape[2], columns.shape[4:]
+    padded = np.zeros((c, n) + _padded_hw((h, w), (kh, kw), stride, dilation, top_left, out_hw), dtype=image.dtype)
+    padded[:, :, top:top + h, left:left + w] = image
+    for i in range(kh):
+        for j in range(kw):
+            columns[:, i, j] = _tap_view(padded, i, j, stride, dilation, out_hw)
+
+
+def col2im_reference(columns, stride, dilation, top_left, image):
+    """`col2im` in NumPy: one strided add per tap, in (i, j) order, into a padded image, whose
+    interior is then the result (never ``np.add.at``, an order of magnitude slower)."""
+    (c, n, h, w), (top, left) = image.shape, top_left
+    kh, kw, out_hw = columns.shape[1], columns.shape[2], columns.shape[4:]
+    padded = np.zeros((c, n) + _padded_hw((h, w), (kh, kw), stride, dilation, top_left, out_hw), dtype=image.dtype)
+    for i in range(kh):
+        for j in range(kw):
+            _tap_view(padded, i, j, stride, dilation, out_hw)[...] += columns[:, i, j]
+    image[...] = padded[:, :, top:top + h, left:left + w]
