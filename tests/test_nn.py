@@ -22,6 +22,7 @@ LAYERS = [
     (lambda m: m.BatchNorm1d(7, eps=1e-3, momentum=0.3), (6, 7)),
     (lambda m: m.MaxPool2d(3, stride=2, padding=1), (2, 3, 9, 8)),
     (lambda m: m.AvgPool2d(2), (2, 3, 8, 8)),
+    (lambda m: m.AvgPool2d(3, stride=2, padding=1, count_include_pad=False), (2, 3, 9, 8)),
     (lambda m: m.AdaptiveAvgPool2d(1), (2, 3, 5, 7)),
     (lambda m: m.AdaptiveAvgPool2d((3, 2)), (2, 3, 5, 7)),
     (lambda m: m.Flatten(), (2, 3, 4, 5)),
@@ -184,3 +185,69 @@ def test_test_time_mirroring_of_a_convolutional_network_matches_torch_flip(rng):
         expected = (theirs(torch.from_numpy(images)) + theirs(torch.flip(torch.from_numpy(images), [3]))) / 2
         np.testing.assert_allclose(nn.logits(ours, images, mirror=True).numpy(), expected.numpy(), rtol=1e-4,
                                    atol=1e-5)
+
+
+def test_sequential_runs_relu_then_max_pool_as_one_op_with_the_same_bits(rng):
+    """The fused step gives exactly what the two layers give one after the other (a hook on the
+    ReLU keeps them apart), forward and backward; the fusion is a visible step of its own."""
+    from convnet.nn.sequential import fused_steps
+
+    x = rng.standard_normal((2, 3, 9, 8)).astype(np.float32)
+    grad = rng.standard_normal((2, 3, 4, 4)).astype(np.float32)
+    results = []
+    for hooked in (False, True):
+        relu, pool = nn.ReLU(), nn.MaxPool2d(3, stride=2, padding=(1, 0, 1, 0))
+        if hooked:
+            relu.register_forward_hook(lambda module, inputs, output: None)
+        steps = fused_steps([relu, pool, nn.Identity()])
+        assert len(steps) == (3 if hooked else 2)
+        inputs = Tensor(x, requires_grad=True)
+        out = nn.Sequential(relu, pool, nn.Identity())(inputs)
+        out.backward(grad)
+        results.append((out.numpy(), inputs.grad.numpy()))
+    (fused_out, fused_grad), (out, grad) = results
+    np.testing.assert_array_equal(fused_out, out)
+    np.testing.assert_array_equal(fused_grad, grad)
+
+
+FOUR_SIDED = [  # (the layer with a given padding, the value that padding adds)
+    (lambda p: nn.Conv2d(2, 3, (3, 2), stride=(2, 1), padding=p), 0.0),
+    (lambda p: nn.MaxPool2d(3, stride=2, padding=p), -np.inf),
+    (lambda p: nn.AvgPool2d((2, 3), stride=1, padding=p), 0.0),
+]
+
+
+@pytest.mark.parametrize("make, fill", FOUR_SIDED)
+@pytest.mark.parametrize("padding", [(0, 1, 1, 0), (1, 0, 0, 1), (1, 1, 0, 0)])
+def test_four_sided_padding_is_the_unpadded_layer_on_the_padded_input(make, fill, padding, rng):
+    padded_layer, plain_layer = make(padding), make(0)
+    plain_layer.load_state_dict(padded_layer.state_dict())
+    x = rng.standard_normal((2, 2, 7, 8)).astype(np.float32)
+    top, bottom, left, right = padding
+    ours, padded = Tensor(x, requires_grad=True), Tensor(
+        np.pad(x, ((0, 0), (0, 0), (top, bottom), (left, right)), constant_values=fill), requires_grad=True)
+    out, expected = padded_layer(ours), plain_layer(padded)
+    np.testing.assert_allclose(out.numpy(), expected.numpy(), rtol=1e-5, atol=1e-6)
+    grad = rng.standard_normal(out.shape).astype(np.float32)
+    out.backward(grad)
+    expected.backward(grad)
+    h, w = x.shape[2:]
+    np.testing.assert_allclose(ours.grad.numpy(), padded.grad.numpy()[:, :, top:top + h, left:left + w],
+                               rtol=1e-5, atol=1e-6)
+
+
+def test_padding_is_resolved_once_and_shown_as_torch_shows_it():
+    conv = nn.Conv2d(1, 2, 4, padding="same")
+    assert (conv.padding, conv.resolved_padding) == ("same", (1, 2, 1, 2))
+    assert repr(conv) == "Conv2d(1, 2, kernel_size=(4, 4), stride=(1, 1), padding='same')"
+    conv = nn.Conv2d(1, 2, 3, padding=(1, 1, 2, 2))  # opposite sides alike: PyTorch's pair
+    assert (conv.padding, conv.resolved_padding) == ((1, 2), (1, 1, 2, 2))
+    assert repr(conv) == "Conv2d(1, 2, kernel_size=(3, 3), stride=(1, 1), padding=(1, 2))"
+    pool = nn.MaxPool2d(3, padding=(0, 1, 1, 0))
+    assert pool.padding == pool.resolved_padding == (0, 1, 1, 0)
+    assert repr(pool) == "MaxPool2d(kernel_size=(3, 3), stride=(3, 3), padding=(0, 1, 1, 0))"
+    assert repr(nn.AvgPool2d(2)) == "AvgPool2d(kernel_size=(2, 2), stride=(2, 2), padding=(0, 0))"
+    with pytest.raises(TypeError, match=r"^MaxPool2d: expected padding to be an int, a pair \(pH, pW\) or four ints"):
+        nn.MaxPool2d(3, padding="same")
+    with pytest.raises(ValueError, match=r"^Conv2d: expected padding >= 0, got \(1, 0, -1, 0\)$"):
+        nn.Conv2d(1, 2, 3, padding=(1, 0, -1, 0))

@@ -33,8 +33,8 @@ import convnet
 import convnet.functional as F
 from convnet import checkpoint, models, nn, optim, viz
 from convnet.onnx import OnnxError
-from convnet.onnx.load import _array, load
-from convnet.onnx.ops import ExclusiveAvgPool2d, PaddedConv2d
+from convnet.onnx.load import load
+from convnet.onnx.reading import tensor_array
 
 MNIST = (1, 28, 28)
 VALID_KEY = re.compile(r"[0-9A-Za-z_]+(\.[0-9A-Za-z_]+)+")
@@ -425,8 +425,9 @@ def test_conv_attributes_match_onnxruntime(kernel, stride, dilation, size, paddi
     path = onnx_file(tmp_path_factory.mktemp("conv") / "conv.onnx", [node], ["N", 2, *size], initializers)
     loaded = check_against_onnx(path, images(2, (2, *size)))
     (layer,) = loaded.children()
-    symmetric = layer.resolved_padding[::2] == layer.resolved_padding[1::2]
-    assert type(layer) is (nn.Conv2d if symmetric else PaddedConv2d)
+    assert type(layer) is nn.Conv2d  # the layer users know, whatever the padding
+    top, bottom, left, right = layer.resolved_padding
+    assert layer.padding == ((top, left) if (top, left) == (bottom, right) else (top, bottom, left, right))
 
 
 def case(nodes, input_shape, layers, initializers=None, opset=20):
@@ -440,12 +441,16 @@ node = helper.make_node
 HAND_BUILT = {
     "average_pool_excluding_padding": case(
         [node("AveragePool", ["x"], ["y"], kernel_shape=[3, 3], strides=[2, 2], pads=[1, 1, 1, 1])],
-        ["N", 3, 7, 8], [ExclusiveAvgPool2d]),
+        ["N", 3, 7, 8], [nn.AvgPool2d]),
     "average_pool_including_padding": case(
         [node("AveragePool", ["x"], ["y"], kernel_shape=[3, 2], pads=[1, 1, 1, 1], count_include_pad=1)],
         ["N", 3, 7, 8], [nn.AvgPool2d]),
     "max_pool_of_stride_1": case(
         [node("MaxPool", ["x"], ["y"], kernel_shape=[2, 3], pads=[0, 1, 0, 1])], ["N", 3, 5, 6], [nn.MaxPool2d]),
+    "pools_padded_differently_on_opposite_sides": case(
+        [node("MaxPool", ["x"], ["pooled"], kernel_shape=[3, 3], pads=[0, 0, 1, 1]),
+         node("AveragePool", ["pooled"], ["y"], kernel_shape=[3, 2], strides=[2, 1], pads=[1, 0, 0, 1])],
+        ["N", 3, 7, 8], [nn.MaxPool2d, nn.AvgPool2d]),
     "gemm_with_alpha_beta_and_transposes": case(
         [node("Gemm", ["x", "b", "c"], ["y"], alpha=0.5, beta=2.0, transA=1)], [4, "M"], [],
         {"b": weights(4, 5), "c": weights(1, 5, seed=1)}),
@@ -556,8 +561,10 @@ def test_every_node_convnet_cannot_run_is_named_in_one_error(tmp_path):
     (helper.make_node("AveragePool", ["x"], ["y"], kernel_shape=[2, 2], ceil_mode=1), ["N", 2, 8, 8],
      "AveragePool attribute ceil_mode=1"),
     (helper.make_node("MaxPool", ["x"], ["y", "indices"], kernel_shape=[2, 2]), ["N", 2, 8, 8], None),
-    (helper.make_node("MaxPool", ["x"], ["y"], kernel_shape=[3, 3], pads=[0, 0, 1, 1]), ["N", 2, 8, 8],
-     "MaxPool with different padding on opposite sides, (top, bottom, left, right) = (0, 1, 0, 1)"),
+    (helper.make_node("MaxPool", ["x"], ["y"], kernel_shape=[3, 3], pads=[0, 0, 2, 1]), ["N", 2, 8, 8],
+     "MaxPool padding (top, bottom, left, right) = (0, 2, 0, 1) larger than half its kernel [3, 3]"),
+    (helper.make_node("ConvTranspose", ["x", "w"], ["y"], pads=[0, 0, 1, 1]), ["N", 2, 8, 8],
+     "ConvTranspose with different padding on opposite sides, (top, bottom, left, right) = (0, 1, 0, 1)"),
     (helper.make_node("BatchNormalization", ["x", "s", "s", "s", "s"], ["y"]), ["N", 2, 8],
      "BatchNormalization of an input of rank 3: convnet normalises (N, C) and (N, C, H, W)"),
 ])
@@ -656,7 +663,7 @@ def test_external_data_is_read_only_from_the_models_folder(zoo_file, tmp_path):
     tensor.external_data.add(key="location", value="../weights.data")
     with pytest.raises(OnnxError, match=r"model.onnx: initializer 'w' is stored at '../weights.data', outside the "
                                         r"model's folder .*models; convnet reads external data only from there$"):
-        _array(onnx, tensor, folder / "model.onnx")
+        tensor_array(onnx, tensor, folder / "model.onnx")
     # Truncated.
     (folder / (original.name + ".data")).unlink()
     (folder / (original.name + ".data")).write_bytes(data[:len(data) // 2])
@@ -680,3 +687,30 @@ def test_convnet_models_come_back_from_their_onnx_export(name, tmp_path):
     x = images(3, seed=9)
     assert_same_answers(evaluate(loaded, x), evaluate(model.eval(), x))
     loaded.load_state_dict(model.state_dict())
+
+
+# ------------------------------------------------------------------ ONNX -> convnet -> ONNX
+def test_an_imported_network_exports_back_with_its_padding_and_its_average(tmp_path):
+    """Padding that differs on opposite sides, and an average that leaves the padding out (ONNX's
+    default count_include_pad=0), load into the plain layers, which export them back as they came."""
+    from convnet.onnx.export import export as export_convnet
+
+    nodes = [node("Conv", ["x", "w", "b"], ["c"], pads=[0, 1, 1, 2], strides=[2, 1]),
+             node("MaxPool", ["c"], ["m"], kernel_shape=[3, 3], pads=[1, 0, 0, 1]),
+             node("AveragePool", ["m"], ["y"], kernel_shape=[2, 3], pads=[1, 1, 0, 1])]
+    path = onnx_file(tmp_path / "imported.onnx", nodes, ["N", 2, 9, 8],
+                     {"w": weights(3, 2, 3, 2), "b": weights(3, seed=1)})
+    loaded = load(path)
+    conv, max_pool, average_pool = loaded.children()
+    assert child_types(loaded) == [nn.Conv2d, nn.MaxPool2d, nn.AvgPool2d]
+    assert [layer.resolved_padding for layer in (conv, max_pool, average_pool)] == [(0, 1, 1, 2), (1, 0, 0, 1),
+                                                                                   (1, 0, 1, 1)]
+    assert repr(average_pool) == ("AvgPool2d(kernel_size=(2, 3), stride=(1, 1), padding=(1, 0, 1, 1), "
+                                  "count_include_pad=False)")
+    exported = export_convnet(nn.Sequential(*loaded.children()), tmp_path / "exported.onnx", (1, 2, 9, 8))
+    for original, written in zip(onnx.load(path).graph.node, exported.graph.node, strict=True):
+        assert written.op_type == original.op_type
+        assert attribute_value(written, "pads", None) == attribute_value(original, "pads", None)
+    assert attribute_value(exported.graph.node[2], "count_include_pad", None) == 0
+    x = images(3, (2, 9, 8), seed=10)
+    assert_same_answers(run_onnx(tmp_path / "exported.onnx", x)[0], run_onnx(path, x)[0])

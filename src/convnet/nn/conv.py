@@ -7,6 +7,7 @@ from .. import _checks
 from .. import functional as F
 from .init import default_init_
 from .module import Module, Parameter
+from .padding import conv_padding
 
 
 class Conv2d(Module):
@@ -14,10 +15,13 @@ class Conv2d(Module):
 
     Args:
         in_channels, out_channels: C and O; ``out_channels`` kernels give as many feature maps.
-        kernel_size, stride, dilation: int or pair. padding: int, pair, 'same' or 'valid'.
+        kernel_size, stride, dilation: int or pair.
+        padding: int, pair (pH, pW), four sides (top, bottom, left, right), 'same' or 'valid';
+            resolved once, to ``resolved_padding`` (top, bottom, left, right). ``padding`` shows
+            it as PyTorch does: (pH, pW) where opposite sides agree, or the string given.
         groups: splits channels into independent groups (groups=C: depthwise).
 
-    Shapes: input (N, C, H, W) -> output (N, O, H', W'), H' = (H + 2p - d(k-1) - 1) // s + 1.
+    Shapes: input (N, C, H, W) -> output (N, O, H', W'), H' = (H + top + bottom - d(k-1) - 1) // s + 1.
     Parameters: weight (O, C/groups, kH, kW), bias (O,).
 
     >>> import convnet
@@ -30,16 +34,15 @@ class Conv2d(Module):
         super().__init__()
         name = "Conv2d"
         _set_shared_arguments(self, name, in_channels, out_channels, kernel_size, stride, dilation, groups)
-        self.padding = padding if isinstance(padding, str) else _checks.pair(name, "padding", padding, minimum=0)
-        # (top, bottom, left, right), resolved once; 'same' can pad one side more than the other.
-        self.resolved_padding = F.resolve_padding(name, self.padding, self.kernel_size, self.stride, self.dilation)
+        self.padding, self.resolved_padding = conv_padding(name, padding, self.kernel_size, self.stride,
+                                                           self.dilation)
         self.weight = Parameter(np.empty((out_channels, in_channels // groups) + self.kernel_size, dtype=np.float32))
         self.bias = Parameter(np.empty(out_channels, dtype=np.float32)) if bias else None
         default_init_(self.weight, self.bias)
 
     def forward(self, x):
         _check_input(self, x)
-        return F.conv2d(x, self.weight, self.bias, self.stride, self.padding, self.dilation, self.groups)
+        return F.conv2d(x, self.weight, self.bias, self.stride, self.resolved_padding, self.dilation, self.groups)
 
     def describe(self):
         return _describe(self)

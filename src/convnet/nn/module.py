@@ -1,4 +1,4 @@
-"""Module, Parameter and Sequential: the containers layers are built from.
+"""Module and Parameter: what every layer and model is built from.
 
 Attribute assignment registers parameters, buffers and sub-modules, so ``state_dict()`` keys
 follow PyTorch's dotted names (``features.0.weight``, ``bn.running_mean``) and weights move
@@ -239,59 +239,6 @@ def _name_layer(error, module):
     if not message.startswith(module.describe()):
         error.args = (f"{module.describe()}: {message}",) + error.args[1:]
     error.layer_named = True
-
-
-class Sequential(Module):
-    """Runs its modules in order; ``Sequential(a, b)(x) == b(a(x))``. Keys are '0', '1', ...
-
-    An `nn.ReLU` followed by an `nn.MaxPool2d`, neither with forward hooks, runs as one op,
-    `F.relu_max_pool2d`: the same values and gradients in fewer passes over the feature maps.
-    """
-
-    def __init__(self, *modules):
-        super().__init__()
-        if len(modules) == 1 and isinstance(modules[0], (dict, OrderedDict)):
-            modules = modules[0].items()
-        else:
-            modules = ((str(i), module) for i, module in enumerate(modules))
-        for name, module in modules:
-            if not isinstance(module, Module):
-                raise TypeError(f"Sequential: expected Module arguments, got {type(module).__name__} for '{name}'")
-            setattr(self, name, module)
-
-    def forward(self, x):
-        modules = list(self._modules.values())
-        index = 0
-        while index < len(modules):
-            if index + 1 < len(modules) and _relu_then_max_pool(modules[index], modules[index + 1]):
-                x = modules[index + 1](x, rectify_input=True)
-                index += 2
-            else:
-                x = modules[index](x)
-                index += 1
-        return x
-
-    def __getitem__(self, index):
-        modules = list(self._modules.values())
-        return Sequential(*modules[index]) if isinstance(index, slice) else modules[index]
-
-    def __len__(self):
-        return len(self._modules)
-
-    def __iter__(self):
-        return iter(self._modules.values())
-
-    def append(self, module):
-        setattr(self, str(len(self)), module)
-        return self
-
-
-def _relu_then_max_pool(first, second):
-    from .activation import ReLU  # these layers are built on this module
-    from .pooling import MaxPool2d
-
-    return (type(first) is ReLU and type(second) is MaxPool2d
-            and not first._forward_hooks and not second._forward_hooks)
 
 
 def _overflows(values, dtype):

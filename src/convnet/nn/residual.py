@@ -2,8 +2,9 @@
 
 from .. import functional as F
 from .conv import Conv2d
-from .module import Module, Sequential
+from .module import Module
 from .normalization import BatchNorm2d
+from .sequential import Sequential
 
 
 class BasicBlock(Module):

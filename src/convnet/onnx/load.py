@@ -15,7 +15,6 @@ weights to a ``.onnx.data`` file beside the model and lowers flatten and adaptiv
 Reshape and ReduceMean.
 """
 
-import math
 import re
 from pathlib import Path
 from typing import NamedTuple
@@ -24,11 +23,13 @@ import numpy as np
 
 from .. import nn
 from ..tensor import Tensor
-from . import OnnxError, ops, require_onnx
+from . import ops
+from .attributes import shortest_float32
+from .errors import OnnxError, Unsupported, require_onnx
+from .functions import flattened_softmax
+from .reading import DEFAULT_DOMAINS, inferred_shapes, read_model, tensor_array
 
-OLDEST_OPSET = 11  # each op is read as the model's opset defines it, back to 11 (Softmax's old meaning included)
 GENERATED_PREFIX = "onnx::"  # torch's names for weights it computed (BatchNorm folded into Conv): no layer's name
-DEFAULT_DOMAINS = ("", "ai.onnx")
 # Constant's attributes -> the dtype of its value (a tensor's own for "value")
 CONSTANT_ATTRIBUTES = {"value": None, "value_float": np.float32, "value_floats": np.float32, "value_int": np.int64,
                        "value_ints": np.int64}
@@ -44,61 +45,8 @@ def load(path):
     """
     onnx = require_onnx()
     path = Path(path)
-    model = _read(onnx, path)
+    model = read_model(onnx, path)
     return _Builder(onnx, model, path).build().eval()
-
-
-def _read(onnx, path):
-    from google.protobuf.message import DecodeError  # onnx's own dependency, there when onnx is
-    try:
-        data = path.read_bytes()
-    except OSError as error:
-        raise OnnxError(f"{path}: cannot read it: {error.strerror}") from None
-    try:
-        model = onnx.load_model_from_string(data)
-    except DecodeError as error:
-        raise OnnxError(f"{path}: not an ONNX model, or a truncated one ({error})") from None
-    try:
-        onnx.checker.check_model(str(path))  # by path, so that external data is looked for beside the model
-    except onnx.checker.ValidationError as error:
-        raise OnnxError(f"{path}: fails onnx.checker: {' '.join(str(error).split())}") from None
-    opset = next((entry.version for entry in model.opset_import if entry.domain in DEFAULT_DOMAINS), 0)
-    if opset < OLDEST_OPSET:
-        raise OnnxError(f"{path}: opset {opset} is older than {OLDEST_OPSET}, the oldest convnet reads; "
-                        f"onnx.version_converter.convert_version(model, 13) updates it")
-    return model
-
-
-def _array(onnx, tensor, path):
-    """A TensorProto's values; external data is read from the model's folder, and only from there."""
-    if tensor.data_location != onnx.TensorProto.EXTERNAL:
-        return onnx.numpy_helper.to_array(tensor)
-    info = {entry.key: entry.value for entry in tensor.external_data}
-    folder = path.parent.resolve()
-    file = (folder / info.get("location", "")).resolve()
-    if not file.is_relative_to(folder):
-        raise OnnxError(f"{path}: initializer {tensor.name!r} is stored at {info.get('location')!r}, outside the "
-                        f"model's folder {folder}; convnet reads external data only from there")
-    dtype = np.dtype(onnx.helper.tensor_dtype_to_np_dtype(tensor.data_type))
-    size = math.prod(tensor.dims) * dtype.itemsize
-    offset, length = info.get("offset", "0"), info.get("length", str(size))
-    if not (re.fullmatch("[0-9]+", offset) and re.fullmatch("[0-9]+", length)):
-        raise OnnxError(f"{path}: initializer {tensor.name!r}: expected byte counts as its external data's offset "
-                        f"and length, got {offset!r} and {length!r}")
-    offset = int(offset)
-    if int(length) != size:
-        raise OnnxError(f"{path}: initializer {tensor.name!r} of shape {tuple(tensor.dims)} and dtype {dtype} needs "
-                        f"{size} bytes, its external data says {length}")
-    try:
-        with open(file, "rb") as stream:
-            stream.seek(offset)
-            data = stream.read(size)
-    except OSError as error:
-        raise OnnxError(f"{path}: cannot read initializer {tensor.name!r} from {file.name}: {error.strerror}") from None
-    if len(data) != size:
-        raise OnnxError(f"{path}: {file.name} is truncated: initializer {tensor.name!r} needs bytes {offset} to "
-                        f"{offset + size}, the file has {file.stat().st_size}")
-    return np.frombuffer(data, dtype=dtype.newbyteorder("<")).reshape(tuple(tensor.dims)).astype(dtype)
 
 
 class Step(NamedTuple):
@@ -162,7 +110,7 @@ class OnnxModel(nn.Module):
             return False
         if producer.module is not None:
             return isinstance(self._modules[producer.module], nn.Softmax)
-        return producer.function is ops.flattened_softmax and not producer.attributes["log"]
+        return producer.function is flattened_softmax and not producer.attributes["log"]
 
     def _check_input(self, x):
         expected = self.input_shape
@@ -183,11 +131,11 @@ class _Builder:
     def __init__(self, onnx, model, path):
         self.onnx, self.proto, self.graph, self.path = onnx, model, model.graph, path
         self.opset = next(entry.version for entry in model.opset_import if entry.domain in DEFAULT_DOMAINS)
-        self.known = {tensor.name: _array(onnx, tensor, path) for tensor in self.graph.initializer}
+        self.known = {tensor.name: tensor_array(onnx, tensor, path) for tensor in self.graph.initializer}
         # Floating initializers are weights, which train; torch writes a literal (the 2 of x / 2) as a
         # scalar initializer or a Constant, a shape as an int64 one.
         self.weights = {name for name, value in self.known.items() if value.dtype.kind == "f" and value.ndim}
-        self.shapes = _inferred_shapes(onnx, model)
+        self.shapes = inferred_shapes(onnx, model)
         self.parameters = {}  # (initializer, transposed) -> Parameter, so that a weight read twice stays one
         self.readers = {}  # value -> indices of the nodes that read it
         for index, node in enumerate(self.graph.node):
@@ -209,7 +157,7 @@ class _Builder:
         if not name:
             return None
         if name not in self.known:
-            raise ops.Unsupported(f"{what} computed by the graph; convnet needs it stored in the file")
+            raise Unsupported(f"{what} computed by the graph; convnet needs it stored in the file")
         return self.known[name]
 
     def parameter(self, name, transposed=False):
@@ -243,7 +191,7 @@ class _Builder:
             label = node.name or f"node {index}"
             try:
                 absorbed.update(self._translate(index, node, label))
-            except ops.Unsupported as error:
+            except Unsupported as error:
                 problems.append(f"{label} ({error})")
             except ValueError as error:  # a layer refusing the node's arguments
                 problems.append(f"{label} ({node.op_type}: {error})")
@@ -258,14 +206,14 @@ class _Builder:
         op = node.op_type if node.domain in DEFAULT_DOMAINS else f"{node.domain}.{node.op_type}"
         understood = set(CONSTANT_ATTRIBUTES) if op == "Constant" else ops.TRANSLATIONS.get(op, (None, None))[1]
         if understood is None:
-            raise ops.Unsupported(f"op {op}")
+            raise Unsupported(f"op {op}")
         attributes = {attribute.name: self._attribute(attribute) for attribute in node.attribute}
         unknown = sorted(set(attributes) - understood)
         if unknown:
-            raise ops.Unsupported("; ".join(f"{op} attribute {name}" for name in unknown))
+            raise Unsupported("; ".join(f"{op} attribute {name}" for name in unknown))
         for position, name in enumerate(node.output[1:], start=2):
             if name and (name in self.readers or name in self.graph_outputs):
-                raise ops.Unsupported(f"{op} output {position} ({name}), which convnet does not compute")
+                raise Unsupported(f"{op} output {position} ({name}), which convnet does not compute")
         if op == "Constant":
             ((kind, value),) = attributes.items()
             self.known[node.output[0]] = np.asarray(value, dtype=CONSTANT_ATTRIBUTES[kind])
@@ -314,13 +262,13 @@ class _Builder:
     def _attribute(self, attribute):
         value = self.onnx.helper.get_attribute_value(attribute)
         if attribute.type == self.onnx.AttributeProto.FLOAT:
-            return ops.shortest_float32(value)
+            return shortest_float32(value)
         if attribute.type == self.onnx.AttributeProto.FLOATS:
-            return [ops.shortest_float32(item) for item in value]
+            return [shortest_float32(item) for item in value]
         if isinstance(value, bytes):
             return value.decode()
         if isinstance(value, self.onnx.TensorProto):
-            return _array(self.onnx, value, self.path)
+            return tensor_array(self.onnx, value, self.path)
         return value
 
     def _layer_name(self, index, node, weight, layer):
@@ -367,15 +315,3 @@ def _valid(text):
     """``text`` as a state_dict key: dot-separated parts of letters, digits and underscores."""
     parts = (re.sub(r"[^0-9A-Za-z_]+", "_", part).strip("_") for part in text.split("."))
     return ".".join(part for part in parts if part) or "value"
-
-
-def _inferred_shapes(onnx, model):
-    """Value name -> shape (None for a size the graph leaves open) from ONNX's shape inference."""
-    inferred = onnx.shape_inference.infer_shapes(model).graph
-    shapes = {}
-    for value in (*inferred.input, *inferred.value_info, *inferred.output):
-        tensor_type = value.type.tensor_type
-        if tensor_type.HasField("shape"):
-            shapes[value.name] = tuple(dim.dim_value if dim.HasField("dim_value") else None
-                                       for dim in tensor_type.shape.dim)
-    return shapes

@@ -2,33 +2,21 @@
 
 A translation reads one node and returns a `Layer` (Conv -> nn.Conv2d holding the node's weight,
 BatchNormalization -> nn.BatchNorm2d, Gemm -> nn.Linear, Relu -> nn.ReLU, MaxPool -> nn.MaxPool2d,
-...) or a `Call` of a function here (Add, Reshape, Shape, Concat, ...), or raises `Unsupported`
-saying which op or attribute convnet cannot run. `TRANSLATIONS` lists the ops and the attributes
-each understands; any other attribute is refused rather than ignored.
-
-The functions take the graph's values as they come at run time: Tensors (activations, weights) or
-NumPy arrays (constants, and the int64 shapes that torch's flatten computes with Shape, Gather,
-Unsqueeze and Concat), and return a Tensor when any input is one.
+...) or a `Call` of a function in `functions` (Add, Reshape, Shape, Concat, ...), or raises
+`Unsupported` saying which op or attribute convnet cannot run. `TRANSLATIONS` lists the ops and the
+attributes each understands; any other attribute is refused rather than ignored.
 """
 
-import math
 from collections.abc import Callable
 from typing import NamedTuple
 
-import numpy as np
-
-from .. import functional as F
 from .. import nn
-from ..functional.activation import erf_approximation
-from ..functional.conv import Conv2d as Convolution
-from ..functional.conv import ConvGeometry
-from ..ops import Add, Div, Mul, Sub, matmul
-from ..tensor import Function, Tensor, concatenate
-from ..errors import ConvnetError
-
-
-class Unsupported(ConvnetError):
-    """A node convnet cannot run; the message names the op or attribute, e.g. 'MaxPool attribute ceil_mode=1'."""
+from .attributes import kernel_of, padding_of, pair_of, shortest_float32, symmetric_padding
+from .errors import Unsupported
+from .functions import (
+    add, concat, div, erf, flatten, flattened_softmax, gather, gemm, identity, matrix_product, mul, reduce_mean,
+    reshape, shape, squeeze, sub, unsqueeze,
+)
 
 
 class Layer(NamedTuple):
@@ -42,237 +30,16 @@ class Call(NamedTuple):
     inputs: tuple | None = None  # the node's inputs the function takes; None: all of them
 
 
-# ---------------------------------------------------------------------- layers ONNX needs beyond nn's
-class PaddedConv2d(nn.Conv2d):
-    """`nn.Conv2d` padded differently on each side, ``padding`` = (top, bottom, left, right), as
-    ONNX's ``pads`` and ``auto_pad=SAME_UPPER/SAME_LOWER`` may (an even kernel's 'same' padding,
-    or a stride that does not divide the input)."""
-
-    def __init__(self, in_channels, out_channels, kernel_size, padding, **options):
-        super().__init__(in_channels, out_channels, kernel_size, **options)
-        self.padding = self.resolved_padding = tuple(padding)
-
-    def forward(self, x):
-        if x.ndim != 4 or x.shape[1] != self.in_channels:
-            raise ValueError(f"expected input of shape (N, {self.in_channels}, H, W), got {tuple(x.shape)}")
-        geometry = ConvGeometry.of_conv2d(tuple(x.shape[2:]), self.kernel_size, self.stride, self.padding,
-                                          self.dilation, self.groups)
-        if min(geometry.output_hw) < 1:
-            raise ValueError(f"kernel {self.kernel_size} with dilation {self.dilation} is larger than the padded "
-                             f"input {geometry.padded_hw}")
-        return Convolution.apply(x, self.weight, self.bias, geometry=geometry)
-
-
-class ExclusiveAvgPool2d(nn.AvgPool2d):
-    """`nn.AvgPool2d` whose windows average only the input pixels they cover, leaving the zero
-    padding out of the count (torch's count_include_pad=False, ONNX's count_include_pad=0)."""
-
-    def forward(self, x):
-        covered = F.avg_pool2d(np.ones((1, 1) + tuple(x.shape[2:]), dtype=x.dtype), self.kernel_size, self.stride,
-                               self.padding)  # the fraction of each window inside the input
-        return super().forward(x) / covered
-
-    def extra_repr(self):
-        return super().extra_repr() + ", count_include_pad=False"
-
-
-# ---------------------------------------------------------------------- functions over values
-def _any_tensor(*values):
-    return any(isinstance(value, Tensor) for value in values)
-
-
-def add(a, b):
-    return Add.apply(a, b) if _any_tensor(a, b) else np.add(a, b)
-
-
-def sub(a, b):
-    return Sub.apply(a, b) if _any_tensor(a, b) else np.subtract(a, b)
-
-
-def mul(a, b):
-    return Mul.apply(a, b) if _any_tensor(a, b) else np.multiply(a, b)
-
-
-def div(a, b):
-    if _any_tensor(a, b):
-        return Div.apply(a, b)
-    if np.issubdtype(np.result_type(a, b), np.integer):
-        return (np.abs(a) // np.abs(b)) * np.sign(a) * np.sign(b)  # ONNX truncates toward zero; // floors
-    return np.divide(a, b)
-
-
-def matrix_product(a, b):
-    return matmul(a, b) if _any_tensor(a, b) else np.matmul(a, b)
-
-
-def gemm(a, b, c=None, alpha=1.0, beta=1.0, transA=0, transB=0):
-    """alpha * A' @ B' + beta * C, A' = A^T if transA (M, K), B' = B^T if transB (K, N), C broadcast to
-    (M, N); the arguments are named as Gemm's attributes."""
-    out = matrix_product(a.T if transA else a, b.T if transB else b)
-    if alpha != 1:
-        out = mul(out, np.asarray(alpha, dtype=out.dtype))
-    if c is not None:
-        out = add(out, c if beta == 1 else mul(c, np.asarray(beta, dtype=out.dtype)))
-    return out
-
-
-class Erf(Function):
-    """out = erf(x) (Abramowitz & Stegun, |error| < 1.5e-7, as `F.gelu`'s); d/dx = 2/sqrt(pi) * exp(-x^2)."""
-
-    def forward(self, x):
-        self.x = x
-        return erf_approximation(x).astype(x.dtype, copy=False)
-
-    def backward(self, grad):
-        return grad * (2 / math.sqrt(math.pi)) * np.exp(-self.x * self.x)
-
-
-def erf(x):
-    return Erf.apply(x) if isinstance(x, Tensor) else erf_approximation(x).astype(x.dtype, copy=False)
-
-
-def identity(x):
-    return x
-
-
-def reshape(data, shape, allowzero=0):
-    """``shape`` may hold -1 (inferred) and, unless ``allowzero``, 0 (the input's size there)."""
-    target = [int(size) for size in shape]
-    if not allowzero:
-        target = [data.shape[axis] if size == 0 else size for axis, size in enumerate(target)]
-    return data.reshape(tuple(target))
-
-
-def flatten(data, axis=1):
-    """(d0, ..., dr-1) -> (d0 * ... * d(axis-1), d(axis) * ... * dr-1)."""
-    axis = axis + data.ndim if axis < 0 else axis
-    return data.reshape(math.prod(data.shape[:axis]), math.prod(data.shape[axis:]))
-
-
-def shape(data, start=0, end=None):
-    return np.array(data.shape[start:end], dtype=np.int64)
-
-
-def gather(data, indices, axis=0):
-    indices = np.asarray(indices)
-    if isinstance(data, Tensor):
-        return data[(slice(None),) * (axis % data.ndim) + (indices,)]
-    return np.take(data, indices, axis=axis)
-
-
-def unsqueeze(data, axes):
-    axes = [int(axis) for axis in np.atleast_1d(axes)]
-    rank = data.ndim + len(axes)
-    target = list(data.shape)
-    for axis in sorted(axis % rank for axis in axes):
-        target.insert(axis, 1)
-    return data.reshape(tuple(target))
-
-
-def squeeze(data, axes=None):
-    if axes is None:
-        axes = [axis for axis, size in enumerate(data.shape) if size == 1]
-    axes = {int(axis) % data.ndim for axis in np.atleast_1d(axes)}
-    if any(data.shape[axis] != 1 for axis in axes):
-        raise ValueError(f"Squeeze: expected size 1 on axes {sorted(axes)}, got shape {tuple(data.shape)}")
-    return data.reshape(tuple(size for axis, size in enumerate(data.shape) if axis not in axes))
-
-
-def concat(*values, axis):
-    return concatenate(values, axis=axis) if _any_tensor(*values) else np.concatenate(values, axis=axis)
-
-
-def reduce_mean(data, axes, keepdims):
-    """The mean over ``axes`` (None: all)."""
-    mean = data.mean(axis=axes, keepdims=bool(keepdims))
-    return mean if isinstance(data, Tensor) else np.asarray(mean)
-
-
-def flattened_softmax(x, axis, log):
-    """Softmax before opset 13: over the input flattened to 2-D at ``axis``, as one distribution per row."""
-    x = x if isinstance(x, Tensor) else Tensor(x)
-    rows = flatten(x, axis)
-    return (F.log_softmax if log else F.softmax)(rows, dim=1).reshape(x.shape)
-
-
-# ---------------------------------------------------------------------- translations
-def shortest_float32(value):
-    """The shortest decimal that is ``value`` in float32, as ONNX stores float attributes: 0.2, not
-    0.20000000298023224 (so layers show, and compute with, the number the exported model had)."""
-    return float(str(np.float32(value)))
-
-
-def _pair(op, attributes, name, default):
-    values = tuple(attributes.get(name, default))
-    if len(values) != 2:
-        raise Unsupported(f"{op} attribute {name}={list(values)}: convnet works on 2-D images")
-    return values
-
-
-def _kernel(op, attributes, kernel):
-    """The kernel's (kH, kW), checked against the optional kernel_shape attribute."""
-    if len(kernel) != 2:
-        raise Unsupported(f"{op} of {len(kernel)}-D kernels: convnet works on 2-D images")
-    if "kernel_shape" in attributes and tuple(attributes["kernel_shape"]) != tuple(kernel):
-        raise Unsupported(f"{op} attribute kernel_shape={attributes['kernel_shape']} differs from its weight's "
-                          f"{list(kernel)}")
-    return tuple(int(k) for k in kernel)
-
-
-def _padding(op, attributes, kernel, stride, dilation, input_shape):
-    """(top, bottom, left, right) from ``pads`` ([top, left, bottom, right]) or ``auto_pad``.
-
-    SAME_UPPER and SAME_LOWER pad so that H' = ceil(H / stride), the odd row or column at the end
-    (UPPER) or the start (LOWER); with a stride above 1 that depends on H, so it must be static.
-    """
-    auto_pad = attributes.get("auto_pad", "NOTSET")
-    if auto_pad == "NOTSET":
-        pads = attributes.get("pads", [0, 0, 0, 0])
-        if len(pads) != 4:
-            raise Unsupported(f"{op} attribute pads={pads}: convnet works on 2-D images")
-        return pads[0], pads[2], pads[1], pads[3]
-    if auto_pad == "VALID":
-        return 0, 0, 0, 0
-    if auto_pad not in ("SAME_UPPER", "SAME_LOWER"):
-        raise Unsupported(f"{op} attribute auto_pad={auto_pad}")
-    padding = []
-    for axis in (0, 1):
-        span = dilation[axis] * (kernel[axis] - 1) + 1
-        if stride[axis] == 1:
-            total = span - 1
-        else:
-            size = input_shape[2 + axis] if input_shape is not None and len(input_shape) == 4 else None
-            if size is None:
-                raise Unsupported(f"{op} attribute auto_pad={auto_pad} with strides={list(stride)} on an input whose "
-                                  f"height and width the graph does not fix")
-            total = max((-(-size // stride[axis]) - 1) * stride[axis] + span - size, 0)
-        small, large = total // 2, total - total // 2
-        padding += [small, large] if auto_pad == "SAME_UPPER" else [large, small]
-    return tuple(padding)
-
-
-def _symmetric(op, padding):
-    top, bottom, left, right = padding
-    if (top, left) != (bottom, right):
-        raise Unsupported(f"{op} with different padding on opposite sides, (top, bottom, left, right) = {padding}")
-    return top, left
-
-
 def conv(node, attributes, builder):
     weight = builder.array(node, 1, "Conv weight")
     bias = builder.array(node, 2, "Conv bias")
-    kernel = _kernel("Conv", attributes, weight.shape[2:])
-    stride = _pair("Conv", attributes, "strides", (1, 1))
-    dilation = _pair("Conv", attributes, "dilations", (1, 1))
+    kernel = kernel_of("Conv", attributes, weight.shape[2:])
+    stride = pair_of("Conv", attributes, "strides", (1, 1))
+    dilation = pair_of("Conv", attributes, "dilations", (1, 1))
     groups = attributes.get("group", 1)
-    padding = _padding("Conv", attributes, kernel, stride, dilation, builder.shape(node.input[0]))
-    out_channels, in_channels = weight.shape[0], weight.shape[1] * groups
-    options = {"stride": stride, "dilation": dilation, "groups": groups, "bias": bias is not None}
-    top, bottom, left, right = padding
-    if (top, left) == (bottom, right):
-        layer = nn.Conv2d(in_channels, out_channels, kernel, padding=(top, left), **options)
-    else:
-        layer = PaddedConv2d(in_channels, out_channels, kernel, padding, **options)
+    padding = padding_of("Conv", attributes, kernel, stride, dilation, builder.shape(node.input[0]))
+    layer = nn.Conv2d(weight.shape[1] * groups, weight.shape[0], kernel, stride, padding, dilation, groups,
+                      bias is not None)
     layer.weight = builder.parameter(node.input[1])
     if bias is not None:
         layer.bias = builder.parameter(node.input[2])
@@ -282,14 +49,15 @@ def conv(node, attributes, builder):
 def conv_transpose(node, attributes, builder):
     weight = builder.array(node, 1, "ConvTranspose weight")
     bias = builder.array(node, 2, "ConvTranspose bias")
-    kernel = _kernel("ConvTranspose", attributes, weight.shape[2:])
-    stride = _pair("ConvTranspose", attributes, "strides", (1, 1))
-    dilation = _pair("ConvTranspose", attributes, "dilations", (1, 1))
-    output_padding = _pair("ConvTranspose", attributes, "output_padding", (0, 0))
+    kernel = kernel_of("ConvTranspose", attributes, weight.shape[2:])
+    stride = pair_of("ConvTranspose", attributes, "strides", (1, 1))
+    dilation = pair_of("ConvTranspose", attributes, "dilations", (1, 1))
+    output_padding = pair_of("ConvTranspose", attributes, "output_padding", (0, 0))
     groups = attributes.get("group", 1)
     if attributes.get("auto_pad", "NOTSET") not in ("NOTSET", "VALID"):
         raise Unsupported(f"ConvTranspose attribute auto_pad={attributes['auto_pad']}")
-    padding = _symmetric("ConvTranspose", _padding("ConvTranspose", attributes, kernel, stride, dilation, None))
+    padding = padding_of("ConvTranspose", attributes, kernel, stride, dilation, None)
+    padding = symmetric_padding("ConvTranspose", padding)
     layer = nn.ConvTranspose2d(weight.shape[0], weight.shape[1] * groups, kernel, stride, padding, output_padding,
                                groups, bias is not None, dilation)
     layer.weight = builder.parameter(node.input[1])
@@ -349,26 +117,28 @@ def _linear(builder, weight, transposed, bias):
 
 
 def max_pool(node, attributes, builder):
-    kernel = _kernel("MaxPool", attributes, attributes["kernel_shape"])
+    kernel = kernel_of("MaxPool", attributes, attributes["kernel_shape"])
     return Layer(nn.MaxPool2d(kernel, *_pooling("MaxPool", attributes, kernel, builder.shape(node.input[0]))), None)
 
 
 def average_pool(node, attributes, builder):
-    kernel = _kernel("AveragePool", attributes, attributes["kernel_shape"])
+    kernel = kernel_of("AveragePool", attributes, attributes["kernel_shape"])
     stride, padding = _pooling("AveragePool", attributes, kernel, builder.shape(node.input[0]))
-    exclusive = any(padding) and not attributes.get("count_include_pad", 0)
-    return Layer((ExclusiveAvgPool2d if exclusive else nn.AvgPool2d)(kernel, stride, padding), None)
+    # Without padding both counts agree: the layer is then the plain one, as torch's default.
+    count_include_pad = not any(padding) or bool(attributes.get("count_include_pad", 0))
+    return Layer(nn.AvgPool2d(kernel, stride, padding, count_include_pad), None)
 
 
 def _pooling(op, attributes, kernel, input_shape):
     """(stride, padding) of a MaxPool or AveragePool, whose stride defaults to 1 in ONNX."""
-    stride = _pair(op, attributes, "strides", (1, 1))
+    stride = pair_of(op, attributes, "strides", (1, 1))
     for name, supported in (("ceil_mode", 0), ("dilations", [1, 1])):
         if attributes.get(name, supported) != supported:
             raise Unsupported(f"{op} attribute {name}={attributes[name]}")
-    padding = _symmetric(op, _padding(op, attributes, kernel, stride, (1, 1), input_shape))
-    if padding[0] > kernel[0] // 2 or padding[1] > kernel[1] // 2:
-        raise Unsupported(f"{op} padding {list(padding)} larger than half its kernel {list(kernel)}")
+    padding = padding_of(op, attributes, kernel, stride, (1, 1), input_shape)
+    if max(padding[:2]) > kernel[0] // 2 or max(padding[2:]) > kernel[1] // 2:
+        raise Unsupported(f"{op} padding (top, bottom, left, right) = {padding} larger than half its kernel "
+                          f"{list(kernel)}")
     return stride, padding
 
 

@@ -1,0 +1,188 @@
+"""One writer per convnet layer: the ONNX nodes that compute what the layer computes in evaluation
+mode (BatchNorm with its running statistics, Dropout as nothing).
+
+Each writer takes (graph: `Graph`, layer, path, x: the input `Value`, out: the layer's output for
+the example input) and returns the name of the ONNX tensor holding the layer's output. `WRITERS`
+maps each exportable layer class to its writer.
+"""
+
+import math
+
+import numpy as np
+
+from .. import nn
+from .graph import join
+
+GELU_OPSET = 20       # Gelu is one node from here; before it, its formula in Erf or Tanh nodes
+REDUCE_AXES_INPUT = 18  # ReduceMean takes its axes as an input from here, an attribute before
+
+
+
+def _conv2d(g, conv, path, x, out):
+    kernel = conv.weight.shape[2:]
+    top, bottom, left, right = conv.resolved_padding
+    inputs = [x.name, g.parameter(path, "weight", conv.weight)]
+    if conv.bias is not None:
+        inputs.append(g.parameter(path, "bias", conv.bias))
+    return g.node("Conv", inputs, path, kernel_shape=list(kernel), strides=list(conv.stride),
+                  pads=[top, left, bottom, right], dilations=list(conv.dilation), group=conv.groups)
+
+
+def _conv_transpose2d(g, conv, path, x, out):
+    """ConvTranspose: weight (C_in, C_out/groups, kH, kW) is ONNX's layout too. output_padding
+    adds rows at the end, which is cutting fewer padding rows there, so it goes into the end pads;
+    onnxruntime refuses an output_padding of a stride or more (possible when dilation > stride),
+    so what is left beyond the padding becomes, at that size, a Pad of zeros before the bias."""
+    end_pads, output_padding, zero_rows = [], [], []
+    for padding, extra, stride in zip(conv.padding, conv.output_padding, conv.stride):
+        end_pads.append(padding - min(padding, extra))
+        left = extra - min(padding, extra)
+        output_padding.append(left if left < stride else 0)
+        zero_rows.append(0 if left < stride else left)
+    weight = g.parameter(path, "weight", conv.weight)
+    bias = g.parameter(path, "bias", conv.bias) if conv.bias is not None else None
+    attributes = {"kernel_shape": list(conv.weight.shape[2:]), "strides": list(conv.stride),
+                  "pads": [*conv.padding, *end_pads], "output_padding": output_padding,
+                  "dilations": list(conv.dilation), "group": conv.groups}
+    if not any(zero_rows):
+        return g.node("ConvTranspose", [x.name, weight] + ([bias] if bias else []), path, **attributes)
+    transposed = g.node("ConvTranspose", [x.name, weight], join(path, "transposed"), **attributes)
+    pads = g.constant(join(path, "zero_rows"), [0, 0, 0, 0, 0, 0, *zero_rows], np.int64)
+    padded = g.node("Pad", [transposed, pads], path if bias is None else join(path, "pad"))
+    if bias is None:
+        return padded
+    shape = g.constant(join(path, "bias_shape"), [-1, 1, 1], np.int64)
+    return g.node("Add", [padded, g.node("Reshape", [bias, shape], join(path, "bias_column"))], path)
+
+
+def _linear(g, linear, path, x, out):
+    """Gemm (transB=1) on (N, in); on more dimensions, MatMul by the transposed weight, plus bias."""
+    weight = g.parameter(path, "weight", linear.weight)
+    bias = g.parameter(path, "bias", linear.bias) if linear.bias is not None else None
+    if x.probe.ndim == 2:
+        return g.node("Gemm", [x.name, weight] + ([bias] if bias else []), path, transB=1)
+    transposed = g.node("Transpose", [weight], join(path, "weight_t"), perm=[1, 0])
+    product = g.node("MatMul", [x.name, transposed], path if bias is None else join(path, "matmul"))
+    return product if bias is None else g.node("Add", [product, bias], path)
+
+
+def _batch_norm(g, norm, path, x, out):
+    """BatchNormalization with the running statistics, or with the batch's own when the layer
+    keeps none (track_running_stats=False normalises by the batch even in evaluation)."""
+    channels = norm.num_features
+    scale = (g.parameter(path, "weight", norm.weight) if norm.weight is not None
+             else g.constant(join(path, "scale"), np.ones(channels)))
+    shift = (g.parameter(path, "bias", norm.bias) if norm.bias is not None
+             else g.constant(join(path, "shift"), np.zeros(channels)))
+    if norm.track_running_stats:
+        mean = g.parameter(path, "running_mean", norm.running_mean)
+        var = g.parameter(path, "running_var", norm.running_var)
+    else:
+        axes = [0] + list(range(2, x.probe.ndim))
+        inputs, attributes = _reduce_mean_axes(g, [x.name], path, axes)
+        kept = g.node("ReduceMean", inputs, join(path, "batch_mean_kept"), keepdims=1, **attributes)
+        centered = g.node("Sub", [x.name, kept], join(path, "centered"))
+        squares = g.node("Mul", [centered, centered], join(path, "squares"))
+        mean = g.node("ReduceMean", inputs, join(path, "batch_mean"), keepdims=0, **attributes)
+        inputs, attributes = _reduce_mean_axes(g, [squares], path, axes)
+        var = g.node("ReduceMean", inputs, join(path, "batch_var"), keepdims=0, **attributes)
+    return g.node("BatchNormalization", [x.name, scale, shift, mean, var], path, epsilon=float(norm.eps))
+
+
+def _reduce_mean_axes(g, node_inputs, path, axes):
+    """ReduceMean's (inputs, attributes) for ``axes``: an attribute before opset 18, an input from it."""
+    if g.opset >= REDUCE_AXES_INPUT:
+        return node_inputs + [g.constant(join(path, "axes"), axes, np.int64)], {}
+    return node_inputs, {"axes": list(axes)}
+
+
+def _activation(op, **attributes):
+    def convert(g, layer, path, x, out):
+        return g.node(op, [x.name], path, **{key: value(layer) for key, value in attributes.items()})
+    return convert
+
+
+def _gelu(g, gelu, path, x, out):
+    """One Gelu node from opset 20; before, x/2 * (1 + erf(x/sqrt 2)), or the tanh approximation
+    x/2 * (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3))) for approximate='tanh'."""
+    if g.opset >= GELU_OPSET:
+        return g.node("Gelu", [x.name], path, approximate=gelu.approximate)
+    if gelu.approximate == "tanh":
+        square = g.node("Mul", [x.name, x.name], join(path, "square"))
+        cube = g.node("Mul", [x.name, square], join(path, "cube"))
+        term = g.node("Mul", [cube, g.constant(join(path, "c"), 0.044715)], join(path, "c_cube"))
+        inner = g.node("Add", [x.name, term], join(path, "inner"))
+        scaled = g.node("Mul", [inner, g.constant(join(path, "k"), math.sqrt(2 / math.pi))], join(path, "scaled"))
+        curve = g.node("Tanh", [scaled], join(path, "tanh"))
+    else:
+        scaled = g.node("Div", [x.name, g.constant(join(path, "sqrt2"), math.sqrt(2))], join(path, "div"))
+        curve = g.node("Erf", [scaled], join(path, "erf"))
+    one_plus = g.node("Add", [curve, g.constant(join(path, "one"), 1.0)], join(path, "one_plus"))
+    half_x = g.node("Mul", [x.name, g.constant(join(path, "half"), 0.5)], join(path, "half_x"))
+    return g.node("Mul", [half_x, one_plus], path)
+
+
+def _pool(op, **attributes):
+    """MaxPool or AveragePool with the layer's padding (top, bottom, left, right), floor division
+    (ceil_mode=0) as PyTorch's; ``attributes``: {name: its value for the layer}."""
+    def convert(g, pool, path, x, out):
+        top, bottom, left, right = pool.resolved_padding
+        return g.node(op, [x.name], path, kernel_shape=list(pool.kernel_size), strides=list(pool.stride),
+                      pads=[top, left, bottom, right], ceil_mode=0,
+                      **{key: value(pool) for key, value in attributes.items()})
+    return convert
+
+
+def _adaptive_avg_pool2d(g, pool, path, x, out):
+    """GlobalAveragePool for output 1x1; AveragePool when the output size divides the input's
+    (equal, non-overlapping bins); otherwise the bins differ in size, which ONNX cannot say."""
+    (h, w), (oh, ow) = x.probe.shape[2:], pool.output_size
+    if (oh, ow) == (1, 1):
+        return g.node("GlobalAveragePool", [x.name], path)
+    if h % oh or w % ow:
+        g.problem(path, f"cannot export AdaptiveAvgPool2d(output_size={pool.output_size}) on a {h}x{w} input to "
+                        f"ONNX: its bins would differ in size; ONNX pools with one kernel, so output_size must divide "
+                        f"the input size (or be 1)")
+        return x.name
+    return g.node("AveragePool", [x.name], path, kernel_shape=[h // oh, w // ow], strides=[h // oh, w // ow])
+
+
+def _flatten(g, flatten, path, x, out):
+    """Flatten(1, -1) is ONNX's Flatten(axis=1); other dimension ranges a Reshape (dimension 0,
+    the batch, copied: a Flatten that merges it cannot keep the batch dynamic)."""
+    ndim = x.probe.ndim
+    start, end = flatten.start_dim % ndim, flatten.end_dim % ndim
+    if start == 0 and end > 0:
+        g.problem(path, f"cannot export Flatten(start_dim={flatten.start_dim}, end_dim={flatten.end_dim}) to ONNX: "
+                        f"it merges the batch dimension, which the exported graph keeps dynamic")
+        return x.name
+    if start == 1 and end == ndim - 1:
+        return g.node("Flatten", [x.name], path, axis=1)
+    shape = g.constant(join(path, "shape"), [0, *out.shape[1:]], np.int64)
+    return g.node("Reshape", [x.name, shape], path)
+
+
+def _identity(g, layer, path, x, out):
+    return x.name
+
+
+WRITERS = {
+    nn.Conv2d: _conv2d,
+    nn.ConvTranspose2d: _conv_transpose2d,
+    nn.Linear: _linear,
+    nn.BatchNorm1d: _batch_norm,
+    nn.BatchNorm2d: _batch_norm,
+    nn.ReLU: _activation("Relu"),
+    nn.LeakyReLU: _activation("LeakyRelu", alpha=lambda layer: float(layer.negative_slope)),
+    nn.Sigmoid: _activation("Sigmoid"),
+    nn.Tanh: _activation("Tanh"),
+    nn.GELU: _gelu,
+    nn.Softmax: _activation("Softmax", axis=lambda layer: layer.dim),
+    nn.LogSoftmax: _activation("LogSoftmax", axis=lambda layer: layer.dim),
+    nn.MaxPool2d: _pool("MaxPool"),
+    nn.AvgPool2d: _pool("AveragePool", count_include_pad=lambda layer: int(layer.count_include_pad)),
+    nn.AdaptiveAvgPool2d: _adaptive_avg_pool2d,
+    nn.Flatten: _flatten,
+    nn.Dropout: _identity,  # evaluation: nothing is dropped
+    nn.Identity: _identity,
+}
