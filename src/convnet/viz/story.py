@@ -141,7 +141,8 @@ def _pooling_step(record, map_index, border=(0, 0)):
     ``border`` (rows, cols) on each side: the outputs the convolution's zero padding reached."""
     module = record.module
     feature_map, pooled = record.input[0, map_index], record.output[0, map_index]
-    (kh, kw), (sh, sw), (ph, pw) = module.kernel_size, module.stride, module.padding
+    (kh, kw), (sh, sw) = module.kernel_size, module.stride
+    ph, _, pw, _ = module.resolved_padding  # (top, bottom, left, right): only the top and left shift windows
     rows, cols = np.arange(pooled.shape[0]) * sh - ph, np.arange(pooled.shape[1]) * sw - pw
     clear = np.outer((rows >= border[0]) & (rows + kh <= feature_map.shape[0] - border[0]),
                      (cols >= border[1]) & (cols + kw <= feature_map.shape[1] - border[1]))
