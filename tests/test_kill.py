@@ -34,8 +34,10 @@ import numpy as np
 import pytest
 
 from convnet import checkpoint
-from convnet.reports import CONFUSION, CURVES, LOCK, METRICS, SNAPSHOTS, STEPS, read_steps
+from convnet.run_folder import CONFUSION, CURVES, LOCK, METRICS, SNAPSHOTS, STEPS, read_steps
 from conftest import write_tiny_fashion
+
+pytestmark = pytest.mark.system  # the harness SIGKILLs training processes
 
 EPOCHS, BATCH_SIZE, TRAIN_IMAGES = 3, 32, 256
 BATCHES = TRAIN_IMAGES // BATCH_SIZE

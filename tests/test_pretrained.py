@@ -14,7 +14,7 @@ from PIL import Image
 from convnet import models, pretrained
 from convnet.cli import main
 from convnet.data import mnist
-from convnet.experiment import Classifier, evaluate_model, open_model
+from convnet.experiment import Classifier, evaluate_model, load_model
 
 SHIPPED = pretrained.available()
 SYSTEM_FASHION = Path("/usr/share/datasets/fashion-mnist")
@@ -56,7 +56,7 @@ def test_a_named_model_scores_an_image_alone_as_it_does_among_others(name):
     statistics, so that an image's probabilities do not depend on the images beside it. With the
     image's own statistics (training mode) the shipped ResNet-8 gave 0.19 to an ankle boot it
     scores 0.92."""
-    classifier = Classifier(open_model(name))
+    classifier = Classifier(load_model(name))
     images = np.random.default_rng(0).standard_normal((6, 1, 28, 28)).astype(np.float32)
     together = classifier.probabilities(images)
     alone = np.concatenate([classifier.probabilities(image[None]) for image in images])

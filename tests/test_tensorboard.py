@@ -7,7 +7,7 @@ import sys
 import numpy as np
 import pytest
 
-from convnet import checkpoint, reports
+from convnet import checkpoint, run_folder
 from convnet.cli import main
 
 event_pb2 = pytest.importorskip("tensorboardX.proto.event_pb2",
@@ -37,7 +37,7 @@ def test_tensorboard_logs_the_runs_own_figures_histograms_and_pictures(tiny_fash
                  "--tensorboard", "--out", str(run_dir), "--no-progress"]) == 0
     _, _, meta = checkpoint.load(run_dir)
     scalars, histograms, images, plugins = {}, set(), {}, set()
-    for folder, event in events(run_dir / reports.TENSORBOARD):
+    for folder, event in events(run_dir / run_folder.TENSORBOARD):
         for value in event.summary.value:
             if value.HasField("simple_value"):
                 scalars.setdefault(value.tag, []).append((event.step, value.simple_value))
@@ -80,6 +80,6 @@ def test_a_resumed_run_tells_tensorboard_to_drop_what_was_logged_past_its_checkp
     first.trainer.fit(1)  # a checkpoint at step 16, as a run killed in epoch 2 leaves it
     resumed = resume(tmp_path / "run", progress=False, log=lambda *_: None)
     resumed.trainer.fit(2)
-    starts = [event.step for _, event in events(tmp_path / "run" / reports.TENSORBOARD)
+    starts = [event.step for _, event in events(tmp_path / "run" / run_folder.TENSORBOARD)
               if event.HasField("session_log") and event.session_log.status == event.session_log.START]
     assert 16 in starts

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 import convnet
-from convnet import checkpoint, experiment, reports
+from convnet import checkpoint, experiment, run_folder
 from convnet.experiment import RunConfig, build_trainer, load_datasets, load_run, train_transform
 from convnet.files import WriteError
 from convnet.train import Callback, EarlyStopping, TrainingDiverged, TrainingInterrupted
@@ -93,8 +93,8 @@ def test_a_failing_disk_leaves_the_previous_checkpoint_intact(tiny_fashion, tmp_
     with pytest.raises(WriteError, match="No space left on device; the previous file, if any, is intact"):
         trainer.fit(2)  # the epoch's snapshot is its first write, then the checkpoint would be
     assert (run_dir / checkpoint.WEIGHTS).read_bytes() == before
-    assert not [p for p in os.listdir(run_dir) if p.startswith(".") and p != reports.LOCK]  # no temporaries
-    assert not [p for p in os.listdir(run_dir / reports.SNAPSHOTS) if p.startswith(".")]
+    assert not [p for p in os.listdir(run_dir) if p.startswith(".") and p != run_folder.LOCK]  # no temporaries
+    assert not [p for p in os.listdir(run_dir / run_folder.SNAPSHOTS) if p.startswith(".")]
 
 
 def test_checkpoints_that_do_not_fit_are_refused(tiny_fashion, tmp_path):
@@ -295,7 +295,7 @@ def test_the_step_log_has_a_line_every_few_steps_and_one_per_epoch(tiny_fashion,
     run_dir = tmp_path / "run"
     trainer = trainer_for(config(tiny_fashion, model="lenet5", batch_size=16, augment="none"), run_dir)
     history = trainer.fit(2)  # 256 images: 16 steps an epoch
-    entries = reports.read_steps(run_dir / reports.STEPS)
+    entries = run_folder.read_steps(run_dir / run_folder.STEPS)
     steps = [entry for entry in entries if entry["kind"] == "step"]
     epochs = [entry for entry in entries if entry["kind"] == "epoch"]
     assert [entry["step"] for entry in steps] == [10, 20, 30]
@@ -318,7 +318,7 @@ def test_the_step_log_says_what_the_run_is_and_snapshots_its_first_layer(tiny_fa
     cfg = config(tiny_fashion, model="lenet5", batch_size=16, augment="none", snapshot_every=12)
     trainer = trainer_for(cfg, run_dir)
     trainer.fit(2)  # 16 steps an epoch
-    entries = reports.read_steps(run_dir / reports.STEPS)
+    entries = run_folder.read_steps(run_dir / run_folder.STEPS)
     run = entries[0]
     assert run["kind"] == "run" and run["step"] == 0 and run["config"] == json.loads(json.dumps(asdict(cfg)))
     assert run["classes"] == list(trainer.test_loader.dataset.classes)
@@ -335,24 +335,24 @@ def test_the_step_log_says_what_the_run_is_and_snapshots_its_first_layer(tiny_fa
     drawn = np.asarray(Image.open(run_dir / last["feature_maps"]), dtype=int)
     assert np.abs(drawn - np.asarray(Image.open(io.BytesIO(feature_maps_png(maps))), dtype=int)).max() <= 1
     pictures = [f"{kind}-{entry['step']:07d}.png" for entry in snapshots for kind in ("kernels", "feature_maps")]
-    assert sorted(path.name for path in (run_dir / reports.SNAPSHOTS).iterdir()) == sorted(["image.png", *pictures])
+    assert sorted(path.name for path in (run_dir / run_folder.SNAPSHOTS).iterdir()) == sorted(["image.png", *pictures])
 
 
 def test_a_resumed_run_continues_its_step_log_and_a_new_one_replaces_a_dead_ones(tiny_fashion, tmp_path):
     run_dir = tmp_path / "run"
     cfg = config(tiny_fashion, model="lenet5", batch_size=16, augment="none", snapshot_every=12)
     trainer_for(cfg, tmp_path / "whole").fit(2)
-    whole = reports.read_steps(tmp_path / "whole" / reports.STEPS)
+    whole = run_folder.read_steps(tmp_path / "whole" / run_folder.STEPS)
     trainer_for(cfg, run_dir).fit(1)
-    with open(run_dir / reports.STEPS, "a") as log:  # written past the checkpoint before a kill
+    with open(run_dir / run_folder.STEPS, "a") as log:  # written past the checkpoint before a kill
         log.write(json.dumps({"kind": "step", "step": 20}) + "\n")
     experiment.resume(run_dir, progress=False, log=lambda line: None).trainer.fit(2)
-    assert untimed(reports.read_steps(run_dir / reports.STEPS)) == untimed(whole)
-    (run_dir / reports.STEPS).write_text(json.dumps({"kind": "step", "step": 10}) + "\n")  # a run killed early
+    assert untimed(run_folder.read_steps(run_dir / run_folder.STEPS)) == untimed(whole)
+    (run_dir / run_folder.STEPS).write_text(json.dumps({"kind": "step", "step": 10}) + "\n")  # a run killed early
     for name in (checkpoint.WEIGHTS, checkpoint.SIDECAR):
         (run_dir / name).unlink()
     trainer_for(cfg, run_dir).fit(1)
-    restarted = untimed(reports.read_steps(run_dir / reports.STEPS))
+    restarted = untimed(run_folder.read_steps(run_dir / run_folder.STEPS))
     assert restarted == untimed(whole)[:len(restarted)] and restarted[-1]["kind"] == "snapshot"
 
 
@@ -362,12 +362,12 @@ def untimed(entries):
 
 
 def test_a_step_log_cut_short_by_a_kill_reads_to_its_last_whole_line(tmp_path):
-    path = tmp_path / reports.STEPS
+    path = tmp_path / run_folder.STEPS
     path.write_text('{"kind": "step", "step": 10}\n{"kind": "step", "st')
-    assert reports.read_steps(path) == [{"kind": "step", "step": 10}]
+    assert run_folder.read_steps(path) == [{"kind": "step", "step": 10}]
     path.write_text('{"kind": "step", "step": 10}\nnot json\n{"kind": "step", "step": 30}\n')
     with pytest.raises(ValueError, match=r"steps.jsonl: line 2 is not a JSON object \('not json'\)$"):
-        reports.read_steps(path)
+        run_folder.read_steps(path)
 
 
 def test_a_users_own_functions_hang_on_the_loop_as_a_lambda_callback(tiny_fashion):
@@ -490,7 +490,7 @@ def test_a_time_budget_plans_the_epochs_that_fit_and_leaves_no_trace(tiny_fashio
     """With the fake clock each step and the evaluation take 1 s: an epoch of 16 steps costs 17 s,
     the probe's set-up ends at 19 s, and one evaluation is kept for the end: (55 - 19 - 1) // 17 = 2."""
     clock = FakeClock()
-    monkeypatch.setattr(experiment, "time", clock)
+    monkeypatch.setattr(experiment.run, "time", clock)
     cfg = config(tiny_fashion, model="lenet5", batch_size=16, augment="flip", time_budget=55.0)
     train, test = load_datasets(cfg)
     lines = []
@@ -512,7 +512,7 @@ def test_a_time_budget_plans_the_epochs_that_fit_and_leaves_no_trace(tiny_fashio
 
 
 def test_a_time_budget_that_fits_no_epoch_says_what_would(tiny_fashion, monkeypatch):
-    monkeypatch.setattr(experiment, "time", FakeClock())
+    monkeypatch.setattr(experiment.run, "time", FakeClock())
     cfg = config(tiny_fashion, model="lenet5", batch_size=16, time_budget=36.0)
     with pytest.raises(ValueError, match=r"^a time budget of 36 s fits no epoch here: setting up took 19 s and an "
                                          r"epoch takes about 17 s; give at least 37 s, or --epochs$"):

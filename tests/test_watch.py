@@ -9,6 +9,7 @@ import select
 import shutil
 import signal
 import socket
+import struct
 import subprocess
 import sys
 import threading
@@ -19,7 +20,7 @@ import pytest
 
 from convnet import watch
 from convnet.viz.snapshots import feature_maps_png, image_png, kernels_png
-from convnet.reports import STEPS
+from convnet.run_folder import STEPS
 
 
 @pytest.fixture
@@ -128,6 +129,25 @@ def test_nothing_changes_anything_and_garbage_or_a_vanished_client_costs_one_con
     assert (run_dir / "metrics.csv").read_text() == "epoch,test_accuracy\n1,0.5\n"
 
 
+def test_clients_that_vanish_mid_answer_cost_no_traceback_and_the_server_answers_on(server, capfd):
+    """A browser drops connections all the time (a closed tab, a reload, a picture no longer
+    wanted); each used to print a BrokenPipeError or ConnectionResetError traceback."""
+    server, run_dir = server
+    (run_dir / "curves.png").write_bytes(bytes(8 << 20))  # far more than the sockets buffer
+    for path in ("/files/curves.png", "/", "/events"):
+        for _ in range(3):
+            raw = socket.create_connection(server.server_address[:2], timeout=10)
+            raw.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+            raw.sendall(f"GET {path} HTTP/1.1\r\nHost: x\r\n\r\n".encode())
+            raw.recv(100)
+            raw.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))  # close with a reset
+            raw.close()
+    time.sleep(watch.POLL_SECONDS + 0.5)  # the stream's next write finds its client gone
+    assert get(server, "/")[0] == 200 and get(server, "/files/metrics.csv")[0] == 200
+    out, err = capfd.readouterr()
+    assert "Traceback" not in err and "Error" not in err and len(err.splitlines()) <= 1, err[-2000:]
+
+
 def test_the_server_binds_to_this_machine_only_by_default(tmp_path):
     server = watch.make_server(tmp_path)
     try:
@@ -168,6 +188,7 @@ def rendered(url, profile):
     return done.stdout
 
 
+@pytest.mark.system
 @pytest.mark.skipif(not chromium() and not os.environ.get("CI"),
                     reason="needs Debian's chromium (make test installs it)")
 def test_headless_chromium_draws_the_run_as_it_grows_fetching_nothing_outside(server, tmp_path, monkeypatch):
@@ -211,6 +232,7 @@ def test_headless_chromium_draws_the_run_as_it_grows_fetching_nothing_outside(se
     assert not re.search(r"(src|href)=\"(https?:)?//", page)  # nothing from elsewhere
 
 
+@pytest.mark.system
 @pytest.mark.skipif(not chromium() and not os.environ.get("CI"),
                     reason="needs Debian's chromium (make test installs it)")
 def test_the_page_speaks_korean_when_asked(tmp_path, monkeypatch):
@@ -312,6 +334,7 @@ class Browser:
         os.close(self.replies)
 
 
+@pytest.mark.system
 @pytest.mark.skipif(not chromium() and not os.environ.get("CI"),
                     reason="needs Debian's chromium (make test installs it)")
 def test_a_browser_watches_a_live_run_grow_and_outlive_its_training(tiny_fashion, tmp_path):
@@ -359,3 +382,74 @@ def test_a_browser_watches_a_live_run_grow_and_outlive_its_training(tiny_fashion
         training.kill()
         watching.send_signal(signal.SIGINT)
         watching.communicate(timeout=30)
+
+
+@pytest.mark.slow
+def test_the_step_log_says_when_a_run_finished_and_what_its_defaults_are(tiny_fashion, tmp_path):
+    """The live page tells a finished run from a live one by the log's "finished" line, written
+    when the run ends by itself (not when a signal stops it), and shows the value the run uses
+    for every setting left to convnet (the log's "effective") instead of null."""
+    from convnet.experiment import RunConfig, build_trainer, load_datasets, resume
+    from convnet.run_folder import read_steps
+    from convnet.train import LambdaCallback, TrainingInterrupted
+    cfg = RunConfig(model="lenet5", data=str(tiny_fashion), epochs=1, batch_size=64)
+    train, test = load_datasets(cfg)
+    build_trainer(cfg, train, test, tmp_path / "done", progress=False, log=lambda line: None).fit(1)
+    entries = read_steps(tmp_path / "done" / STEPS)
+    assert entries[0]["config"]["lr"] is None and entries[0]["config"]["augment"] is None
+    assert entries[0]["effective"] == {"lr": 0.002, "weight_decay": 0.05, "augment": "flip", "test_mirror": True}
+    assert {key: entries[-1][key] for key in ("kind", "step", "epoch")} == {"kind": "finished", "step": 4, "epoch": 1}
+    resume(tmp_path / "done", progress=False, log=lambda line: None).trainer.fit(1)  # finished already: said once
+    assert [entry["kind"] for entry in read_steps(tmp_path / "done" / STEPS)].count("finished") == 1
+
+    interrupted = build_trainer(cfg, train, test, tmp_path / "stopped", progress=False, log=lambda line: None)
+    interrupted.callbacks.append(LambdaCallback(on_batch_end=lambda trainer, loss: trainer.interrupt()))  # Ctrl-C
+    with pytest.raises(TrainingInterrupted):
+        interrupted.fit(1)
+    assert "finished" not in [entry["kind"] for entry in read_steps(tmp_path / "stopped" / STEPS)]
+    stopping = build_trainer(cfg, train, test, tmp_path / "early", progress=False, log=lambda line: None)
+    stopping.callbacks.append(LambdaCallback(on_batch_end=lambda trainer, loss: trainer.request_stop()))
+    stopping.fit(1)  # a callback ends the run (as early stopping does): it finished
+    assert read_steps(tmp_path / "early" / STEPS)[-1]["kind"] == "finished"
+
+
+def svg_text_bottom_and_curves_top(page, svg_id):
+    """(the lowest baseline of the legend's text + its descent, the highest point any curve or dot
+    reaches) in the drawn <svg id=svg_id>, in its pixels (y grows downwards)."""
+    svg = re.search(rf'<svg id="{svg_id}">(.*?)</svg>', page, re.S).group(1)
+    legend = [float(y) + 4 for y in re.findall(r'<text class="legend"[^>]* y="([\d.]+)"', svg)]
+    curves = [float(y) for points in re.findall(r'<polyline[^>]* points="([^"]+)"', svg)
+              for y in re.findall(r",([-\d.]+)", points)]
+    curves += [float(y) - float(r) for y, r in re.findall(r'<circle[^>]* cy="([-\d.]+)" r="([\d.]+)"', svg)]
+    return max(legend), min(curves)
+
+
+@pytest.mark.system
+@pytest.mark.skipif(not chromium() and not os.environ.get("CI"),
+                    reason="needs Debian's chromium (make test installs it)")
+def test_a_finished_run_shows_as_done_with_every_setting_and_a_legend_clear_of_its_curves(server, tmp_path,
+                                                                                           monkeypatch):
+    monkeypatch.setattr(watch, "STREAM_SECONDS", 0)
+    server, run_dir = server
+    (run_dir / STEPS).write_text("")
+    config = {"model": "lenet5", "epochs": 2, "batch_size": 16, "lr": None, "weight_decay": None, "augment": None,
+              "test_mirror": None, "init_from": None, "label_smoothing": 0.1}
+    effective = {"lr": 0.002, "weight_decay": 0.05, "augment": "flip", "test_mirror": True}
+    entries = [dict(kind="run", step=0, config=config, effective=effective, classes=["cat", "dog"], summary="")]
+    for step in range(10, 40, 10):  # the train accuracy climbs to the top of its chart, where a legend would be
+        entries.append(dict(kind="step", step=step, epoch=step // 16 + 1, batch=step % 16, loss=1 / step,
+                            accuracy=step / 30, lr=0.001, images_per_second=1000.0))
+    for epoch in (1, 2):
+        entries.append(dict(kind="epoch", step=16 * epoch, epoch=epoch, test_loss=0.5 / epoch,
+                            test_accuracy=0.45 * epoch, per_class_accuracy=[0.9, 0.8], lr=0.001))
+    entries.append(dict(kind="finished", step=32, epoch=2))
+    (run_dir / STEPS).write_text("".join(json.dumps(entry) + "\n" for entry in entries))
+    page = rendered("http://%s:%d/" % server.server_address[:2], tmp_path / "profile")
+    assert '<span id="status">done</span>' in page and '<b id="left">done</b>' in page, page[-3000:]
+    assert "<td>lr</td><td>0.002</td>" in page and "<td>weight_decay</td><td>0.05</td>" in page
+    assert "<td>augment</td><td>flip</td>" in page and "<td>test_mirror</td><td>true</td>" in page
+    assert "<td>init_from</td><td>-</td>" in page and "null" not in re.search(
+        r'<table id="settings">.*?</table>', page, re.S).group(0)
+    for chart in ("accuracy", "loss", "lr"):
+        legend_bottom, curves_top = svg_text_bottom_and_curves_top(page, chart)
+        assert legend_bottom < curves_top, (chart, legend_bottom, curves_top)

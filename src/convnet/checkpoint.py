@@ -2,7 +2,7 @@
 in its metadata, everything else as JSON; written atomically (`convnet.files`) so a crash, a
 full disk or a read-only folder never leaves a half-written checkpoint in place of the last good one.
 
-A readable copy of the metadata is written beside it as ``checkpoint.json``; the safetensors
+A readable copy of the metadata is written beside it (`convnet.run_folder.SIDECAR`); the safetensors
 file is the one that is read back (editing the copy changes nothing). Every tensor's SHA-256 is
 stored in the metadata, and the metadata's own beside it, and checked on load; a model's weights
 must be finite. So a damaged or edited file is refused, naming what failed, instead of loading as
@@ -19,11 +19,10 @@ from safetensors import SafetensorError
 from safetensors.numpy import load as load_tensors
 from safetensors.numpy import save as save_tensors
 
-from .files import WriteError, atomic_write
 from .errors import ConvnetError
+from .files import WriteError, atomic_write
+from .run_folder import SIDECAR, WEIGHTS
 
-WEIGHTS = "checkpoint.safetensors"
-SIDECAR = "checkpoint.json"
 SIDECAR_NOTE = (f"a readable copy of the metadata inside {WEIGHTS}; convnet reads only that file, so editing this "
                 f"one changes nothing")
 
@@ -116,7 +115,7 @@ def load(run_dir):
         recorded = metadata.get("convnet_sha256")  # absent from checkpoints written before it was recorded
         if recorded is not None and recorded != _text_digest(stored):
             raise CheckpointError(f"{path}: its metadata does not match their recorded SHA-256; the file was edited "
-                                  f"or damaged (checkpoint.json is only a copy: edit nothing)")
+                                  f"or damaged ({SIDECAR} is only a copy: edit nothing)")
         meta = json.loads(stored)
     except RecursionError:
         # json.loads recurses once per nested array or object: a few thousand brackets exhaust the stack.

@@ -1,18 +1,12 @@
 """What a training run shows and leaves behind, as callbacks on the loop (`convnet.train.Callback`):
-a progress bar, one log line per epoch, and the run folder.
-
-A run folder holds ``checkpoint.safetensors`` (+ readable ``checkpoint.json``), ``metrics.csv``,
-``curves.png`` and ``confusion.png``, each rewritten atomically after every epoch, and the
-checkpoint also when a run stops early, so it can be resumed from where it stopped; ``.lock``
-says which process is training in it (one at a time); ``steps.jsonl`` logs the run as it goes,
-with pictures of its first convolution layer in ``snapshots/`` (`StepLog`, `read_steps`).
+a progress bar, one log line per epoch, the run folder's checkpoint and reports (`RunFolder`), its
+step log and snapshots (`StepLog`) and TensorBoard's event files (`TensorBoard`). Which file is
+which, and the folder's lock, are `convnet.run_folder`'s.
 """
 
 import csv
-import fcntl
 import io
 import json
-import os
 import time
 from pathlib import Path
 
@@ -20,18 +14,16 @@ import numpy as np
 from tqdm import tqdm
 
 from . import checkpoint
-from .files import atomic_write, check_writable, remove_stale_temporaries
-from .train import Callback, evaluate
 from .errors import ConvnetError
+from .files import atomic_write, check_writable, remove_stale_temporaries
+from .run_folder import (CONFUSION, CURVES, METRICS, SNAPSHOTS, STEPS, TENSORBOARD, hold_lock, read_steps,
+                         snapshot_pictures)
+# The command line imports these from here until it asks run_folder; then this line goes.
+from .run_folder import LOCK, RunLocked  # noqa: F401
+from .train import Callback, evaluate
 
-METRICS, CURVES, CONFUSION, STEPS = "metrics.csv", "curves.png", "confusion.png", "steps.jsonl"
 STEP_LOG_EVERY = 10  # training steps between two lines of the step log
-SNAPSHOTS, SNAPSHOT_EVERY = "snapshots", 200  # the step log's pictures: their folder, and steps between two
-LOCK = ".lock"  # held by the process training in the folder; it holds that process's PID
-
-
-class RunLocked(ConvnetError, RuntimeError):
-    """Another process is training in the run folder."""
+SNAPSHOT_EVERY = 200  # training steps between two of the step log's pictures
 
 
 class ProgressBar(Callback):
@@ -94,27 +86,10 @@ class RunFolder(Callback):
 
     def on_train_begin(self, trainer):
         check_writable(self.run_dir)  # refuse a read-only folder before training, not after an epoch
-        self._lock()
+        self.lock_file = hold_lock(self.run_dir)  # while training: a second writer is refused at once
+        remove_stale_temporaries(self.run_dir)  # left by a writer that was killed; none can be writing now
         if (trainer.history or trainer.batch) and not self.reports_written:
             self.rebuild_reports(trainer)
-
-    def _lock(self):
-        """Hold the folder's lock while training, so a second writer is refused at once instead of
-        both runs overwriting each other's files. An advisory flock: the OS releases it when the
-        holder exits however it exits, so a killed run leaves no stale lock."""
-        self.lock_file = open(self.run_dir / LOCK, "a+")
-        try:
-            fcntl.flock(self.lock_file, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            self.lock_file.seek(0)
-            holder = self.lock_file.read().strip() or "unknown"
-            self.lock_file.close()
-            raise RunLocked(f"{self.run_dir} is being trained by another process (PID {holder}); "
-                            f"wait for it to end or choose another --out") from None
-        self.lock_file.truncate(0)
-        self.lock_file.write(str(os.getpid()))
-        self.lock_file.flush()
-        remove_stale_temporaries(self.run_dir)  # left by a writer that was killed; none can be writing now
 
     def on_epoch_end(self, trainer, record, evaluation):
         self.save(trainer)
@@ -122,7 +97,7 @@ class RunFolder(Callback):
 
     def rebuild_reports(self, trainer):
         """Rewrite everything derived from the checkpoint (the single source of truth) as a resumed
-        run starts: a run killed between its checkpoint and the rest leaves checkpoint.json and the
+        run starts: a run killed between its checkpoint and the rest leaves the readable copy and the
         reports an epoch behind, or missing. The confusion matrix needs the model of the history's
         last epoch, which the checkpoint holds only when it was saved at an epoch's end."""
         self.save(trainer)  # the restored state, so the same checkpoint again, and its readable copy
@@ -155,19 +130,24 @@ class RunFolder(Callback):
 
 
 class StepLog(Callback):
-    """Appends the run as it goes to ``run_dir/steps.jsonl``, one JSON object per line, flushed.
+    """Appends the run as it goes to its step log (`run_folder.STEPS`), one JSON object per line, flushed.
 
-    A new run's log begins with ``{"kind": "run", "step": 0, "config", "classes", "summary"}``:
-    its settings, its class names and its model's summary table. Then every ``every`` training
+    A new run's log begins with ``{"kind": "run", "step": 0, "config", "effective", "classes",
+    "summary"}``: its settings, the value it uses for each one ``config`` leaves to convnet's
+    defaults (``effective``, e.g. the optimizer's learning rate for an ``lr`` of None), its class
+    names and its model's summary table. Then every ``every`` training
     steps ``{"kind": "step", "step", "epoch", "batch", "loss", "accuracy", "lr",
     "images_per_second", "time"}`` (loss and accuracy: the epoch's running means; epoch: the one in
     progress, from 1; time: seconds since the epoch 1970), and after every epoch ``{"kind":
     "epoch", "step", "epoch", "train_loss", "train_accuracy", "test_loss", "test_accuracy",
     "per_class_accuracy", "lr", "time"}``. As training begins, every ``snapshot_every`` steps and
     after every epoch, the first convolution layer's kernels and its feature maps of the first
-    test image are drawn into ``run_dir/snapshots/`` and announced by ``{"kind": "snapshot",
+    test image are drawn (`run_folder.snapshot_pictures`) and announced by ``{"kind": "snapshot",
     "step", "epochs_done", "image", "kernels", "feature_maps", "time"}`` (PNG paths within the run
-    folder; epochs_done: steps over the epoch's length), so that the live page can show the kernels taking shape.
+    folder; epochs_done: steps over the epoch's length), so that the live page can show the kernels
+    taking shape. A run that ends by itself, all of its ``config["epochs"]`` done or stopped by a
+    callback (`convnet.train.EarlyStopping`), not by a signal or a kill, ends its log with
+    ``{"kind": "finished", "step", "epoch", "time"}``.
 
     Append-only, so a kill -9 costs at most a partial last line, which `read_steps` skips; a
     resumed run first cuts the log back to its checkpoint's step, so the steps it trains again are
@@ -175,15 +155,18 @@ class StepLog(Callback):
     the epoch's checkpoint: the log may run ahead of the checkpoint (and is cut back), never behind
     it. It opens the log at its first line, once `RunFolder` holds the folder's lock."""
 
-    def __init__(self, run_dir, config, classes, every=STEP_LOG_EVERY, snapshot_every=SNAPSHOT_EVERY):
+    def __init__(self, run_dir, config, classes, every=STEP_LOG_EVERY, snapshot_every=SNAPSHOT_EVERY, effective=None):
         self.run_dir, self.config, self.classes = Path(run_dir), config, list(classes)
+        self.effective = dict(effective or {})
         self.path, self.every, self.snapshot_every, self.file = self.run_dir / STEPS, every, snapshot_every, None
 
     def _open(self):
         """Cut the log back to the step the run (re)started from, then append to it. A run that
-        starts from step 0 keeps nothing: what is there is a run killed before its first checkpoint."""
+        starts from step 0 keeps nothing: what is there is a run killed before its first checkpoint.
+        A finished run that is resumed says it finished again as it ends, so its old line goes."""
         if self.path.exists():
-            kept = [entry for entry in read_steps(self.path) if entry["step"] <= self.start] if self.start else []
+            kept = [entry for entry in read_steps(self.path)
+                    if entry["step"] <= self.start and entry.get("kind") != "finished"] if self.start else []
             rewritten = "".join(json.dumps(entry) + "\n" for entry in kept)
             if rewritten != self.path.read_text():  # lines past the checkpoint, or a last one cut short
                 atomic_write(self.path, rewritten)
@@ -197,8 +180,8 @@ class StepLog(Callback):
     def on_epoch_begin(self, trainer):
         if self.start == 0 and self.file is None:  # a new run, the lock held: say what it is, and how it starts
             from .nn import summary
-            self._write({"kind": "run", "step": 0, "config": self.config, "classes": self.classes,
-                         "summary": summary(trainer.model, self.image.shape)})
+            self._write({"kind": "run", "step": 0, "config": self.config, "effective": self.effective,
+                         "classes": self.classes, "summary": summary(trainer.model, self.image.shape)})
             self._snapshot(trainer)
 
     def on_batch_end(self, trainer, loss):
@@ -222,6 +205,10 @@ class StepLog(Callback):
             self._snapshot(trainer)
 
     def on_train_end(self, trainer):
+        ended_by_itself = trainer.interrupted is None and (
+            trainer.stop_requested or trainer.epoch >= self.config["epochs"])
+        if ended_by_itself:
+            self._write({"kind": "finished", "step": _step(trainer), "epoch": trainer.epoch})
         if self.file is not None:
             self.file.close()
             self.file = None
@@ -236,8 +223,7 @@ class StepLog(Callback):
         step = _step(trainer)
         folder = self.run_dir / SNAPSHOTS
         folder.mkdir(exist_ok=True)
-        names = {"image": f"{SNAPSHOTS}/image.png", "kernels": f"{SNAPSHOTS}/kernels-{step:07d}.png",
-                 "feature_maps": f"{SNAPSHOTS}/feature_maps-{step:07d}.png"}
+        names = snapshot_pictures(step)
         if not self.image_drawn:
             atomic_write(self.run_dir / names["image"], image_png(self.image[0]))
             self.image_drawn = True
@@ -267,27 +253,6 @@ def _step(trainer):
     return trainer.epoch * len(trainer.train_loader) + trainer.batch
 
 
-def read_steps(path):
-    """The entries of a step log, skipping a last line cut short (by a kill during its write);
-    a damaged line elsewhere is a ValueError naming it."""
-    lines = Path(path).read_text().split("\n")
-    entries = []
-    for number, line in enumerate(lines, 1):
-        if not line.strip():
-            continue
-        try:
-            entry = json.loads(line)
-        except json.JSONDecodeError:
-            if number == len(lines):  # no newline after it: its write was cut short
-                break
-            raise ValueError(f"{path}: line {number} is not a JSON object ({line[:60]!r})") from None
-        if not isinstance(entry, dict) or not isinstance(entry.get("step"), int):
-            raise ValueError(f"{path}: line {number}: expected an object with an integer step, got {line[:60]!r}")
-        entries.append(entry)
-    return entries
-
-
-TENSORBOARD = "tensorboard"  # the run folder's subfolder of event files
 TENSORBOARD_INSTALL = "pip install 'convnet-numpy[tensorboard]'"
 
 

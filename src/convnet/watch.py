@@ -5,24 +5,28 @@ A read-only HTTP server (``http.server``) for one run folder:
 - ``/`` the page: loss and accuracy curves (train every few steps, test every epoch) that
   extend as the run goes, the learning rate, images/s and the training time left, the first
   convolution layer's kernels and feature maps as they take shape (a slider goes back through
-  the snapshots), the confusion matrix and accuracy per class, the run's settings and its
-  model's summary. Everything is inline; it loads nothing from the network.
-- ``/events`` the run's step log (``steps.jsonl``, `convnet.reports.StepLog`) as Server-Sent
-  Events, one per line, each with its line number as its id: a browser that reconnects sends
-  ``Last-Event-ID`` and continues where it left off. New lines are pushed as the run writes
-  them; a finished run is replayed. Each stream ends after `STREAM_SECONDS` and the browser
+  the snapshots), the confusion matrix and accuracy per class, the run's settings (a default as
+  the value it stands for) and its model's summary. Everything is inline; it loads nothing from
+  the network.
+- ``/events`` the run's step log (`convnet.run_folder.STEPS`, written by
+  `convnet.reports.StepLog`) as Server-Sent Events, one per line, each with its line number as
+  its id: a browser that reconnects sends ``Last-Event-ID`` and continues where it left off. New
+  lines are pushed as the run writes them; a finished run is replayed, and the page says it is
+  done once the log says the run finished. Each stream ends after `STREAM_SECONDS` and the browser
   reconnects from its last id, so no connection lives for ever.
-- ``/files/NAME`` one of `SERVED` or a snapshot's picture (`SNAPSHOT_NAMES`) from the run
-  folder, if it is a file inside the folder (a symbolic link out of it is refused like any
-  other name).
+- ``/files/NAME`` one of the run's reports or a snapshot's picture, if it is a file inside the
+  folder (`convnet.run_folder.report_file`: a symbolic link out of it is refused like any other
+  name).
 
-It binds to 127.0.0.1 unless told otherwise, answers only GET (and HEAD), and a client that
-disconnects mid-stream or sends garbage costs it nothing but that connection.
+It reads the run folder through `convnet.run_folder` alone. It binds to 127.0.0.1 unless told
+otherwise, answers only GET (and HEAD), and a client that disconnects mid-answer or sends garbage
+costs it nothing but that connection, and prints nothing.
 """
 
 import html
 import json
 import re
+import sys
 import time
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -30,10 +34,9 @@ from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
 from .language import words
-from .reports import CONFUSION, CURVES, METRICS, SNAPSHOTS, STEPS
+from .run_folder import CONFUSION, report_file, whole_step_lines
 
-SERVED = {CURVES: "image/png", CONFUSION: "image/png", METRICS: "text/csv"}
-SNAPSHOT_NAMES = re.compile(rf"{SNAPSHOTS}/(image|(kernels|feature_maps)-\d+)\.png")  # the step log's pictures
+CONTENT_TYPES = {".png": "image/png", ".csv": "text/csv"}  # of the files `report_file` finds
 POLL_SECONDS = 0.5  # how often a stream looks for new lines in the step log
 # A stream ends after this long and the browser reconnects at once from its last id: no connection
 # (and no server thread) lives for ever, and a page never waits on a request that never ends.
@@ -51,9 +54,18 @@ def make_server(run_dir, host="127.0.0.1", port=0, language="en"):
     class Handler(_RunHandler):
         folder, page_bytes = run_dir, page(language).encode()
 
-    server = ThreadingHTTPServer((host, port), Handler)
-    server.daemon_threads = True  # open streams do not keep the process alive
-    return server
+    return _Server((host, port), Handler)
+
+
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True  # open streams do not keep the process alive
+
+    def handle_error(self, request, client_address):
+        """A client that went away mid-answer (a closed tab, a reload, a picture the page no longer
+        wants) costs its connection and nothing else: no traceback. Anything else is a bug, and is
+        reported as one."""
+        if not isinstance(sys.exc_info()[1], ConnectionError):  # BrokenPipeError, ConnectionResetError, ...
+            super().handle_error(request, client_address)
 
 
 class _RunHandler(BaseHTTPRequestHandler):
@@ -88,13 +100,11 @@ class _RunHandler(BaseHTTPRequestHandler):
             self.wfile.write(body)
 
     def _file(self, name):
-        """Only the names in SERVED and the snapshots' pictures, and only as files inside the run folder."""
-        content_type = SERVED.get(name) or ("image/png" if SNAPSHOT_NAMES.fullmatch(name) else None)
-        target = (self.folder / name).resolve() if content_type else None
-        if target is None or not target.is_relative_to(self.folder) or not target.is_file():
+        target = report_file(self.folder, name)
+        if target is None:
             self._send(HTTPStatus.NOT_FOUND, "text/plain", b"not found\n")
             return
-        self._send(HTTPStatus.OK, content_type, target.read_bytes())
+        self._send(HTTPStatus.OK, CONTENT_TYPES[target.suffix], target.read_bytes())
 
     def _stream(self):
         try:
@@ -105,26 +115,22 @@ class _RunHandler(BaseHTTPRequestHandler):
         self.send_header("Content-Type", "text/event-stream")
         self.send_header("Cache-Control", "no-store")
         self.end_headers()
-        log = self.folder / STEPS
         ends = time.monotonic() + STREAM_SECONDS
-        try:
-            self.wfile.write(f"retry: {RECONNECT_MILLISECONDS}\n\n".encode())
-            while True:
-                lines = log.read_text().split("\n") if log.exists() else []
-                whole = lines[:-1]  # the last piece has no newline yet: a line being written
-                if len(whole) < sent:  # a resumed run cut its log back: start again from there
-                    sent = len(whole)
-                for number in range(sent, len(whole)):
-                    if whole[number].strip():
-                        self.wfile.write(f"id: {number + 1}\ndata: {whole[number]}\n\n".encode())
+        self.wfile.write(f"retry: {RECONNECT_MILLISECONDS}\n\n".encode())
+        while True:
+            whole = whole_step_lines(self.folder)
+            if len(whole) < sent:  # a resumed run cut its log back: start again from there
                 sent = len(whole)
-                self.wfile.write(b": alive\n\n")  # a comment: finds a client that went away
-                self.wfile.flush()
-                if time.monotonic() >= ends:
-                    return
-                time.sleep(POLL_SECONDS)
-        except (BrokenPipeError, ConnectionResetError):
-            pass  # the browser closed the page or reconnects: nothing to do
+            for number in range(sent, len(whole)):
+                if whole[number].strip():
+                    self.wfile.write(f"id: {number + 1}\ndata: {whole[number]}\n\n".encode())
+            sent = len(whole)
+            # A comment: writing it finds a client that went away (`_Server.handle_error` ends it quietly).
+            self.wfile.write(b": alive\n\n")
+            self.wfile.flush()
+            if time.monotonic() >= ends:
+                return
+            time.sleep(POLL_SECONDS)
 
 
 def serve(run_dir, host="127.0.0.1", port=8008, on_ready=print, language="en"):
@@ -182,30 +188,38 @@ pre { font-size: .8em; overflow-x: auto; margin: 0; }
 <script>
 const TEXT = [[text]];
 const steps = [], epochs = [], snapshots = [];
-let run = {config: {}, classes: []}, following = true;
+let run = {config: {}, classes: []}, following = true, finished = false;
 const colours = {train: "#3b6fd4", test: "#e0682b"};
 const escape = text => String(text).replace(/[&<>"]/g, c => ({"&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;"})[c]);
 const element = id => document.getElementById(id);
+// The curves fill the box between the legend's band at the top and the step axis at the bottom,
+// so the legend never lies on a curve, wherever the curves go.
 function draw(id, series, logScale) {
-  const svg = element(id), w = svg.clientWidth || 400, h = 220, pad = 36;
+  const svg = element(id), w = svg.clientWidth || 400, h = 220, pad = 36, top = 26;
   const points = series.flatMap(s => s.points);
   if (!points.length) return;
   const f = logScale ? (v => Math.log10(Math.max(v, 1e-12))) : (v => v);
   const xs = points.map(p => p[0]), ys = points.map(p => f(p[1]));
   const x0 = Math.min(...xs), x1 = Math.max(...xs, x0 + 1), y0 = Math.min(...ys), y1 = Math.max(...ys, y0 + 1e-9);
-  const X = x => pad + (x - x0) / (x1 - x0) * (w - pad - 10), Y = y => h - pad + (y0 - f(y)) / (y1 - y0) * (h - pad - 10);
+  const X = x => pad + (x - x0) / (x1 - x0) * (w - pad - 10), Y = y => h - pad + (y0 - f(y)) / (y1 - y0) * (h - pad - top);
   let out = `<line x1="${pad}" y1="${h - pad}" x2="${w - 10}" y2="${h - pad}" stroke="#ccd"/>`;
   out += `<text x="${pad}" y="${h - 12}" font-size="11" fill="#667">${TEXT["watch.step"]} ${x0}</text>`;
   out += `<text x="${w - 10}" y="${h - 12}" font-size="11" fill="#667" text-anchor="end">${x1}</text>`;
-  out += `<text x="4" y="14" font-size="11" fill="#667">${(logScale ? 10 ** y1 : y1).toPrecision(3)}</text>`;
+  out += `<text x="4" y="${top + 4}" font-size="11" fill="#667">${(logScale ? 10 ** y1 : y1).toPrecision(3)}</text>`;
   out += `<text x="4" y="${h - pad}" font-size="11" fill="#667">${(logScale ? 10 ** y0 : y0).toPrecision(3)}</text>`;
-  series.forEach((s, k) => {
-    if (!s.points.length) return;
+  const shown = series.filter(s => s.points.length);
+  shown.forEach(s => {
     out += `<polyline fill="none" stroke="${s.colour}" stroke-width="2" points="${s.points.map(p => X(p[0]) + "," + Y(p[1])).join(" ")}"/>`;
     if (s.dots) out += s.points.map(p => `<circle cx="${X(p[0])}" cy="${Y(p[1])}" r="3.5" fill="${s.colour}"/>`).join("");
-    out += `<text x="${w - 12}" y="${16 + 14 * k}" font-size="12" fill="${s.colour}" text-anchor="end">${s.name}</text>`;
   });
+  out += shown.map(s => `<text class="legend" x="${w - 10}" y="14" font-size="12" fill="${s.colour}" ` +
+                        `text-anchor="end">${s.name}</text>`).join("");
   svg.innerHTML = out;
+  let right = w - 10;  // the names side by side, the last one at the right edge
+  for (const name of [...svg.querySelectorAll("text.legend")].reverse()) {
+    name.setAttribute("x", right);
+    right -= name.getComputedTextLength() + 12;
+  }
 }
 function redraw() {
   const train = TEXT["watch.train"], test = TEXT["watch.test"];
@@ -221,6 +235,7 @@ function timeLeft() {
   const last = steps[steps.length - 1], ended = epochs[epochs.length - 1], config = run.config;
   const perEpoch = ended ? ended.step / ended.epoch
                          : (last && last.epoch > 1 ? (last.step - last.batch) / (last.epoch - 1) : null);
+  if (finished) return TEXT["watch.done"];
   if (!last || !perEpoch || !config.epochs || !config.batch_size) return "-";
   const remaining = config.epochs * perEpoch - Math.max(last.step, ended ? ended.step : 0);
   if (remaining <= 0) return TEXT["watch.done"];
@@ -247,8 +262,10 @@ function showClasses(accuracy) {
 function show(entry) {
   if (entry.kind === "run") {
     run = entry;
+    // A setting left to convnet (null) shows the value the run uses (the log's "effective"); one
+    // that means "none" (no --init-from, no --early-stop) shows "-".
     element("settings").innerHTML = Object.entries(entry.config).map(([k, v]) =>
-      `<tr><td>${escape(k)}</td><td>${escape(v)}</td></tr>`).join("");
+      `<tr><td>${escape(k)}</td><td>${escape((entry.effective || {})[k] ?? v ?? "-")}</td></tr>`).join("");
     element("summary").textContent = entry.summary;
   } else if (entry.kind === "step") {
     steps.push(entry);
@@ -258,13 +275,16 @@ function show(entry) {
   } else if (entry.kind === "epoch") {
     epochs.push(entry);
     element("test").textContent = entry.test_accuracy.toFixed(4);
-    element("confusion").src = "/files/confusion.png?epoch=" + entry.epoch;
+    element("confusion").src = "/files/[[confusion]]?epoch=" + entry.epoch;
     showClasses(entry.per_class_accuracy);
   } else if (entry.kind === "snapshot") {
     snapshots.push(entry);
     const slider = element("snapshot");
     slider.max = snapshots.length - 1;
     if (following) { slider.value = snapshots.length - 1; showSnapshot(snapshots.length - 1); }
+  } else if (entry.kind === "finished") {
+    finished = true;
+    showStatus();
   }
   element("left").textContent = timeLeft();
 }
@@ -279,11 +299,14 @@ source.onmessage = event => {
   show(JSON.parse(event.data));
   if (!pending) { pending = true; requestAnimationFrame(() => { pending = false; redraw(); }); }
 };
-source.onopen = () => { element("status").textContent = TEXT["watch.live"]; };
-// A stream that ends is reopened at once (CONNECTING): only a closed one means the server is gone.
-source.onerror = () => {
-  element("status").textContent = TEXT[source.readyState === EventSource.CLOSED ? "watch.disconnected" : "watch.live"];
-};
+// A run that ended by itself is done; until then the page is live. A stream that ends is reopened
+// at once (CONNECTING): only a closed one means the server is gone.
+function showStatus() {
+  element("status").textContent = TEXT[source.readyState === EventSource.CLOSED ? "watch.disconnected"
+                                       : finished ? "watch.done" : "watch.live"];
+}
+source.onopen = showStatus;
+source.onerror = showStatus;
 window.addEventListener("resize", redraw);
 </script>
 </body></html>
@@ -294,5 +317,5 @@ def page(language="en"):
     """The page with ``language``'s words (`convnet.language`)."""
     table = words(language)
     text = json.dumps({key: value for key, value in table.items() if key.startswith("watch.")}).replace("</", "<\\/")
-    return re.sub(r"\[\[([\w.]+)\]\]", lambda match: text if match[1] == "text" else (
-        language if match[1] == "language" else html.escape(table[match[1]])), PAGE)
+    filled = {"text": text, "language": language, "confusion": CONFUSION}
+    return re.sub(r"\[\[([\w.]+)\]\]", lambda match: filled.get(match[1]) or html.escape(table[match[1]]), PAGE)

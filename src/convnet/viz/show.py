@@ -5,6 +5,7 @@ from pathlib import Path
 from ..files import atomic_write
 from ..language import words
 from ..nn import summary
+from ..run_folder import CURVES
 from . import lesson
 from .figures import language_font, png_bytes
 from .page import page
@@ -30,7 +31,7 @@ def render(story, out_dir, title, summary=None, curves_png=None, notes=(), langu
     written = []
     for _, _, images in sections:
         for name, data, _ in images:
-            if name != "curves.png":
+            if name != CURVES:  # the run folder's own picture, shown on the page, not copied
                 atomic_write(out_dir / name, data)
                 written.append(out_dir / name)
     atomic_write(out_dir / "index.html", page(title, sections, summary, notes, language))
@@ -70,5 +71,5 @@ def _sections(story, curves_png, text, language):
             story.probabilities, story.classes, language, story.mirrored)), "image/png"))
     sections.append((text["show.answer"], text["show.answer_text"], kernels))
     if curves_png is not None:
-        sections.append((text["show.training"], text["show.training_text"], [("curves.png", curves_png, "image/png")]))
+        sections.append((text["show.training"], text["show.training_text"], [(CURVES, curves_png, "image/png")]))
     return sections

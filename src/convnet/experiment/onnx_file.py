@@ -1,0 +1,100 @@
+"""An ONNX file as a `LoadedModel`: the metadata `export_onnx` records in the files it writes (so
+that convnet uses such a file as it does the run it came from), and what is assumed, and said, for
+a file that lacks it.
+"""
+
+import json
+
+import numpy as np
+
+from ..data import mnist, transforms
+from ..nn import Module
+from ..tensor import Tensor, no_grad
+from .config import RunConfig
+from .loaded_model import IMAGE_SHAPE, LoadedModel
+
+# Where `export_onnx` records, in an ONNX file's metadata_props, what `load_onnx_file` needs to use it
+# as it was trained: the dataset, the (mean, std) its [0, 1] pixels were normalised with, the class names.
+ONNX_DATASET, ONNX_NORMALIZATION, ONNX_CLASSES = "convnet.dataset", "convnet.normalization", "convnet.classes"
+# ... and whether its figures average each image with its mirror image (`nn.logits`), which the graph does not.
+ONNX_TEST_MIRROR = "convnet.test_mirror"
+
+
+def onnx_metadata(loaded):
+    """The metadata_props that let `load_onnx_file` use an exported ``loaded`` model as convnet did."""
+    mean, std = mnist.NORMALIZATION[loaded.config.dataset]
+    return {ONNX_DATASET: loaded.config.dataset, ONNX_NORMALIZATION: json.dumps([mean, std]),
+            ONNX_CLASSES: json.dumps(list(loaded.classes)), ONNX_TEST_MIRROR: json.dumps(loaded.mirror)}
+
+
+def load_onnx_file(path, data=None, mirror=None):
+    """The model in the ONNX file at ``path`` as a `LoadedModel` whose test set is read from ``data``;
+    ``mirror`` as for `load_model`. What its metadata does not say is assumed and noted."""
+    from ..onnx import OnnxError, load
+    model = load(path)
+    recorded = model.metadata
+    notes = []
+    try:
+        config = RunConfig(dataset=recorded.get(ONNX_DATASET, RunConfig.dataset), data=data)
+    except ValueError as error:
+        raise OnnxError(f"{path}: its metadata {ONNX_DATASET}: {error}") from None
+    shape = model.input_shape
+    if shape is None or len(shape) != 4 or not isinstance(shape[1], int):
+        raise OnnxError(f"{path}: expected a model of images (batch, C, H, W) with a fixed C, got input shape "
+                        f"{shape}")
+    channels, height, width = shape[1:]
+    if not (isinstance(height, int) and isinstance(width, int)):
+        height, width = IMAGE_SHAPE[1:]
+        notes.append(f"{path} takes images of any size: they are given at {height}x{width}")
+    normalize = None
+    if ONNX_NORMALIZATION in recorded:
+        normalize = _recorded(path, recorded, ONNX_NORMALIZATION, lambda v: transforms.Normalize(*v),
+                              "[mean, std]")
+    else:
+        notes.append(f"{path} does not record how its pixels were scaled: they are given in [0, 1], unnormalised")
+    with no_grad():
+        outputs = model(np.zeros((1, channels, height, width), np.float32))
+    if not isinstance(outputs, Tensor) or outputs.ndim != 2:
+        raise OnnxError(f"{path}: expected one output of class scores (batch, classes), got "
+                        f"{'several outputs' if isinstance(outputs, tuple) else f'shape {outputs.shape}'}")
+    count = outputs.shape[1]
+    if ONNX_CLASSES in recorded:
+        classes = _recorded(path, recorded, ONNX_CLASSES, tuple, f"a list of {count} names",
+                            lambda v: isinstance(v, list) and len(v) == count and all(isinstance(n, str) for n in v))
+    elif count == len(mnist.CLASSES[config.dataset]):
+        classes = mnist.CLASSES[config.dataset]
+        notes.append(f"{path} does not name its classes: they are taken as {config.dataset}'s")
+    else:
+        classes = tuple(f"class {index}" for index in range(count))
+    if mirror is None:
+        mirror = ONNX_TEST_MIRROR in recorded and _recorded(path, recorded, ONNX_TEST_MIRROR, bool, "true or false",
+                                                              lambda v: isinstance(v, bool))
+    if model.answers_probabilities:
+        model = _LogProbabilities(model)  # the rest of convnet takes logits; log p are logits of p
+    return LoadedModel(model, config, f"{path.name} (ONNX)", (channels, height, width), classes, normalize, notes=notes,
+                  mirror=mirror)
+
+
+def _recorded(path, recorded, key, convert, expected, accept=lambda value: True):
+    """``recorded[key]`` (JSON text) converted, or `OnnxError` naming the key and what was expected."""
+    from ..onnx import OnnxError
+    try:
+        value = json.loads(recorded[key])
+        if accept(value):
+            return convert(value)
+    except (ValueError, TypeError):
+        pass
+    raise OnnxError(f"{path}: its metadata {key}: expected {expected}, got {recorded[key][:80]!r}")
+
+
+class _LogProbabilities(Module):
+    """An ONNX model that ends in Softmax, answering log-probabilities: logits of the same
+    probabilities (softmax(log p) = p), so evaluation's loss and ``show``'s bars mean what they do
+    for a convnet model."""
+
+    def __init__(self, model):
+        super().__init__()
+        self.model = model
+
+    def forward(self, x):
+        return self.model(x).clip(np.finfo(np.float32).tiny, None).log()
