@@ -450,8 +450,8 @@ def test_early_stop_ends_a_run_whose_test_loss_stopped_improving_and_says_so(tin
 
 @pytest.mark.parametrize("text, seconds", [("300", 300), ("300s", 300), ("5m", 300), ("5min", 300), ("1.5h", 5400)])
 def test_time_budgets_read_as_seconds(text, seconds):
-    from convnet.cli import _duration
-    assert _duration(text) == seconds
+    from convnet.cli.options import duration
+    assert duration(text) == seconds
 
 
 def test_a_time_budget_with_epochs_or_on_resume_is_refused(trained_run, capsys):
@@ -496,3 +496,72 @@ def test_test_time_mirroring_follows_the_run_and_can_be_turned_off_or_refused(tr
         code, _, err = run(capsys, *map(str, argv))
         assert code == 1 and err.startswith(f"convnet: error: {message}") and err.count("\n") == 1, (argv, err)
     assert not (tmp_path / "never").exists()
+
+
+# ---------------------------------------------------------------------------- options, the same way everywhere
+def test_summary_takes_model_as_evaluate_and_predict_do(capsys):
+    code, by_option, _ = run(capsys, "summary", "--model", "resnet8")
+    assert code == 0 and "layers.2.downsample.0 (Conv2d)" in by_option
+    assert run(capsys, "summary", "resnet8")[1] == by_option
+
+
+def test_options_and_file_arguments_come_in_any_order(tmp_path, capsys):
+    images = []
+    for index in range(2):
+        images.append(tmp_path / f"{index}.png")
+        Image.fromarray(np.random.default_rng(index).integers(0, 255, (28, 28), dtype=np.uint8)).save(images[-1])
+    answers = [run(capsys, *argv) for argv in (
+        ["predict", "reference_cnn", "--no-test-mirror", *map(str, images)],
+        ["predict", "--no-test-mirror", "reference_cnn", *map(str, images)],
+        ["predict", "reference_cnn", str(images[0]), "--no-test-mirror", str(images[1])],
+        ["predict", str(images[0]), "--model", "reference_cnn", str(images[1]), "--no-test-mirror"])]
+    assert [code for code, _, _ in answers] == [0] * 4
+    assert all(out == answers[0][1] for _, out, _ in answers) and answers[0][1].count("  1. ") == 2
+
+
+def test_a_wrong_option_shows_the_commands_usage_not_the_top_level_one(capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["predict", "--bogus", "reference_cnn", "image.png"])
+    err = capsys.readouterr().err
+    assert exit_info.value.code == 2 and err.startswith("usage: convnet predict ")
+    assert err.splitlines()[-1] == "convnet predict: error: unrecognized arguments: --bogus"
+
+
+def _train_options():
+    from convnet.cli import build_parser
+    train = build_parser()._subparsers._group_actions[0].choices["train"]
+    return {action.dest: action for action in train._actions}
+
+
+def test_every_run_setting_is_an_option_of_train_with_the_configs_choices():
+    from dataclasses import fields
+    from convnet import experiment
+    options = _train_options()
+    for field in fields(experiment.RunConfig):
+        assert options[field.name].option_strings[0] == "--" + field.name.replace("_", "-"), field.name
+        assert options[field.name].default is None, field.name  # not given: the run takes RunConfig's default
+    assert tuple(options["optimizer"].choices) == experiment.OPTIMIZERS
+    assert tuple(options["schedule"].choices) == experiment.SCHEDULES
+    assert "(default 200)" in options["snapshot_every"].help and "(default 15)" in options["epochs"].help
+
+
+def test_train_with_no_options_makes_the_default_run_config_and_each_option_lands_in_its_field():
+    from convnet import experiment
+    from convnet.cli import build_parser
+    from convnet.cli.options import given_settings
+    parser = build_parser()
+    assert experiment.RunConfig(**given_settings(parser.parse_args(["train"]))) == experiment.RunConfig()
+    args = parser.parse_args(["train", "--batch-size", "7", "--no-test-mirror", "--sync-bn", "--augment",
+                              "--time-budget", "2m", "--weight-decay", "0.01", "--data", "d"])
+    assert given_settings(args) == {"batch_size": 7, "test_mirror": False, "sync_bn": True, "augment": "full",
+                                    "time_budget": 120.0, "weight_decay": 0.01, "data": "d"}
+
+
+def test_a_new_run_setting_without_help_cannot_be_forgotten(monkeypatch):
+    from dataclasses import field, make_dataclass
+    from convnet import experiment
+    from convnet.cli import build_parser
+    extended = make_dataclass("RunConfig", [("warmup_epochs", int, field(default=0))], bases=(experiment.RunConfig,))
+    monkeypatch.setattr(experiment, "RunConfig", extended)
+    with pytest.raises(KeyError, match="warmup_epochs"):
+        build_parser()

@@ -25,7 +25,8 @@ CASES = [
     (lambda: F.conv2d(X, W, stride=0), ValueError, r"conv2d: expected stride >= 1, got 0"),
     (lambda: F.conv2d(X, W, stride=(1, -2)), ValueError, r"conv2d: expected stride >= 1, got \(1, -2\)"),
     (lambda: F.conv2d(X, W, padding=-1), ValueError, r"conv2d: expected padding >= 0, got -1"),
-    (lambda: F.conv2d(X, W, padding="full"), ValueError, r"padding to be an int, a pair, 'same' or 'valid', got 'full'"),
+    (lambda: F.conv2d(X, W, padding="full"), ValueError,
+     r"padding to be an int, a pair, (four sides, )?'same' or 'valid', got 'full'"),
     (lambda: F.conv2d(X, W, stride=2, padding="same"), ValueError, r"padding='same' needs stride 1"),
     (lambda: F.conv2d(X, W, bias=convnet.zeros(3)), ValueError, r"conv2d: expected bias of shape \(4,\), got \(3,\)"),
     (lambda: F.conv2d(np.zeros((2, 3, 8, 8), dtype=np.int64), W), TypeError,
@@ -134,3 +135,135 @@ def test_a_nested_layer_error_is_prefixed_once_by_the_innermost_layer():
         model(convnet.zeros(1, 2, 5, 5))
     assert str(error.value).count("Conv2d(1, 2, kernel_size=3)") == 1
     assert "Sequential" not in str(error.value)
+
+
+# ---------------------------------------------------------------------------- one base error
+def _convnet_exception_classes():
+    """Every public exception class defined in convnet: {qualified name: class}, from importing
+    every module (``__main__`` aside: importing it runs the command line)."""
+    import importlib
+    import inspect
+    import pkgutil
+    found = {}
+    for module_info in pkgutil.walk_packages(convnet.__path__, "convnet."):
+        if module_info.name.endswith("__main__"):
+            continue
+        module = importlib.import_module(module_info.name)
+        for name, value in vars(module).items():
+            if (inspect.isclass(value) and issubclass(value, BaseException) and not name.startswith("_")
+                    and value.__module__.startswith("convnet")):
+                found[f"{value.__module__}.{value.__qualname__}"] = value
+    return found
+
+
+# Exceptions no builtin error describes better than Exception: named here, with the reason.
+WITHOUT_BUILTIN_BASE = {
+    "ConvnetError": "the base itself",
+    "Unsupported": "an ONNX node convnet cannot run (its caller, the loader, reports it as OnnxError)",
+}
+
+
+def test_every_exception_convnet_raises_on_purpose_derives_from_convnet_error_and_a_builtin_error():
+    classes = _convnet_exception_classes()
+    assert len(classes) >= 23, sorted(classes)  # ConvnetError and its 22 subclasses at least: the walk finds them
+    assert [name for name, cls in classes.items() if not issubclass(cls, convnet.ConvnetError)] == []
+    builtin_bases = {name: [base for base in cls.__mro__ if base.__module__ == "builtins"
+                            and base not in (Exception, BaseException, object)] for name, cls in classes.items()}
+    assert sorted(classes[name].__name__ for name, bases in builtin_bases.items() if not bases) == sorted(
+        WITHOUT_BUILTIN_BASE)
+
+
+# ---------------------------------------------------------------------------- every command's refusals
+def _tree(root):
+    return {str(path.relative_to(root)): path.read_bytes() if path.is_file() else None for path in root.rglob("*")}
+
+
+@pytest.fixture
+def refusal_inputs(tmp_path, monkeypatch):
+    """A damaged run folder, a copy of the shipped weights with one byte flipped (put where convnet
+    looks for them), an image, a file where a folder belongs, and an empty folder to download into."""
+    from convnet import pretrained
+    damaged_run = tmp_path / "damaged_run"
+    damaged_run.mkdir()
+    (damaged_run / "checkpoint.safetensors").write_bytes(b"\x10\x00\x00\x00\x00\x00\x00\x00{not json at all}")
+    weights = tmp_path / "weights"
+    weights.mkdir()
+    (weights / "reference_cnn.json").write_bytes((pretrained.WEIGHTS / "reference_cnn.json").read_bytes())
+    data = bytearray((pretrained.WEIGHTS / "reference_cnn.safetensors").read_bytes())
+    data[-1] ^= 1
+    (weights / "reference_cnn.safetensors").write_bytes(bytes(data))
+    monkeypatch.setattr(pretrained, "WEIGHTS", weights)
+    from PIL import Image
+    Image.fromarray(np.zeros((28, 28), np.uint8)).save(tmp_path / "image.png")
+    (tmp_path / "pictures").write_text("a file, not a folder")
+    (tmp_path / "cache").mkdir()
+    return tmp_path
+
+
+REFUSED = [  # (argv, what the error's message says); {tmp} is the inputs' folder
+    (["train", "--data", "{tmp}/missing", "--epochs", "1", "--out", "{tmp}/run"], "--data {tmp}/missing is not a"),
+    (["train", "--resume", "{tmp}/damaged_run"], "{tmp}/damaged_run/checkpoint.safetensors"),
+    (["train", "--resume", "{tmp}/missing"], "no checkpoint in {tmp}/missing"),
+    (["train", "--resume", "{tmp}/damaged_run", "--lr", "0.1"], "--resume continues a run with its saved settings"),
+    (["train", "--epochs", "2", "--time-budget", "5m"], "give --epochs or --time-budget, not both"),
+    (["train", "--augment", "none", "--test-mirror", "--out", "{tmp}/run"], "test_mirror averages each test image"),
+    (["evaluate", "{tmp}/missing"], "{tmp}/missing is neither a run folder"),
+    (["evaluate", "{tmp}/damaged_run"], "{tmp}/damaged_run/checkpoint.safetensors"),
+    (["evaluate", "--model", "reference_cnn"], "{tmp}/weights/reference_cnn.safetensors is damaged or was replaced"),
+    (["evaluate", "reference_cnn", "--model", "lenet5"], "--model lenet5 and reference_cnn both name a model"),
+    (["predict", "reference_cnn", "{tmp}/image.png"], "{tmp}/weights/reference_cnn.safetensors is damaged"),
+    (["predict", "vgg", "{tmp}/image.png"], "vgg is neither a run folder"),
+    (["predict", "{tmp}/damaged_run", "{tmp}/image.png"], "{tmp}/damaged_run/checkpoint.safetensors"),
+    (["predict", "--model", "lenet5"], "predict takes RUN_DIR, MODEL or MODEL.onnx"),
+    (["summary", "--model", "reference_cnn"], "{tmp}/weights/reference_cnn.safetensors is damaged"),
+    (["summary", "{tmp}/damaged_run"], "{tmp}/damaged_run/checkpoint.safetensors"),
+    (["summary"], "summary takes one RUN_DIR, MODEL or MODEL.onnx"),
+    (["export", "{tmp}/damaged_run", "{tmp}/out.onnx"], ""),  # the damage, or that onnx is not installed
+    (["export", "--model", "lenet5"], "export takes RUN_DIR or MODEL (or --model NAME), then OUT.onnx"),
+    (["show", "reference_cnn", "--out", "{tmp}/shown"], "{tmp}/weights/reference_cnn.safetensors is damaged"),
+    (["show", "lenet5", "--out", "{tmp}/pictures"], "--out {tmp}/pictures is a file; expected a folder"),
+    (["show", "--lesson", "--model", "lenet5", "--out", "{tmp}/shown"], "--lesson draws the lesson's own network"),
+    (["show", "{tmp}/damaged_run", "--out", "{tmp}/shown"], "{tmp}/damaged_run/checkpoint.safetensors"),
+    (["watch", "{tmp}/missing"], "watch: {tmp}/missing is not a run folder"),
+    (["download", "fashion-mnist", "--dir", "{tmp}/cache", "--url", "http://127.0.0.1:9"], ""),
+]
+
+
+@pytest.mark.parametrize("argv, message", REFUSED, ids=[" ".join(argv[:2]) for argv, _ in REFUSED])
+def test_every_command_refuses_bad_input_in_one_line_and_leaves_its_inputs_alone(argv, message, refusal_inputs,
+                                                                                capsys):
+    from convnet.cli import main
+    before = _tree(refusal_inputs)
+    code = main([word.format(tmp=refusal_inputs) for word in argv])
+    out, err = capsys.readouterr()
+    assert code == 1 and "Traceback" not in err
+    assert err.startswith("convnet: error: ") and err.count("\n") == 1, err
+    assert message.format(tmp=refusal_inputs) in err
+    assert _tree(refusal_inputs) == before  # nothing written, nothing removed
+
+
+BAD_OPTIONS = [  # (argv, what argparse says)
+    (["train", "--epochs", "0"], "argument --epochs: expected a positive integer, got 0"),
+    (["train", "--model", "vgg"], "argument --model: invalid choice: 'vgg'"),
+    (["train", "--optimizer", "lion"], "argument --optimizer: invalid choice: 'lion'"),
+    (["evaluate", "--model", "vgg"], "argument --model: invalid choice: 'vgg'"),
+    (["predict", "--bogus", "reference_cnn"], "unrecognized arguments: --bogus"),
+    (["summary", "--lang", "fr"], "unrecognized arguments: --lang"),  # fr reads as the network's name
+    (["export", "lenet5", "m.onnx", "--opset", "x"], "argument --opset: expected a positive integer, got 'x'"),
+    (["show", "--layer", "one"], "argument --layer: invalid int value: 'one'"),
+    (["watch", "--port", "http"], "argument --port: invalid int value: 'http'"),
+    (["download", "cifar"], "argument dataset: invalid choice: 'cifar'"),
+    (["demo", "--epochs", "-1"], "argument --epochs: expected a positive integer, got -1"),
+    (["bench", "--repeats", "many"], "argument --repeats: invalid int value: 'many'"),
+]
+
+
+@pytest.mark.parametrize("argv, message", BAD_OPTIONS, ids=[" ".join(argv[:2]) for argv, _ in BAD_OPTIONS])
+def test_a_bad_option_exits_2_with_the_commands_own_usage(argv, message, capsys):
+    from convnet.cli import main
+    with pytest.raises(SystemExit) as exit_info:
+        main(argv)
+    err = capsys.readouterr().err
+    assert exit_info.value.code == 2 and "Traceback" not in err
+    assert err.startswith(f"usage: convnet {argv[0]} ")
+    assert err.splitlines()[-1].startswith(f"convnet {argv[0]}: error: {message}")

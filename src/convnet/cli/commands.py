@@ -1,0 +1,169 @@
+"""The commands that use a trained network, and the small ones: each reads its parsed arguments,
+asks `experiment` (or the module that does the work) and prints the outcome."""
+
+import sys
+from pathlib import Path
+
+from .. import experiment
+from ..errors import ConvnetError
+
+EXIT_ERROR = 1
+
+
+class CommandError(ConvnetError, ValueError):
+    """Arguments that each parse but do not go together; printed as one line, without a traceback."""
+
+
+def report(result, classes):
+    """Print an evaluation's accuracy and loss, then each class's accuracy."""
+    mirrored = ", each image averaged with its mirror image" if result["mirrored"] else ""
+    print(f"test accuracy: {result['accuracy']:.4f} (loss {result['loss']:.4f}{mirrored})")
+    for name, accuracy in zip(classes, result["per_class_accuracy"]):
+        print(f"  {name:<12s} {accuracy:.4f}")
+
+
+def evaluate(args):
+    targets = _named_model_first(args)
+    if len(targets) != 1:
+        raise CommandError("evaluate takes one RUN_DIR, MODEL or MODEL.onnx (or --model NAME)")
+    classes, result, warnings = experiment.evaluate_model(targets[0], args.data, args.test_mirror)
+    for warning in warnings:
+        print(f"convnet: warning: {warning}", file=sys.stderr)
+    report(result, classes)
+    if args.confusion:
+        from ..viz import save_confusion
+        save_confusion(result["confusion"], classes, args.confusion)
+        print(f"confusion matrix: {args.confusion}")
+    print("confusion matrix (rows: true class, columns: predicted class, numbered as the rows):")
+    print(f"  {'':<15s} " + " ".join(f"{index:5d}" for index in range(len(classes))))
+    for index, (name, row) in enumerate(zip(classes, result["confusion"])):
+        print(f"  {index:>2d} {name:<12s} " + " ".join(f"{count:5d}" for count in row))
+    return 0
+
+
+def predict(args):
+    from ..data import ImageError
+    targets = _named_model_first(args)
+    if len(targets) < 2:
+        raise CommandError("predict takes RUN_DIR, MODEL or MODEL.onnx (or --model NAME), then one or more IMAGEs")
+    opened = experiment.open_model(targets[0], mirror=args.test_mirror)
+    for note in opened.notes:
+        print(f"note: {note}")
+    classifier = experiment.Classifier(opened)
+    failures = 0
+    for path in targets[1:]:
+        try:
+            top, notes = classifier.top(path, 3)
+        except ImageError as error:
+            print(f"convnet: error: {error}", file=sys.stderr)
+            failures += 1
+            continue
+        note = f" (note: {'; '.join(notes)})" if notes else ""
+        print(f"{path}:{note}")
+        for rank, (name, probability) in enumerate(top, 1):
+            print(f"  {rank}. {name:<12s} {probability:.4f}")
+    return EXIT_ERROR if failures else 0
+
+
+def _named_model_first(args):
+    """The command's targets with ``--model NAME`` first, where given: it names the model as a
+    first target would."""
+    from ..models import MODELS
+    if args.model is None:
+        return list(args.targets)
+    if args.targets and (Path(args.targets[0]).is_dir() or args.targets[0].endswith(".onnx")
+                         or args.targets[0] in MODELS):
+        raise CommandError(f"--model {args.model} and {args.targets[0]} both name a model; give one")
+    return [args.model, *args.targets]
+
+
+def summary(args):
+    from ..nn import summary as layer_table
+    targets = _named_model_first(args)
+    if len(targets) != 1:
+        raise CommandError("summary takes one RUN_DIR, MODEL or MODEL.onnx (or --model NAME)")
+    opened = experiment.open_model(targets[0])
+    print(opened.title)
+    print(layer_table(opened.model, (1, *opened.input_shape)))
+    return 0
+
+
+def export(args):
+    # Not _named_model_first: the file to write, OUT.onnx, may follow --model NAME.
+    targets = [args.model, *args.targets] if args.model else args.targets
+    if len(targets) != 2:
+        raise CommandError("export takes RUN_DIR or MODEL (or --model NAME), then OUT.onnx")
+    target, out = targets
+    proto = experiment.export_onnx(target, out, args.opset)
+    graph = proto.graph
+    dims = ", ".join(str(dim.dim_param or dim.dim_value) for dim in graph.input[0].type.tensor_type.shape.dim)
+    print(f"wrote {out}: {len(graph.node)} nodes, opset {proto.opset_import[0].version}, input "
+          f"{graph.input[0].name!r} ({dims}); run it with onnxruntime, or: convnet evaluate {out}")
+    mirror_key = experiment.ONNX_TEST_MIRROR
+    if any(prop.key == mirror_key and prop.value == "true" for prop in proto.metadata_props):
+        print(f"note: {target} was evaluated with test-time mirroring, which the graph leaves out: average its "
+              f"outputs for each image and for the image mirrored left-right to get those figures (convnet "
+              f"evaluate and predict do, from the file's metadata {mirror_key})")
+    return 0
+
+
+def show(args):
+    from .. import viz
+    from ..files import check_writable
+    from ..viz.figures import font_families
+    out = Path(args.out)
+    if out.exists() and not out.is_dir():
+        raise CommandError(f"--out {out} is a file; expected a folder for the pictures")
+    if args.lesson:
+        if args.model is not None:
+            raise CommandError("--lesson draws the lesson's own network; give it without --model")
+        if args.test_mirror is not None:
+            raise CommandError("--lesson draws an untrained network, which has no answer to mirror; give it without "
+                               "--test-mirror")
+        if len(args.targets) > 1:
+            raise CommandError("--lesson takes at most one IMAGE")
+        subject = experiment.lesson_subject(args.targets[0] if args.targets else None, args.seed, args.lang)
+    else:
+        targets = _named_model_first(args)
+        if not targets or len(targets) > 2:
+            raise CommandError("show takes RUN_DIR, MODEL or MODEL.onnx, then optionally an IMAGE (or --lesson "
+                               "[IMAGE])")
+        subject = experiment.open_subject(targets[0], targets[1] if len(targets) > 1 else None, args.data,
+                                          args.test_mirror)
+    font_families(args.lang)  # a font for the language, or FontMissing before any folder is made
+    check_writable(out)  # before the drawing, not after it; after the inputs, so a refused one leaves no folder
+    written = viz.show(subject.model, subject.image, out, subject.title, subject.classes, layer=args.layer,
+                       curves_png=subject.curves_png, notes=subject.notes, language=args.lang, mirror=subject.mirror)
+    for note in subject.notes:
+        print(f"note: {note}")
+    print(f"wrote {len(written)} files to {out}; open {out / 'index.html'}")
+    return 0
+
+
+def watch(args):
+    from ..watch import serve
+    try:
+        serve(args.run_dir, args.host, args.port, language=args.lang,
+              on_ready=lambda url: print(f"watching {args.run_dir} at {url} (Ctrl-C to stop)", flush=True))
+    except KeyboardInterrupt:
+        pass
+    return 0
+
+
+def download(args):
+    from ..data.download import download as fetch
+    directory = fetch(args.dataset, args.dir, args.url)
+    print(f"{args.dataset} is in {directory}")
+    return 0
+
+
+def demo(args):
+    from ..demo import train_bars
+    history = train_bars(epochs=args.epochs, seed=args.seed)
+    print(f"final test accuracy: {history[-1]['test_accuracy']:.3f}")
+    return 0
+
+
+def bench(args):
+    from .. import bench as measure
+    return measure.run(args)
