@@ -19,7 +19,7 @@ from safetensors import SafetensorError
 from safetensors.numpy import load as load_tensors
 from safetensors.numpy import save as save_tensors
 
-from .errors import ConvnetError
+from .errors import ConvnetError, InvalidType
 from .files import WriteError, atomic_write
 from .run_folder import SIDECAR, WEIGHTS
 
@@ -88,7 +88,7 @@ def _jsonable(value):
         return value.item()
     if isinstance(value, np.ndarray):
         return value.tolist()
-    raise TypeError(f"checkpoint: cannot store {type(value).__name__} in JSON")
+    raise InvalidType(f"checkpoint: cannot store {type(value).__name__} in JSON")
 
 
 def load(run_dir):

@@ -15,3 +15,16 @@ True
 class ConvnetError(Exception):
     """A failure convnet detected and explained in its message (one line, naming what was wrong and
     what was expected); the command line prints it without a traceback."""
+
+
+class InvalidValue(ConvnetError, ValueError):
+    """A value convnet cannot use (a shape, a setting out of range, a layer's argument); the message
+    names the operation, what it expected and what it got."""
+
+
+class InvalidType(ConvnetError, TypeError):
+    """An argument of a type convnet does not take."""
+
+
+class MissingFile(ConvnetError, FileNotFoundError):
+    """A file or folder the caller named does not exist."""

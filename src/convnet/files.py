@@ -4,6 +4,7 @@ file in place of the last good one: a temporary file beside the target, fsync, t
 import os
 import tempfile
 from pathlib import Path
+
 from .errors import ConvnetError
 
 

@@ -6,7 +6,7 @@ English is the default; Korean is the language the lesson was written in, with i
 is one table here and nothing else.
 """
 
-from .errors import ConvnetError
+from .errors import ConvnetError, InvalidValue
 
 LANGUAGES = ("en", "ko")
 
@@ -187,7 +187,7 @@ def words(language="en"):
     """The table of ``language`` (one of `LANGUAGES`): every key of the English table, each a
     text or a ``str.format`` template."""
     if language not in _TABLES:
-        raise ValueError(f"language must be one of {', '.join(LANGUAGES)}, got {language!r}")
+        raise InvalidValue(f"language must be one of {', '.join(LANGUAGES)}, got {language!r}")
     return _TABLES[language]
 
 

@@ -11,6 +11,7 @@ from collections import OrderedDict
 
 from . import nn as convnet_nn
 from . import pretrained as shipped
+from .errors import InvalidValue
 
 
 def _shippable(builder):
@@ -20,7 +21,7 @@ def _shippable(builder):
     def build(*args, pretrained=False, **config):
         if pretrained and (args or config):
             settings = [repr(value) for value in args] + [f"{key}={value!r}" for key, value in config.items()]
-            raise ValueError(f"{builder.__name__}: the shipped weights fit its default configuration, so "
+            raise InvalidValue(f"{builder.__name__}: the shipped weights fit its default configuration, so "
                              f"pretrained=True takes no other settings; got {', '.join(settings)}")
         model = builder(*args, **config)
         if pretrained:
@@ -99,5 +100,5 @@ def build(name, **config):
     """The model called ``name`` (one of MODELS), built with ``config`` (``pretrained=True``: with
     the weights that ship with convnet)."""
     if name not in MODELS:
-        raise ValueError(f"unknown model {name!r}; expected one of {', '.join(MODELS)}")
+        raise InvalidValue(f"unknown model {name!r}; expected one of {', '.join(MODELS)}")
     return MODELS[name](**config)

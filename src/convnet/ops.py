@@ -6,6 +6,7 @@ shape (`unbroadcast`). Non-tensor operands (Python numbers, arrays) are constant
 
 import numpy as np
 
+from .errors import InvalidValue
 from .tensor import Function, Tensor
 
 
@@ -124,10 +125,10 @@ class MatMul(Function):
 def matmul(a, b):
     shapes = [np.shape(x.data if isinstance(x, Tensor) else x) for x in (a, b)]
     if not all(shapes):
-        raise ValueError(f"matmul: both operands need at least 1 dimension, got shapes {shapes[0]} and {shapes[1]}")
+        raise InvalidValue(f"matmul: both operands need at least 1 dimension, got shapes {shapes[0]} and {shapes[1]}")
     inner = shapes[0][-1], shapes[1][-2 if len(shapes[1]) > 1 else -1]
     if inner[0] != inner[1]:
-        raise ValueError(f"matmul: cannot multiply shapes {shapes[0]} and {shapes[1]}: "
+        raise InvalidValue(f"matmul: cannot multiply shapes {shapes[0]} and {shapes[1]}: "
                          f"inner dimensions {inner[0]} and {inner[1]} differ")
     return MatMul.apply(a, b)
 
@@ -171,7 +172,7 @@ class Extremum(Function):
 
     def forward(self, a, axis=None, keepdims=False, reduce=np.max):
         if a.size == 0:
-            raise ValueError(f"{reduce.__name__}: cannot reduce an empty tensor of shape {a.shape}")
+            raise InvalidValue(f"{reduce.__name__}: cannot reduce an empty tensor of shape {a.shape}")
         self.a, self.axis, self.keepdims = a, axis, keepdims
         self.out = np.asarray(reduce(a, axis=axis, keepdims=True))
         return self.out if keepdims else np.asarray(reduce(a, axis=axis, keepdims=False))
@@ -191,7 +192,7 @@ class Reshape(Function):
         try:
             return a.reshape(shape)
         except ValueError:
-            raise ValueError(f"reshape: cannot reshape a tensor of shape {a.shape} ({a.size} elements) "
+            raise InvalidValue(f"reshape: cannot reshape a tensor of shape {a.shape} ({a.size} elements) "
                              f"into {shape}") from None
 
     def backward(self, grad):
@@ -205,7 +206,7 @@ def flatten(a, start_dim=0, end_dim=-1):
         return a.reshape(1)
     start, end = start_dim % a.ndim, end_dim % a.ndim
     if start > end:
-        raise ValueError(f"flatten: start_dim ({start_dim}) comes after end_dim ({end_dim}) for shape {shape}")
+        raise InvalidValue(f"flatten: start_dim ({start_dim}) comes after end_dim ({end_dim}) for shape {shape}")
     return a.reshape(shape[:start] + (-1,) + shape[end + 1:])
 
 
@@ -214,7 +215,7 @@ class Permute(Function):
 
     def forward(self, a, dims):
         if sorted(d % a.ndim for d in dims) != list(range(a.ndim)):
-            raise ValueError(f"permute: expected a permutation of {tuple(range(a.ndim))}, got {dims}")
+            raise InvalidValue(f"permute: expected a permutation of {tuple(range(a.ndim))}, got {dims}")
         self.dims = dims
         return a.transpose(dims)
 
@@ -285,7 +286,7 @@ class Clip(Function):
 
     def forward(self, a, low=None, high=None):
         if low is None and high is None:
-            raise ValueError("clip: at least one of min and max must be given")
+            raise InvalidValue("clip: at least one of min and max must be given")
         self.a, self.low, self.high = a, low, high
         return np.clip(a, low, high)
 
@@ -303,7 +304,7 @@ class Concatenate(Function):
 
     def forward(self, *arrays, axis=0):
         if not arrays:
-            raise ValueError("concatenate: expected at least one tensor")
+            raise InvalidValue("concatenate: expected at least one tensor")
         self.axis = axis
         self.splits = np.cumsum([a.shape[axis] for a in arrays])[:-1]
         return np.concatenate(arrays, axis=axis)
@@ -317,7 +318,7 @@ class Stack(Function):
 
     def forward(self, *arrays, axis=0):
         if not arrays:
-            raise ValueError("stack: expected at least one tensor")
+            raise InvalidValue("stack: expected at least one tensor")
         self.axis = axis
         return np.stack(arrays, axis=axis)
 

@@ -13,6 +13,7 @@ from pathlib import Path
 
 from safetensors import SafetensorError
 from safetensors.numpy import load as load_tensors
+
 from .errors import ConvnetError
 
 WEIGHTS = Path(__file__).parent / "weights"

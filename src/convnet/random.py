@@ -7,6 +7,8 @@ optional ``generator``; without one it uses the default generator, which
 
 import numpy as np
 
+from .errors import InvalidValue
+
 _default = np.random.default_rng(0)
 
 
@@ -20,7 +22,7 @@ def manual_seed(seed):
     True
     """
     if not isinstance(seed, (int, np.integer)) or isinstance(seed, bool) or seed < 0:
-        raise ValueError(f"manual_seed: expected a non-negative integer seed, got {seed!r}")
+        raise InvalidValue(f"manual_seed: expected a non-negative integer seed, got {seed!r}")
     global _default
     _default = np.random.default_rng(int(seed))
     return _default

@@ -18,8 +18,6 @@ from .errors import ConvnetError
 from .files import atomic_write, check_writable, remove_stale_temporaries
 from .run_folder import (CONFUSION, CURVES, METRICS, SNAPSHOTS, STEPS, TENSORBOARD, hold_lock, read_steps,
                          snapshot_pictures)
-# The command line imports these from here until it asks run_folder; then this line goes.
-from .run_folder import LOCK, RunLocked  # noqa: F401
 from .train import Callback, evaluate
 
 STEP_LOG_EVERY = 10  # training steps between two lines of the step log

@@ -24,7 +24,7 @@ import shutil
 import time
 from pathlib import Path
 
-from .errors import ConvnetError
+from .errors import ConvnetError, InvalidValue
 
 WEIGHTS, SIDECAR = "checkpoint.safetensors", "checkpoint.json"
 METRICS, CURVES, CONFUSION = "metrics.csv", "curves.png", "confusion.png"
@@ -128,9 +128,9 @@ def read_steps(path):
         except json.JSONDecodeError:
             if number == len(lines):  # no newline after it: its write was cut short
                 break
-            raise ValueError(f"{path}: line {number} is not a JSON object ({line[:60]!r})") from None
+            raise InvalidValue(f"{path}: line {number} is not a JSON object ({line[:60]!r})") from None
         if not isinstance(entry, dict) or not isinstance(entry.get("step"), int):
-            raise ValueError(f"{path}: line {number}: expected an object with an integer step, got {line[:60]!r}")
+            raise InvalidValue(f"{path}: line {number}: expected an object with an integer step, got {line[:60]!r}")
         entries.append(entry)
     return entries
 

@@ -14,6 +14,7 @@ from contextlib import contextmanager
 import numpy as np
 
 from . import random as _random
+from .errors import InvalidType, InvalidValue
 
 DEFAULT_DTYPE = np.float32  # torch's default; float64 doubles time and memory for nothing a CNN needs
 
@@ -113,7 +114,7 @@ class Tensor:
     # ------------------------------------------------------------------ basics
     def requires_grad_(self, requires_grad=True):
         if requires_grad and not np.issubdtype(self.data.dtype, np.floating):
-            raise TypeError(f"requires_grad: only floating tensors can require gradients, got dtype {self.data.dtype}")
+            raise InvalidType(f"requires_grad: only floating tensors can require gradients, got dtype {self.data.dtype}")
         self.requires_grad = bool(requires_grad)
         return self
 
@@ -148,7 +149,7 @@ class Tensor:
 
     def item(self):
         if self.data.size != 1:
-            raise ValueError(f"item: only one-element tensors convert to a Python number, got shape {self.shape}")
+            raise InvalidValue(f"item: only one-element tensors convert to a Python number, got shape {self.shape}")
         return self.data.item()
 
     def detach(self):
@@ -183,7 +184,7 @@ class Tensor:
         else:
             gradient = np.asarray(gradient.data if isinstance(gradient, Tensor) else gradient, dtype=self.dtype)
             if gradient.shape != self.shape:
-                raise ValueError(f"backward: expected gradient of shape {self.shape}, got {gradient.shape}")
+                raise InvalidValue(f"backward: expected gradient of shape {self.shape}, got {gradient.shape}")
         grads = {id(self): gradient}
         for node in reversed(_topological_order(self)):
             grad = grads.pop(id(node), None)

@@ -21,7 +21,7 @@ from . import nn
 from . import random as _random
 from .distributed import Group, flat_gradients
 from .tensor import Tensor, no_grad
-from .errors import ConvnetError
+from .errors import ConvnetError, InvalidType, InvalidValue
 
 ONE_PROCESS = Group()
 
@@ -74,10 +74,10 @@ class LambdaCallback(Callback):
     def __init__(self, **hooks):
         unknown = sorted(set(hooks) - set(self.HOOKS))
         if unknown:
-            raise TypeError(f"LambdaCallback: expected hooks among {', '.join(self.HOOKS)}, got {', '.join(unknown)}")
+            raise InvalidType(f"LambdaCallback: expected hooks among {', '.join(self.HOOKS)}, got {', '.join(unknown)}")
         for name, function in hooks.items():
             if not callable(function):
-                raise TypeError(f"LambdaCallback: expected {name} to be a function, got {type(function).__name__}")
+                raise InvalidType(f"LambdaCallback: expected {name} to be a function, got {type(function).__name__}")
             setattr(self, name, function)
 
 
@@ -88,7 +88,7 @@ class EarlyStopping(Callback):
 
     def __init__(self, patience, log=print):
         if not isinstance(patience, int) or isinstance(patience, bool) or patience < 1:
-            raise ValueError(f"EarlyStopping: expected patience to be a positive int, got {patience!r}")
+            raise InvalidValue(f"EarlyStopping: expected patience to be a positive int, got {patience!r}")
         self.patience, self.log = patience, log
 
     def on_train_begin(self, trainer):
@@ -252,7 +252,7 @@ class Trainer:
         The state is checked whole first; a ValueError lists every field that is not as `state` writes it."""
         problems = _state_problems(state, len(self.train_loader))
         if problems:
-            raise ValueError(f"restore: {'; '.join(problems)}")
+            raise InvalidValue(f"restore: {'; '.join(problems)}")
         self.model.load_state_dict(model_state)
         if optimizer_state is not None:
             self.optimizer.load_state_dict(optimizer_state)
@@ -284,7 +284,7 @@ class Trainer:
         raises `TrainingInterrupted`; a second one stops at once.
         """
         if not isinstance(epochs, int) or isinstance(epochs, bool) or epochs < 1:
-            raise ValueError(f"fit: expected epochs to be a positive int, got {epochs!r}")
+            raise InvalidValue(f"fit: expected epochs to be a positive int, got {epochs!r}")
         self.stop_requested, self.interrupted, self.agreed_stop = False, None, False
         self._tell("on_train_begin")
         # A diverging run is stopped by the loss check below; NumPy's overflow warnings on the way

@@ -33,6 +33,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
+from .errors import MissingFile
 from .language import words
 from .run_folder import CONFUSION, report_file, whole_step_lines
 
@@ -49,7 +50,7 @@ def make_server(run_dir, host="127.0.0.1", port=0, language="en"):
     call ``serve_forever``)."""
     run_dir = Path(run_dir).resolve()
     if not run_dir.is_dir():
-        raise FileNotFoundError(f"watch: {run_dir} is not a run folder")
+        raise MissingFile(f"watch: {run_dir} is not a run folder")
 
     class Handler(_RunHandler):
         folder, page_bytes = run_dir, page(language).encode()

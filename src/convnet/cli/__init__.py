@@ -14,9 +14,6 @@ from .commands import EXIT_ERROR
 from .parser import build_parser
 
 EXIT_INTERRUPTED = 130
-# What convnet refuses: its own errors, and the ValueError and TypeError of the library's argument
-# checks (raised, as PyTorch's are, for values a caller passed) and a path that does not exist.
-REFUSED = (ConvnetError, ValueError, TypeError, FileNotFoundError)
 
 __all__ = ["build_parser", "main"]
 
@@ -31,7 +28,7 @@ def main(argv=None):
     retain_freed_memory()
     try:
         return args.handler(args)
-    except REFUSED as error:
+    except ConvnetError as error:  # what convnet refused, with a message for a person; anything else is a bug
         if os.environ.get("CONVNET_TRACEBACK"):
             raise
         group = getattr(args, "group", None)

@@ -46,10 +46,10 @@ def predict(args):
     targets = _named_model_first(args)
     if len(targets) < 2:
         raise CommandError("predict takes RUN_DIR, MODEL or MODEL.onnx (or --model NAME), then one or more IMAGEs")
-    opened = experiment.open_model(targets[0], mirror=args.test_mirror)
-    for note in opened.notes:
+    loaded = experiment.load_model(targets[0], mirror=args.test_mirror)
+    for note in loaded.notes:
         print(f"note: {note}")
-    classifier = experiment.Classifier(opened)
+    classifier = experiment.Classifier(loaded)
     failures = 0
     for path in targets[1:]:
         try:
@@ -82,9 +82,9 @@ def summary(args):
     targets = _named_model_first(args)
     if len(targets) != 1:
         raise CommandError("summary takes one RUN_DIR, MODEL or MODEL.onnx (or --model NAME)")
-    opened = experiment.open_model(targets[0])
-    print(opened.title)
-    print(layer_table(opened.model, (1, *opened.input_shape)))
+    loaded = experiment.load_model(targets[0])
+    print(loaded.title)
+    print(layer_table(loaded.model, (1, *loaded.input_shape)))
     return 0
 
 
@@ -122,19 +122,19 @@ def show(args):
                                "--test-mirror")
         if len(args.targets) > 1:
             raise CommandError("--lesson takes at most one IMAGE")
-        subject = experiment.lesson_subject(args.targets[0] if args.targets else None, args.seed, args.lang)
+        shown = experiment.lesson_on_image(args.targets[0] if args.targets else None, args.seed, args.lang)
     else:
         targets = _named_model_first(args)
         if not targets or len(targets) > 2:
             raise CommandError("show takes RUN_DIR, MODEL or MODEL.onnx, then optionally an IMAGE (or --lesson "
                                "[IMAGE])")
-        subject = experiment.open_subject(targets[0], targets[1] if len(targets) > 1 else None, args.data,
+        shown = experiment.model_on_image(targets[0], targets[1] if len(targets) > 1 else None, args.data,
                                           args.test_mirror)
     font_families(args.lang)  # a font for the language, or FontMissing before any folder is made
     check_writable(out)  # before the drawing, not after it; after the inputs, so a refused one leaves no folder
-    written = viz.show(subject.model, subject.image, out, subject.title, subject.classes, layer=args.layer,
-                       curves_png=subject.curves_png, notes=subject.notes, language=args.lang, mirror=subject.mirror)
-    for note in subject.notes:
+    written = viz.show(shown.model, shown.image, out, shown.title, shown.classes, layer=args.layer,
+                       curves_png=shown.curves_png, notes=shown.notes, language=args.lang, mirror=shown.mirror)
+    for note in shown.notes:
         print(f"note: {note}")
     print(f"wrote {len(written)} files to {out}; open {out / 'index.html'}")
     return 0

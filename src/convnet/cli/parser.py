@@ -59,7 +59,7 @@ def build_parser():
                        groups=["model", "data", "test_mirror"])
     evaluate.add_argument("targets", nargs="*", metavar=AS_NAMED, help="the network to evaluate")
     evaluate.add_argument("--confusion", metavar="PNG", help="also draw the confusion matrix into this file (the "
-                          "run folder's confusion.png is the training's own; evaluating writes nothing there)")
+                          "run folder's own is the training's; evaluating writes nothing there)")
 
     predict = command("predict", commands.predict, "top-3 classes of images, with probabilities",
                       groups=["model", "test_mirror"])

@@ -1,10 +1,9 @@
 """``convnet train``: start or resume a run, train it, and report the test figures."""
 
 import sys
-import time
 from pathlib import Path
 
-from .. import experiment
+from .. import experiment, run_folder
 from .commands import CommandError, report
 from .options import given_settings
 
@@ -12,8 +11,6 @@ ALLOWED_WITH_RESUME = {"data"}  # where the dataset lies on this machine, not a 
 
 
 def train(args):
-    from ..checkpoint import WEIGHTS
-    from ..reports import CONFUSION
     from ..train import TrainingDiverged, TrainingInterrupted
     args.group = group = _training_group(args.distributed)
     say = print if group.rank == 0 else _silent  # rank 0 speaks for the job
@@ -34,7 +31,7 @@ def train(args):
         if args.time_budget is not None and args.epochs is not None:
             raise CommandError("give --epochs or --time-budget, not both: the budget decides the epochs")
         config = experiment.RunConfig(**settings)
-        run_dir = Path(args.out or f"runs/{config.model}-{time.strftime('%Y%m%d-%H%M%S')}")
+        run_dir = Path(args.out) if args.out else run_folder.default_run_dir(config.model)
         created = not run_dir.exists()
         try:
             run = experiment.start(config, run_dir, progress, group=group)
@@ -52,13 +49,13 @@ def train(args):
     except TrainingDiverged as diverged:
         raise CommandError(f"{diverged}; {_what_is_kept(run, created)}. Try a lower learning rate (--lr)") from None
     except TrainingInterrupted as stopped:
-        say(f"convnet: {stopped}; saved to {run.run_dir / WEIGHTS}; resume with: convnet train --resume "
+        say(f"convnet: {stopped}; saved to {run.run_dir / run_folder.WEIGHTS}; resume with: convnet train --resume "
             f"{run.run_dir}", file=sys.stderr)
         return 128 + stopped.signal_number  # the shell's convention: 130 for Ctrl-C, 143 for SIGTERM
     result = run.trainer.evaluate()
     if group.rank == 0:
         report(result, run.train.classes)
-        print(f"confusion matrix: {run.run_dir / CONFUSION}")
+        print(f"confusion matrix: {run.run_dir / run_folder.CONFUSION}")
     return 0
 
 
@@ -96,16 +93,11 @@ def _training_group(distributed):
     return world()
 
 
-def _what_is_kept(run, remove_if_empty):
+def _what_is_kept(run, created):
     """After a run diverged: which checkpoint stays, or that none was saved (and then the folder
-    this run created, holding nothing but its lock and the step log of a run that cannot resume,
-    goes)."""
-    import shutil
-    from ..checkpoint import WEIGHTS
-    from ..reports import LOCK, SNAPSHOTS, STEPS
-    if (run.run_dir / WEIGHTS).exists():
+    this run created, holding nothing but what a run that cannot resume leaves, goes)."""
+    if run_folder.has_checkpoint(run.run_dir):
         return f"the last checkpoint in {run.run_dir} is kept"
-    if remove_if_empty and {path.name for path in run.run_dir.iterdir()} <= {LOCK, STEPS, SNAPSHOTS}:
-        shutil.rmtree(run.run_dir)
+    if created and run_folder.remove_if_unsaved(run.run_dir):
         return f"no epoch finished, so nothing was saved ({run.run_dir} removed)"
     return "no epoch finished, so nothing was saved"

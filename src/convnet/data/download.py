@@ -18,7 +18,7 @@ from pathlib import Path
 from tqdm import tqdm
 
 from .mnist import cache_dir
-from ..errors import ConvnetError
+from ..errors import ConvnetError, InvalidValue
 
 SOURCES = {
     "fashion-mnist": {
@@ -52,7 +52,7 @@ def download(name, directory=None, base_url=None, progress=True, timeout=60):
     (a mirror, or a local server in tests).
     """
     if name not in SOURCES:
-        raise ValueError(f"download: unknown dataset {name!r}; expected one of {sorted(SOURCES)}")
+        raise InvalidValue(f"download: unknown dataset {name!r}; expected one of {sorted(SOURCES)}")
     source = SOURCES[name]
     directory = Path(directory) if directory else cache_dir(name)
     directory.mkdir(parents=True, exist_ok=True)

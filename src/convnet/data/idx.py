@@ -12,7 +12,8 @@ import zlib
 from pathlib import Path
 
 import numpy as np
-from ..errors import ConvnetError
+
+from ..errors import ConvnetError, InvalidValue
 
 DTYPES = {0x08: np.dtype(np.uint8), 0x09: np.dtype(np.int8), 0x0B: np.dtype(">i2"), 0x0C: np.dtype(">i4"),
           0x0D: np.dtype(">f4"), 0x0E: np.dtype(">f8")}
@@ -103,7 +104,7 @@ def write_idx(path, array):
     codes = {dtype.newbyteorder("="): code for code, dtype in DTYPES.items()}
     code = codes.get(array.dtype.newbyteorder("="))
     if code is None:
-        raise ValueError(f"write_idx: dtype {array.dtype} has no IDX code")
+        raise InvalidValue(f"write_idx: dtype {array.dtype} has no IDX code")
     header = bytes([0, 0, code, array.ndim]) + np.asarray(array.shape, dtype=">u4").tobytes()
     payload = header + array.astype(DTYPES[code], copy=False).tobytes()
     path = Path(path)

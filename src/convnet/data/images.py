@@ -9,7 +9,7 @@ import numpy as np
 from PIL import ExifTags, Image, ImageOps
 
 from .loader import ArrayDataset
-from ..errors import ConvnetError
+from ..errors import ConvnetError, InvalidValue, MissingFile
 
 EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff")
 
@@ -51,7 +51,7 @@ def read_image(path, size=None, channels=1, crop=False):
     any file Pillow cannot decode (damaged, truncated, not an image), is an `ImageError`.
     """
     if channels not in (1, 3):
-        raise ValueError(f"read_image: expected channels 1 or 3, got {channels}")
+        raise InvalidValue(f"read_image: expected channels 1 or 3, got {channels}")
     with warnings.catch_warnings(record=True) as pillow_warnings:
         warnings.simplefilter("always")
         # Pillow warns at open about images past its own limit; ours is lower, and says more, below.
@@ -195,10 +195,10 @@ def image_folder(root, size=(28, 28), channels=1):
     """
     root = Path(root)
     if not root.is_dir():
-        raise FileNotFoundError(f"image_folder: {root} is not a directory")
+        raise MissingFile(f"image_folder: {root} is not a directory")
     classes = sorted(p.name for p in root.iterdir() if p.is_dir())
     if not classes:
-        raise ValueError(f"image_folder: {root} has no class sub-folders (expected root/<class name>/<images>)")
+        raise InvalidValue(f"image_folder: {root} has no class sub-folders (expected root/<class name>/<images>)")
     images, labels = [], []
     for label, name in enumerate(classes):
         for path in sorted((root / name).iterdir()):
@@ -206,5 +206,5 @@ def image_folder(root, size=(28, 28), channels=1):
                 images.append(read_image(path, size, channels)[0])
                 labels.append(label)
     if not images:
-        raise ValueError(f"image_folder: no images with extensions {EXTENSIONS} under {root}")
+        raise InvalidValue(f"image_folder: no images with extensions {EXTENSIONS} under {root}")
     return ArrayDataset(np.stack(images), np.array(labels), classes)

@@ -8,6 +8,7 @@ import math
 
 import numpy as np
 
+from ..errors import InvalidType, InvalidValue
 from ..tensor import Tensor
 from .transforms import unit_range
 
@@ -25,13 +26,13 @@ class ArrayDataset:
         if images.ndim == 3:
             images = images[:, None]
         if images.ndim != 4:
-            raise ValueError(f"ArrayDataset: expected images of shape (N, H, W) or (N, C, H, W), got {images.shape}")
+            raise InvalidValue(f"ArrayDataset: expected images of shape (N, H, W) or (N, C, H, W), got {images.shape}")
         if len(images) == 0:
-            raise ValueError("ArrayDataset: expected at least one image, got none")
+            raise InvalidValue("ArrayDataset: expected at least one image, got none")
         if labels.shape != (len(images),):
-            raise ValueError(f"ArrayDataset: expected labels of shape ({len(images)},), got {labels.shape}")
+            raise InvalidValue(f"ArrayDataset: expected labels of shape ({len(images)},), got {labels.shape}")
         if not np.issubdtype(labels.dtype, np.integer):
-            raise TypeError(f"ArrayDataset: expected integer labels, got dtype {labels.dtype}")
+            raise InvalidType(f"ArrayDataset: expected integer labels, got dtype {labels.dtype}")
         self.images, self.labels, self.source = images, labels.astype(np.int64), source
         self.classes = tuple(classes) if classes is not None else tuple(str(i) for i in range(int(labels.max()) + 1))
 
@@ -55,7 +56,7 @@ class DataLoader:
 
     def __init__(self, dataset, batch_size, shuffle=False, drop_last=False, seed=0, transform=None):
         if not isinstance(batch_size, int) or isinstance(batch_size, bool) or batch_size < 1:
-            raise ValueError(f"DataLoader: expected batch_size to be a positive int, got {batch_size!r}")
+            raise InvalidValue(f"DataLoader: expected batch_size to be a positive int, got {batch_size!r}")
         self.dataset, self.batch_size, self.shuffle, self.drop_last = dataset, batch_size, shuffle, drop_last
         self.seed, self.transform = seed, transform
         self.epoch = 0

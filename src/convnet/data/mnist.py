@@ -15,7 +15,7 @@ import numpy as np
 
 from .idx import IdxError, read_idx
 from .transforms import Normalize, unit_range
-from ..errors import ConvnetError
+from ..errors import ConvnetError, InvalidValue
 
 CLASSES = {
     "fashion-mnist": ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag",
@@ -68,9 +68,9 @@ def _find(stem, dirs):
 def locate(name, split, data_dir=None):
     """Paths of the (images, labels) IDX files of ``split`` ('train' or 'test')."""
     if name not in CLASSES:
-        raise ValueError(f"unknown dataset {name!r}; expected one of {sorted(CLASSES)}")
+        raise InvalidValue(f"unknown dataset {name!r}; expected one of {sorted(CLASSES)}")
     if split not in FILES:
-        raise ValueError(f"unknown split {split!r}; expected 'train' or 'test'")
+        raise InvalidValue(f"unknown split {split!r}; expected 'train' or 'test'")
     if data_dir is not None and not Path(data_dir).is_dir():
         raise DatasetNotFound(f"{name}: --data {data_dir} is not a directory")
     dirs = search_dirs(name, data_dir)

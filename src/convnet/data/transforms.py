@@ -6,6 +6,8 @@ operations, not a Python loop per image.
 
 import numpy as np
 
+from ..errors import InvalidValue
+
 
 def unit_range(images):
     """Pixels as float32 in [0, 1]: uint8 images are divided by 255, float images kept as they are."""
@@ -34,7 +36,7 @@ class Normalize:
         self.mean = np.asarray(mean, dtype=np.float32).reshape(1, -1, 1, 1)
         self.std = np.asarray(std, dtype=np.float32).reshape(1, -1, 1, 1)
         if (self.std <= 0).any():
-            raise ValueError(f"Normalize: expected std > 0, got {std!r}")
+            raise InvalidValue(f"Normalize: expected std > 0, got {std!r}")
 
     def __call__(self, batch, rng=None):
         return (batch - self.mean) / self.std
@@ -55,7 +57,7 @@ class RandomCrop:
         p, (ch, cw) = self.padding, self.size
         padded = np.pad(batch, ((0, 0), (0, 0), (p, p), (p, p))) if p else batch
         if ch > padded.shape[2] or cw > padded.shape[3]:
-            raise ValueError(f"RandomCrop: crop {self.size} is larger than the padded image {padded.shape[2:]}")
+            raise InvalidValue(f"RandomCrop: crop {self.size} is larger than the padded image {padded.shape[2:]}")
         top = rng.integers(0, padded.shape[2] - ch + 1, b)
         left = rng.integers(0, padded.shape[3] - cw + 1, b)
         rows = (top[:, None] + np.arange(ch))[:, None, :, None]

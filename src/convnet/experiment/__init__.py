@@ -22,12 +22,6 @@ from .run import PROBE_STEPS, PROBE_WARMUP, Run, RunExists, initial_weights, loa
 from .scoring import Classifier, evaluate_model, evaluate_run
 from .show_input import LESSON_IMAGE, ModelOnImage, lesson_on_image, model_on_image
 
-# The names the command line used before this package had its own words for them; it switches to
-# load_model, model_on_image and lesson_on_image, and these three lines go.
-open_model = load_model
-open_subject = model_on_image
-lesson_subject = lesson_on_image
-
 __all__ = ["RunConfig", "AUGMENTATION_STEPS", "AUGMENTATIONS", "DEFAULT_AUGMENT", "DEFAULT_LR", "DEFAULT_WEIGHT_DECAY",
            "MIRRORING_DATASETS", "OPTIMIZERS", "SCHEDULES", "DataChanged", "build_model", "build_trainer",
            "evaluation_loader", "load_datasets", "make_optimizer", "make_schedule", "train_transform", "Run",

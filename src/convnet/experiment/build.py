@@ -9,7 +9,7 @@ from .. import models, optim
 from ..data import mnist, transforms
 from ..data.loader import ArrayDataset, DataLoader
 from ..distributed import synchronise_batch_norm
-from ..errors import ConvnetError
+from ..errors import ConvnetError, InvalidValue
 from ..random import manual_seed
 from ..reports import EpochLog, ProgressBar, RunFolder, StepLog, TensorBoard
 from ..train import ONE_PROCESS, EarlyStopping, Trainer
@@ -91,7 +91,7 @@ def build_trainer(config, train, test, run_dir=None, progress=True, log=print, g
     `Trainer`; with ``run_dir`` it keeps that folder's checkpoint and reports up to date. In a
     distributed ``group`` every rank trains and rank 0 alone reports and writes."""
     if config.batch_size > len(train):
-        raise ValueError(f"batch_size {config.batch_size} is larger than the training set ({len(train)} images); "
+        raise InvalidValue(f"batch_size {config.batch_size} is larger than the training set ({len(train)} images); "
                          f"expected at most {len(train)}")
     manual_seed(config.seed)
     model = build_model(config)

@@ -8,6 +8,7 @@ from dataclasses import dataclass, fields
 
 from .. import models
 from ..data import mnist
+from ..errors import InvalidValue
 from ..reports import SNAPSHOT_EVERY
 
 DEFAULT_LR = {"sgd": 0.05, "adam": 2e-3, "adamw": 2e-3}
@@ -99,7 +100,7 @@ class RunConfig:
         if not (_is_real(self.label_smoothing) and 0 <= self.label_smoothing < 1):
             problems.append(f"label_smoothing must be in [0, 1), got {self.label_smoothing!r}")
         if problems:
-            raise ValueError("; ".join(problems))
+            raise InvalidValue("; ".join(problems))
 
     @property
     def learning_rate(self):

@@ -8,6 +8,7 @@ from pathlib import Path
 
 from .. import models, pretrained
 from ..data import mnist
+from ..errors import InvalidValue
 from ..random import manual_seed
 from .build import build_model
 from .config import RunConfig
@@ -40,7 +41,7 @@ def load_model(target, data=None, mirror=None):
                                      f"for {', '.join(pretrained.available()) or 'no model'}"])
     if path.suffix == ".onnx":
         return load_onnx_file(path, data, mirror)
-    raise ValueError(f"{target} is neither a run folder, a model ({', '.join(models.MODELS)}) nor an ONNX file "
+    raise InvalidValue(f"{target} is neither a run folder, a model ({', '.join(models.MODELS)}) nor an ONNX file "
                      f"(.onnx)")
 
 
@@ -57,7 +58,7 @@ def with_mirroring(config, mirror, target):
     try:
         return replace(config, test_mirror=mirror)
     except ValueError as error:
-        raise ValueError(f"{target}: {error}") from None
+        raise InvalidValue(f"{target}: {error}") from None
 
 
 def export_onnx(target, path, opset=None):

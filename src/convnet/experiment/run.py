@@ -13,7 +13,7 @@ import numpy as np
 
 from .. import checkpoint, run_folder
 from ..data.loader import ArrayDataset
-from ..errors import ConvnetError
+from ..errors import ConvnetError, InvalidValue, MissingFile
 from ..train import ONE_PROCESS, Callback, Trainer, TrainingInterrupted
 from .build import DataChanged, absolute_data, build_model, build_trainer, data_changes, load_datasets
 from .config import RunConfig
@@ -41,7 +41,7 @@ def start(config, run_dir, progress=True, log=print, group=ONE_PROCESS):
     if group.rank == 0 and run_folder.has_checkpoint(run_dir):
         raise RunExists(f"{run_dir} already holds a run")
     if config.time_budget is not None and group.size > 1:
-        raise ValueError("--time-budget plans the run of one process; under mpirun give --epochs")
+        raise InvalidValue("--time-budget plans the run of one process; under mpirun give --epochs")
     config.data = absolute_data(config.data)
     if config.init_from is not None:
         config.init_from = str(Path(config.init_from).absolute())
@@ -82,7 +82,7 @@ def plan_epochs(config, train, test, started, log=print):
     spent = time.perf_counter() - started
     epochs = int((config.time_budget - spent - evaluation_seconds) // epoch_seconds)
     if epochs < 1:
-        raise ValueError(f"a time budget of {config.time_budget:g} s fits no epoch here: setting up took {spent:.0f} s "
+        raise InvalidValue(f"a time budget of {config.time_budget:g} s fits no epoch here: setting up took {spent:.0f} s "
                          f"and an epoch takes about {epoch_seconds:.0f} s; give at least "
                          f"{math.ceil(spent + epoch_seconds + evaluation_seconds)} s, or --epochs")
     log(f"time budget {config.time_budget:g} s: a step takes {step_seconds * 1000:.0f} ms here "
@@ -130,14 +130,14 @@ def initial_weights(source):
     if path.is_dir():
         return checkpoint.load(path)[0]
     if not path.is_file():
-        raise FileNotFoundError(f"--init-from {source}: no such file or folder")
+        raise MissingFile(f"--init-from {source}: no such file or folder")
     if path.suffix in (".pth", ".pt"):
         from ..pth import load_pth
         return load_pth(path)
     if path.suffix == ".onnx":
         from ..onnx import load
         return load(path).state_dict()  # its keys are the graph's initializers' names
-    raise ValueError(f"--init-from {source}: expected a run folder, a PyTorch state_dict (.pth, .pt) or an ONNX "
+    raise InvalidValue(f"--init-from {source}: expected a run folder, a PyTorch state_dict (.pth, .pt) or an ONNX "
                      f"file (.onnx)")
 
 
@@ -151,11 +151,11 @@ def _start_from(model, weights, source):
     broken = [key for key, value in weights.items()
               if np.asarray(value).dtype.kind == "f" and not np.isfinite(value).all()]
     if broken:
-        raise ValueError(f"--init-from {source}: non-finite values (NaN or infinity) in {broken}")
+        raise InvalidValue(f"--init-from {source}: non-finite values (NaN or infinity) in {broken}")
     try:
         model.load_state_dict(weights)
     except ValueError as error:
-        raise ValueError(f"--init-from {source}: {error}") from None
+        raise InvalidValue(f"--init-from {source}: {error}") from None
 
 
 def resume(run_dir, data=None, progress=True, log=print, group=ONE_PROCESS):

@@ -9,6 +9,7 @@ import numpy as np
 from .. import functional as F
 from .. import nn
 from ..data.loader import DataLoader
+from ..errors import InvalidValue
 from ..tensor import no_grad
 from ..train import evaluate
 from .build import DataChanged, absolute_data, data_changes, evaluation_loader, load_datasets
@@ -42,11 +43,11 @@ def evaluate_model(target, data=None, mirror=None):
         return evaluate_run(target, data, mirror)
     loaded = load_model(target, data, mirror)
     if loaded.input_shape != IMAGE_SHAPE:
-        raise ValueError(f"{target} takes images of shape {loaded.input_shape}; {loaded.config.dataset}'s are "
+        raise InvalidValue(f"{target} takes images of shape {loaded.input_shape}; {loaded.config.dataset}'s are "
                          f"{IMAGE_SHAPE}, so it cannot be evaluated on them")
     test, = load_datasets(loaded.config, ("test",))
     if len(loaded.classes) != len(test.classes):
-        raise ValueError(f"{target} answers {len(loaded.classes)} classes; {loaded.config.dataset} has "
+        raise InvalidValue(f"{target} answers {len(loaded.classes)} classes; {loaded.config.dataset} has "
                          f"{len(test.classes)}")
     loader = DataLoader(test, 1000, transform=loaded.normalize)
     return test.classes, evaluate(loaded.model, loader, mirror=loaded.mirror), loaded.notes

@@ -9,6 +9,7 @@ import numpy as np
 
 from .. import models
 from ..data import mnist, read_image, transforms
+from ..errors import InvalidValue
 from ..language import words
 from ..nn import Module
 from ..random import manual_seed
@@ -63,7 +64,7 @@ def model_on_image(target, image_path=None, data=None, mirror=None):
         notes.append(f"no IMAGE given: the first {loaded.config.dataset} test image "
                      f"({mnist.CLASSES[loaded.config.dataset][labels[0]]})")
     else:
-        raise ValueError(f"{target} takes images of shape {loaded.input_shape}, unlike {loaded.config.dataset}'s: "
+        raise InvalidValue(f"{target} takes images of shape {loaded.input_shape}, unlike {loaded.config.dataset}'s: "
                          f"give an IMAGE to show it")
     curves = loaded.run_dir / CURVES if loaded.run_dir is not None else None
     return ModelOnImage(loaded.model, image, loaded.title, loaded.classes, notes,

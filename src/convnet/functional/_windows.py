@@ -17,6 +17,8 @@ import numbers
 
 import numpy as np
 
+from ..errors import InvalidType, InvalidValue
+
 
 def resolve_padding(op, padding, kernel, stride=(1, 1), dilation=(1, 1)):
     """padding -> (top, bottom, left, right), as PyTorch pads.
@@ -31,10 +33,10 @@ def resolve_padding(op, padding, kernel, stride=(1, 1), dilation=(1, 1)):
             return 0, 0, 0, 0
         if padding == "same":
             if tuple(stride) != (1, 1):
-                raise ValueError(f"{op}: padding='same' needs stride 1, got stride={tuple(stride)}")
+                raise InvalidValue(f"{op}: padding='same' needs stride 1, got stride={tuple(stride)}")
             total_h, total_w = (d * (k - 1) for d, k in zip(dilation, kernel))
             return total_h // 2, total_h - total_h // 2, total_w // 2, total_w - total_w // 2
-        raise ValueError(f"{op}: expected padding to be an int, a pair, four sides, 'same' or 'valid', "
+        raise InvalidValue(f"{op}: expected padding to be an int, a pair, four sides, 'same' or 'valid', "
                          f"got {padding!r}")
     return four_sides(op, padding)
 
@@ -46,10 +48,10 @@ def four_sides(op, padding):
         sides = (sides[0], sides[0], sides[1], sides[1])
     if (not isinstance(sides, (tuple, list)) or len(sides) != 4
             or not all(isinstance(v, numbers.Integral) and not isinstance(v, bool) for v in sides)):
-        raise TypeError(f"{op}: expected padding to be an int, a pair (pH, pW) or four ints (top, bottom, left, "
+        raise InvalidType(f"{op}: expected padding to be an int, a pair (pH, pW) or four ints (top, bottom, left, "
                         f"right), got {padding!r}")
     if any(v < 0 for v in sides):
-        raise ValueError(f"{op}: expected padding >= 0, got {padding!r}")
+        raise InvalidValue(f"{op}: expected padding >= 0, got {padding!r}")
     return tuple(int(v) for v in sides)
 
 

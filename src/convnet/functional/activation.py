@@ -5,6 +5,7 @@ import math
 import numpy as np
 
 from .. import _checks, kernels
+from ..errors import InvalidValue
 from ..tensor import Function
 
 
@@ -143,13 +144,13 @@ def tanh(input):
 def gelu(input, approximate="none"):
     """Gaussian error linear unit, like ``torch.nn.functional.gelu`` (approximate 'none' or 'tanh')."""
     if approximate not in ("none", "tanh"):
-        raise ValueError(f"gelu: expected approximate to be 'none' or 'tanh', got {approximate!r}")
+        raise InvalidValue(f"gelu: expected approximate to be 'none' or 'tanh', got {approximate!r}")
     return GELU.apply(_checks.as_tensor("gelu", "input", input), approximate=approximate)
 
 
 def _dim(op, input, dim):
     if not isinstance(dim, int) or not -input.ndim <= dim < max(input.ndim, 1):
-        raise ValueError(f"{op}: dim={dim!r} is out of range for input of shape {input.shape}")
+        raise InvalidValue(f"{op}: dim={dim!r} is out of range for input of shape {input.shape}")
     return dim
 
 

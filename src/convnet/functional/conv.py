@@ -17,6 +17,7 @@ uses the same three the other way round.
 import numpy as np
 
 from .. import _checks
+from ..errors import InvalidType, InvalidValue
 from ..kernels.convolution import ConvGeometry, channel_major, conv2d_columns, conv2d_forward, conv2d_grads, \
     conv2d_input_grad, conv2d_weight_grad, output_size
 from ..tensor import Function
@@ -142,7 +143,7 @@ def conv_transpose2d_reference(x, weight, bias=None, stride=(1, 1), padding=(0, 
 # ------------------------------------------------------------------ public ops
 def _check_weight_and_bias(op, input, weight, bias, out_channels):
     if weight.dtype != input.dtype:
-        raise TypeError(f"{op}: expected weight dtype to match input dtype {input.dtype}, got {weight.dtype}")
+        raise InvalidType(f"{op}: expected weight dtype to match input dtype {input.dtype}, got {weight.dtype}")
     if bias is not None:
         bias = _checks.as_tensor(op, "bias", bias)
         _checks.check_shape(op, "bias", bias, "(O,)", O=out_channels)
@@ -180,14 +181,14 @@ def conv2d(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1):
     o, cg, kh, kw = weight.shape
     _checks.groups_divide_channels(op, groups, c, o)
     if cg * groups != c:
-        raise ValueError(f"{op}: expected weight of shape ({o}, {c // groups}, kH, kW) for input with {c} channels "
+        raise InvalidValue(f"{op}: expected weight of shape ({o}, {c // groups}, kH, kW) for input with {c} channels "
                          f"and groups={groups}, got {weight.shape}")
     bias = _check_weight_and_bias(op, input, weight, bias, o)
     padding = resolve_padding(op, padding, (kh, kw), stride, dilation)
     geometry = ConvGeometry.of_conv2d((h, w), (kh, kw), stride, padding, dilation, groups)
     span = (dilation[0] * (kh - 1) + 1, dilation[1] * (kw - 1) + 1)
     if span[0] > geometry.padded_hw[0] or span[1] > geometry.padded_hw[1]:
-        raise ValueError(f"{op}: kernel {(kh, kw)} with dilation {dilation} spans {span}, larger than the padded "
+        raise InvalidValue(f"{op}: kernel {(kh, kw)} with dilation {dilation} spans {span}, larger than the padded "
                          f"input {geometry.padded_hw} (input {(h, w)}, padding {padding})")
     return Conv2d.apply(input, weight, bias, geometry=geometry)
 
@@ -228,11 +229,11 @@ def conv_transpose2d(input, weight, bias=None, stride=1, padding=0, output_paddi
     c_weight, out_per_group, kh, kw = weight.shape
     _checks.groups_divide_channels(op, groups, c, out_per_group * groups)
     if c_weight != c:
-        raise ValueError(f"{op}: expected weight of shape ({c}, C_out/groups, kH, kW) for input with {c} channels, "
+        raise InvalidValue(f"{op}: expected weight of shape ({c}, C_out/groups, kH, kW) for input with {c} channels, "
                          f"got {weight.shape}")
     bias = _check_weight_and_bias(op, input, weight, bias, out_per_group * groups)
     geometry = ConvGeometry.of_conv_transpose2d((h, w), (kh, kw), stride, padding, output_padding, dilation, groups)
     if min(geometry.input_hw) < 1:
-        raise ValueError(f"{op}: expected a positive output size, got {geometry.input_hw} for input {(h, w)} "
+        raise InvalidValue(f"{op}: expected a positive output size, got {geometry.input_hw} for input {(h, w)} "
                          f"with kernel {(kh, kw)}, stride {stride}, padding {padding}, dilation {dilation}")
     return ConvTranspose2d.apply(input, weight, bias, geometry=geometry)

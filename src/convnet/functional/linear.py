@@ -4,6 +4,7 @@ import numpy as np
 
 from .. import _checks
 from .. import random as _random
+from ..errors import InvalidValue
 from ..tensor import Function
 
 
@@ -33,7 +34,7 @@ def linear(input, weight, bias=None):
     weight = _checks.as_tensor(op, "weight", weight)
     _checks.check_shape(op, "weight", weight, "(out_features, in_features)")
     if input.ndim == 0 or input.shape[-1] != weight.shape[1]:
-        raise ValueError(f"{op}: expected input of shape (*, {weight.shape[1]}), got {input.shape}")
+        raise InvalidValue(f"{op}: expected input of shape (*, {weight.shape[1]}), got {input.shape}")
     if bias is not None:
         bias = _checks.as_tensor(op, "bias", bias)
         _checks.check_shape(op, "bias", bias, "(out_features,)", out_features=weight.shape[0])

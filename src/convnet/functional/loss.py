@@ -3,6 +3,7 @@
 import numpy as np
 
 from .. import _checks
+from ..errors import InvalidType, InvalidValue
 from ..tensor import Function, Tensor
 from .activation import log_softmax_array
 
@@ -62,14 +63,14 @@ def _class_arguments(op, input, target, reduction):
     target = target.data if isinstance(target, Tensor) else np.asarray(target)
     n, c = input.shape
     if not np.issubdtype(target.dtype, np.integer):
-        raise TypeError(f"{op}: expected target to hold integer class indices, got dtype {target.dtype}")
+        raise InvalidType(f"{op}: expected target to hold integer class indices, got dtype {target.dtype}")
     if target.shape != (n,):
-        raise ValueError(f"{op}: expected target of shape ({n},) for input of shape {input.shape}, got {target.shape}")
+        raise InvalidValue(f"{op}: expected target of shape ({n},) for input of shape {input.shape}, got {target.shape}")
     if n and (target.min() < 0 or target.max() >= c):
         bad = target[(target < 0) | (target >= c)]
-        raise ValueError(f"{op}: expected target classes in [0, {c - 1}], got {bad[:5].tolist()}")
+        raise InvalidValue(f"{op}: expected target classes in [0, {c - 1}], got {bad[:5].tolist()}")
     if reduction not in _REDUCTIONS:
-        raise ValueError(f"{op}: expected reduction in {_REDUCTIONS}, got {reduction!r}")
+        raise InvalidValue(f"{op}: expected reduction in {_REDUCTIONS}, got {reduction!r}")
     return input, target
 
 
@@ -102,8 +103,8 @@ def mse_loss(input, target, reduction="mean"):
     input = _checks.as_tensor("mse_loss", "input", input)
     target = _checks.as_tensor("mse_loss", "target", target)
     if input.shape != target.shape:
-        raise ValueError(f"mse_loss: expected target of shape {input.shape} like the input, got {target.shape}")
+        raise InvalidValue(f"mse_loss: expected target of shape {input.shape} like the input, got {target.shape}")
     if reduction not in _REDUCTIONS:
-        raise ValueError(f"mse_loss: expected reduction in {_REDUCTIONS}, got {reduction!r}")
+        raise InvalidValue(f"mse_loss: expected reduction in {_REDUCTIONS}, got {reduction!r}")
     diff = input - target
     return _reduce(diff * diff, reduction)

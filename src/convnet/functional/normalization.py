@@ -3,6 +3,7 @@
 import numpy as np
 
 from .. import _checks, kernels
+from ..errors import InvalidValue
 from ..kernels.convolution import channel_major
 from ..tensor import Function, Tensor
 
@@ -167,17 +168,17 @@ def batch_norm(input, running_mean, running_var, weight=None, bias=None, trainin
     op = "batch_norm"
     input = _checks.as_tensor(op, "input", input)
     if input.ndim not in (2, 4):
-        raise ValueError(f"{op}: expected input of shape (N, C) or (N, C, H, W), got {input.shape}")
+        raise InvalidValue(f"{op}: expected input of shape (N, C) or (N, C, H, W), got {input.shape}")
     channels = input.shape[1]
     for name, value in (("weight", weight), ("bias", bias), ("running_mean", running_mean), ("running_var", running_var)):
         if value is not None and tuple(np.shape(value.data if isinstance(value, Tensor) else value)) != (channels,):
-            raise ValueError(f"{op}: expected {name} of shape ({channels},), got {np.shape(value)}")
+            raise InvalidValue(f"{op}: expected {name} of shape ({channels},), got {np.shape(value)}")
     running = [value.data if isinstance(value, Tensor) else value for value in (running_mean, running_var)]
     if training and input.data.size // channels < 2:
-        raise ValueError(f"{op}: expected more than 1 value per channel when training, got input of shape "
+        raise InvalidValue(f"{op}: expected more than 1 value per channel when training, got input of shape "
                          f"{input.shape}")
     if not training and any(value is None for value in running):
-        raise ValueError(f"{op}: running_mean and running_var are needed when not training")
+        raise InvalidValue(f"{op}: running_mean and running_var are needed when not training")
     if training and sum_across is not None:
         return SynchronisedBatchNorm.apply(input, weight, bias, *running, momentum=momentum, eps=eps,
                                            sum_across=sum_across)

@@ -8,6 +8,7 @@ PyTorch does). Average pooling keeps the mean.
 import numpy as np
 
 from .. import _checks, kernels
+from ..errors import InvalidValue
 from ..kernels.convolution import channel_major, output_size
 from ..tensor import Function
 from ._windows import four_sides, offset_view, pad, unpad
@@ -147,11 +148,11 @@ def _pool_arguments(op, input, kernel_size, stride, padding):
     stride = kernel if stride is None else _checks.pair(op, "stride", stride, minimum=1)
     padding = four_sides(op, padding)
     if max(padding[:2]) > kernel[0] // 2 or max(padding[2:]) > kernel[1] // 2:
-        raise ValueError(f"{op}: padding should be at most half the kernel size, got padding={padding} "
+        raise InvalidValue(f"{op}: padding should be at most half the kernel size, got padding={padding} "
                          f"(top, bottom, left, right) for kernel_size={kernel}")
     h, w = input.shape[2] + padding[0] + padding[1], input.shape[3] + padding[2] + padding[3]
     if kernel[0] > h or kernel[1] > w:
-        raise ValueError(f"{op}: kernel_size {kernel} is larger than the padded input {(h, w)}")
+        raise InvalidValue(f"{op}: kernel_size {kernel} is larger than the padded input {(h, w)}")
     return input, dict(kernel=kernel, stride=stride, padding=padding)
 
 

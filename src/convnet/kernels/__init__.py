@@ -59,6 +59,7 @@ import os
 from contextlib import contextmanager
 
 from . import activation, columns, depthwise, direct, normalization, pooling
+from ..errors import InvalidValue
 
 MODES = ("compiled", "reference")
 ALGORITHMS = ("auto", "im2col", "winograd", "winograd4", "direct", "depthwise")
@@ -108,7 +109,7 @@ class _Setting:
 
     def _check(self, value):
         if value not in self.choices:
-            raise ValueError(f"{self.setter}: expected one of {', '.join(self.choices)}, got {value!r}")
+            raise InvalidValue(f"{self.setter}: expected one of {', '.join(self.choices)}, got {value!r}")
 
 
 _mode = _Setting("kernels.set_mode (or CONVNET_KERNELS)", MODES, os.environ.get("CONVNET_KERNELS", "compiled"))

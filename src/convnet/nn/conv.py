@@ -8,6 +8,7 @@ from .. import functional as F
 from .init import default_init_
 from .module import Module, Parameter
 from .padding import conv_padding
+from ..errors import InvalidValue
 
 
 class Conv2d(Module):
@@ -109,7 +110,7 @@ def _set_shared_arguments(layer, name, in_channels, out_channels, kernel_size, s
 
 def _check_input(layer, x):
     if x.ndim != 4 or x.shape[1] != layer.in_channels:
-        raise ValueError(f"expected input of shape (N, {layer.in_channels}, H, W), got {tuple(x.shape)}")
+        raise InvalidValue(f"expected input of shape (N, {layer.in_channels}, H, W), got {tuple(x.shape)}")
 
 
 def _describe(layer):

@@ -9,12 +9,13 @@ import math
 import numpy as np
 
 from .. import random as _random
+from ..errors import InvalidValue
 
 
 def fan_in_and_fan_out(tensor):
     """For weights (out, in, *kernel): fan_in = in * prod(kernel), fan_out = out * prod(kernel)."""
     if tensor.ndim < 2:
-        raise ValueError(f"fan_in_and_fan_out: expected a tensor with at least 2 dimensions, got shape {tensor.shape}")
+        raise InvalidValue(f"fan_in_and_fan_out: expected a tensor with at least 2 dimensions, got shape {tensor.shape}")
     receptive_field = int(np.prod(tensor.shape[2:]))
     return tensor.shape[1] * receptive_field, tensor.shape[0] * receptive_field
 
@@ -29,7 +30,7 @@ def calculate_gain(nonlinearity, param=None):
     if nonlinearity == "leaky_relu":
         slope = 0.01 if param is None else param
         return math.sqrt(2.0 / (1 + slope ** 2))
-    raise ValueError(f"calculate_gain: unsupported nonlinearity {nonlinearity!r}")
+    raise InvalidValue(f"calculate_gain: unsupported nonlinearity {nonlinearity!r}")
 
 
 def uniform_(tensor, a=0.0, b=1.0, generator=None):
@@ -54,7 +55,7 @@ def ones_(tensor):
 
 def _fan(tensor, mode):
     if mode not in ("fan_in", "fan_out"):
-        raise ValueError(f"init: expected mode 'fan_in' or 'fan_out', got {mode!r}")
+        raise InvalidValue(f"init: expected mode 'fan_in' or 'fan_out', got {mode!r}")
     fan_in, fan_out = fan_in_and_fan_out(tensor)
     return fan_in if mode == "fan_in" else fan_out
 

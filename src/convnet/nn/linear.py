@@ -4,6 +4,7 @@ import numpy as np
 
 from .. import _checks
 from .. import functional as F
+from ..errors import InvalidValue
 from ..ops import flatten
 from .init import default_init_
 from .module import Module, Parameter
@@ -25,7 +26,7 @@ class Linear(Module):
 
     def forward(self, x):
         if x.ndim == 0 or x.shape[-1] != self.in_features:
-            raise ValueError(f"expected input of shape (*, {self.in_features}), got {tuple(x.shape)}")
+            raise InvalidValue(f"expected input of shape (*, {self.in_features}), got {tuple(x.shape)}")
         return F.linear(x, self.weight, self.bias)
 
     def extra_repr(self):

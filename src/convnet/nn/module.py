@@ -9,6 +9,7 @@ from collections import OrderedDict, namedtuple
 
 import numpy as np
 
+from ..errors import InvalidType, InvalidValue
 from ..tensor import Tensor
 
 IncompatibleKeys = namedtuple("IncompatibleKeys", ["missing_keys", "unexpected_keys"])
@@ -53,7 +54,7 @@ class Module:
             self._buffers[name] = value if value is None or isinstance(value, Tensor) else Tensor(value)
         elif name in self._parameters or name in self._modules:
             if value is not None:
-                raise TypeError(f"{type(self).__name__}: cannot assign {type(value).__name__} to '{name}' "
+                raise InvalidType(f"{type(self).__name__}: cannot assign {type(value).__name__} to '{name}' "
                                 f"(expected a Parameter, a Module or None)")
             (self._parameters if name in self._parameters else self._modules)[name] = None
         else:
@@ -209,7 +210,7 @@ class Module:
             problems.append(f"values too large for {targets[overflowing[0]].dtype} (they would become infinite): "
                             f"{overflowing}")
         if problems:
-            raise ValueError(f"load_state_dict for {type(self).__name__}: " + ". ".join(problems))
+            raise InvalidValue(f"load_state_dict for {type(self).__name__}: " + ". ".join(problems))
         for key, tensor in targets.items():
             if key in values:
                 tensor.data[...] = values[key]

@@ -5,6 +5,7 @@ import numpy as np
 from .. import _checks
 from .. import functional as F
 from .module import Module, Parameter
+from ..errors import InvalidValue
 
 
 class _BatchNorm(Module):
@@ -15,7 +16,7 @@ class _BatchNorm(Module):
         name = type(self).__name__
         self.num_features = _checks.positive_int(name, "num_features", num_features)
         if momentum is not None and not 0 <= momentum <= 1:
-            raise ValueError(f"{name}: expected momentum between 0 and 1 or None, got {momentum!r}")
+            raise InvalidValue(f"{name}: expected momentum between 0 and 1 or None, got {momentum!r}")
         self.eps, self.momentum, self.affine = eps, momentum, affine
         self.track_running_stats = track_running_stats
         # In a data-parallel job, what sums the batch statistics over its processes (see
@@ -30,7 +31,7 @@ class _BatchNorm(Module):
 
     def forward(self, x):
         if x.ndim not in self.accepted_ndims or x.shape[1] != self.num_features:
-            raise ValueError(f"expected input of shape {self.expected_input.format(C=self.num_features)}, "
+            raise InvalidValue(f"expected input of shape {self.expected_input.format(C=self.num_features)}, "
                              f"got {tuple(x.shape)}")
         use_batch_statistics = self.training or not self.track_running_stats
         momentum = self.momentum

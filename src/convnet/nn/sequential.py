@@ -10,6 +10,7 @@ from collections import OrderedDict
 from .activation import ReLU
 from .module import Module
 from .pooling import MaxPool2d
+from ..errors import InvalidType
 
 
 class Sequential(Module):
@@ -34,7 +35,7 @@ class Sequential(Module):
             modules = ((str(i), module) for i, module in enumerate(modules))
         for name, module in modules:
             if not isinstance(module, Module):
-                raise TypeError(f"Sequential: expected Module arguments, got {type(module).__name__} for '{name}'")
+                raise InvalidType(f"Sequential: expected Module arguments, got {type(module).__name__} for '{name}'")
             setattr(self, name, module)
 
     def forward(self, x):

@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from .. import nn
+from ..errors import InvalidType
 from ..files import WriteError, atomic_write, check_writable
 from ..functional import relu
 from ..tensor import Tensor, no_grad
@@ -66,7 +67,7 @@ def export(model, path, input_shape=(1, 1, 28, 28), opset=None, metadata=None):
     opset = _check_opset(onnx, opset)
     input_shape = _check_input_shape(input_shape)
     if not isinstance(model, nn.Module):
-        raise TypeError(f"export: expected model to be a convnet nn.Module, got {type(model).__name__}")
+        raise InvalidType(f"export: expected model to be a convnet nn.Module, got {type(model).__name__}")
     path = _check_path(path)
     metadata = dict(metadata or {})
     if not all(isinstance(key, str) and isinstance(value, str) for key, value in metadata.items()):

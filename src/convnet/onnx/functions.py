@@ -12,6 +12,7 @@ import math
 import numpy as np
 
 from .. import functional as F
+from ..errors import InvalidValue
 from ..functional.activation import erf_approximation
 from ..ops import Add, Div, Mul, Sub, concatenate, matmul
 from ..tensor import Function, Tensor
@@ -114,7 +115,7 @@ def squeeze(data, axes=None):
         axes = [axis for axis, size in enumerate(data.shape) if size == 1]
     axes = {int(axis) % data.ndim for axis in np.atleast_1d(axes)}
     if any(data.shape[axis] != 1 for axis in axes):
-        raise ValueError(f"Squeeze: expected size 1 on axes {sorted(axes)}, got shape {tuple(data.shape)}")
+        raise InvalidValue(f"Squeeze: expected size 1 on axes {sorted(axes)}, got shape {tuple(data.shape)}")
     return data.reshape(tuple(size for axis, size in enumerate(data.shape) if axis not in axes))
 
 

@@ -22,6 +22,7 @@ from typing import NamedTuple
 import numpy as np
 
 from .. import nn
+from ..errors import InvalidValue
 from ..tensor import Tensor
 from . import ops
 from .attributes import shortest_float32
@@ -118,7 +119,7 @@ class OnnxModel(nn.Module):
             return
         if x.ndim != len(expected) or any(isinstance(size, int) and size != actual
                                           for size, actual in zip(expected, x.shape)):
-            raise ValueError(f"expected input {self.input_name!r} of shape ({', '.join(map(str, expected))}), "
+            raise InvalidValue(f"expected input {self.input_name!r} of shape ({', '.join(map(str, expected))}), "
                              f"got {tuple(x.shape)}")
 
     def extra_repr(self):

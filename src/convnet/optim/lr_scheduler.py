@@ -4,6 +4,7 @@ CosineAnnealingLR) or once per batch (OneCycleLR), after ``optimizer.step()``.""
 import math
 
 from .optimizer import check_hyperparameter, same_kind
+from ..errors import InvalidValue
 
 
 class LRScheduler:
@@ -37,7 +38,7 @@ class LRScheduler:
         problems = [f"unexpected {key!r}" if key not in own else f"expected {key} like {own[key]!r}, got {value!r}"
                     for key, value in state_dict.items() if key not in own or not same_kind(own[key], value)]
         if problems:
-            raise ValueError(f"{type(self).__name__}.load_state_dict: {'; '.join(problems)}")
+            raise InvalidValue(f"{type(self).__name__}.load_state_dict: {'; '.join(problems)}")
         self.__dict__.update(state_dict)
 
 
@@ -46,7 +47,7 @@ class StepLR(LRScheduler):
 
     def __init__(self, optimizer, step_size, gamma=0.1, last_epoch=-1):
         if not isinstance(step_size, int) or step_size < 1:
-            raise ValueError(f"StepLR: expected step_size to be a positive int, got {step_size!r}")
+            raise InvalidValue(f"StepLR: expected step_size to be a positive int, got {step_size!r}")
         self.step_size, self.gamma = step_size, gamma
         super().__init__(optimizer, last_epoch)
 
@@ -59,7 +60,7 @@ class CosineAnnealingLR(LRScheduler):
 
     def __init__(self, optimizer, T_max, eta_min=0.0, last_epoch=-1):
         if not isinstance(T_max, int) or T_max < 1:
-            raise ValueError(f"CosineAnnealingLR: expected T_max to be a positive int, got {T_max!r}")
+            raise InvalidValue(f"CosineAnnealingLR: expected T_max to be a positive int, got {T_max!r}")
         self.T_max, self.eta_min = T_max, eta_min
         super().__init__(optimizer, last_epoch)
 
@@ -81,20 +82,20 @@ class OneCycleLR(LRScheduler):
                  div_factor=25.0, final_div_factor=1e4, last_epoch=-1):
         if total_steps is None:
             if not epochs or not steps_per_epoch:
-                raise ValueError("OneCycleLR: give total_steps, or both epochs and steps_per_epoch")
+                raise InvalidValue("OneCycleLR: give total_steps, or both epochs and steps_per_epoch")
             total_steps = epochs * steps_per_epoch
         if not isinstance(total_steps, int) or total_steps < 2:
-            raise ValueError(f"OneCycleLR: expected total_steps to be an int >= 2, got {total_steps!r}")
+            raise InvalidValue(f"OneCycleLR: expected total_steps to be an int >= 2, got {total_steps!r}")
         check_hyperparameter("OneCycleLR", "pct_start", pct_start, 0.0, 1.0)
         if anneal_strategy not in ("cos", "linear"):
-            raise ValueError(f"OneCycleLR: expected anneal_strategy 'cos' or 'linear', got {anneal_strategy!r}")
+            raise InvalidValue(f"OneCycleLR: expected anneal_strategy 'cos' or 'linear', got {anneal_strategy!r}")
         self.total_steps, self.anneal_strategy = total_steps, anneal_strategy
         self.phases = [(float(pct_start * total_steps) - 1, "initial_lr", "max_lr", "max_momentum", "base_momentum"),
                        (total_steps - 1, "max_lr", "min_lr", "base_momentum", "max_momentum")]
         self.use_beta1 = "betas" in optimizer.defaults
         self.cycle_momentum = cycle_momentum
         if cycle_momentum and not self.use_beta1 and "momentum" not in optimizer.defaults:
-            raise ValueError("OneCycleLR: cycle_momentum needs an optimizer with momentum or betas")
+            raise InvalidValue("OneCycleLR: cycle_momentum needs an optimizer with momentum or betas")
         for group in optimizer.param_groups:
             group["initial_lr"] = max_lr / div_factor
             group["max_lr"], group["min_lr"] = max_lr, max_lr / div_factor / final_div_factor
@@ -117,7 +118,7 @@ class OneCycleLR(LRScheduler):
     def get_lr(self):
         step = self.last_epoch
         if step > self.total_steps:
-            raise ValueError(f"OneCycleLR: tried to step {step} times; total_steps is {self.total_steps}")
+            raise InvalidValue(f"OneCycleLR: tried to step {step} times; total_steps is {self.total_steps}")
         lrs = []
         for group in self.optimizer.param_groups:
             start_step = 0.0

@@ -7,6 +7,7 @@ import numbers
 import numpy as np
 
 from .. import kernels
+from ..errors import InvalidType, InvalidValue
 from ..tensor import Tensor
 
 
@@ -21,7 +22,7 @@ class Optimizer:
         name = type(self).__name__
         params = list(params)
         if not params:
-            raise ValueError(f"{name}: got an empty parameter list")
+            raise InvalidValue(f"{name}: got an empty parameter list")
         groups = params if isinstance(params[0], dict) else [{"params": params}]
         # A setting is a real number even when written as 1: only counts are integers, which lets a
         # saved state's kind be checked strictly (`same_kind`).
@@ -33,7 +34,7 @@ class Optimizer:
             for p in group_params:
                 if not isinstance(p, Tensor) or not p.requires_grad:
                     detail = " with requires_grad=False" if isinstance(p, Tensor) else ""
-                    raise TypeError(f"{name}: expected Tensors that require grad as parameters, "
+                    raise InvalidType(f"{name}: expected Tensors that require grad as parameters, "
                                     f"got a {type(p).__name__}{detail}")
             self.param_groups.append({**defaults, **{k: _as_real(v) for k, v in group.items() if k != "params"},
                                       "params": group_params})
@@ -65,16 +66,16 @@ class Optimizer:
         name = type(self).__name__
         saved = state_dict["param_groups"]
         if len(saved) != len(self.param_groups):
-            raise ValueError(f"{name}.load_state_dict: expected {len(self.param_groups)} parameter groups, "
+            raise InvalidValue(f"{name}.load_state_dict: expected {len(self.param_groups)} parameter groups, "
                              f"got {len(saved)}")
         sizes = [len(g["params"]) for g in self.param_groups]
         if [len(g["params"]) for g in saved] != sizes:
-            raise ValueError(f"{name}.load_state_dict: expected groups of sizes {sizes}, "
+            raise InvalidValue(f"{name}.load_state_dict: expected groups of sizes {sizes}, "
                              f"got {[len(g['params']) for g in saved]}")
         problems = [problem for index, (group, saved_group) in enumerate(zip(self.param_groups, saved))
                     for problem in _hyperparameter_problems(index, group, saved_group)]
         if problems:
-            raise ValueError(f"{name}.load_state_dict: {'; '.join(problems)}")
+            raise InvalidValue(f"{name}.load_state_dict: {'; '.join(problems)}")
         self.state = {}
         for group, saved_group in zip(self.param_groups, saved):
             group.update({k: v for k, v in saved_group.items() if k != "params"})
@@ -130,7 +131,7 @@ def _as_real(value):
 def check_hyperparameter(optimizer, name, value, low=0.0, high=None):
     if not isinstance(value, numbers.Real) or value < low or (high is not None and value >= high):
         bounds = f">= {low}" if high is None else f"in [{low}, {high})"
-        raise ValueError(f"{optimizer}: expected {name} {bounds}, got {value!r}")
+        raise InvalidValue(f"{optimizer}: expected {name} {bounds}, got {value!r}")
 
 
 def flat_views(param, grad, *state):

@@ -2,6 +2,7 @@
 
 import numpy as np
 
+from ..errors import InvalidValue
 from ..kernels import optim as compiled_kernels
 from .optimizer import Optimizer, check_hyperparameter, flat_views
 
@@ -18,7 +19,7 @@ class SGD(Optimizer):
         for name, value in (("lr", lr), ("momentum", momentum), ("weight_decay", weight_decay)):
             check_hyperparameter("SGD", name, value)
         if nesterov and (momentum <= 0 or dampening != 0):
-            raise ValueError(f"SGD: nesterov needs momentum > 0 and dampening 0, got momentum={momentum}, "
+            raise InvalidValue(f"SGD: nesterov needs momentum > 0 and dampening 0, got momentum={momentum}, "
                              f"dampening={dampening}")
         super().__init__(params, dict(lr=lr, momentum=momentum, dampening=dampening, weight_decay=weight_decay,
                                       nesterov=nesterov))

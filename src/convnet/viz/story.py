@@ -10,6 +10,7 @@ import numpy as np
 
 from .. import functional as F
 from .. import nn
+from ..errors import InvalidValue
 from ..tensor import Tensor, no_grad
 
 
@@ -70,9 +71,9 @@ def tell(model, image, layer=0, classes=(), mirror=False):
     records, output = nn.record_outputs(model, image[None])
     convs = [i for i, r in enumerate(records) if isinstance(r.module, nn.Conv2d)]
     if not convs:
-        raise ValueError(f"{type(model).__name__} has no Conv2d layer, so there is no convolution to show")
+        raise InvalidValue(f"{type(model).__name__} has no Conv2d layer, so there is no convolution to show")
     if not isinstance(layer, int) or not 0 <= layer < len(convs):
-        raise ValueError(f"layer index {layer} is out of range: the model has {len(convs)} convolution layer"
+        raise InvalidValue(f"layer index {layer} is out of range: the model has {len(convs)} convolution layer"
                          f"{'s' if len(convs) > 1 else ''} (0 to {len(convs) - 1})")
     at = convs[layer]
     conv = records[at]
