@@ -1,7 +1,9 @@
 """The run folder's owner: its lock, what it shows of itself, its default name, and removing a folder
 that a run left with nothing saved (and only such a folder)."""
 
+import ast
 import os
+import pathlib
 import time
 
 import pytest
@@ -65,3 +67,19 @@ def test_the_step_log_reads_what_was_whole_of_it(tmp_path):
     (tmp_path / run_folder.STEPS).write_text('{"kind": "step", "step": 10}\n{"kind": "st')
     assert run_folder.whole_step_lines(tmp_path) == ['{"kind": "step", "step": 10}']
     assert run_folder.read_steps(tmp_path / run_folder.STEPS) == [{"kind": "step", "step": 10}]
+
+
+def test_the_run_folders_file_names_are_written_in_run_folder_alone():
+    package = pathlib.Path(run_folder.__file__).parent
+    names = [run_folder.WEIGHTS, run_folder.SIDECAR, *run_folder.REPORTS, run_folder.STEPS, run_folder.LOCK]
+    # An ordinary word: only a string that is the name counts (TENSORBOARD is also a setting's name, so it is left out).
+    words = {run_folder.SNAPSHOTS}
+    found = []
+    for path in sorted(package.rglob("*.py")):
+        if path.name == "run_folder.py":
+            continue
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Constant) and isinstance(node.value, str) and (
+                    node.value in words or any(name in node.value for name in names)):
+                found.append(f"{path.relative_to(package)}:{node.lineno}: {node.value[:60]!r}")
+    assert not found, "ask convnet.run_folder for these: " + "; ".join(found)
