@@ -278,6 +278,8 @@ function show(entry) {
     element("test").textContent = entry.test_accuracy.toFixed(4);
     element("confusion").src = "/files/[[confusion]]?epoch=" + entry.epoch;
     showClasses(entry.per_class_accuracy);
+    // Its planned epochs done, a run is finished, though a log written before "finished" lines does not say so.
+    if (entry.epoch >= run.config.epochs) { finished = true; showStatus(); }
   } else if (entry.kind === "snapshot") {
     snapshots.push(entry);
     const slider = element("snapshot");
