@@ -1,10 +1,13 @@
 """Shared oracles: central finite differences (float64) and PyTorch (float32).
 
-PyTorch is optional here: without it the tests that use it as their oracle skip (``requires_torch``,
-``torch_check``) and everything else runs. CI (``CI`` set) refuses to start without it, so that
-nothing is skipped there.
+The test extras (PyTorch, onnx, onnxruntime, mpi4py, ...: ``pip install -e '.[test]'``) are
+optional here: a test that needs one is marked ``requires("onnxruntime")`` (or ``requires_torch``,
+or calls ``torch_check``) and skips, saying which, where it is missing; everything else runs with
+the core dependencies and pytest, hypothesis and scipy. CI (``CI`` set) refuses to start without
+every extra, so that nothing is skipped there.
 """
 
+import importlib.util
 import os
 
 import convnet  # first: it sets BLAS's idle wait, which NumPy's BLAS reads when it loads
@@ -26,11 +29,25 @@ else:
 
 TORCH_MISSING = "PyTorch 2.13 is not installed (pip install -e '.[test]')"
 requires_torch = pytest.mark.skipif(torch is None, reason=TORCH_MISSING)
+# The test extra's packages that only some tests need (pytest, hypothesis and scipy every run needs).
+EXTRAS = ("torch", "onnx", "onnxruntime", "onnxscript", "mpi4py", "tensorboardX", "build")
+
+
+def installed(package):
+    return importlib.util.find_spec(package) is not None
+
+
+def requires(*packages):
+    """A mark that skips the test where one of ``packages`` (of `EXTRAS`) is not installed, naming it."""
+    missing = [package for package in packages if not installed(package)]
+    return pytest.mark.skipif(bool(missing), reason=f"needs {' and '.join(missing)} (pip install -e '.[test]')")
 
 
 def pytest_configure(config):
-    if torch is None and os.environ.get("CI"):
-        raise pytest.UsageError(f"{TORCH_MISSING}; CI runs every oracle test, so it refuses to skip them")
+    missing = [package for package in EXTRAS if not installed(package)]
+    if missing and os.environ.get("CI"):
+        raise pytest.UsageError(f"{', '.join(missing)} not installed (pip install -e '.[test]'); CI runs every test, "
+                                f"so it refuses to skip the tests that need them")
 
 
 def finite_difference_check(fn, arrays, eps=1e-6, rtol=1e-5, atol=1e-8, directions=3, seed=0):

@@ -1,17 +1,23 @@
 """The benchmark runs end to end on a reduced case list and writes a sound report."""
 
+import argparse
 import json
 import shlex
 import subprocess
 import sys
 
 import numpy as np
+import pytest
 
 from convnet import bench, manual_seed
+from convnet.bench.case import CONTENDERS, Case
+from convnet.bench.model_cases import inference_case
+from convnet.bench.rounds import measure
 from convnet.cli import main
-from conftest import requires_torch
+from conftest import requires, requires_torch
 
 
+@pytest.mark.slow
 @requires_torch  # the report's ratios need PyTorch's figures
 def test_bench_times_each_contender_in_its_own_process_and_writes_the_report(tmp_path, capsys):
     out = tmp_path / "bench.json"
@@ -46,23 +52,24 @@ class Contender:
 
 
 def test_throughput_rows_invert_the_time_ratios():
-    case = bench.Case("train step tiny batch 128", build=None, images=128)
-    step, throughput = bench.measure(case, [Contender("convnet", 0.02), Contender("torch", 0.04)], rounds=3)
+    case = Case("train step tiny batch 128", build=None, images=128)
+    step, throughput = measure(case, [Contender("convnet", 0.02), Contender("torch", 0.04)], rounds=3)
     assert step.figures == {"convnet": 20.0, "torch": 40.0} and step.ratios["torch"] == (0.5, 0.5, 0.5)
     assert throughput.name == "training throughput tiny batch 128" and throughput.unit == "img/s"
     assert throughput.figures == {"convnet": 6400.0, "torch": 3200.0} and throughput.ratios["torch"] == (2.0, 2.0, 2.0)
 
 
 def test_a_contender_that_does_not_run_a_case_is_left_out_of_its_row():
-    case = bench.Case("max_pool2d tiny forward", build=None)
-    row, = bench.measure(case, [Contender("convnet", 0.02), Contender("onnxruntime", None)], rounds=3)
+    case = Case("max_pool2d tiny forward", build=None)
+    row, = measure(case, [Contender("convnet", 0.02), Contender("onnxruntime", None)], rounds=3)
     assert row.figures == {"convnet": 20.0} and row.ratios == {}
 
 
+@requires("onnx", "onnxruntime")
 def test_onnxruntime_runs_the_exported_model_and_answers_as_convnet_does():
     images = np.random.default_rng(0).standard_normal((8, 1, 28, 28), dtype=np.float32)
-    case = bench._inference_case("reference CNN + BN", images)
-    assert case.contenders == bench.CONTENDERS
+    case = inference_case("reference CNN + BN", images)
+    assert case.contenders == CONTENDERS
     answers = []
     for contender in ("convnet", "onnxruntime"):
         manual_seed(0)  # the same weights
@@ -72,7 +79,7 @@ def test_onnxruntime_runs_the_exported_model_and_answers_as_convnet_does():
 
 
 def test_the_report_records_the_command_that_repeats_it():
-    parser = bench.argparse.ArgumentParser()
+    parser = argparse.ArgumentParser()
     bench.add_arguments(parser)
     for argv, expected in [([], "convnet bench"), (["--quick"], "convnet bench --quick"),
                            (["--no-torch", "--parts", "ops", "train", "--data", "/d", "--repeats", "7"],
@@ -83,6 +90,7 @@ def test_the_report_records_the_command_that_repeats_it():
         assert parser.parse_args(shlex.split(command)[2:]) == parser.parse_args(argv)
 
 
+@pytest.mark.slow
 def test_memory_probe_reports_a_plausible_peak():
     """In a fresh process, as the bench runs it: this one's peak is whatever the earlier tests used."""
     probe = subprocess.run([sys.executable, "-m", "convnet.bench", "--probe-memory", "convnet", "--steps", "1",

@@ -93,6 +93,7 @@ def test_resume_rules(trained_run, tmp_path, capsys):
     assert code == 1 and f"{run_dir} already holds a run; continue it with --resume" in err
 
 
+@pytest.mark.slow
 def test_a_read_only_run_folder_is_refused_before_training_and_kept(tiny_fashion, tmp_path):
     """A real permission denial. chmod does not stop root, so as root the command runs without
     the capabilities that override file permissions (util-linux's setpriv)."""
@@ -163,6 +164,7 @@ def test_evaluate_a_run_folder_of_another_model(trained_run, capsys):
     assert code == 1 and "the checkpoint does not fit a lenet5" in err
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("interruption", [signal.SIGINT, signal.SIGTERM], ids=["Ctrl-C", "SIGTERM"])
 def test_ctrl_c_or_sigterm_saves_and_says_how_to_resume(tiny_fashion, tmp_path, interruption):
     run_dir = tmp_path / "run"
@@ -254,6 +256,7 @@ def _evaluation_accuracy(out):
     return float(out.split("test accuracy: ")[1].split()[0])
 
 
+@pytest.mark.slow
 def test_a_relative_data_folder_means_the_same_files_from_any_directory(tiny_fashion, tmp_path, capsys,
                                                                           monkeypatch):
     monkeypatch.chdir(tiny_fashion.parent)
@@ -275,6 +278,7 @@ def test_a_relative_data_folder_means_the_same_files_from_any_directory(tiny_fas
     assert evaluated == files  # evaluating writes nothing
 
 
+@pytest.mark.slow
 def test_changed_data_is_refused_or_named(tiny_fashion, tmp_path, capsys):
     run_dir = tmp_path / "run"
     assert run(capsys, "train", "--data", str(tiny_fashion), "--epochs", "2", "--batch-size", "32",
@@ -318,6 +322,7 @@ def test_empty_datasets_and_float_labels_are_refused(tiny_fashion, tmp_path, cap
     assert code == 1 and message in err
 
 
+@pytest.mark.slow
 def test_one_writer_per_run_folder_and_no_stale_lock_after_kill_9(tiny_fashion, tmp_path, capsys):
     run_dir = tmp_path / "run"
     hold = ("import sys, time, types; from convnet.reports import RunFolder; folder = RunFolder(sys.argv[1], {}, ()); "
@@ -386,6 +391,7 @@ def test_impossible_requests_are_refused_before_any_work(tiny_fashion, tmp_path,
     assert code == 1 and f"--out {a_file} is a file; expected a folder" in err and a_file.read_text() == "mine"
 
 
+@pytest.mark.slow
 def test_a_folder_being_trained_always_reads_as_a_whole_checkpoint(tiny_fashion, tmp_path):
     run_dir = tmp_path / "run"
     trainer = subprocess.Popen([sys.executable, "-m", "convnet", "train", "--data", str(tiny_fashion), "--epochs", "6",
@@ -404,6 +410,7 @@ def test_a_folder_being_trained_always_reads_as_a_whole_checkpoint(tiny_fashion,
     assert len(epochs_seen) >= 2 and max(epochs_seen) <= 6
 
 
+@pytest.mark.slow
 def test_the_progress_bar_is_drawn_on_a_terminal_only(tiny_fashion, tmp_path):
     """Redirected to a file (`make train > log`), a bar's redraws would fill it: one line per epoch
     instead. On a terminal (a pseudo-terminal here) the bar is drawn."""
@@ -433,6 +440,7 @@ def test_the_progress_bar_is_drawn_on_a_terminal_only(tiny_fashion, tmp_path):
     assert process.returncode == 0 and b"%|" in drawn and b"batch/s" in drawn
 
 
+@pytest.mark.slow
 def test_early_stop_ends_a_run_whose_test_loss_stopped_improving_and_says_so(tiny_fashion, tmp_path, capsys):
     """A learning rate far too high makes the tiny set's test loss worse at once: with --early-stop 1
     the run stops after the epoch that did not improve, and the folder keeps that epoch."""

@@ -3,11 +3,14 @@
 import subprocess
 import sys
 
+import pytest
+
 import convnet
 from convnet.cli import main
 from convnet.demo import train_bars
 
 
+@pytest.mark.slow
 def test_a_small_cnn_learns_bars_to_full_accuracy_in_seconds():
     history = train_bars(epochs=5, log=lambda line: None)
     assert history[-1]["loss"] < 0.5 * history[0]["loss"]
@@ -15,6 +18,7 @@ def test_a_small_cnn_learns_bars_to_full_accuracy_in_seconds():
     assert sum(record["seconds"] for record in history) < 10
 
 
+@pytest.mark.slow
 def test_version_help_and_demo(capsys):
     result = subprocess.run([sys.executable, "-m", "convnet", "--version"], capture_output=True, text=True)
     assert result.returncode == 0 and result.stdout.strip() == f"convnet {convnet.__version__}"

@@ -77,6 +77,7 @@ def test_the_shares_of_a_batch_cover_it_once_in_order_and_differ_by_at_most_one(
     assert max(lengths) - min(lengths) <= 1
 
 
+@pytest.mark.slow
 def test_distributed_without_mpirun_trains_as_one_process_and_says_so(tiny_fashion, tmp_path):
     done = single_process(tiny_fashion, tmp_path / "run", "--distributed", epochs=1)
     assert done.stdout.startswith("--distributed: not started by mpirun")
@@ -84,6 +85,7 @@ def test_distributed_without_mpirun_trains_as_one_process_and_says_so(tiny_fashi
     assert_close_weights(weights(tmp_path / "run"), weights(tmp_path / "one"))
 
 
+@pytest.mark.slow
 def test_ranks_sharing_a_host_share_its_cores_unless_told_otherwise():
     script = "import os, convnet; print(os.environ['OMP_NUM_THREADS'], os.environ['OPENBLAS_NUM_THREADS'])"
     environment = {k: v for k, v in os.environ.items() if k not in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS")}
@@ -111,6 +113,7 @@ RANK_WEIGHTS = textwrap.dedent("""
 """)
 
 
+@pytest.mark.system
 @requires_mpi
 @pytest.mark.parametrize(("model", "options"), [("lenet5", ()), ("reference_cnn", ()),
                                                 ("reference_cnn", ("--sync-bn",))], ids=["lenet5", "BN", "sync BN"])
@@ -136,6 +139,7 @@ def test_two_ranks_train_as_one_process_and_hold_identical_weights(tiny_fashion,
     assert [sorted(entry) for entry in two["history"]] == [sorted(entry) for entry in one["history"]]
 
 
+@pytest.mark.system
 @requires_mpi
 def test_the_command_line_trains_on_two_ranks_and_a_run_resumes_on_one(tiny_fashion, tmp_path):
     script = tmp_path / "train.py"
@@ -155,6 +159,7 @@ def test_the_command_line_trains_on_two_ranks_and_a_run_resumes_on_one(tiny_fash
         assert_close_weights(weights(tmp_path / run), weights(tmp_path / "one"))
 
 
+@pytest.mark.system
 @requires_mpi
 def test_mpirun_without_distributed_is_refused_rather_than_training_two_copies(tiny_fashion, tmp_path):
     code, _, err, _ = mpirun(2, *train(tiny_fashion, tmp_path / "run"))
@@ -162,6 +167,7 @@ def test_mpirun_without_distributed_is_refused_rather_than_training_two_copies(t
     assert not (tmp_path / "run" / checkpoint.WEIGHTS).exists()
 
 
+@pytest.mark.system
 @requires_mpi
 def test_ranks_started_differently_are_refused_naming_the_rank(tiny_fashion, tmp_path):
     script = tmp_path / "train.py"
@@ -170,6 +176,7 @@ def test_ranks_started_differently_are_refused_naming_the_rank(tiny_fashion, tmp
     assert code != 0 and "rank 1 differs from rank 0 in the run's settings and convnet version" in err
 
 
+@pytest.mark.system
 @requires_mpi
 def test_a_killed_rank_stops_the_job_within_seconds_and_the_checkpoint_stays(tiny_fashion, tmp_path):
     script = tmp_path / "train.py"
@@ -191,6 +198,7 @@ def test_a_killed_rank_stops_the_job_within_seconds_and_the_checkpoint_stays(tin
     assert done.returncode == 0, done.stderr
 
 
+@pytest.mark.system
 @requires_mpi
 @pytest.mark.parametrize("interruption", [signal.SIGINT, signal.SIGTERM], ids=["Ctrl-C", "SIGTERM"])
 def test_ctrl_c_or_sigterm_to_mpirun_stops_every_rank_after_the_same_batch_and_rank_0_saves(tiny_fashion, tmp_path,
@@ -262,6 +270,7 @@ def test_synchronised_batch_norm_on_shares_is_batch_norm_on_the_whole_batch(shap
             np.testing.assert_allclose(statistic, expected_statistic, atol=1e-12)
 
 
+@pytest.mark.system
 @requires_mpi
 def test_two_hosts_over_tcp_train_as_one_process(tiny_fashion, tmp_path):
     """Two network namespaces joined by a veth pair limited to 1 Gbit/s, Open MPI over TCP between

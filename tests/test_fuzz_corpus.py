@@ -14,6 +14,7 @@ from safetensors.numpy import save as save_tensors
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from conftest import requires  # noqa: E402
 from fuzz import targets  # noqa: E402
 from fuzz.run import MAX_LEN  # noqa: E402  (run.py imports atheris only when it fuzzes)
 
@@ -27,8 +28,18 @@ BYTES_PER_PIXEL = 16
 CORPUS = targets.corpus_files()
 
 
-@pytest.mark.parametrize(("name", "path"), [pytest.param(name, path, id=f"{name}/{path.name}")
-                                            for name, path in CORPUS])
+def needs_its_reader(name):
+    """The marks of a corpus file whose reader needs an optional package: convnet.onnx needs onnx."""
+    return [requires("onnx")] if name == "onnx" else []
+
+
+def replay_marks(name, path):
+    """Its reader's needs; and a memory crash replays in a fresh process, which takes seconds."""
+    return needs_its_reader(name) + ([pytest.mark.slow] if path.name.startswith("crash-oom-") else [])
+
+
+@pytest.mark.parametrize(("name", "path"), [pytest.param(name, path, id=f"{name}/{path.name}",
+                                                         marks=replay_marks(name, path)) for name, path in CORPUS])
 def test_the_corpus_raises_only_documented_errors(name, path):
     if path.name.startswith("crash-oom-"):
         _replay_measuring_memory(name, path)
@@ -68,8 +79,8 @@ def test_the_corpus_stays_small():
     assert all(path.name.startswith(("seed-", "crash-")) for _, path in CORPUS)
 
 
-@pytest.mark.parametrize(("name", "path"), [(n, p) for n, p in CORPUS if p.name.startswith("seed-")],
-                         ids=lambda value: getattr(value, "name", value))
+@pytest.mark.parametrize(("name", "path"), [pytest.param(n, p, id=f"{n}-{p.name}", marks=needs_its_reader(n))
+                                            for n, p in CORPUS if p.name.startswith("seed-")])
 def test_the_seeds_are_valid_files(name, path, tmp_path):
     """A seed the reader refuses would start the fuzzer from junk: every seed reads cleanly."""
     if name == "idx":

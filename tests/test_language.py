@@ -93,6 +93,7 @@ def test_no_font_with_hangul_is_one_clear_line_and_no_folder(tmp_path, capsys, m
     assert not (tmp_path / "out").exists()
 
 
+@pytest.mark.slow
 @needs_hangul
 def test_the_lesson_in_korean_from_the_command_line(tmp_path, capsys):
     assert main(["show", "--lesson", "--lang", "ko", "--out", str(tmp_path / "lesson")]) == 0

@@ -1,12 +1,14 @@
 """The lesson's configuration: 256x256 grayscale images, 100 kernels of 10x10, ReLU, 2x2 max pooling."""
 
 import numpy as np
+import pytest
 
 import convnet
 from convnet import nn
 from conftest import assert_close_relative_to_scale, requires_torch, torch
 
 
+@pytest.mark.slow
 @requires_torch
 def test_lesson_layer_stack_matches_torch_forward_and_backward(rng):
     convnet.manual_seed(0)

@@ -65,6 +65,7 @@ def test_onnxruntime_computes_what_the_run_computes(exported):
     assert metadata["convnet.test_mirror"] == "true"  # the run mirrored its training images, so its test images too
 
 
+@pytest.mark.slow
 def test_summary_show_and_init_from_take_the_onnx_file(exported, tiny_fashion, tmp_path, capsys):
     run_dir, path = exported
     code, out, _ = run(capsys, "summary", path)

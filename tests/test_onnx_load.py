@@ -170,6 +170,7 @@ def zoo_file(tmp_path_factory):
 
 
 # ------------------------------------------------------------------ the zoo, both exporters
+@pytest.mark.slow
 @requires_torch
 @pytest.mark.parametrize("exporter", EXPORTERS)
 @pytest.mark.parametrize("name", ZOO)
@@ -182,6 +183,7 @@ def test_zoo_models_compute_what_torch_and_onnxruntime_compute(name, exporter, z
     assert_same_answers(ours, torch_output(model, x))
 
 
+@pytest.mark.slow
 @requires_torch
 @pytest.mark.parametrize("exporter", EXPORTERS)
 @pytest.mark.parametrize("name", ZOO)
@@ -272,6 +274,7 @@ def train_both(loaded, model, labels, input_shape, steps=3):
     return curves
 
 
+@pytest.mark.slow
 @requires_torch
 @pytest.mark.parametrize("exporter", EXPORTERS)
 def test_sgd_steps_match_torch(exporter, tmp_path):
@@ -379,6 +382,7 @@ def test_random_cnns_from_the_torchscript_exporter(cnn, opset, tmp_path_factory)
     assert_same_answers(evaluate(check_against_onnx(path, x), x), torch_output(model, x))
 
 
+@pytest.mark.slow
 @requires_torch
 @settings(max_examples=6)  # about a second each: the exporter traces, decomposes and optimises
 @given(cnn=torch_cnns())
@@ -636,6 +640,7 @@ def test_an_input_of_the_wrong_shape_is_refused_and_a_failing_node_named(tmp_pat
         loaded(images(2, (3, 4)))
 
 
+@pytest.mark.slow
 @requires_torch
 def test_external_data_is_read_only_from_the_models_folder(zoo_file, tmp_path):
     original = zoo_file("lenet5", "dynamo")[1]

@@ -31,6 +31,7 @@ def events(folder):
     return found
 
 
+@pytest.mark.slow
 def test_tensorboard_logs_the_runs_own_figures_histograms_and_pictures(tiny_fashion, tmp_path, capsys):
     run_dir = tmp_path / "run"
     assert main(["train", "--model", "lenet5", "--data", str(tiny_fashion), "--epochs", "2", "--batch-size", "16",
@@ -70,6 +71,7 @@ def test_without_tensorboardx_the_option_says_what_to_install(tiny_fashion, tmp_
     assert not (tmp_path / "run").exists()
 
 
+@pytest.mark.slow
 def test_a_resumed_run_tells_tensorboard_to_drop_what_was_logged_past_its_checkpoint(tiny_fashion, tmp_path):
     """Events a killed run wrote after its last checkpoint would otherwise stay beside the resumed
     run's: the resumed writer starts with a SessionLog START at the checkpoint's step (purge_step),

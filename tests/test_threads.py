@@ -46,6 +46,7 @@ def run_with(environment, script):
     return json.loads(result.stdout.strip().splitlines()[-1])
 
 
+@pytest.mark.slow
 def test_training_is_bit_for_bit_the_same_on_one_thread_and_on_three_in_either_threading_layer():
     # workqueue is Numba's own layer, the one a machine without the system's OpenMP gets.
     runs = [run_with({"NUMBA_NUM_THREADS": str(n), "NUMBA_THREADING_LAYER": layer}, TRAIN_AND_DIGEST)

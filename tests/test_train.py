@@ -28,6 +28,7 @@ def trainer_for(cfg, run_dir):
     return build_trainer(cfg, train, test, run_dir, progress=False, log=lambda line: None)
 
 
+@pytest.mark.slow
 def test_a_run_learns_and_writes_its_folder(tiny_fashion, tmp_path):
     run_dir = tmp_path / "run"
     history = trainer_for(config(tiny_fashion, model="reference_cnn", epochs=3, augment="none"), run_dir).fit(3)
@@ -41,6 +42,7 @@ def test_a_run_learns_and_writes_its_folder(tiny_fashion, tmp_path):
     assert not [p for p in os.listdir(run_dir) if p.endswith(".tmp")]
 
 
+@pytest.mark.slow
 def test_stopped_and_resumed_run_ends_with_the_same_weights_bit_for_bit(tiny_fashion, tmp_path):
     cfg = config(tiny_fashion)  # dropout, augmentation, shuffling and a one-cycle schedule all in play
     straight = trainer_for(cfg, tmp_path / "straight")
@@ -199,6 +201,7 @@ def test_callbacks_hear_every_step_in_order(tiny_fashion):
                               ("epoch_begin", 1, 0), ("epoch_end", 2, 0), ("train_end", 2, 0, False)]
 
 
+@pytest.mark.slow
 def test_a_callback_can_stop_the_run_which_is_saved_and_resumes_exactly(tiny_fashion, tmp_path):
     cfg = config(tiny_fashion, epochs=2)
     straight = trainer_for(cfg, None)
@@ -338,6 +341,7 @@ def test_the_step_log_says_what_the_run_is_and_snapshots_its_first_layer(tiny_fa
     assert sorted(path.name for path in (run_dir / run_folder.SNAPSHOTS).iterdir()) == sorted(["image.png", *pictures])
 
 
+@pytest.mark.slow
 def test_a_resumed_run_continues_its_step_log_and_a_new_one_replaces_a_dead_ones(tiny_fashion, tmp_path):
     run_dir = tmp_path / "run"
     cfg = config(tiny_fashion, model="lenet5", batch_size=16, augment="none", snapshot_every=12)
@@ -445,6 +449,7 @@ def test_test_time_mirroring_is_on_where_training_mirrors_and_refused_where_it_d
     assert not RunConfig.from_dict({"augment": "flip"}).test_time_mirroring
 
 
+@pytest.mark.slow
 def test_test_time_mirroring_changes_the_evaluation_and_nothing_of_the_training(tiny_fashion, tmp_path):
     mirrored = trainer_for(config(tiny_fashion, model="lenet5", augment="flip"), tmp_path / "mirrored")
     one_pass = trainer_for(config(tiny_fashion, model="lenet5", augment="flip", test_mirror=False), tmp_path / "one")
@@ -486,6 +491,7 @@ class FakeClock:
         return self.now
 
 
+@pytest.mark.slow
 def test_a_time_budget_plans_the_epochs_that_fit_and_leaves_no_trace(tiny_fashion, monkeypatch):
     """With the fake clock each step and the evaluation take 1 s: an epoch of 16 steps costs 17 s,
     the probe's set-up ends at 19 s, and one evaluation is kept for the end: (55 - 19 - 1) // 17 = 2."""

@@ -91,6 +91,7 @@ def chromium():
     return shutil.which("chromium") or shutil.which("chromium-browser")
 
 
+@pytest.mark.system
 @pytest.mark.skipif(not chromium() and not os.environ.get("CI"), reason="needs Debian's chromium (make test installs it)")
 def test_the_page_loads_every_image_in_headless_chromium_without_network(image, tmp_path):
     viz.render(viz.tell(models.lenet5(), image), tmp_path / "page", "browser test")
@@ -145,6 +146,7 @@ def test_show_an_unreadable_image(tmp_path, capsys):
     assert not (tmp_path / "out").exists()  # a refused input leaves no empty folder behind
 
 
+@pytest.mark.slow
 def test_show_lesson_on_the_bundled_photograph(tmp_path, capsys):
     assert main(["show", "--lesson", "--out", str(tmp_path / "lesson")]) == 0
     out = capsys.readouterr().out
@@ -156,6 +158,7 @@ def test_show_lesson_on_the_bundled_photograph(tmp_path, capsys):
         assert maps.size[0] > 1000  # a 10x10 grid of 247x247 maps
 
 
+@pytest.mark.slow
 def test_show_a_run_without_an_image_uses_a_test_image(tiny_fashion, tmp_path, capsys):
     run_dir = tmp_path / "run"
     assert main(["train", "--data", str(tiny_fashion), "--epochs", "1", "--out", str(run_dir), "--no-progress"]) == 0

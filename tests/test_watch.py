@@ -250,6 +250,7 @@ def test_the_page_speaks_korean_when_asked(tmp_path, monkeypatch):
     assert '<span id="status">실시간</span>' in page and ">학습</text>" in page  # the script's words too
 
 
+@pytest.mark.slow
 def test_train_watch_serves_the_run_it_trains(tiny_fashion, tmp_path):
     run_dir = tmp_path / "run"
     process = subprocess.Popen([sys.executable, "-m", "convnet", "train", "--model", "lenet5", "--data",
@@ -427,8 +428,9 @@ def svg_text_bottom_and_curves_top(page, svg_id):
 @pytest.mark.system
 @pytest.mark.skipif(not chromium() and not os.environ.get("CI"),
                     reason="needs Debian's chromium (make test installs it)")
+@pytest.mark.parametrize("logs_its_end", [True, False], ids=["finished-line", "older-log-without-it"])
 def test_a_finished_run_shows_as_done_with_every_setting_and_a_legend_clear_of_its_curves(server, tmp_path,
-                                                                                           monkeypatch):
+                                                                                           monkeypatch, logs_its_end):
     monkeypatch.setattr(watch, "STREAM_SECONDS", 0)
     server, run_dir = server
     (run_dir / STEPS).write_text("")
@@ -442,7 +444,8 @@ def test_a_finished_run_shows_as_done_with_every_setting_and_a_legend_clear_of_i
     for epoch in (1, 2):
         entries.append(dict(kind="epoch", step=16 * epoch, epoch=epoch, test_loss=0.5 / epoch,
                             test_accuracy=0.45 * epoch, per_class_accuracy=[0.9, 0.8], lr=0.001))
-    entries.append(dict(kind="finished", step=32, epoch=2))
+    if logs_its_end:
+        entries.append(dict(kind="finished", step=32, epoch=2))
     (run_dir / STEPS).write_text("".join(json.dumps(entry) + "\n" for entry in entries))
     page = rendered("http://%s:%d/" % server.server_address[:2], tmp_path / "profile")
     assert '<span id="status">done</span>' in page and '<b id="left">done</b>' in page, page[-3000:]

@@ -2,7 +2,6 @@
 where the `convnet` command runs from the installed files, not from this source tree."""
 
 import email
-import importlib.util
 import os
 import pathlib
 import re
@@ -15,9 +14,12 @@ import zipfile
 import pytest
 
 from convnet import models
+from conftest import requires
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 PROJECT = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+
+pytestmark = [pytest.mark.system, requires("build")]  # builds the wheel and installs it into a fresh venv
 
 
 def run(*command, cwd):
@@ -32,8 +34,6 @@ def run(*command, cwd):
 
 @pytest.fixture(scope="module")
 def wheel(tmp_path_factory):
-    if importlib.util.find_spec("build") is None and not os.environ.get("CI"):
-        pytest.skip("needs the build package (pip install -e '.[test]')")
     work = tmp_path_factory.mktemp("wheel")
     source = work / "source"  # a copy, so the build leaves no build/ or egg-info behind in the checkout
     source.mkdir()

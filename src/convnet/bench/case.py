@@ -1,0 +1,46 @@
+"""What the bench times: a `Case` builds, for each contender, the call to time; the contenders'
+optional libraries are imported only by the processes that run them."""
+
+from dataclasses import dataclass
+
+from ..process import withdraw_thread_defaults
+
+BATCH = 128
+CONTENDERS = ("convnet", "torch", "torch_cl", "onnxruntime")
+EVERY_CASE = CONTENDERS[:3]  # onnxruntime only runs inference
+
+
+@dataclass
+class Case:
+    """One figure: ``build(contender)`` gives the call to time, for each of ``contenders``;
+    ``images`` per call make img/s."""
+    name: str
+    build: object
+    images: int = 0
+    flops: int = 0
+    contenders: tuple = EVERY_CASE
+
+
+def import_torch():
+    withdraw_thread_defaults()  # PyTorch's own OpenMP pool keeps its usual idle wait
+    try:
+        import torch
+    except ImportError:
+        return None
+    return torch
+
+
+def import_onnxruntime():
+    try:
+        import onnx  # noqa: F401  (convnet.onnx.export's, to write the model onnxruntime runs)
+        import onnxruntime
+    except ImportError:
+        return None
+    return onnxruntime
+
+
+def torch_inputs(torch, arrays, channels_last):
+    tensors = [torch.from_numpy(a) for a in arrays]
+    if channels_last:
+        tensors = [t.contiguous(memory_format=torch.channels_last) if t.ndim == 4 else t for t in tensors]
+    return tensors
