@@ -71,3 +71,72 @@ def test_normalize():
     np.testing.assert_allclose(out, 2.0)
     with pytest.raises(ValueError, match="expected std > 0"):
         transforms.Normalize(0, 0)
+
+
+def test_array_batches_are_the_images_in_the_order_drawn_from_seed_and_epoch():
+    images = np.random.default_rng(5).integers(0, 256, (23, 2, 3, 3), dtype=np.uint8)
+    loader = DataLoader(ArrayDataset(images, np.arange(23) % 4), batch_size=5, shuffle=True, seed=7)
+    for epoch in (0, 3):
+        order = np.random.default_rng([7, epoch]).permutation(23)  # the recipe, written out independently
+        got = list(loader.batches(epoch))
+        assert [len(labels) for _, labels in got] == [5, 5, 5, 5, 3]
+        np.testing.assert_array_equal(np.concatenate([batch.numpy() for batch, _ in got]),
+                                      images[order].astype(np.float32) / 255)
+        np.testing.assert_array_equal(np.concatenate([labels for _, labels in got]), order % 4)
+
+
+class Squares:
+    """A user's own dataset: only len, [i] and classes."""
+    classes = ("dark", "light")
+
+    def __init__(self, count=12):
+        self.count = count
+
+    def __len__(self):
+        return self.count
+
+    def __getitem__(self, i):
+        return np.full((1, 4, 4), 20 * i, np.uint8), i % 2
+
+
+def test_a_dataset_without_batch_is_batched_by_stacking_its_items():
+    loader = DataLoader(Squares(12), batch_size=5, shuffle=True, seed=2)
+    order = np.random.default_rng([2, 0]).permutation(12)
+    images, labels = next(iter(loader))
+    assert images.shape == (5, 1, 4, 4) and images.numpy().dtype == np.float32 and labels.dtype == np.int64
+    np.testing.assert_array_equal(images.numpy()[:, 0, 0, 0], (20 * order[:5]).astype(np.float32) / 255)
+    np.testing.assert_array_equal(labels, order[:5] % 2)
+    assert ArrayDataset(np.zeros((3, 2, 2), np.uint8), np.array([0, 1, 2]))[1][1] == 1
+
+
+def test_a_dataset_missing_part_of_the_protocol_or_giving_odd_shapes_is_refused():
+    class NoClasses:
+        def __len__(self):
+            return 3
+
+        def __getitem__(self, i):
+            return np.zeros((1, 2, 2), np.uint8), 0
+
+    with pytest.raises(TypeError, match="got NoClasses without classes"):
+        DataLoader(NoClasses(), 2)
+
+    class Ragged(Squares):
+        def __getitem__(self, i):
+            return np.zeros((1, 4, 4 + i), np.uint8), 0
+
+    with pytest.raises(ValueError, match=r"Ragged\[1\]: expected an image of shape \(1, 4, 4\), as dataset\[0\], "
+                                         r"got \(1, 4, 5\)"):
+        next(iter(DataLoader(Ragged(), 4)))
+
+
+def test_a_users_own_dataset_trains_with_the_trainer():
+    from convnet import manual_seed, nn, optim
+    from convnet.train import Trainer
+
+    manual_seed(0)
+    model = nn.Sequential(nn.Flatten(), nn.Linear(16, 2))
+    train, test = DataLoader(Squares(12), 4, shuffle=True), DataLoader(Squares(6), 6)
+    before = model[1].weight.data.copy()
+    history = Trainer(model, train, test, optim.SGD(model.parameters(), lr=0.1)).fit(2)
+    assert len(history) == 2 and 0 <= history[-1]["test_accuracy"] <= 1
+    assert not np.array_equal(before, model[1].weight.data)

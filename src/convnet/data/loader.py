@@ -1,4 +1,4 @@
-"""Datasets of arrays and the loader that batches them.
+"""Datasets of arrays and the loader that batches any dataset (see `datasets` for the protocol).
 
 A loader's shuffling and augmentation are a pure function of (seed, epoch, batch index), so a
 run stopped in the middle of an epoch resumes with exactly the batches it would have seen.
@@ -10,6 +10,7 @@ import numpy as np
 
 from ..errors import InvalidType, InvalidValue
 from ..tensor import Tensor
+from .datasets import check_dataset, stacked_batch
 from .transforms import unit_range
 
 
@@ -17,8 +18,8 @@ class ArrayDataset:
     """Images (N, H, W) or (N, C, H, W), uint8 in [0, 255] or float, with integer labels (N,).
 
     ``classes`` names the labels (for reports); ``source`` says where the data came from (a
-    JSON-able dict that a run records, e.g. `mnist.load_with_source`'s), or is None; ``len`` and
-    integer-array indexing work.
+    JSON-able dict that a run records, e.g. `mnist.load_with_source`'s), or is None; ``len``,
+    ``dataset[i] -> (image (C, H, W), label)`` and ``batch`` (integer-array indexing) work.
     """
 
     def __init__(self, images, labels, classes=None, source=None):
@@ -39,13 +40,16 @@ class ArrayDataset:
     def __len__(self):
         return len(self.images)
 
+    def __getitem__(self, i):
+        return self.images[i], int(self.labels[i])
+
     def batch(self, index):
         """Float32 images scaled to [0, 1] (uint8 input) and labels for the integer ``index``."""
         return unit_range(self.images[index]), self.labels[index]
 
 
 class DataLoader:
-    """Iterate over ``dataset`` in batches of (Tensor (B, C, H, W) float32, labels (B,) int64).
+    """Iterate over ``dataset`` (see `datasets`) in batches of (Tensor (B, C, H, W) float32, labels (B,) int64).
 
     Args:
         batch_size: images per batch (the last one may be smaller unless ``drop_last``).
@@ -57,6 +61,7 @@ class DataLoader:
     def __init__(self, dataset, batch_size, shuffle=False, drop_last=False, seed=0, transform=None):
         if not isinstance(batch_size, int) or isinstance(batch_size, bool) or batch_size < 1:
             raise InvalidValue(f"DataLoader: expected batch_size to be a positive int, got {batch_size!r}")
+        check_dataset(dataset)
         self.dataset, self.batch_size, self.shuffle, self.drop_last = dataset, batch_size, shuffle, drop_last
         self.seed, self.transform = seed, transform
         self.epoch = 0
@@ -75,7 +80,8 @@ class DataLoader:
         order = self.order(epoch)
         for number in range(start, len(self)):
             index = order[number * self.batch_size:(number + 1) * self.batch_size]
-            images, labels = self.dataset.batch(index)
+            images, labels = (self.dataset.batch(index) if hasattr(self.dataset, "batch")
+                              else stacked_batch(self.dataset, index))
             if self.transform is not None:
                 images = self.transform(images, np.random.default_rng([self.seed, epoch, number, 1]))
             yield Tensor(np.ascontiguousarray(images, dtype=np.float32)), labels
