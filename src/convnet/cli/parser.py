@@ -95,7 +95,7 @@ def build_parser():
                        "only)")
 
     download = command("download", commands.download, "fetch and verify a dataset into the user cache")
-    download.add_argument("dataset", choices=["fashion-mnist"], help="the dataset to fetch")
+    download.add_argument("dataset", choices=["fashion-mnist", "cifar10", "cifar100"], help="the dataset to fetch")
     download.add_argument("--dir", help="where to put the files (default: the user cache)")
     download.add_argument("--url", help="a mirror to download from instead of the official location")
 
