@@ -36,6 +36,7 @@ def test_each_card_says_how_its_weights_were_made(name):
     assert card["history"][-1]["epoch"] == card["epochs"] and len(data) < 4_000_000  # a couple of MB at most
 
 
+@pytest.mark.slow
 @needs_fashion
 @pytest.mark.parametrize("name", SHIPPED)
 def test_each_shipped_model_scores_exactly_what_its_card_records(name):
@@ -77,8 +78,8 @@ def test_weights_convnet_does_not_ship_or_for_another_configuration_are_refused(
     with pytest.raises(pretrained.PretrainedError, match=f"^convnet ships no trained weights for {unshipped}; it "
                                                          f"ships weights for: {', '.join(SHIPPED)}$"):
         models.build(unshipped, pretrained=True)
-    with pytest.raises(ValueError, match=r"^reference_cnn: the shipped weights fit its default configuration, so "
-                                         r"pretrained=True takes no other settings; got classes=5$"):
+    with pytest.raises(ValueError, match=r"^reference_cnn: the shipped weights fit its default configuration \(1x28x28, "
+                                         r"10 classes\), so pretrained=True takes no other settings; got classes=5$"):
         models.reference_cnn(classes=5, pretrained=True)
 
 
@@ -113,6 +114,7 @@ def test_a_card_for_a_broken_file_is_refused(copied_weights):
         pretrained.state_dict("reference_cnn")
 
 
+@pytest.mark.slow
 @needs_fashion
 def test_the_commands_take_a_shipped_models_name(tmp_path, capsys):
     images, labels = mnist.load("fashion-mnist", "test")
