@@ -11,11 +11,11 @@ from convnet.demo import train_bars
 
 
 @pytest.mark.slow
-def test_a_small_cnn_learns_bars_to_full_accuracy_in_seconds():
+def test_a_small_cnn_learns_bars_to_full_accuracy():
+    # How long it takes is the README's figure, not this test's: a timed assertion fails on a busy machine.
     history = train_bars(epochs=5, log=lambda line: None)
     assert history[-1]["loss"] < 0.5 * history[0]["loss"]
     assert history[-1]["test_accuracy"] == 1.0
-    assert sum(record["seconds"] for record in history) < 10
 
 
 @pytest.mark.slow
