@@ -238,12 +238,13 @@ class StepLog(Callback):
 
 
 def first_convolution(model, image):
-    """The first Conv2d that ``image`` (1, C, H, W) passes through: its kernels on input channel 0
-    (K, kH, kW) and its feature maps of the image (K, H', W'); None for a model without one."""
+    """The first Conv2d that ``image`` (1, C, H, W) passes through: its kernels (K, C, kH, kW), all
+    input channels, so a colour network's are drawn in colour, and its feature maps of the image
+    (K, H', W'); None for a model without one."""
     from .nn import Conv2d, record_outputs
     records, _ = record_outputs(model, image)
     first = next((record for record in records if isinstance(record.module, Conv2d)), None)
-    return None if first is None else (first.module.weight.data[:, 0], first.output[0])
+    return None if first is None else (first.module.weight.data, first.output[0])
 
 
 def _step(trainer):
@@ -300,7 +301,7 @@ class TensorBoard(Callback):
         first = first_convolution(trainer.model, self.image)
         if first is not None:
             kernels, maps = first
-            self.writer.add_images("first_conv/kernels", _unit(kernels[:, None]), step)
+            self.writer.add_images("first_conv/kernels", _unit(kernels[:, :1]), step)  # input channel 0, greyscale
             self.writer.add_images("first_conv/feature_maps", _unit(maps[:, None]), step)
         self.writer.flush()
 

@@ -1,5 +1,6 @@
 """Matplotlib set-up shared by every picture: the Agg backend (no screen needed), one style."""
 
+import functools
 import io
 import logging
 from contextlib import contextmanager
@@ -55,10 +56,42 @@ def font_families(language):
 
 
 def _has_hangul(path):
+    return ord("합") in _letters(path)
+
+
+@functools.cache
+def _letters(path):
+    """The code points the font at ``path`` draws; none for a font FreeType cannot read or scale
+    (a colour emoji font's fixed-size bitmaps make matplotlib fail at any other size)."""
     try:
-        return ord("합") in ft2font.FT2Font(path).get_charmap()
+        font = ft2font.FT2Font(path)
+        return frozenset(font.get_charmap()) if font.scalable else frozenset()
     except (OSError, RuntimeError, ValueError):  # not a font FreeType can read
-        return False
+        return frozenset()
+
+
+def fonts_for(text, language="en"):
+    """The font families to draw ``text`` in, ``language``'s (`font_families`) first, then installed
+    fonts that have the letters those lack (class names in another script: Hangul in an English
+    picture); None when ``language``'s fonts have them all, so such pictures stay as they were.
+    Letters that no installed font has (most emoji) matplotlib draws as empty boxes, with a
+    warning: never an error."""
+    families = font_families(language) or [FALLBACK_FONT]
+    missing = {ord(letter) for letter in text if not letter.isspace()}
+    for family in families:
+        path = font_manager.findfont(font_manager.FontProperties(family=family), fallback_to_default=False)
+        missing -= _letters(path)
+    if not missing:
+        return None
+    added = []
+    candidates = sorted(font_manager.fontManager.ttflist,
+                        key=lambda entry: (entry.name not in HANGUL_FONTS, entry.name))  # the same choice every run
+    for entry in candidates:
+        covered = missing & _letters(entry.fname)
+        if covered and entry.name not in families + added:
+            added.append(entry.name)
+            missing -= covered
+    return families + added if added else None
 
 
 @contextmanager

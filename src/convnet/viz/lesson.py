@@ -10,7 +10,8 @@ from matplotlib.patches import ConnectionPatch, Rectangle
 from PIL import Image
 
 from ..language import class_names, words
-from .figures import new_figure, plt
+from .colour import MAP_PIXELS, colour_words, kernel_patches, shrink
+from .figures import fonts_for, new_figure, plt
 
 COLOURS = ("#e41a1c", "#377eb8", "#4daf4a")
 IMAGE_MAP, SIGNED_MAP = "gray", "RdBu_r"
@@ -56,11 +57,16 @@ def convolution_figure(story, language="en"):
     for axes in (image_axes, zoom_image):
         axes.imshow(shown, cmap=IMAGE_MAP)
     image_axes.set_title(text["convolution.input"].format(height=story.image.shape[1], width=story.image.shape[2]))
-    low, high = _symmetric(step.kernel)
-    kernel_image = kernel_axes.imshow(step.kernel, cmap=SIGNED_MAP, vmin=low, vmax=high)
-    kernel_axes.set_title(text["convolution.kernel"].format(index=step.map_index, height=step.kernel.shape[0],
-                                                            width=step.kernel.shape[1]))
-    figure.colorbar(kernel_image, ax=kernel_axes, orientation="horizontal", fraction=0.08, pad=0.04)
+    if story.kernels.shape[1] == 3:  # a colour input's kernel: its three channels as one colour patch
+        kernel_axes.imshow(kernel_patches(story.kernels[step.map_index:step.map_index + 1])[0])
+        kernel_axes.set_title(colour_words(language)["kernel"].format(
+            index=step.map_index, height=step.kernel.shape[0], width=step.kernel.shape[1]), fontsize=9)
+    else:
+        low, high = _symmetric(step.kernel)
+        kernel_image = kernel_axes.imshow(step.kernel, cmap=SIGNED_MAP, vmin=low, vmax=high)
+        kernel_axes.set_title(text["convolution.kernel"].format(index=step.map_index, height=step.kernel.shape[0],
+                                                                width=step.kernel.shape[1]))
+        figure.colorbar(kernel_image, ax=kernel_axes, orientation="horizontal", fraction=0.08, pad=0.04)
     vmin, vmax = float(step.feature_map.min()), float(step.feature_map.max())
     for axes in (map_axes, zoom_map):
         map_image = axes.imshow(step.feature_map, cmap="viridis", vmin=vmin, vmax=vmax)
@@ -123,9 +129,11 @@ def maps_grid_figure(maps, title, signed=False, limit=100, each_scaled=False, la
     with ``each_scaled``, each map from its own minimum (0) to its own maximum (1), so that a weak
     map shows its pattern too (one scale shows instead which maps respond most).
 
-    Drawn as one mosaic image rather than one axes per map: the same picture, 20x faster.
+    Drawn as one mosaic image rather than one axes per map: the same picture, 20x faster. Maps
+    over `colour.MAP_PIXELS` a side are averaged down to it (`colour.shrink`): each tile is drawn
+    about 130 pixels wide, so more pixels would only alias, and the mosaic's memory stays bounded.
     """
-    maps = np.asarray(maps[:limit], dtype=np.float64)
+    maps = shrink(np.asarray(maps[:limit], dtype=np.float64), MAP_PIXELS)
     if each_scaled:
         low = maps.min(axis=(1, 2), keepdims=True)
         maps = (maps - low) / np.maximum(maps.max(axis=(1, 2), keepdims=True) - low, 1e-12)
@@ -216,6 +224,12 @@ def probabilities_figure(probabilities, classes, language="en", mirrored=False):
     ``mirrored``: averaged with the mirror image's answer, the title says."""
     text = words(language)
     classes = class_names(classes, language) or tuple(str(i) for i in range(len(probabilities)))
+    families = fonts_for("".join(classes), language)  # names in any script: a font that has their letters
+    with plt.rc_context({"font.family": families} if families else {}):
+        return _probabilities_figure(probabilities, classes, text, mirrored)
+
+
+def _probabilities_figure(probabilities, classes, text, mirrored):
     figure, axes = new_figure(size=(7, 0.35 * len(classes) + 1.2))
     order = np.arange(len(probabilities))[::-1]
     colours = ["#d62728" if i == int(np.argmax(probabilities)) else "#7f7f7f" for i in order]

@@ -7,9 +7,12 @@ from ..language import words
 from ..nn import summary
 from ..run_folder import CURVES
 from . import lesson
+from .colour import colour_kernels_figure, colour_words, kernel_channels_figure
 from .figures import language_font, png_bytes
 from .page import page
 from .story import tell
+
+CHANNEL_KERNELS = 32  # kernels drawn channel by channel: two bands of R, G and B rows
 
 
 def show(model, image, out_dir, title, classes=(), layer=0, curves_png=None, notes=(), language="en", mirror=False):
@@ -61,8 +64,7 @@ def _sections(story, curves_png, text, language):
                          [("pooling.png", png_bytes(lesson.pooling_figure(story, language)), "image/png"),
                           ("pooled_maps.png", png_bytes(lesson.maps_grid_figure(story.pooled_maps, pooled_title)),
                            "image/png")]))
-    kernels = [("kernels.png", png_bytes(lesson.kernels_figure(
-        story.kernels, text["show.kernels"].format(count=count, layer=step.layer))), "image/png")]
+    kernels = _kernel_pictures(story.kernels, step.layer, text, language)
     kernels += [(f"deeper_{name.replace('.', '_')}.png",
                  png_bytes(lesson.maps_grid_figure(maps, text["show.deeper"].format(layer=name))), "image/png")
                 for name, maps in story.deeper]
@@ -73,3 +75,18 @@ def _sections(story, curves_png, text, language):
     if curves_png is not None:
         sections.append((text["show.training"], text["show.training_text"], [(CURVES, curves_png, "image/png")]))
     return sections
+
+
+def _kernel_pictures(kernels, layer, text, language):
+    """[(file name, bytes, mime type)]: kernels (K, C, kH, kW) on input channel 0, or, for a colour
+    input's (C = 3), as colour patches and channel by channel."""
+    count = len(kernels)
+    if kernels.shape[1] != 3:
+        return [("kernels.png", png_bytes(lesson.kernels_figure(
+            kernels, text["show.kernels"].format(count=count, layer=layer))), "image/png")]
+    colour_text = colour_words(language)
+    return [("kernels.png", png_bytes(colour_kernels_figure(
+                kernels, colour_text["patches"].format(count=count, layer=layer))), "image/png"),
+            ("kernels_channels.png", png_bytes(kernel_channels_figure(
+                kernels, colour_text["channels"].format(count=min(count, CHANNEL_KERNELS), layer=layer),
+                limit=CHANNEL_KERNELS)), "image/png")]
