@@ -47,11 +47,12 @@ def predict(args):
     if len(targets) < 2:
         raise CommandError("predict takes RUN_DIR, MODEL or MODEL.onnx (or --model NAME), then one or more IMAGEs")
     loaded = experiment.load_model(targets[0], mirror=args.test_mirror)
+    images = _image_paths(targets[1:])
     for note in loaded.notes:
         print(f"note: {note}")
     classifier = experiment.Classifier(loaded)
-    failures = 0
-    for path in targets[1:]:
+    failures, rows = 0, []
+    for path in images:
         try:
             top, notes = classifier.top(path, 3)
         except ImageError as error:
@@ -62,7 +63,40 @@ def predict(args):
         print(f"{path}:{note}")
         for rank, (name, probability) in enumerate(top, 1):
             print(f"  {rank}. {name:<12s} {probability:.4f}")
+        rows.append([path, *(value for pair in top for value in (pair[0], f"{pair[1]:.6f}"))])
+    if args.csv:
+        _write_predictions(args.csv, rows, min(3, len(loaded.classes)))
+        print(f"wrote {len(rows)} rows to {args.csv}")
     return EXIT_ERROR if failures else 0
+
+
+def _image_paths(targets):
+    """The image files named by ``targets``: each file as given, each folder's images at any depth
+    (sorted; hidden files and other files passed over)."""
+    from ..data.folders import _images_under
+    paths = []
+    for target in targets:
+        if Path(target).is_dir():
+            found, _ = _images_under(target)
+            if not found:
+                raise CommandError(f"{target}: no images in this folder or below (expected .png, .jpg, ... files)")
+            paths += found
+        else:
+            paths.append(target)
+    return paths
+
+
+def _write_predictions(out, rows, k):
+    """``out`` as CSV: path, the likeliest class and its probability, then the next ``k`` - 1."""
+    import csv
+    import io
+    from ..files import atomic_write
+    text = io.StringIO()
+    writer = csv.writer(text)
+    writer.writerow(["path", "class", "probability",
+                     *(f"{name}_{rank}" for rank in range(2, k + 1) for name in ("class", "probability"))])
+    writer.writerows(rows)
+    atomic_write(Path(out), text.getvalue())
 
 
 def _named_model_first(args):

@@ -26,6 +26,7 @@ def _argument_type(convert, accept, expected):
 positive_int = _argument_type(int, lambda value: value >= 1, "a positive integer")
 positive_float = _argument_type(float, lambda value: value > 0, "a positive number")
 fraction = _argument_type(float, lambda value: 0 <= value < 1, "a number in [0, 1)")
+open_fraction = _argument_type(float, lambda value: 0 < value < 1, "a number between 0 and 1")
 DURATION_UNITS = {"": 1, "s": 1, "m": 60, "min": 60, "h": 3600}
 
 
@@ -41,8 +42,23 @@ def duration(text):
     return float(match[1]) * DURATION_UNITS[match[2] or ""]
 
 
+def image_size(text):
+    """``64`` or ``64x48`` (height x width) as [H, W].
+
+    >>> image_size("64"), image_size("64x48")
+    ([64, 64], [64, 48])
+    """
+    match = re.fullmatch(r"(\d+)(?:x(\d+))?", text.strip().lower())
+    if not match or int(match[1]) < 1 or match[2] is not None and int(match[2]) < 1:
+        raise argparse.ArgumentTypeError(f"expected a size in pixels such as 64 or 64x48 (height x width), "
+                                         f"got {text!r}")
+    return [int(match[1]), int(match[2] or match[1])]
+
+
 # ---------------------------------------------------------------------------- shared option groups
-DATA_HELP = "directory with the dataset's IDX files (default: the system's copy or the user cache)"
+DATA_HELP = ("the data, recognised by what PATH holds: a folder of IDX files (Fashion-MNIST, MNIST; default: the "
+             "system's copy or the user cache), a CIFAR-10/100 python folder, an image folder (PATH/<class>/<images>, "
+             "or PATH/train/ and PATH/val/) or a CSV manifest (path,label)")
 LANGUAGE_HELP = ("language of the pages and pictures: en (default) or ko (Korean, the lesson's own; needs a font with "
                  "Hangul, e.g. Debian's fonts-nanum)")
 TEST_MIRROR_HELP = ("average each image's class scores with its mirror image's (test-time mirroring; for networks "
@@ -56,7 +72,7 @@ def shared_groups():
     groups["model"].add_argument("--model", choices=list(MODELS), help="a zoo model with the trained weights that "
                                  "ship with convnet (where it ships them; else untrained), instead of a RUN_DIR or "
                                  "MODEL.onnx")
-    groups["data"].add_argument("--data", metavar="DIR", help=DATA_HELP)
+    groups["data"].add_argument("--data", metavar="PATH", help=DATA_HELP)
     groups["test_mirror"].add_argument("--test-mirror", action=argparse.BooleanOptionalAction, help=(
         f"{TEST_MIRROR_HELP} (default: as the run, the shipped weights or the exported file were evaluated)"))
     groups["lang"].add_argument("--lang", choices=LANGUAGES, default="en", help=LANGUAGE_HELP)
@@ -72,7 +88,7 @@ def _train_help():
 
     return {
         "model": "the network to train",
-        "dataset": "the dataset to train on",
+        "dataset": "which IDX dataset to train on (other data is named by --data PATH)",
         "data": DATA_HELP,
         "epochs": "passes over the training set",
         "batch_size": "images per step",
@@ -82,9 +98,10 @@ def _train_help():
                         f"{per_optimizer(experiment.DEFAULT_WEIGHT_DECAY)})",
         "schedule": "learning-rate schedule, per step",
         "label_smoothing": "the share of each label's probability spread over the other classes",
-        "augment": "what varies the training images at random: none; crop (padded by 2 pixels), flip (left-right) or "
-                   "erase (a rectangle, a quarter of the images), alone or comma-separated (crop,flip); full (also "
-                   "--augment alone): all three, without flips on MNIST. Default: flip on Fashion-MNIST, none on MNIST",
+        "augment": "what varies the training images at random: none; crop (padded by 2 pixels on IDX images, an "
+                   "eighth of the side on others), flip (left-right) or erase (a rectangle, a quarter of the images), "
+                   "alone or comma-separated (crop,flip); full (also --augment alone): all three, without flips on "
+                   "MNIST. Default: flip on Fashion-MNIST, none on MNIST, crop,flip on image folders, CSV and CIFAR",
         "test_mirror": f"{TEST_MIRROR_HELP} (default: on when training mirrors images; the run keeps the choice for "
                        "its evaluations and for evaluate, predict, show and export)",
         "seed": "the seed of every random choice; the same seed repeats a run bit for bit",
@@ -100,6 +117,13 @@ def _train_help():
                           "steps, besides at the start and after every epoch",
         "time_budget": "instead of --epochs: as many epochs as fit in DURATION (300s, 5m, 1.5h) on this machine, "
                        "measured by a short probe before the run; the learning-rate schedule spans them",
+        "val_split": "an image folder or CSV without a split of its own: the share of each class held out for "
+                     "validation (drawn from seed 0: the same images for every --seed, recorded with the run)",
+        "image_size": "an image folder or CSV: resize every image's shorter side and centre-crop it to H x W (H "
+                      "alone: square) (default: the images' own size, when they all have one)",
+        "channels": "an image folder or CSV: 1 (greyscale) or 3 (RGB) (default: 1 when every image is greyscale, "
+                    "else 3)",
+        "skip_bad": "an image folder or CSV: leave unreadable images out (the run records which) instead of refusing",
     }
 
 
@@ -111,7 +135,7 @@ def _train_value_rules():
     return {
         "model": {"choices": list(MODELS)},
         "dataset": {"choices": list(CLASSES)},
-        "data": {"metavar": "DIR"},
+        "data": {"metavar": "PATH"},
         "epochs": {"type": positive_int},
         "batch_size": {"type": positive_int},
         "optimizer": {"choices": experiment.OPTIMIZERS},
@@ -123,6 +147,9 @@ def _train_value_rules():
         "early_stop": {"type": positive_int, "metavar": "PATIENCE"},
         "snapshot_every": {"type": positive_int, "metavar": "STEPS"},
         "time_budget": {"type": duration, "metavar": "DURATION"},
+        "val_split": {"type": open_fraction, "metavar": "FRACTION"},
+        "image_size": {"type": image_size, "metavar": "H[xW]"},
+        "channels": {"type": int, "choices": [1, 3]},
     }
 
 

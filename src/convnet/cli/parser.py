@@ -63,8 +63,11 @@ def build_parser():
 
     predict = command("predict", commands.predict, "top-3 classes of images, with probabilities",
                       groups=["model", "test_mirror"])
-    predict.add_argument("targets", nargs="*", metavar=f"{AS_NAMED} IMAGE",
-                         help="the network (unless --model names it), then one or more images")
+    predict.add_argument("targets", nargs="*", metavar=f"{AS_NAMED} IMAGE|FOLDER",
+                         help="the network (unless --model names it), then one or more images or folders (their "
+                              "images at any depth, one answer each)")
+    predict.add_argument("--csv", metavar="OUT", help="also write the answers to OUT as CSV: path, class, "
+                         "probability, then the second and third classes with theirs")
 
     summary = command("summary", commands.summary, "layers, output shapes and parameter counts", groups=["model"])
     summary.add_argument("targets", nargs="*", metavar=AS_NAMED, help="the network to describe")

@@ -4,6 +4,7 @@ import sys
 from pathlib import Path
 
 from .. import experiment, run_folder
+from ..errors import ConvnetError
 from .commands import CommandError, report
 from .options import given_settings
 
@@ -40,8 +41,12 @@ def train(args):
         start = f"from the weights in {config.init_from}" if config.init_from else f"from seed {config.seed}"
         ranks = f" on {group.size} ranks (each a share of every batch of {config.batch_size})" if group.size > 1 else ""
         mirroring = "; test images are also scored mirrored (test-time mirroring)" if config.test_time_mirroring else ""
-        say(f"training {config.model} on {config.dataset} ({len(run.train)} images) for {config.epochs} "
+        on = (f"{config.dataset} ({len(run.train)} images)" if config.is_idx
+              else f"{config.data}: {run.data_summary}")
+        say(f"training {config.model} on {on} for {config.epochs} "
             f"epoch{'s' if config.epochs > 1 else ''} {start}{ranks}{mirroring}; run folder {run_dir}")
+        for note in run.notes:
+            say(f"note: {note}")
     if args.watch is not None and group.rank == 0:
         _watch_in_background(run.run_dir, args.watch, args.lang)
     try:
@@ -52,6 +57,10 @@ def train(args):
         say(f"convnet: {stopped}; saved to {run.run_dir / run_folder.WEIGHTS}; resume with: convnet train --resume "
             f"{run.run_dir}", file=sys.stderr)
         return 128 + stopped.signal_number  # the shell's convention: 130 for Ctrl-C, 143 for SIGTERM
+    except ConvnetError:  # refused as training began (a folder it cannot write, ...): leave no empty run folder
+        if created:
+            run_folder.remove_if_unsaved(run.run_dir)
+        raise
     result = run.trainer.evaluate()
     if group.rank == 0:
         report(result, run.train.classes)

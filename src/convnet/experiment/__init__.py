@@ -2,7 +2,9 @@
 to a model, one concept per module:
 
 - `config`: `RunConfig`, a run's settings, the choices they take and the defaults they leave;
-- `build`: the datasets, loaders, model, optimizer, schedule and trainer a configuration makes;
+- `sources`: what ``--data PATH`` holds (IDX, CIFAR, an image folder, a CSV manifest), its datasets,
+  and what a run records of them;
+- `build`: the loaders, model, optimizer, schedule and trainer a configuration makes;
 - `run`: `start` a run (its epochs planned to fit a time budget, its weights taken from elsewhere),
   `resume` it, `load_run` its model;
 - `loaded_model`, `load`, `onnx_file`: `load_model` makes a `LoadedModel` of a run folder, a zoo
@@ -11,21 +13,24 @@ to a model, one concept per module:
 - `show_input`: what ``convnet show`` draws (`ModelOnImage`).
 """
 
-from .build import (DataChanged, build_model, build_trainer, evaluation_loader, load_datasets, make_optimizer,
-                    make_schedule, train_transform)
-from .config import (AUGMENTATION_STEPS, AUGMENTATIONS, DEFAULT_AUGMENT, DEFAULT_LR, DEFAULT_WEIGHT_DECAY,
+from .build import build_model, build_trainer, evaluation_loader, make_optimizer, make_schedule, train_transform
+from .config import (AUGMENTATION_STEPS, AUGMENTATIONS, DATASETS, DEFAULT_AUGMENT, DEFAULT_LR, DEFAULT_WEIGHT_DECAY,
                      MIRRORING_DATASETS, OPTIMIZERS, SCHEDULES, RunConfig)
+from .sources import DataChanged, DataNotRecorded, data_kind, load_datasets, recorded_input
 from .load import export_onnx, load_model
 from .loaded_model import IMAGE_SHAPE, LoadedModel
-from .onnx_file import ONNX_CLASSES, ONNX_DATASET, ONNX_NORMALIZATION, ONNX_TEST_MIRROR, load_onnx_file
+from .onnx_file import (ONNX_CLASSES, ONNX_DATASET, ONNX_NORMALIZATION, ONNX_PREPROCESSING, ONNX_TEST_MIRROR,
+                        load_onnx_file)
 from .run import PROBE_STEPS, PROBE_WARMUP, Run, RunExists, initial_weights, load_run, plan_epochs, resume, start
 from .scoring import Classifier, evaluate_model, evaluate_run
 from .show_input import LESSON_IMAGE, ModelOnImage, lesson_on_image, model_on_image
 
 __all__ = ["RunConfig", "AUGMENTATION_STEPS", "AUGMENTATIONS", "DEFAULT_AUGMENT", "DEFAULT_LR", "DEFAULT_WEIGHT_DECAY",
-           "MIRRORING_DATASETS", "OPTIMIZERS", "SCHEDULES", "DataChanged", "build_model", "build_trainer",
+           "MIRRORING_DATASETS", "OPTIMIZERS", "SCHEDULES", "DATASETS", "DataChanged", "DataNotRecorded", "data_kind",
+           "recorded_input", "build_model", "build_trainer",
            "evaluation_loader", "load_datasets", "make_optimizer", "make_schedule", "train_transform", "Run",
            "RunExists", "start", "resume", "plan_epochs", "PROBE_WARMUP", "PROBE_STEPS", "initial_weights",
            "load_run", "IMAGE_SHAPE", "LoadedModel", "load_model", "export_onnx", "load_onnx_file", "ONNX_DATASET",
-           "ONNX_NORMALIZATION", "ONNX_CLASSES", "ONNX_TEST_MIRROR", "evaluate_run", "evaluate_model", "Classifier",
+           "ONNX_NORMALIZATION", "ONNX_CLASSES", "ONNX_TEST_MIRROR", "ONNX_PREPROCESSING", "evaluate_run",
+           "evaluate_model", "Classifier",
            "ModelOnImage", "LESSON_IMAGE", "lesson_on_image", "model_on_image"]

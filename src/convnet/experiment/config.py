@@ -21,10 +21,17 @@ DEFAULT_WEIGHT_DECAY = {"sgd": 5e-4, "adam": 5e-4, "adamw": 0.05}
 # choice of them ("crop,flip"), "none", or "full": all that suit the dataset.
 AUGMENTATION_STEPS = ("crop", "flip", "erase")
 AUGMENTATIONS = ("none", "full", *AUGMENTATION_STEPS)
-MIRRORING_DATASETS = ("fashion-mnist",)
+# What ``--data PATH`` may hold besides IDX files: a run's ``dataset`` names it once it is recognised
+# (`build.data_kind`), so a stored run says what it trained on.
+IMAGE_KINDS = ("image folder", "csv")
+CIFAR_KINDS = ("cifar10", "cifar100")
+DATASETS = (*mnist.CLASSES, *IMAGE_KINDS, *CIFAR_KINDS)
+MIRRORING_DATASETS = ("fashion-mnist", *IMAGE_KINDS, *CIFAR_KINDS)
 # Clothes mirror well, digits do not. Mirroring alone won 0.004 for the reference CNN in 15 epochs,
-# where crops and erasing lost (issue 18, docs/results.md).
-DEFAULT_AUGMENT = {"fashion-mnist": "flip", "mnist": "none"}
+# where crops and erasing lost (issue 18, docs/results.md). Photographs and CIFAR mirror too, and
+# objects there sit anywhere in the frame: crops and flips are CIFAR's standard recipe (He et al., 2016).
+DEFAULT_AUGMENT = {"fashion-mnist": "flip", "mnist": "none",
+                   **{kind: "crop,flip" for kind in (*IMAGE_KINDS, *CIFAR_KINDS)}}
 OPTIMIZERS = tuple(DEFAULT_LR)
 SCHEDULES = ("onecycle", "cosine", "step", "none")
 
@@ -51,14 +58,20 @@ class RunConfig:
     tensorboard: bool = False
     snapshot_every: int = SNAPSHOT_EVERY
     time_budget: float | None = None  # seconds: epochs planned to fit them (`plan_epochs`)
+    # For an image folder or CSV manifest (`data.open_images`); the split is always drawn from seed 0,
+    # so runs of different seeds score on the same validation images.
+    val_split: float = 0.1
+    image_size: list | None = None  # [H, W]: resize the shorter side and centre-crop (None: the images' own)
+    channels: int | None = None  # 1 or 3 (None: 1 when every image is greyscale, else 3)
+    skip_bad: bool = False  # leave unreadable images out (recorded) instead of refusing them
 
     def __post_init__(self):
         problems = []
         # isinstance first: a stored value may be a JSON array or object, which `in` cannot hash.
         if not isinstance(self.model, str) or self.model not in models.MODELS:
             problems.append(f"model must be one of {', '.join(models.MODELS)}, got {self.model!r}")
-        if not isinstance(self.dataset, str) or self.dataset not in mnist.CLASSES:
-            problems.append(f"dataset must be one of {', '.join(mnist.CLASSES)}, got {self.dataset!r}")
+        if not isinstance(self.dataset, str) or self.dataset not in DATASETS:
+            problems.append(f"dataset must be one of {', '.join(DATASETS)}, got {self.dataset!r}")
         if self.data is not None and not isinstance(self.data, str):
             problems.append(f"data must be a folder's path or None, got {self.data!r}")
         if self.init_from is not None and not isinstance(self.init_from, str):
@@ -69,17 +82,19 @@ class RunConfig:
         elif self.augment is not None and "flip" in self.augment.split(",") and self.dataset not in MIRRORING_DATASETS:
             problems.append(f"augment {self.augment} mirrors the images, and {self.dataset}'s do not mirror; "
                             f"choose from none, full, crop and erase")
-        for name in ("sync_bn", "tensorboard"):
+        problems += self._image_problems()
+        for name in ("sync_bn", "tensorboard", "skip_bad"):
             if not isinstance(getattr(self, name), bool):
                 problems.append(f"{name} must be true or false, got {getattr(self, name)!r}")
         if not (self.test_mirror is None or isinstance(self.test_mirror, bool)):
             problems.append(f"test_mirror must be true or false, got {self.test_mirror!r}")
         if self.test_mirror is True and not problems and not self.mirrors_training_images:
+            mirroring = self.dataset if self.dataset in MIRRORING_DATASETS else "fashion-mnist"
             problems.append(f"test_mirror averages each test image with its mirror image, which helps only a network "
                             f"trained on mirrored images and costs a network that never saw one 5 points "
                             f"(0.9276 -> 0.876 for the reference CNN); this run's training images are not "
                             f"mirrored (augment {self.augmentation} on {self.dataset}): choose an augment that "
-                            f"flips (flip, crop,flip or full) on {', '.join(MIRRORING_DATASETS)}")
+                            f"flips (flip, crop,flip or full) on {mirroring}")
         if not isinstance(self.seed, int) or isinstance(self.seed, bool):
             problems.append(f"seed must be an integer, got {self.seed!r}")
         for name in ("epochs", "batch_size", "early_stop", "snapshot_every"):
@@ -101,6 +116,28 @@ class RunConfig:
             problems.append(f"label_smoothing must be in [0, 1), got {self.label_smoothing!r}")
         if problems:
             raise InvalidValue("; ".join(problems))
+
+    def _image_problems(self):
+        if isinstance(self.image_size, int) and not isinstance(self.image_size, bool):
+            self.image_size = [self.image_size, self.image_size]  # as stored: JSON has lists, not tuples
+        elif isinstance(self.image_size, tuple):
+            self.image_size = list(self.image_size)
+        problems = []
+        if not (_is_real(self.val_split) and 0 < self.val_split < 1):
+            problems.append(f"val_split must be a fraction between 0 and 1, got {self.val_split!r}")
+        if self.image_size is not None and not (
+                isinstance(self.image_size, list) and len(self.image_size) == 2
+                and all(isinstance(side, int) and not isinstance(side, bool) and side > 0 for side in self.image_size)):
+            problems.append(f"image_size must be [height, width] in pixels or None, got {self.image_size!r}")
+        if self.channels is not None and (self.channels not in (1, 3) or isinstance(self.channels, bool)):
+            problems.append(f"channels must be 1, 3 or None (chosen by the images), got {self.channels!r}")
+        return problems
+
+    @property
+    def is_idx(self):
+        """Whether the run trains on IDX files (Fashion-MNIST, MNIST), whose shape and normalisation
+        its ``dataset`` names; other data's are recorded with the run."""
+        return self.dataset in mnist.CLASSES
 
     @property
     def learning_rate(self):

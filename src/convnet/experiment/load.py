@@ -15,6 +15,7 @@ from .config import RunConfig
 from .loaded_model import IMAGE_SHAPE, LoadedModel
 from .onnx_file import load_onnx_file, onnx_metadata
 from .run import load_run
+from .sources import normalization, recorded_input
 
 
 def load_model(target, data=None, mirror=None):
@@ -24,9 +25,9 @@ def load_model(target, data=None, mirror=None):
     exported file evaluated)."""
     path = Path(target)
     if path.is_dir():
-        config, model, _ = load_run(path)
+        config, model, meta = load_run(path)
         return _convnet_model(model, with_mirroring(config, mirror, target), f"{config.model} trained in {target}",
-                              path)
+                              path, spec=recorded_input(path, meta, config))
     if target in pretrained.available():
         card = pretrained.card(target)
         config = with_mirroring(replace(RunConfig.from_dict(card["config"]), data=data), mirror, target)
@@ -45,9 +46,13 @@ def load_model(target, data=None, mirror=None):
                      f"(.onnx)")
 
 
-def _convnet_model(model, config, title, run_dir=None, notes=()):
-    return LoadedModel(model, config, title, IMAGE_SHAPE, mnist.CLASSES[config.dataset],
-                       mnist.normalization(config.dataset), run_dir, list(notes), config.test_time_mirroring)
+def _convnet_model(model, config, title, run_dir=None, notes=(), spec=None):
+    if spec is None:
+        return LoadedModel(model, config, title, IMAGE_SHAPE, mnist.CLASSES[config.dataset],
+                           mnist.normalization(config.dataset), run_dir, list(notes), config.test_time_mirroring)
+    return LoadedModel(model, config, title, (spec["channels"], *spec["size"]), tuple(spec["classes"]),
+                       normalization(config, spec), run_dir, list(notes), config.test_time_mirroring, crop=True,
+                       spec=spec)
 
 
 def with_mirroring(config, mirror, target):

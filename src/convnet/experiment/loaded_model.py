@@ -19,7 +19,10 @@ class LoadedModel:
     images of ``input_shape`` (C, H, W) with pixels in [0, 1], normalised by ``normalize`` (None:
     as they are); its outputs are logits of ``classes``, averaged with those of the mirror image
     where ``mirror`` (`nn.logits`). ``config``: its dataset and where that is read from;
-    ``run_dir``: the run folder it was trained in, if any. ``notes``: what had to be assumed, to be said."""
+    ``run_dir``: the run folder it was trained in, if any. ``notes``: what had to be assumed, to be said.
+    ``crop``: an image of another aspect ratio is centre-cropped before it is resized, as an image
+    folder's images were for training (IDX models: resized whole, as before). ``spec``: the recorded
+    data (`sources.input_spec`), None for IDX."""
     model: Module
     config: RunConfig
     title: str
@@ -29,6 +32,8 @@ class LoadedModel:
     run_dir: Path | None = None
     notes: list = field(default_factory=list)
     mirror: bool = False
+    crop: bool = False
+    spec: dict | None = None
 
     def __post_init__(self):
         # Every use is inference, often of one image alone (`predict`): batch norm must answer with
@@ -43,5 +48,5 @@ class LoadedModel:
     def read(self, path):
         """(the image file at ``path`` as the model's input (C, H, W), conversion notes)."""
         channels, height, width = self.input_shape
-        pixels, notes = read_image(path, size=(height, width), channels=channels)
+        pixels, notes = read_image(path, size=(height, width), channels=channels, crop=self.crop)
         return self.preprocess(pixels[None])[0], notes

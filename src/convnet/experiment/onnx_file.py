@@ -18,13 +18,35 @@ from .loaded_model import IMAGE_SHAPE, LoadedModel
 ONNX_DATASET, ONNX_NORMALIZATION, ONNX_CLASSES = "convnet.dataset", "convnet.normalization", "convnet.classes"
 # ... and whether its figures average each image with its mirror image (`nn.logits`), which the graph does not.
 ONNX_TEST_MIRROR = "convnet.test_mirror"
+# ... and, for any other program, how an image becomes the input: {"channels", "size": [H, W], "mean",
+# "std" (per channel), "scale", "resize"}, the words of `_preprocessing`.
+ONNX_PREPROCESSING = "convnet.preprocessing"
 
 
 def onnx_metadata(loaded):
     """The metadata_props that let `load_onnx_file` use an exported ``loaded`` model as convnet did."""
-    mean, std = mnist.NORMALIZATION[loaded.config.dataset]
+    if loaded.spec is not None:  # the recorded values, not their float32 copies
+        mean, std = loaded.spec["mean"], loaded.spec["std"]
+    elif loaded.config.is_idx:
+        mean, std = mnist.NORMALIZATION[loaded.config.dataset]
+    elif loaded.normalize is not None:
+        mean, std = loaded.normalize.mean.ravel().tolist(), loaded.normalize.std.ravel().tolist()
+    else:
+        mean, std = [0.0] * loaded.input_shape[0], [1.0] * loaded.input_shape[0]
     return {ONNX_DATASET: loaded.config.dataset, ONNX_NORMALIZATION: json.dumps([mean, std]),
-            ONNX_CLASSES: json.dumps(list(loaded.classes)), ONNX_TEST_MIRROR: json.dumps(loaded.mirror)}
+            ONNX_CLASSES: json.dumps(list(loaded.classes)), ONNX_TEST_MIRROR: json.dumps(loaded.mirror),
+            ONNX_PREPROCESSING: json.dumps(_preprocessing(loaded, mean, std), ensure_ascii=False)}
+
+
+def _preprocessing(loaded, mean, std):
+    channels, height, width = loaded.input_shape
+    return {"channels": channels, "size": [height, width],
+            "mean": mean if isinstance(mean, list) else [mean] * channels,
+            "std": std if isinstance(std, list) else [std] * channels,
+            "colour": "greyscale (L = 0.299 R + 0.587 G + 0.114 B)" if channels == 1 else "RGB",
+            "scale": "pixel / 255, then (x - mean) / std per channel",
+            "resize": ("the shorter side to the size, then the centre cropped" if loaded.crop
+                       else "the whole image to the size")}
 
 
 def load_onnx_file(path, data=None, mirror=None):
@@ -71,8 +93,12 @@ def load_onnx_file(path, data=None, mirror=None):
                                                               lambda v: isinstance(v, bool))
     if model.answers_probabilities:
         model = _LogProbabilities(model)  # the rest of convnet takes logits; log p are logits of p
-    return LoadedModel(model, config, f"{path.name} (ONNX)", (channels, height, width), classes, normalize, notes=notes,
-                  mirror=mirror)
+    spec = None
+    if not config.is_idx and normalize is not None:  # data recorded by `onnx_metadata`: compared by evaluate --data
+        spec = {"kind": config.dataset, "path": None, "classes": list(classes), "channels": channels,
+                "size": [height, width], "mean": normalize.mean.ravel().tolist(), "std": normalize.std.ravel().tolist()}
+    return LoadedModel(model, config, f"{path.name} (ONNX)", (channels, height, width), classes, normalize,
+                       notes=notes, mirror=mirror, crop=not config.is_idx, spec=spec)
 
 
 def _recorded(path, recorded, key, convert, expected, accept=lambda value: True):

@@ -11,12 +11,14 @@ from pathlib import Path
 
 import numpy as np
 
-from .. import checkpoint, run_folder
+from .. import checkpoint, models, run_folder
 from ..data.loader import ArrayDataset
 from ..errors import ConvnetError, InvalidValue, MissingFile
 from ..train import ONE_PROCESS, Callback, Trainer, TrainingInterrupted
-from .build import DataChanged, absolute_data, build_model, build_trainer, data_changes, load_datasets
-from .config import RunConfig
+from .build import build_model, build_trainer
+from .config import IMAGE_KINDS, RunConfig
+from .sources import (DataChanged, absolute_data, data_changes, data_kind, describe_data, fingerprint,
+                      load_datasets, recorded_input)
 
 
 class RunExists(ConvnetError, FileExistsError):
@@ -25,12 +27,15 @@ class RunExists(ConvnetError, FileExistsError):
 
 @dataclass
 class Run:
-    """A run's objects: its configuration, folder (or None), datasets and trainer."""
+    """A run's objects: its configuration, folder (or None), datasets, trainer, and a line naming its
+    data (`sources.describe_data`); ``notes``: what was done that the user should hear of."""
     config: RunConfig
     run_dir: Path | None
     train: ArrayDataset
     test: ArrayDataset
     trainer: Trainer
+    data_summary: str = ""
+    notes: tuple = ()
 
 
 def start(config, run_dir, progress=True, log=print, group=ONE_PROCESS):
@@ -43,18 +48,33 @@ def start(config, run_dir, progress=True, log=print, group=ONE_PROCESS):
     if config.time_budget is not None and group.size > 1:
         raise InvalidValue("--time-budget plans the run of one process; under mpirun give --epochs")
     config.data = absolute_data(config.data)
+    _take_kind(config, data_kind(config.data, config.dataset))
     if config.init_from is not None:
         config.init_from = str(Path(config.init_from).absolute())
         weights = initial_weights(config.init_from)  # read before the data: a bad file is refused at once
-    train, test = load_datasets(config)
+    train, test = load_datasets(config, progress=progress and group.rank == 0)
     _check_ranks_agree(group, config, train, test)
     if config.time_budget is not None:
         config.epochs = plan_epochs(config, train, test, started, log)
     trainer = build_trainer(config, train, test, run_dir, progress, log, group)
-    if config.init_from is not None:
-        _start_from(trainer.model, weights, config.init_from)
+    notes = _start_from(trainer.model, weights, config.init_from) if config.init_from is not None else []
     _weights_from_rank_0(group, trainer)
-    return Run(config, run_dir, train, test, trainer)
+    return Run(config, run_dir, train, test, trainer, describe_data(config, train, test), tuple(notes))
+
+
+def _take_kind(config, kind):
+    """Make ``config.dataset`` name what its data holds, refusing image settings for data that has
+    its own shape and split (IDX, CIFAR)."""
+    if kind not in IMAGE_KINDS:
+        given = [f"--{name.replace('_', '-')}" for name, default in (("image_size", None), ("channels", None),
+                                                                       ("skip_bad", False), ("val_split", 0.1))
+                 if getattr(config, name) != default]
+        if given:
+            raise InvalidValue(f"{', '.join(given)} apply to an image folder or CSV manifest; the data "
+                               f"{config.data or ''} holds {kind} files, whose images have one size and split")
+    if kind != config.dataset and config.dataset != RunConfig.dataset:  # the default is no choice made
+        raise InvalidValue(f"dataset {config.dataset} was asked for, and --data {config.data} holds {kind} data")
+    config.dataset = kind
 
 
 PROBE_WARMUP, PROBE_STEPS = 3, 20  # steps a time budget's probe trains untimed (compiling), then timed
@@ -114,7 +134,7 @@ def _check_ranks_agree(group, config, train, test):
     settings = asdict(config)
     settings.pop("data")  # each host may keep the files elsewhere; their contents must agree
     group.check_same("the run's settings and convnet version", json.dumps([settings, __version__], sort_keys=True))
-    group.check_same("the data", train.source["sha256"] + test.source["sha256"])
+    group.check_same("the data", fingerprint(train) + fingerprint(test))
 
 
 def _weights_from_rank_0(group, trainer):
@@ -144,7 +164,9 @@ def initial_weights(source):
 def _start_from(model, weights, source):
     """Copy ``weights`` into ``model``, refusing (all problems named at once) keys it lacks or does
     not know, other shapes, and values that are not finite. A missing ``num_batches_tracked``
-    starts at 0, as PyTorch loads state_dicts written before it was counted (and ONNX has none)."""
+    starts at 0, as PyTorch loads state_dicts written before it was counted (and ONNX has none).
+    A classifier for another number of classes is left as initialised (`models.load_all_but_classifier`);
+    returns a note saying so, or none."""
     own = model.state_dict()
     weights = {**{key: own[key] for key in own if key.endswith("num_batches_tracked") and key not in weights},
                **weights}
@@ -153,9 +175,13 @@ def _start_from(model, weights, source):
     if broken:
         raise InvalidValue(f"--init-from {source}: non-finite values (NaN or infinity) in {broken}")
     try:
-        model.load_state_dict(weights)
+        fresh = models.load_all_but_classifier(model, weights)
     except ValueError as error:
         raise InvalidValue(f"--init-from {source}: {error}") from None
+    if not fresh:
+        return []
+    return [f"--init-from {source}: its classifier ({', '.join(fresh)}) answers another number of classes, so that "
+            f"layer starts from random weights (the run's seed); every other layer starts from the file's"]
 
 
 def resume(run_dir, data=None, progress=True, log=print, group=ONE_PROCESS):
@@ -172,14 +198,18 @@ def resume(run_dir, data=None, progress=True, log=print, group=ONE_PROCESS):
     config = _stored_config(run_dir, meta)
     if data is not None:
         config.data = absolute_data(data)
-    train, test = load_datasets(config)
+        kind = data_kind(config.data, config.dataset)
+        if kind != config.dataset:
+            raise DataChanged(f"{run_dir}: cannot resume: --data {data} holds {kind} data, and the run trained on "
+                              f"{config.dataset} data")
+    train, test = load_datasets(config, progress=progress and group.rank == 0)
     changes = data_changes(meta, {"train": train, "test": test})
     if changes:
         raise DataChanged(f"{run_dir}: cannot resume: {'; '.join(changes)} (pass --data with the run's files)")
     _check_ranks_agree(group, config, train, test)
     trainer = build_trainer(config, train, test, run_dir, progress, log, group)
     _restore(run_dir, config, lambda: trainer.restore(model_state, optimizer_state, meta))
-    return Run(config, run_dir, train, test, trainer)
+    return Run(config, run_dir, train, test, trainer, describe_data(config, train, test))
 
 
 def load_run(run_dir):
@@ -187,7 +217,7 @@ def load_run(run_dir):
     run_dir = Path(run_dir)
     model_state, _, meta = checkpoint.load(run_dir)
     config = _stored_config(run_dir, meta)
-    model = build_model(config)
+    model = build_model(config, recorded_input(run_dir, meta, config))
     _restore(run_dir, config, lambda: model.load_state_dict(model_state))
     model.eval()
     return config, model, meta

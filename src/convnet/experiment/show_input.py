@@ -3,7 +3,7 @@
 ONNX file's model (`model_on_image`).
 """
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
@@ -16,6 +16,7 @@ from ..random import manual_seed
 from ..run_folder import CURVES
 from .load import load_model
 from .loaded_model import IMAGE_SHAPE
+from .sources import load_datasets
 
 
 @dataclass
@@ -58,14 +59,25 @@ def model_on_image(target, image_path=None, data=None, mirror=None):
     if image_path is not None:
         image, read_notes = loaded.read(image_path)
         notes += [f"{image_path}: {note}" for note in read_notes]
-    elif loaded.input_shape == IMAGE_SHAPE:
+    elif loaded.config.is_idx and loaded.input_shape == IMAGE_SHAPE:
         images, labels = mnist.load(loaded.config.dataset, "test", loaded.config.data)
         image = loaded.preprocess(images[:1])[0]
         notes.append(f"no IMAGE given: the first {loaded.config.dataset} test image "
                      f"({mnist.CLASSES[loaded.config.dataset][labels[0]]})")
-    else:
+    elif not loaded.config.is_idx and loaded.config.data is not None:
+        config = loaded.config
+        if loaded.run_dir is None and loaded.spec is not None:  # an ONNX file's --data: at the size it takes
+            config = replace(config, channels=loaded.spec["channels"], image_size=list(loaded.spec["size"]))
+        test, = load_datasets(config, ("test",))
+        pixels, label = test[0]
+        image = loaded.preprocess(np.asarray(pixels)[None])[0]
+        notes.append(f"no IMAGE given: the first test image of {loaded.config.data} ({test.classes[label]})")
+    elif loaded.config.is_idx:
         raise InvalidValue(f"{target} takes images of shape {loaded.input_shape}, unlike {loaded.config.dataset}'s: "
-                         f"give an IMAGE to show it")
+                           f"give an IMAGE to show it")
+    else:
+        raise InvalidValue(f"{target} takes images of shape {loaded.input_shape} and records no test set to take "
+                           f"one from: give an IMAGE to show it (or --data PATH)")
     curves = loaded.run_dir / CURVES if loaded.run_dir is not None else None
     return ModelOnImage(loaded.model, image, loaded.title, loaded.classes, notes,
                         curves.read_bytes() if curves is not None and curves.exists() else None, loaded.mirror)
