@@ -59,6 +59,11 @@ _ENGLISH = {
                          "while the strongest responses survive.",
     "show.pooled_maps": "All {count} pooled maps of layer '{layer}'",
     "show.kernels": "The {count} kernels of layer '{layer}' (input channel 0)",
+    "show.colour_kernels": "The {count} kernels of layer '{layer}' in colour (each kernel's R, G, B weights scaled "
+                           "together: its smallest weight black, its largest full colour)",
+    "show.kernel_channels": "The {count} kernels of layer '{layer}', channel by channel (rows R, G, B; red "
+                            "positive, blue negative, one scale)",
+    "lesson.colour_kernel": "kernel {index}: {height}x{width}x3 weights in colour",
     "show.deeper": "Feature maps of the deeper layer '{layer}'",
     "show.answer": "(d) Kernels, deeper layers and the answer",
     "show.answer_text": "The kernels themselves (red positive weights, blue negative), the maps of the deeper "
@@ -137,6 +142,10 @@ _KOREAN = {
     "show.pooling_text": "각 값을 이웃과 비교해 최댓값만 남깁니다. 맵은 작아지고 가장 강한 반응은 살아남습니다.",
     "show.pooled_maps": "'{layer}' 층의 풀링된 맵 {count}개",
     "show.kernels": "'{layer}' 층의 커널 {count}개 (입력 채널 0)",
+    "show.colour_kernels": "'{layer}' 층의 커널 {count}개를 색으로 (커널마다 R, G, B 가중치를 함께 조정: 가장 작은 "
+                           "가중치는 검정, 가장 큰 가중치는 온전한 색)",
+    "show.kernel_channels": "'{layer}' 층의 커널 {count}개, 채널별 (행 R, G, B; 빨강은 양수, 파랑은 음수, 하나의 척도)",
+    "lesson.colour_kernel": "커널 {index}: {height}x{width}x3 가중치를 색으로",
     "show.deeper": "더 깊은 층 '{layer}'의 특징 맵",
     "show.answer": "(d) 커널, 더 깊은 층, 그리고 답",
     "show.answer_text": "커널 자체(빨강은 양의 가중치, 파랑은 음의 가중치), 첫 번째 층의 맵을 조합하는 더 깊은 합성곱 층의 "

@@ -13,24 +13,6 @@ CHANNELS = ("R", "G", "B")
 MAP_PIXELS = 256        # show: maps wider or taller are averaged down to this for display (the lesson's are 247)
 KERNELS_PER_BAND = 16   # the per-channel picture: kernels side by side in bands of R, G and B rows
 
-# Words of the colour pictures' titles, in the languages of `convnet.language` (the {fields} filled in).
-WORDS = {
-    "en": {"patches": "The {count} kernels of layer '{layer}' in colour (each kernel's R, G, B weights scaled "
-                      "together: its smallest weight black, its largest full colour)",
-           "channels": "The {count} kernels of layer '{layer}', channel by channel (rows R, G, B; red positive, "
-                       "blue negative, one scale)",
-           "kernel": "kernel {index}: {height}x{width}x3 weights in colour"},
-    "ko": {"patches": "'{layer}' 층의 커널 {count}개를 색으로 (커널마다 R, G, B 가중치를 함께 조정: 가장 작은 가중치는 "
-                      "검정, 가장 큰 가중치는 온전한 색)",
-           "channels": "'{layer}' 층의 커널 {count}개, 채널별 (행 R, G, B; 빨강은 양수, 파랑은 음수, 하나의 척도)",
-           "kernel": "커널 {index}: {height}x{width}x3 가중치를 색으로"},
-}
-
-
-def colour_words(language="en"):
-    """The colour pictures' words in ``language`` (English where it has none)."""
-    return WORDS.get(language, WORDS["en"])
-
 
 def kernel_patches(kernels):
     """(K, 3, kH, kW) weights -> (K, kH, kW, 3) colours in [0, 1]: each kernel's three channels

@@ -10,7 +10,7 @@ from matplotlib.patches import ConnectionPatch, Rectangle
 from PIL import Image
 
 from ..language import class_names, words
-from .colour import MAP_PIXELS, colour_words, kernel_patches, shrink
+from .colour import MAP_PIXELS, kernel_patches, shrink
 from .figures import fonts_for, new_figure, plt
 
 COLOURS = ("#e41a1c", "#377eb8", "#4daf4a")
@@ -59,7 +59,7 @@ def convolution_figure(story, language="en"):
     image_axes.set_title(text["convolution.input"].format(height=story.image.shape[1], width=story.image.shape[2]))
     if story.kernels.shape[1] == 3:  # a colour input's kernel: its three channels as one colour patch
         kernel_axes.imshow(kernel_patches(story.kernels[step.map_index:step.map_index + 1])[0])
-        kernel_axes.set_title(colour_words(language)["kernel"].format(
+        kernel_axes.set_title(text["lesson.colour_kernel"].format(
             index=step.map_index, height=step.kernel.shape[0], width=step.kernel.shape[1]), fontsize=9)
     else:
         low, high = _symmetric(step.kernel)

@@ -7,7 +7,7 @@ from ..language import words
 from ..nn import summary
 from ..run_folder import CURVES
 from . import lesson
-from .colour import colour_kernels_figure, colour_words, kernel_channels_figure
+from .colour import colour_kernels_figure, kernel_channels_figure
 from .figures import language_font, png_bytes
 from .page import page
 from .story import tell
@@ -64,7 +64,7 @@ def _sections(story, curves_png, text, language):
                          [("pooling.png", png_bytes(lesson.pooling_figure(story, language)), "image/png"),
                           ("pooled_maps.png", png_bytes(lesson.maps_grid_figure(story.pooled_maps, pooled_title)),
                            "image/png")]))
-    kernels = _kernel_pictures(story.kernels, step.layer, text, language)
+    kernels = _kernel_pictures(story.kernels, step.layer, text)
     kernels += [(f"deeper_{name.replace('.', '_')}.png",
                  png_bytes(lesson.maps_grid_figure(maps, text["show.deeper"].format(layer=name))), "image/png")
                 for name, maps in story.deeper]
@@ -77,16 +77,15 @@ def _sections(story, curves_png, text, language):
     return sections
 
 
-def _kernel_pictures(kernels, layer, text, language):
+def _kernel_pictures(kernels, layer, text):
     """[(file name, bytes, mime type)]: kernels (K, C, kH, kW) on input channel 0, or, for a colour
     input's (C = 3), as colour patches and channel by channel."""
     count = len(kernels)
     if kernels.shape[1] != 3:
         return [("kernels.png", png_bytes(lesson.kernels_figure(
             kernels, text["show.kernels"].format(count=count, layer=layer))), "image/png")]
-    colour_text = colour_words(language)
     return [("kernels.png", png_bytes(colour_kernels_figure(
-                kernels, colour_text["patches"].format(count=count, layer=layer))), "image/png"),
+                kernels, text["show.colour_kernels"].format(count=count, layer=layer))), "image/png"),
             ("kernels_channels.png", png_bytes(kernel_channels_figure(
-                kernels, colour_text["channels"].format(count=min(count, CHANNEL_KERNELS), layer=layer),
+                kernels, text["show.kernel_channels"].format(count=min(count, CHANNEL_KERNELS), layer=layer),
                 limit=CHANNEL_KERNELS)), "image/png")]
