@@ -1,11 +1,13 @@
 """``convnet train --tensorboard``: the event files are read back record by record (TFRecord framing,
 Event protobufs) and their figures compared with the run's own history."""
 
+import io
 import struct
 import sys
 
 import numpy as np
 import pytest
+from PIL import Image
 
 from convnet import checkpoint, run_folder
 from convnet.cli import main
@@ -31,6 +33,12 @@ def events(folder):
     return found
 
 
+def grey(image):
+    """Whether a logged image (a PNG) is grey: red, green and blue equal in every pixel."""
+    pixels = np.asarray(Image.open(io.BytesIO(image.encoded_image_string)).convert("RGB")).astype(int)
+    return bool((pixels[..., 0] == pixels[..., 1]).all() and (pixels[..., 1] == pixels[..., 2]).all())
+
+
 @pytest.mark.slow
 def test_tensorboard_logs_the_runs_own_figures_histograms_and_pictures(tiny_fashion, tmp_path, capsys):
     run_dir = tmp_path / "run"
@@ -46,7 +54,7 @@ def test_tensorboard_logs_the_runs_own_figures_histograms_and_pictures(tiny_fash
                 histograms.add(value.tag)
                 assert value.histo.num > 0
             elif value.HasField("image"):
-                images[value.tag] = (value.image.width, value.image.height)
+                images[value.tag] = (value.image.width, value.image.height, grey(value.image))
             if value.metadata.plugin_data.plugin_name:
                 plugins.add(value.metadata.plugin_data.plugin_name)
     history = meta["history"]
@@ -58,7 +66,20 @@ def test_tensorboard_logs_the_runs_own_figures_histograms_and_pictures(tiny_fash
     assert {"learning_rate", "images_per_second", "train/accuracy"} <= set(scalars)
     assert {"weights/0.weight", "gradients/0.weight", "weights/7.bias"} <= histograms
     assert images["first_conv/kernels"][0] > 0 and images["first_conv/feature_maps"][0] > 0
+    assert images["first_conv/kernels"][2]  # a greyscale network's kernels in grey
     assert "hparams" in plugins
+
+
+@pytest.mark.slow
+def test_a_colour_networks_kernels_are_logged_in_colour(tmp_path):
+    from convnet.data import shapes
+    shapes(tmp_path / "shapes", per_class=6, val_per_class=2, size=32)
+    run_dir = tmp_path / "run"
+    assert main(["train", "--model", "lenet5", "--data", str(tmp_path / "shapes"), "--epochs", "1",
+                 "--batch-size", "8", "--tensorboard", "--out", str(run_dir), "--no-progress"]) == 0
+    kernels = [value.image for _, event in events(run_dir / run_folder.TENSORBOARD)
+               for value in event.summary.value if value.tag == "first_conv/kernels"]
+    assert kernels and not any(grey(image) for image in kernels)
 
 
 def test_without_tensorboardx_the_option_says_what_to_install(tiny_fashion, tmp_path, capsys, monkeypatch):

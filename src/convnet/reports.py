@@ -301,7 +301,9 @@ class TensorBoard(Callback):
         first = first_convolution(trainer.model, self.image)
         if first is not None:
             kernels, maps = first
-            self.writer.add_images("first_conv/kernels", _unit(kernels[:, :1]), step)  # input channel 0, greyscale
+            # A colour network's kernels in colour; any other's on input channel 0.
+            shown = kernels if kernels.shape[1] == 3 else kernels[:, :1]
+            self.writer.add_images("first_conv/kernels", _unit(shown), step)
             self.writer.add_images("first_conv/feature_maps", _unit(maps[:, None]), step)
         self.writer.flush()
 
@@ -316,7 +318,7 @@ class TensorBoard(Callback):
 
 
 def _unit(images):
-    """(N, 1, H, W) scaled to [0, 1] image by image, so each kernel or map shows its own contrast."""
+    """(N, C, H, W) scaled to [0, 1] image by image, so each kernel or map shows its own contrast."""
     low = images.min(axis=(1, 2, 3), keepdims=True)
     span = np.maximum(images.max(axis=(1, 2, 3), keepdims=True) - low, 1e-12)
     return ((images - low) / span).astype(np.float32)
