@@ -10,7 +10,7 @@ import numpy as np
 from ..data import mnist, transforms
 from ..nn import Module
 from ..tensor import Tensor, no_grad
-from .config import RunConfig
+from .config import IMAGE_KINDS, RunConfig
 from .loaded_model import IMAGE_SHAPE, LoadedModel
 
 # Where `export_onnx` records, in an ONNX file's metadata_props, what `load_onnx_file` needs to use it
@@ -21,6 +21,9 @@ ONNX_TEST_MIRROR = "convnet.test_mirror"
 # ... and, for any other program, how an image becomes the input: {"channels", "size": [H, W], "mean",
 # "std" (per channel), "scale", "resize"}, the words of `_preprocessing`.
 ONNX_PREPROCESSING = "convnet.preprocessing"
+# ... and, for data without a split of its own (an image folder or CSV), the share of each class the run held
+# out (`RunConfig.val_split`), so that evaluate FILE.onnx --data PATH scores the images evaluate RUN scores.
+ONNX_VAL_SPLIT = "convnet.val_split"
 
 
 def onnx_metadata(loaded):
@@ -33,9 +36,12 @@ def onnx_metadata(loaded):
         mean, std = loaded.normalize.mean.ravel().tolist(), loaded.normalize.std.ravel().tolist()
     else:
         mean, std = [0.0] * loaded.input_shape[0], [1.0] * loaded.input_shape[0]
-    return {ONNX_DATASET: loaded.config.dataset, ONNX_NORMALIZATION: json.dumps([mean, std]),
-            ONNX_CLASSES: json.dumps(list(loaded.classes)), ONNX_TEST_MIRROR: json.dumps(loaded.mirror),
-            ONNX_PREPROCESSING: json.dumps(_preprocessing(loaded, mean, std), ensure_ascii=False)}
+    metadata = {ONNX_DATASET: loaded.config.dataset, ONNX_NORMALIZATION: json.dumps([mean, std]),
+                ONNX_CLASSES: json.dumps(list(loaded.classes)), ONNX_TEST_MIRROR: json.dumps(loaded.mirror),
+                ONNX_PREPROCESSING: json.dumps(_preprocessing(loaded, mean, std), ensure_ascii=False)}
+    if loaded.config.dataset in IMAGE_KINDS:
+        metadata[ONNX_VAL_SPLIT] = json.dumps(loaded.config.val_split)
+    return metadata
 
 
 def _preprocessing(loaded, mean, std):
@@ -60,6 +66,9 @@ def load_onnx_file(path, data=None, mirror=None):
         config = RunConfig(dataset=recorded.get(ONNX_DATASET, RunConfig.dataset), data=data)
     except ValueError as error:
         raise OnnxError(f"{path}: its metadata {ONNX_DATASET}: {error}") from None
+    if ONNX_VAL_SPLIT in recorded:
+        config.val_split = _recorded(path, recorded, ONNX_VAL_SPLIT, float, "a fraction between 0 and 1",
+                                     lambda v: isinstance(v, (int, float)) and not isinstance(v, bool) and 0 < v < 1)
     shape = model.input_shape
     if shape is None or len(shape) != 4 or not isinstance(shape[1], int):
         raise OnnxError(f"{path}: expected a model of images (batch, C, H, W) with a fixed C, got input shape "
