@@ -291,3 +291,89 @@ def test_two_hosts_over_tcp_train_as_one_process(tiny_fashion, tmp_path):
     assert "on 2 ranks" in done.stdout
     single_process(tiny_fashion, tmp_path / "one", "--optimizer", "sgd")
     assert_close_weights(weights(tmp_path / "two-hosts"), weights(tmp_path / "one"))
+
+
+@pytest.mark.parametrize("size", [2, 3])
+def test_a_rank_reads_only_its_share_and_its_augmented_images_are_the_whole_batchs(size):
+    """`RankShare` reads the rank's rows alone (the others stay zeros) and the augmentations, drawn
+    for the whole batch, give the share the images one process gets."""
+    from convnet.data import transforms
+    from convnet.data.loader import ArrayDataset
+    from convnet.experiment.sources import RankShare
+    rng = np.random.default_rng(0)
+    dataset = ArrayDataset(rng.integers(0, 256, (40, 3, 8, 8), dtype=np.uint8), rng.integers(0, 4, 40))
+    augment = transforms.Compose(transforms.RandomCrop(8, padding=1), transforms.RandomHorizontalFlip(),
+                                 transforms.Normalize([0.5] * 3, [0.25] * 3), transforms.RandomErasing(p=0.5))
+    index = rng.permutation(40)[:29]
+    whole, labels = dataset.batch(index)
+    expected = augment(whole, np.random.default_rng(7))
+    for rank in range(size):
+        share = Ranks(rank, size).share(len(index))
+        images, share_labels = RankShare(dataset, Ranks(rank, size)).batch(index)
+        np.testing.assert_array_equal(share_labels, labels)
+        np.testing.assert_array_equal(images[share], whole[share])
+        others = np.ones(len(index), dtype=bool)
+        others[share] = False
+        assert not images[others].any()  # never read
+        np.testing.assert_array_equal(augment(images, np.random.default_rng(7))[share], expected[share])
+
+
+DECODINGS_COUNTED = textwrap.dedent("""
+    import os, sys, time
+    from convnet.data import cache
+    from convnet.cli import main
+    passes = cache._run
+
+    def counted(executor, workers, function, tasks, progress, description, chunks):
+        # said by every rank that decodes; slowed, so that ranks not waiting for rank 0 both decode
+        print(f"rank {os.environ['OMPI_COMM_WORLD_RANK']}: {description}", flush=True)
+        time.sleep(1)
+        return passes(executor, workers, function, tasks, progress, description, chunks)
+    cache._run = counted
+    sys.exit(main(sys.argv[1:]))
+""")
+
+
+@pytest.mark.system
+@requires_mpi
+def test_two_ranks_on_an_image_folder_decode_it_once_and_train_as_one_process(tmp_path, monkeypatch):
+    """Rank 0 decodes the colour folder into the cache while rank 1 waits, then rank 1 opens the
+    cache without decoding; the two ranks' weights and figures are one process's."""
+    from convnet.data import shapes
+    shapes(tmp_path / "shapes", per_class=20, val_per_class=5, size=32)
+    script = tmp_path / "counted.py"
+    script.write_text(DECODINGS_COUNTED)
+    options = ("--distributed", "--lr", 0.002, "--optimizer", "sgd", "--augment", "full")
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "two-ranks-cache"))  # mpirun's ranks inherit it
+    code, out, err, _ = mpirun(2, script, *train(tmp_path / "shapes", tmp_path / "two", *options)[2:])
+    assert code == 0, err
+    assert [line for line in out.splitlines() if line.startswith("rank ")] == [
+        "rank 0: reading images", "rank 0: decoding images"]
+    assert "image folder, 3 channels, 32x32, 4 classes, 80 training / 20 validation images" in out
+    cached = sorted(path.suffix for path in (tmp_path / "two-ranks-cache" / "convnet" / "images").iterdir())
+    assert cached == [".json", ".npy"]  # one cache, no temporary left
+    done = subprocess.run([sys.executable, *train(tmp_path / "shapes", tmp_path / "one", *options[1:])],
+                          capture_output=True, text=True, env=dict(os.environ, XDG_CACHE_HOME=str(tmp_path / "own")))
+    assert done.returncode == 0, done.stderr
+    assert_close_weights(weights(tmp_path / "two"), weights(tmp_path / "one"))
+    _, _, two = checkpoint.load(tmp_path / "two")
+    _, _, one = checkpoint.load(tmp_path / "one")
+    assert two["history"][-1]["test_accuracy"] == one["history"][-1]["test_accuracy"]
+    assert two["history"][-1]["test_loss"] == pytest.approx(one["history"][-1]["test_loss"], rel=1e-5)
+
+
+@pytest.mark.system
+@requires_mpi
+def test_an_image_folder_rank_0_cannot_open_stops_the_job_and_no_other_rank_decodes_it(tmp_path, monkeypatch):
+    from convnet.data import shapes
+    shapes(tmp_path / "shapes", per_class=5, val_per_class=2, size=32)
+    (tmp_path / "shapes" / "train" / "circle" / "00003.png").write_bytes(b"not a png")
+    script = tmp_path / "counted.py"
+    script.write_text(DECODINGS_COUNTED)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    code, out, err, seconds = mpirun(2, script, *train(tmp_path / "shapes", tmp_path / "run", "--distributed")[2:])
+    assert code != 0 and seconds < 60
+    assert "rank 0: error: 1 image cannot be read: " in err and "00003.png: not a readable image" in err
+    assert [line for line in out.splitlines() if line.startswith("rank ")] == [
+        "rank 0: reading images", "rank 0: decoding images"]
+    assert not (tmp_path / "run").exists()

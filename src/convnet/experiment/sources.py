@@ -10,6 +10,10 @@ A run records its data in its checkpoint's metadata (`data_record`): for IDX and
 left out) with the manifest's text, so that a resume names the files added, removed or edited.
 What the model takes and how its images are prepared (`input_spec`: kind, path, classes, channels,
 size, mean, std) is read back from it (`recorded_input`); IDX runs' follow from their ``dataset``.
+
+Under ``mpirun`` (a distributed `Group`) rank 0 opens an image folder first, decoding it into the
+cache once, and the other ranks then open that cache; each rank's training batches read only its
+share of the images (`RankShare`).
 """
 
 from pathlib import Path
@@ -22,6 +26,7 @@ from ..data.folders import Manifest, recognise
 from ..data.loader import ArrayDataset
 from ..data.own_images import open_images, summary
 from ..errors import ConvnetError, InvalidValue, MissingFile
+from ..train import ONE_PROCESS
 from .config import CIFAR_KINDS, IMAGE_KINDS, RunConfig
 
 INPUT_KEYS = ("kind", "path", "classes", "channels", "size", "mean", "std")
@@ -37,6 +42,10 @@ class DataChanged(ConvnetError, ValueError):
 
 class DataNotRecorded(ConvnetError, ValueError):
     """A run that does not say what data it was trained on: convnet assumes none."""
+
+
+class DataNotOpened(ConvnetError, RuntimeError):
+    """Rank 0 of a distributed job could not open the data, so the other ranks do not try."""
 
 
 def absolute_data(data):
@@ -69,9 +78,31 @@ def data_kind(path, dataset=RunConfig.dataset):
     return kind
 
 
-def load_datasets(config, splits=("train", "test"), progress=False):
+def load_datasets(config, splits=("train", "test"), progress=False, group=ONE_PROCESS):
     """The datasets of ``splits`` ('train', and 'test': the validation images of an image folder),
-    each with its ``source``, for ``config.dataset`` read from ``config.data``."""
+    each with its ``source``, for ``config.dataset`` read from ``config.data``.
+
+    In a distributed ``group`` rank 0 opens an image folder or CSV manifest first, decoding it into
+    the cache, while the other ranks wait; then they open it, finding the cache (memory-mapped,
+    nothing decoded), so the images are decoded once, not once per rank racing on one cache. A
+    failure on rank 0 is a `DataNotOpened` on the others. (IDX and CIFAR files are only read.)"""
+    if config.dataset not in IMAGE_KINDS:
+        return _opened(config, splits, progress)
+    if group.rank == 0:
+        try:
+            datasets = _opened(config, splits, progress)
+        except BaseException as error:  # the others wait for word of the outcome, whatever it is
+            group.broadcast_object(str(error) or type(error).__name__)
+            raise
+        group.broadcast_object(None)
+        return datasets
+    failure = group.broadcast_object(None)
+    if failure is not None:
+        raise DataNotOpened(f"rank 0 could not open --data {config.data}: {failure}")
+    return _opened(config, splits, progress)
+
+
+def _opened(config, splits, progress):
     if config.is_idx:
         datasets = []
         for split in splits:
@@ -87,6 +118,44 @@ def load_datasets(config, splits=("train", "test"), progress=False):
     for dataset in (data.train, data.validation):
         dataset.source = source  # one dict: the run records it once (`data_record`)
     return tuple(data.train if split == "train" else data.validation for split in splits)
+
+
+class RankShare:
+    """The training set as one rank of a distributed ``group`` reads it: ``batch(index)`` reads from
+    ``dataset`` (one with ``batch`` and ``labels``: `ArrayDataset`, `CachedImages`) only the images
+    of this rank's share of ``index`` (`Group.share`; from a memory-mapped cache, only those rows)
+    and leaves the rest of the batch zeros, which the trainer never uses: it takes the same share
+    of every batch (`train.Trainer`). The batch keeps its whole size so that the loader's
+    augmentations, drawing one set of random numbers per batch and applying them image by image,
+    give the share's images exactly as in one process. Everything else (``len``, ``dataset[i]``,
+    ``classes``, ``source``, ...) is ``dataset``'s. The test set is read whole by every rank: rank 0
+    also evaluates it alone, as one process, when a resumed run rebuilds its reports."""
+
+    def __init__(self, dataset, group):
+        self.dataset, self.group = dataset, group
+
+    def __len__(self):
+        return len(self.dataset)
+
+    def __getitem__(self, i):
+        return self.dataset[i]
+
+    def __getattr__(self, name):
+        return getattr(self.dataset, name)
+
+    def batch(self, index):
+        """(float32 images (B, C, H, W), zeros outside this rank's share; int64 labels (B,), all of them)."""
+        share = self.group.share(len(index))
+        mine = index[share]
+        images, _ = self.dataset.batch(mine)
+        whole = np.zeros((len(index), *images.shape[1:]), np.float32)
+        whole[share] = images
+        return whole, self.dataset.labels[index]
+
+
+def rank_share(train, group):
+    """``train`` as ``group``'s rank reads it (`RankShare`); the dataset itself in one process."""
+    return train if group.size == 1 else RankShare(train, group)
 
 
 def _cifar(path, split, with_statistics):
