@@ -207,3 +207,13 @@ def test_palettes_count_as_gray_when_every_entry_is_and_a_bomb_is_left_out_by_na
     assert data.description["left_out"] == [{"file": "a/bomb.png", "reason": f"{tmp_path / 'p' / 'a' / 'bomb.png'}: "
                                              "400 megapixels is more than convnet reads (at most 8192x8192 = "
                                              "67 megapixels)"}]
+
+
+def test_channel_statistics_over_many_chunks_equal_numpys_over_the_whole():
+    from convnet.data.datasets import channel_statistics
+    pixels = np.random.default_rng(3).integers(0, 256, (37, 3, 5, 7), dtype=np.uint8)
+    chosen = np.array([30, 2, 5, 11, 0, 36, 17])
+    mean, std = channel_statistics(pixels, chosen, chunk_bytes=2 * 3 * 5 * 7)  # two images a chunk
+    scaled = pixels[chosen].astype(np.float64) / 255
+    np.testing.assert_allclose(mean, scaled.mean(axis=(0, 2, 3)), rtol=1e-12)
+    np.testing.assert_allclose(std, scaled.std(axis=(0, 2, 3)), rtol=1e-9)

@@ -83,18 +83,20 @@ class CachedImages:
         return unit_range(images), self.labels[index]
 
 
-def channel_statistics(pixels, indices, chunk=4096):
+def channel_statistics(pixels, indices, chunk_bytes=1 << 24):
     """Per-channel mean and standard deviation (population) of ``pixels[indices]`` (N, C, H, W)
-    uint8 scaled to [0, 1], accumulated in float64 over chunks of ``chunk`` images (memory bounded
-    by the chunk, not the dataset). Returns two lists of C floats."""
+    uint8 scaled to [0, 1]. The sums of values and of their squares are exact integers, taken over
+    chunks of about ``chunk_bytes`` of images, so memory is bounded by the chunk (16 MB of pixels,
+    a few times that while summing), not by the dataset. Returns two lists of C floats."""
     indices = np.sort(np.asarray(indices, dtype=np.int64))
-    channels = pixels.shape[1]
-    total, squares, count = np.zeros(channels), np.zeros(channels), 0
+    channels, image_bytes = pixels.shape[1], max(1, int(np.prod(pixels.shape[1:])))
+    chunk = max(1, chunk_bytes // image_bytes)
+    total, squares, count = np.zeros(channels, np.int64), np.zeros(channels, np.int64), 0
     for start in range(0, len(indices), chunk):
-        block = pixels[indices[start:start + chunk]].astype(np.float64) / 255
-        total += block.sum(axis=(0, 2, 3))
-        squares += np.square(block).sum(axis=(0, 2, 3))
+        block = pixels[indices[start:start + chunk]]
+        total += block.sum(axis=(0, 2, 3), dtype=np.int64)
+        squares += np.square(block, dtype=np.uint16).sum(axis=(0, 2, 3), dtype=np.int64)  # 255^2 fits 16 bits
         count += block.shape[0] * block.shape[2] * block.shape[3]
-    mean = total / max(count, 1)
-    std = np.sqrt(np.maximum(squares / max(count, 1) - np.square(mean), 0))
+    mean = total / max(count, 1) / 255
+    std = np.sqrt(np.maximum(squares / max(count, 1) / 255 ** 2 - np.square(mean), 0))
     return mean.tolist(), std.tolist()
