@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 from safetensors.numpy import save as save_tensors
 
-from convnet import PthError, checkpoint, experiment, load_pth, models, optim
+from convnet import PthError, checkpoint, experiment, load_pth, models
 from convnet.data import IdxError, ImageError, download, mnist, read_idx, read_image
 
 # Where the targets write each input (readers take paths): fuzz/run.py names a folder of its own,

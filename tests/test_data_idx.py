@@ -173,22 +173,3 @@ def test_search_order_prefers_the_given_directory_then_the_environment(tmp_path,
     monkeypatch.setenv("CONVNET_DATA", str(env))
     assert len(mnist.load("fashion-mnist", "test", given)[0]) == 2
     assert len(mnist.load("fashion-mnist", "test")[0]) == 3
-
-
-def test_image_folder_reads_classes_from_folder_names(tmp_path):
-    from PIL import Image
-
-    from convnet.data import image_folder
-    for name, value in (("cats", 30), ("dogs", 220)):
-        (tmp_path / name).mkdir()
-        for i in range(2):
-            Image.fromarray(np.full((40, 30, 3), value + i, np.uint8)).save(tmp_path / name / f"{i}.png")
-    (tmp_path / "dogs" / "notes.txt").write_text("ignored")
-    dataset = image_folder(tmp_path, size=(8, 8), channels=1)
-    assert dataset.classes == ("cats", "dogs") and dataset.labels.tolist() == [0, 0, 1, 1]
-    assert dataset.images.shape == (4, 1, 8, 8) and dataset.images.dtype == np.uint8
-    assert abs(int(dataset.images[2].mean()) - 220) <= 1
-    rgb = image_folder(tmp_path, size=(5, 6), channels=3)
-    assert rgb.images.shape == (4, 3, 5, 6)
-    with pytest.raises(ValueError, match="has no class sub-folders"):
-        image_folder(tmp_path / "cats")

@@ -2,7 +2,7 @@
 
 from . import mnist, transforms
 from .idx import IdxError, read_idx, write_idx
-from .images import ImageError, image_folder, read_image
+from .images import ImageError, read_image
 from .loader import ArrayDataset, DataLoader
 from .datasets import CachedImages  # the Dataset protocol: see datasets' docstring
 from .folders import Manifest, recognise
@@ -12,6 +12,6 @@ from . import cifar
 from .shapes import shapes  # so convnet.data.shapes(root, ...) is the generator function, not its module
 
 __all__ = ["mnist", "transforms", "read_idx", "write_idx", "IdxError", "DatasetNotFound", "CLASSES", "ArrayDataset",
-           "DataLoader", "image_folder", "read_image", "ImageError"]
+           "DataLoader", "read_image", "ImageError"]
 __all__ += ["CachedImages", "Manifest", "recognise", "CsvImages", "ImageData", "ImageFolder", "open_images"]
 __all__ += ["cifar", "shapes"]

@@ -1,15 +1,14 @@
-"""Users' own images: reading any picture file, and a folder-per-class dataset."""
+"""Users' own images: reading any picture file, of any mode, into uint8 pixels (folders of them are
+`convnet.data.own_images`')."""
 
 import math
 import re
 import warnings
-from pathlib import Path
 
 import numpy as np
 from PIL import ExifTags, Image, ImageOps
 
-from .loader import ArrayDataset
-from ..errors import ConvnetError, InvalidValue, MissingFile
+from ..errors import ConvnetError, InvalidValue
 
 EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff")
 
@@ -186,25 +185,3 @@ def _composited_onto_black(image):
         composited[rows] = ((colour * alpha + 127) // 255).reshape(composited[rows].shape)
         see_through = see_through or bool((alpha < 255).any())
     return Image.fromarray(composited), see_through
-
-
-def image_folder(root, size=(28, 28), channels=1):
-    """A dataset from ``root/<class name>/*.png|jpg|...``: classes in sorted folder order.
-
-    Every image is converted to ``channels`` and resized to ``size``; all are loaded at once.
-    """
-    root = Path(root)
-    if not root.is_dir():
-        raise MissingFile(f"image_folder: {root} is not a directory")
-    classes = sorted(p.name for p in root.iterdir() if p.is_dir())
-    if not classes:
-        raise InvalidValue(f"image_folder: {root} has no class sub-folders (expected root/<class name>/<images>)")
-    images, labels = [], []
-    for label, name in enumerate(classes):
-        for path in sorted((root / name).iterdir()):
-            if path.suffix.lower() in EXTENSIONS:
-                images.append(read_image(path, size, channels)[0])
-                labels.append(label)
-    if not images:
-        raise InvalidValue(f"image_folder: no images with extensions {EXTENSIONS} under {root}")
-    return ArrayDataset(np.stack(images), np.array(labels), classes)
