@@ -73,11 +73,11 @@ def predict(args):
 def _image_paths(targets):
     """The image files named by ``targets``: each file as given, each folder's images at any depth
     (sorted; hidden files and other files passed over)."""
-    from ..data.folders import _images_under
+    from ..data.folders import images_under
     paths = []
     for target in targets:
         if Path(target).is_dir():
-            found, _ = _images_under(target)
+            found, _ = images_under(target)
             if not found:
                 raise CommandError(f"{target}: no images in this folder or below (expected .png, .jpg, ... files)")
             paths += found

@@ -101,7 +101,7 @@ def _files_by_class(folder, classes, allow_empty=False):
     for label, name in enumerate(classes):
         if not (folder / name).is_dir():
             continue
-        found, others = _images_under(str(folder / name))
+        found, others = images_under(str(folder / name))
         if not found and not allow_empty:
             raise InvalidValue(f"{folder / name}: class {name!r} has no images "
                                f"(expected files ending in {', '.join(EXTENSIONS)})")
@@ -110,7 +110,7 @@ def _files_by_class(folder, classes, allow_empty=False):
     return files, skipped
 
 
-def _images_under(folder):
+def images_under(folder):
     """(sorted image paths (str) under ``folder`` at any depth, count of other files), following
     symlinked folders but each real folder once, so a symlink loop ends. A FIFO or device with an
     image's name is another file (reading it could block forever); a broken symlink with one is
