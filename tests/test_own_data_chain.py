@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from conftest import requires
 from convnet import experiment, nn
 from convnet.cli import main
 from convnet.data import shapes
@@ -109,6 +110,7 @@ def test_a_cifar_folder_goes_through_the_whole_chain(tmp_path, capsys):
     run_chain(data, classes, Image.fromarray(pixels, "RGB"), tmp_path, capsys)
 
 
+@requires("onnx")
 @pytest.mark.parametrize("split", ["2", "true", "\"0.2\""])
 def test_a_file_whose_recorded_split_is_no_fraction_is_refused_naming_it(tmp_path, split):
     from convnet.onnx import OnnxError, export
