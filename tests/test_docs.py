@@ -167,20 +167,22 @@ def missing_optional_package(error):
 def test_python_blocks_run(page, start, text, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)  # whatever a block writes lands here
     code = compile("\n" * (start - 1) + text, str(page), "exec")  # tracebacks name the page's lines
+    namespace = {"__name__": "__main__"}
     try:
-        exec(code, {"__name__": "__main__"})
+        exec(code, namespace)  # a block checks its own claims with assert; raising fails this test
     except ModuleNotFoundError as error:
         package = missing_optional_package(error)
         if package is None:
             raise
         pytest.skip(f"{package} is not installed (pip install -e '.[test]')")
+    assert set(namespace) - {"__name__", "__builtins__"}, "the block defined nothing: is it code to run?"
 
 
 def test_the_blocks_too_long_to_run_are_python_that_compiles():
-    for page in PAGES:
-        for language, start, text in split_fences(page.read_text(encoding="utf-8"))[1]:
-            if language == "py":
-                compile("\n" * (start - 1) + text, str(page), "exec")
+    compiled = [compile("\n" * (start - 1) + text, str(page), "exec")  # a SyntaxError names the page's line
+                for page in PAGES for language, start, text in split_fences(page.read_text(encoding="utf-8"))[1]
+                if language == "py"]
+    assert compiled, "no ```py blocks found: the fence reader or the docs changed"
 
 
 def test_the_pages_have_blocks_to_run_and_optional_imports_are_told_apart():
