@@ -38,6 +38,22 @@ def channel_major(x):
     return np.ascontiguousarray(x.transpose(1, 0, 2, 3))
 
 
+def channels_last(x):
+    """(N, C, H, W) -> contiguous (N, H, W, C): free when x is a view of channels-last data."""
+    return np.ascontiguousarray(x.transpose(0, 2, 3, 1))
+
+
+def is_channels_last(x):
+    """Whether the (N, C, H, W) array x is a view of contiguous (N, H, W, C) memory (so that
+    `channels_last` costs nothing). One channel, or 1x1 planes, are both layouts at once."""
+    return x.transpose(0, 2, 3, 1).flags.c_contiguous
+
+
+def nchw(channels_last_array):
+    """(N, H, W, C) -> its (N, C, H, W) view: how a channels-last kernel's output is handed on."""
+    return channels_last_array.transpose(0, 3, 1, 2)
+
+
 class ConvGeometry(NamedTuple):
     """A convolution's geometry: kernel (kH, kW), stride (sH, sW), padding (top, bottom, left,
     right), dilation (dH, dW), groups G, input (H, W) before padding and output (H', W').
