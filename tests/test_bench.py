@@ -84,10 +84,21 @@ def test_the_report_records_the_command_that_repeats_it():
     for argv, expected in [([], "convnet bench"), (["--quick"], "convnet bench --quick"),
                            (["--no-torch", "--parts", "ops", "train", "--data", "/d", "--repeats", "7"],
                             "convnet bench --repeats 7 --parts ops train --data /d --no-torch"),
-                           (["--cases", "conv 1->32"], "convnet bench --cases 'conv 1->32'")]:
+                           (["--cases", "conv 1->32"], "convnet bench --cases 'conv 1->32'"),
+                           (["--parts", "convgrid", "--layout", "nchw"],
+                            "convnet bench --parts convgrid --layout nchw")]:
         command = bench.command_line(parser.parse_args(argv))
         assert command == expected
         assert parser.parse_args(shlex.split(command)[2:]) == parser.parse_args(argv)
+
+
+def test_a_round_count_below_one_is_refused_by_name(capsys):
+    parser = argparse.ArgumentParser()
+    bench.add_arguments(parser)
+    for text in ("0", "-2", "two"):
+        with pytest.raises(SystemExit):
+            parser.parse_args(["--repeats", text])
+        assert f"argument --repeats: expected a positive integer, got '{text}'" in capsys.readouterr().err
 
 
 @pytest.mark.slow

@@ -3,11 +3,22 @@ optional libraries are imported only by the processes that run them."""
 
 from dataclasses import dataclass
 
+import numpy as np
+
+from ..kernels.convolution import channel_major, channels_last, nchw
 from ..process import withdraw_thread_defaults
 
 BATCH = 128
 CONTENDERS = ("convnet", "torch", "torch_cl", "onnxruntime")
 EVERY_CASE = CONTENDERS[:3]  # onnxruntime only runs inference
+
+# The memory order of the (N, C, H, W) arrays convnet is given (``--layout``): the order its own
+# layers hand on is the fair one. PyTorch NCHW always gets contiguous arrays and PyTorch
+# channels_last channels-last ones, whatever this says.
+LAYOUTS = {"channels_last": lambda x: nchw(channels_last(x)),   # (N, H, W, C) memory, as torch_cl's
+           "nchw": np.ascontiguousarray,                          # (N, C, H, W) memory, as torch's
+           "channel_major": lambda x: channel_major(x).transpose(1, 0, 2, 3)}  # (C, N, H, W) memory
+DEFAULT_LAYOUT = "channels_last"
 
 
 @dataclass
@@ -37,6 +48,12 @@ def import_onnxruntime():
     except ImportError:
         return None
     return onnxruntime
+
+
+def in_layout(array, layout):
+    """The (N, C, H, W) ``array``, same values, as a view of memory in ``layout`` (one of LAYOUTS);
+    arrays of other ranks as they are."""
+    return LAYOUTS[layout](array) if array.ndim == 4 else array
 
 
 def torch_inputs(torch, arrays, channels_last):

@@ -10,17 +10,19 @@ import sys
 import time
 
 from ..process import available_cores
-from .case import import_torch
+from .case import DEFAULT_LAYOUT, import_torch
+from .grid_cases import grid_cases
 from .model_cases import model_cases
 from .op_cases import op_cases
 
 SECONDS_PER_TURN = 0.2  # how long a contender calls one case in one round, after its warm-up
 
 
-def all_cases(parts, quick, data_dir):
-    """The cases of ``parts`` ("ops", "train"), by name the same in every process."""
-    cases = op_cases(quick) if "ops" in parts else []
-    return cases + (model_cases(quick, data_dir) if "train" in parts else [])
+def all_cases(parts, quick, data_dir, layout=DEFAULT_LAYOUT):
+    """The cases of ``parts`` ("ops", "convgrid", "train"), by name the same in every process."""
+    cases = op_cases(quick, layout) if "ops" in parts else []
+    cases += grid_cases(quick, layout) if "convgrid" in parts else []
+    return cases + (model_cases(quick, data_dir, layout) if "train" in parts else [])
 
 
 def median_time(run, seconds):
@@ -34,13 +36,14 @@ def median_time(run, seconds):
     return statistics.median(samples)
 
 
-def serve(contender, parts, quick, data_dir):
+def serve(contender, parts, quick, data_dir, layout=DEFAULT_LAYOUT):
     """A contender's process: answer each case name read from stdin with a median time (null for a
-    case it does not run)."""
+    case it does not run). The bench asks for one case's rounds before the next, so only the
+    current case's call (and its arrays and model) is kept."""
     torch = import_torch() if contender in ("torch", "torch_cl") else None
     if torch is not None:
         torch.set_num_threads(available_cores())
-    cases = {case.name: case for case in all_cases(parts, quick, data_dir)}
+    cases = {case.name: case for case in all_cases(parts, quick, data_dir, layout)}
     runs = {}
     print(json.dumps({"ready": contender}), flush=True)
     for line in sys.stdin:
@@ -49,6 +52,7 @@ def serve(contender, parts, quick, data_dir):
             print(json.dumps({"seconds": None}), flush=True)
             continue
         if name not in runs:
+            runs.clear()  # the previous case's memory goes before this one's is taken
             runs[name] = cases[name].build(contender)
             median_time(runs[name], 0)  # warm-up: first-call allocations and compilation
         print(json.dumps({"seconds": median_time(runs[name], SECONDS_PER_TURN)}), flush=True)
@@ -92,6 +96,3 @@ def machine_busy_seconds():
     with open("/proc/stat") as stat:
         values = [int(v) for v in stat.readline().split()[1:]]
     return (sum(values) - values[3] - values[4]) / os.sysconf("SC_CLK_TCK")  # all but idle and iowait
-
-
-# ---------------------------------------------------------------------------- rounds and rows

@@ -3,6 +3,7 @@ table of figures and ratios."""
 
 import os
 import platform
+import statistics
 
 import numba
 import numpy as np
@@ -55,8 +56,29 @@ def format_table(rows, contenders, peak):
                           if name in row.ratios else f"{'-':>18s}" for name in them)
         quiet = f"{row.quiet_rounds}/{row.rounds}" if row.rounds else "-"
         note = ""
-        if row.flops and row.unit == "ms":
-            rate = row.flops / (row.figures["convnet"] / 1e3) / 1e9
+        if row.flops and row.unit in ("ms", "img/s"):
+            per_second = 1e3 / row.figures["convnet"] if row.unit == "ms" else row.figures["convnet"]
+            rate = row.flops * per_second / 1e9
             note = f"{rate:.0f} GFLOP/s ({rate / peak:.0%} of peak)"
         lines.append(f"{row.name:60s} {row.unit:>6s} {figures} {ratios}  {quiet:>5s}  {note}")
     return "\n".join(lines)
+
+
+def grid_summary(rows, against="torch_cl"):
+    """What the grid's ``rows`` say against contender ``against`` (PyTorch channels_last): the
+    worst case (the largest median ratio convnet / them), the median of the cases' ratios and how
+    many cases are at or under 1.0x; None when no row has a ratio to ``against``."""
+    compared = [row for row in rows if against in row.ratios]
+    if not compared:
+        return None
+    worst = max(compared, key=lambda row: row.ratios[against][0])
+    ratios = [row.ratios[against][0] for row in compared]
+    return {"against": against, "worst": worst.name, "worst_ratio": worst.ratios[against][0],
+            "median_ratio": statistics.median(ratios), "at_or_under_1": sum(ratio <= 1.0 for ratio in ratios),
+            "cases": len(compared)}
+
+
+def format_grid_summary(summary):
+    return (f"grid against {summary['against']}: worst {summary['worst']} {summary['worst_ratio']:.2f}x; "
+            f"median {summary['median_ratio']:.2f}x; {summary['at_or_under_1']} of {summary['cases']} cases "
+            f"at or under 1.0x")

@@ -22,7 +22,7 @@ class Row:
     quiet_rounds: int = 0
     rounds: int = 0
     others_busy: float = 0.0        # median share of the machine used by other processes
-    flops: int = 0
+    flops: int = 0                  # FLOPs per call in "ms" rows, per image in an inference's "img/s" row
 
 
 def measure(case, contenders, rounds):
@@ -52,4 +52,7 @@ def measure(case, contenders, rounds):
                      {name: case.images / (value / 1e3) for name, value in row.figures.items()},
                      {name: (1 / m, 1 / high, 1 / low) for name, (m, low, high) in row.ratios.items()},
                      row.quiet_rounds, rounds, row.others_busy)
-    return [row, throughput] if case.name.startswith("train step") else [throughput]
+    if case.name.startswith("train step"):
+        return [row, throughput]  # the step's row carries the FLOPs
+    throughput.flops = case.flops // case.images
+    return [throughput]
