@@ -15,6 +15,7 @@ from conftest import requires
 from convnet import experiment, nn
 from convnet.cli import main
 from convnet.data import shapes
+from convnet.experiment.onnx_file import ONNX_DATA_OPTIONS
 from convnet.tensor import Tensor, no_grad
 from convnet.viz.colour import kernel_patches
 from test_cifar import CIFAR10_NAMES, write_cifar10
@@ -82,8 +83,9 @@ def run_chain(data, classes, image, tmp_path, capsys, options=()):
     assert main(["export", str(run), str(exported)]) == 0
     session = ort.InferenceSession(str(exported), providers=["CPUExecutionProvider"])
     assert session.get_inputs()[0].shape[1:] == [3, *spec["size"]]
-    split = session.get_modelmeta().custom_metadata_map.get(experiment.ONNX_VAL_SPLIT)
-    assert split == (json.dumps(config.val_split) if config.dataset == "csv" else None)  # CIFAR: a split of its own
+    options = session.get_modelmeta().custom_metadata_map.get(ONNX_DATA_OPTIONS)
+    # CIFAR has a split of its own: no options recorded
+    assert (options and json.loads(options)["val_split"]) == (config.val_split if config.dataset == "csv" else None)
     prepared = ((pixels_of([picture]) - np.reshape(spec["mean"], (1, 3, 1, 1)))
                 / np.reshape(spec["std"], (1, 3, 1, 1))).astype(np.float32)
     prepared = np.concatenate([prepared, np.random.default_rng(0).standard_normal(prepared.shape, np.float32)])

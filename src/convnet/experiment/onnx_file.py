@@ -12,6 +12,7 @@ from ..nn import Module
 from ..tensor import Tensor, no_grad
 from .config import IMAGE_KINDS, RunConfig
 from .loaded_model import IMAGE_SHAPE, LoadedModel
+from .sources import SPLIT_SEED, data_options
 
 # Where `export_onnx` records, in an ONNX file's metadata_props, what `load_onnx_file` needs to use it
 # as it was trained: the dataset, the (mean, std) its [0, 1] pixels were normalised with, the class names.
@@ -21,9 +22,23 @@ ONNX_TEST_MIRROR = "convnet.test_mirror"
 # ... and, for any other program, how an image becomes the input: {"channels", "size": [H, W], "mean",
 # "std" (per channel), "scale", "resize"}, the words of `_preprocessing`.
 ONNX_PREPROCESSING = "convnet.preprocessing"
-# ... and, for data without a split of its own (an image folder or CSV), the share of each class the run held
-# out (`RunConfig.val_split`), so that evaluate FILE.onnx --data PATH scores the images evaluate RUN scores.
+# ... and, for an image folder or CSV, everything that decides which of its files are the test images and how
+# they are prepared (`sources.data_options`: `open_images`'s val_split, seed, image_size, channels, skip_bad,
+# and the files left out as unreadable), so that evaluate FILE.onnx --data PATH scores the images evaluate RUN
+# scores.
+ONNX_DATA_OPTIONS = "convnet.data_options"
+# What files of the previous version record instead: the val_split alone (still read).
 ONNX_VAL_SPLIT = "convnet.val_split"
+# ONNX_DATA_OPTIONS's keys, each with what it must be: (accepts the JSON value, says what it expects).
+_OPTIONS = {
+    "val_split": (lambda v: _is_number(v) and 0 < v < 1, "a fraction between 0 and 1"),
+    "seed": (lambda v: v == SPLIT_SEED and not isinstance(v, bool), f"{SPLIT_SEED} (the seed convnet splits with)"),
+    "image_size": (lambda v: v is None or isinstance(v, list) and len(v) == 2 and all(
+        isinstance(side, int) and not isinstance(side, bool) and side > 0 for side in v), "null or [height, width]"),
+    "channels": (lambda v: v in (None, 1, 3) and not isinstance(v, bool), "null, 1 or 3"),
+    "skip_bad": (lambda v: isinstance(v, bool), "true or false"),
+    "left_out": (lambda v: isinstance(v, list) and all(isinstance(name, str) for name in v), "a list of file names"),
+}
 
 
 def onnx_metadata(loaded):
@@ -40,7 +55,8 @@ def onnx_metadata(loaded):
                 ONNX_CLASSES: json.dumps(list(loaded.classes)), ONNX_TEST_MIRROR: json.dumps(loaded.mirror),
                 ONNX_PREPROCESSING: json.dumps(_preprocessing(loaded, mean, std), ensure_ascii=False)}
     if loaded.config.dataset in IMAGE_KINDS:
-        metadata[ONNX_VAL_SPLIT] = json.dumps(loaded.config.val_split)
+        options = (loaded.spec or {}).get("options") or data_options(loaded.config, {})
+        metadata[ONNX_DATA_OPTIONS] = json.dumps(options, ensure_ascii=False)
     return metadata
 
 
@@ -62,13 +78,12 @@ def load_onnx_file(path, data=None, mirror=None):
     model = load(path)
     recorded = model.metadata
     notes = []
+    options = _data_options(path, recorded)
     try:
-        config = RunConfig(dataset=recorded.get(ONNX_DATASET, RunConfig.dataset), data=data)
+        config = RunConfig(dataset=recorded.get(ONNX_DATASET, RunConfig.dataset), data=data,
+                           **{key: value for key, value in options.items() if key in _CONFIG_OPTIONS})
     except ValueError as error:
         raise OnnxError(f"{path}: its metadata {ONNX_DATASET}: {error}") from None
-    if ONNX_VAL_SPLIT in recorded:
-        config.val_split = _recorded(path, recorded, ONNX_VAL_SPLIT, float, "a fraction between 0 and 1",
-                                     lambda v: isinstance(v, (int, float)) and not isinstance(v, bool) and 0 < v < 1)
     shape = model.input_shape
     if shape is None or len(shape) != 4 or not isinstance(shape[1], int):
         raise OnnxError(f"{path}: expected a model of images (batch, C, H, W) with a fixed C, got input shape "
@@ -92,7 +107,7 @@ def load_onnx_file(path, data=None, mirror=None):
     if ONNX_CLASSES in recorded:
         classes = _recorded(path, recorded, ONNX_CLASSES, tuple, f"a list of {count} names",
                             lambda v: isinstance(v, list) and len(v) == count and all(isinstance(n, str) for n in v))
-    elif count == len(mnist.CLASSES[config.dataset]):
+    elif config.is_idx and count == len(mnist.CLASSES[config.dataset]):
         classes = mnist.CLASSES[config.dataset]
         notes.append(f"{path} does not name its classes: they are taken as {config.dataset}'s")
     else:
@@ -106,8 +121,41 @@ def load_onnx_file(path, data=None, mirror=None):
     if not config.is_idx and normalize is not None:  # data recorded by `onnx_metadata`: compared by evaluate --data
         spec = {"kind": config.dataset, "path": None, "classes": list(classes), "channels": channels,
                 "size": [height, width], "mean": normalize.mean.ravel().tolist(), "std": normalize.std.ravel().tolist()}
+        if ONNX_DATA_OPTIONS in recorded:
+            spec["options"] = options
     return LoadedModel(model, config, f"{path.name} (ONNX)", (channels, height, width), classes, normalize,
                        notes=notes, mirror=mirror, crop=not config.is_idx, spec=spec)
+
+
+# The options `RunConfig` holds (the seed is convnet's own; the left-out files follow from skip_bad).
+_CONFIG_OPTIONS = ("val_split", "image_size", "channels", "skip_bad")
+
+
+def _data_options(path, recorded):
+    """The image data's options an ONNX file records (``ONNX_DATA_OPTIONS``; in a file of the previous
+    version, ``ONNX_VAL_SPLIT`` alone), as a dict of `_OPTIONS`'s keys ({"val_split"} alone for a file of
+    the previous version; {} when it records none).
+    A value that is not what it should be is an `OnnxError` naming the key."""
+    from ..onnx import OnnxError
+    if ONNX_DATA_OPTIONS not in recorded:
+        if ONNX_VAL_SPLIT not in recorded:
+            return {}
+        accept, expected = _OPTIONS["val_split"]
+        return {"val_split": _recorded(path, recorded, ONNX_VAL_SPLIT, float, expected, accept)}
+    options = _recorded(path, recorded, ONNX_DATA_OPTIONS, dict, f"an object of {', '.join(_OPTIONS)}",
+                        lambda v: isinstance(v, dict) and v.keys() == _OPTIONS.keys())
+    for key, (accept, expected) in _OPTIONS.items():
+        if not accept(options[key]):
+            raise OnnxError(f"{path}: its metadata {ONNX_DATA_OPTIONS}: expected {key} {expected}, "
+                            f"got {json.dumps(options[key], ensure_ascii=False)[:80]}")
+    if options["left_out"] and not options["skip_bad"]:
+        raise OnnxError(f"{path}: its metadata {ONNX_DATA_OPTIONS}: expected no left_out files with skip_bad false, "
+                        f"got {len(options['left_out'])}")
+    return options
+
+
+def _is_number(value):
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
 def _recorded(path, recorded, key, convert, expected, accept=lambda value: True):

@@ -201,11 +201,24 @@ def recorded_input(where, meta, config):
     else:
         source = (data.get("images") or data.get("train") or {}) if isinstance(data, dict) else {}
         if isinstance(source, dict) and all(key in source for key in INPUT_KEYS):
-            return _checked({key: source[key] for key in INPUT_KEYS}, where)
+            spec = _checked({key: source[key] for key in INPUT_KEYS}, where)
+            if config.dataset in IMAGE_KINDS:
+                spec["options"] = data_options(config, source)
+            return spec
     raise DataNotRecorded(f"{where}: its checkpoint does not record the data it was trained on (saved from Python "
                           f"without it), so its classes and how its images were prepared are unknown, and convnet "
                           f"assumes none: train it with convnet train --data PATH (or experiment.start), which "
                           f"records them")
+
+
+def data_options(config, source):
+    """Everything that decides which of an image folder's (or CSV's) files a run used and how they
+    were prepared: `open_images`'s options as the run recorded them (those of ``config`` where it
+    did not), with ``left_out``, the files it left out as unreadable (relative paths)."""
+    recorded = source.get("options") or {"val_split": config.val_split, "seed": SPLIT_SEED,
+                                         "image_size": config.image_size, "channels": config.channels,
+                                         "skip_bad": config.skip_bad}
+    return {**recorded, "left_out": [entry["file"] for entry in source.get("left_out", [])]}
 
 
 def _checked(spec, where):
