@@ -2,11 +2,12 @@
 an instant, memory-mapped (so a dataset larger than memory trains).
 
 The cache is ``<key>.npy`` (pixels (N, C, H, W), uint8) and ``<key>.json`` (the chosen size and
-channels, the unreadable files, each file's SHA-256, the conversions made), where the key hashes
-the files' manifest (paths, sizes, modification times) with the size and channels asked for. The
-pixels are written under a temporary name and renamed, then the JSON is written (atomically);
-only a key with both files is used, so a decoding killed at any moment is never mistaken for a
-finished one: the next open decodes again.
+channels, the unreadable files, each file's SHA-256, the conversions made, and the per-channel
+statistics of the training subsets asked for so far), where the key hashes the files' manifest
+(paths, sizes, modification times) with the size and channels asked for. The pixels are written
+under a temporary name and renamed, then the JSON is written (atomically, as each later rewrite
+that adds statistics); only a key with both files is used, so a decoding killed at any moment is
+never mistaken for a finished one: the next open decodes again.
 """
 
 import hashlib
@@ -25,11 +26,14 @@ import numpy as np
 from PIL import ExifTags, Image
 from tqdm import tqdm
 
+from .datasets import channel_statistics
 from .images import ImageError, read_image
 from ..errors import InvalidValue
 from ..files import WriteError, atomic_write
 
 CACHE_VERSION = 1
+# The training subsets whose statistics a cache keeps (the latest): a few splits of one folder, not every one tried.
+STATISTICS_KEPT = 16
 _GRAY_MODES = ("1", "L", "LA", "La", "I", "F")
 # EXIF orientations 5..8 turn the picture a quarter: its width becomes its height.
 _QUARTER_TURNS = (5, 6, 7, 8)
@@ -39,7 +43,8 @@ _QUARTER_TURNS = (5, 6, 7, 8)
 class Decoded:
     """The cache of one listing: ``pixels`` (N, C, H, W) uint8, memory-mapped; ``bad`` maps an
     index to why its file cannot be read (its pixels are zeros); ``digests`` the SHA-256 of each
-    file's bytes (None for a file that cannot be read); ``notes`` counts the conversions made."""
+    file's bytes (None for a file that cannot be read); ``notes`` counts the conversions made;
+    ``statistics`` maps a `statistics_key` to the [mean, std] kept for it (see `statistics`)."""
     pixels: np.ndarray
     size: tuple
     channels: int
@@ -47,6 +52,7 @@ class Decoded:
     digests: list
     notes: dict
     path: Path
+    statistics: dict
 
 
 def cache_key(manifest, image_size, channels):
@@ -118,8 +124,47 @@ def _opened(cache_dir, key, count):
         return None
     if meta.get("version") != CACHE_VERSION or pixels.shape != (count, meta["channels"], *meta["size"]):
         return None
+    statistics = meta.get("statistics")
     return Decoded(pixels, tuple(meta["size"]), meta["channels"], {int(i): r for i, r in meta["bad"].items()},
-                   meta["digests"], meta["notes"], cache_dir / f"{key}.npy")
+                   meta["digests"], meta["notes"], cache_dir / f"{key}.npy",
+                   statistics if isinstance(statistics, dict) else {})
+
+
+def statistics_key(found, indices):
+    """What decides the statistics of the images ``indices`` of the cache ``found``: its channels and
+    size, and the SHA-256 of the sorted indices (which images: the split, what was left out)."""
+    rows = np.sort(np.asarray(indices, dtype=np.int64))
+    return f"{found.channels}x{found.size[0]}x{found.size[1]}:{hashlib.sha256(rows.tobytes()).hexdigest()}"
+
+
+def statistics(found, indices):
+    """Per-channel (mean, std) of the images ``indices`` of the cache ``found`` (two lists of C
+    floats, as `datasets.channel_statistics`), computed once: the cache's JSON keeps them under
+    `statistics_key` (atomically rewritten, the latest `STATISTICS_KEPT` subsets), so a second
+    start, and every rank of a distributed job after the first, reads them (JSON floats read back
+    bit for bit). A cache whose JSON cannot be rewritten (a read-only folder) computes them each time."""
+    key = statistics_key(found, indices)
+    kept = found.statistics.get(key)
+    if _are_statistics(kept, found.channels):
+        return kept[0], kept[1]
+    mean, std = channel_statistics(found.pixels, indices)
+    sidecar = found.path.with_suffix(".json")
+    try:
+        meta = json.loads(sidecar.read_text())
+        latest = {name: value for name, value in meta.get("statistics", {}).items() if name != key}
+        latest[key] = [mean, std]
+        meta["statistics"] = dict(list(latest.items())[-STATISTICS_KEPT:])
+        atomic_write(sidecar, json.dumps(meta))
+    except (OSError, ValueError, AttributeError):  # gone, damaged or read-only (WriteError): computed again next time
+        pass
+    return mean, std
+
+
+def _are_statistics(kept, channels):
+    """Whether ``kept`` is [mean, std] of ``channels`` numbers each (a hand-edited JSON is computed again)."""
+    return (isinstance(kept, list) and len(kept) == 2 and all(
+        isinstance(values, list) and len(values) == channels and all(
+            isinstance(v, float) and math.isfinite(v) for v in values) for values in kept) and min(kept[1]) >= 0)
 
 
 def _remove_abandoned(cache_dir, key):

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from . import cache, mnist
-from .datasets import CachedImages, channel_statistics
+from .datasets import CachedImages
 from .folders import Manifest, check_classes, read_csv, recognise, scan_folder, stratified_split
 from .images import ImageError
 from ..errors import InvalidValue
@@ -64,10 +64,10 @@ def _opened(listing, val_split=0.1, seed=0, image_size=None, channels=None, skip
     if listing.validation is None:
         listing.validation = stratified_split(listing.labels, listing.classes, val_split, seed)
         listing.split = {"kind": "seeded", "seed": seed, "fraction": val_split}
-    manifest = Manifest.of(listing)
+    relative = listing.relative()
+    manifest = Manifest.of(listing, relative)
     found = cache.decoded(listing.paths, manifest, cache_dir or mnist.cache_dir("images"), image_size, channels,
                           workers, progress)
-    relative = listing.relative()
     if found.bad and not skip_bad:
         reasons = [found.bad[index] for index in sorted(found.bad)]
         raise ImageError(f"{len(reasons)} image{'s' * (len(reasons) != 1)} cannot be read: {'; '.join(reasons[:3])}"
@@ -78,13 +78,13 @@ def _opened(listing, val_split=0.1, seed=0, image_size=None, channels=None, skip
     train = np.flatnonzero(readable & ~listing.validation)
     held_out = np.flatnonzero(readable & listing.validation)
     _check_left(listing, train, held_out)
-    mean, std = channel_statistics(found.pixels, train)
+    mean, std = cache.statistics(found, train)
     listing.split["validation_sha256"] = hashlib.sha256("\n".join(relative[i] for i in held_out).encode()).hexdigest()
     description = {
         "kind": listing.kind, "path": str(listing.source),
         "classes": list(listing.classes), "channels": found.channels, "size": list(found.size),
         "image_size": image_size and list(image_size), "train": len(train), "validation": len(held_out),
-        "split": listing.split, "manifest": {"sha256": manifest.sha256, "files": len(manifest.entries)},
+        "split": listing.split, "manifest": {"sha256": manifest.sha256, "files": len(manifest)},
         "mean": mean, "std": std, "non_images": listing.non_images,
         "left_out": [{"file": relative[index], "reason": reason} for index, reason in sorted(found.bad.items())],
         "conversions": found.notes, "duplicates": _duplicates(found.digests, relative, train, held_out),
