@@ -124,23 +124,26 @@ def to_torch_state(module):
     return {key: torch.from_numpy(np.array(value)) for key, value in module.state_dict().items()}
 
 
-def check_twins(ours, theirs, input_shape, rng, train=True, steps=2, input_requires_grad=True):
+def check_twins(ours, theirs, input_shape, rng, train=True, steps=2, input_requires_grad=True, dtype=np.float32):
     """Load ours' weights into theirs (a torch.nn twin); compare keys, outputs, the input's
     gradient (unless not ``input_requires_grad``: a first layer) and the parameters', and (for
-    layers with buffers) the buffers after ``steps`` training forwards."""
+    layers with buffers) the buffers after ``steps`` training forwards, on inputs of ``dtype``
+    (the twins' own, so float64 twins for a deep network: in float32 a ReLU input within
+    rounding of 0 can fall on either side in either library, and one such flip moves a gradient
+    by a whole term)."""
     assert list(ours.state_dict()) == list(theirs.state_dict())
     theirs.load_state_dict(to_torch_state(ours))
     ours.train(train)
     theirs.train(train)
     for _ in range(steps):
-        x = rng.standard_normal(input_shape).astype(np.float32)
+        x = rng.standard_normal(input_shape).astype(dtype)
         ours.zero_grad()
         theirs.zero_grad()
         our_x = Tensor(x, requires_grad=input_requires_grad)
         their_x = torch.tensor(x, requires_grad=input_requires_grad)
         out, expected = ours(our_x), theirs(their_x)
         np.testing.assert_allclose(out.numpy(), expected.detach().numpy(), rtol=1e-4, atol=1e-5)
-        grad = rng.standard_normal(out.shape).astype(np.float32)
+        grad = rng.standard_normal(out.shape).astype(dtype)
         out.backward(grad)
         expected.backward(torch.from_numpy(grad))
         if input_requires_grad:

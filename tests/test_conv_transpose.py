@@ -13,10 +13,10 @@ from hypothesis import strategies as st
 
 import convnet
 import convnet.functional as F
-from convnet import nn
+from convnet import kernels, nn
 from convnet.functional.conv import conv2d_reference, conv_transpose2d_reference
-from convnet.kernels.convolution import (ConvGeometry, conv2d_columns, conv2d_forward, conv2d_input_grad,
-                                         conv2d_weight_grad)
+from convnet.kernels.convolution import (ConvGeometry, conv2d_columns, conv2d_columns_last, conv2d_forward,
+                                         conv2d_input_grad, conv2d_weight_grad)
 from conftest import (assert_close_relative_to_scale, check_twins, finite_difference_check, requires_torch, torch,
                       torch_check)
 
@@ -100,16 +100,24 @@ def _reference_out(x, w, geometry):
     return out[:, :, :geometry.output_hw[0], :geometry.output_hw[1]]
 
 
+# 'auto', and each im2col forced (groups > 1 stay on 'im2col'; its output size may be cut short).
+ALGORITHMS = ["auto", "im2col", "im2col_last"]
+
+
+@pytest.mark.parametrize("algorithm", ALGORITHMS)
 @pytest.mark.parametrize("x_shape, w_shape, arguments", ARRAY_CASES)
-def test_array_forward_matches_reference(x_shape, w_shape, arguments):
+def test_array_forward_matches_reference(x_shape, w_shape, arguments, algorithm):
     x, w, geometry, _, _ = _array_case(x_shape, w_shape, arguments)
-    out, saved = conv2d_forward(x, w, geometry)
+    with kernels.use_algorithm(algorithm):
+        out, saved = conv2d_forward(x, w, geometry)
     np.testing.assert_allclose(out, _reference_out(x, w, geometry), rtol=1e-12, atol=1e-12)
-    np.testing.assert_array_equal(saved.array, conv2d_columns(x, geometry).array)
+    columns = conv2d_columns_last if saved.algorithm == "im2col_last" else conv2d_columns
+    np.testing.assert_array_equal(saved.array, columns(x, geometry).array)
 
 
+@pytest.mark.parametrize("algorithm", ALGORITHMS)
 @pytest.mark.parametrize("x_shape, w_shape, arguments", ARRAY_CASES)
-def test_array_gradients_match_finite_differences(x_shape, w_shape, arguments):
+def test_array_gradients_match_finite_differences(x_shape, w_shape, arguments, algorithm):
     """L(x, w) = <reference conv2d(x, w), d_out>; central differences along random directions."""
     x, w, geometry, grad_out, rng = _array_case(x_shape, w_shape, arguments)
     eps = 1e-6
@@ -117,8 +125,9 @@ def test_array_gradients_match_finite_differences(x_shape, w_shape, arguments):
     def loss(x, w):
         return float((_reference_out(x, w, geometry) * grad_out).sum())
 
-    grad_x = conv2d_input_grad(grad_out, w, geometry)
-    grad_w = conv2d_weight_grad(grad_out, conv2d_columns(x, geometry), geometry)
+    with kernels.use_algorithm(algorithm):
+        grad_x = conv2d_input_grad(grad_out, w, geometry)
+        grad_w = conv2d_weight_grad(grad_out, conv2d_forward(x, w, geometry)[1], geometry)
     assert grad_x.shape == x.shape and grad_w.shape == w.shape
     for _ in range(3):
         v_x, v_w = rng.standard_normal(x.shape), rng.standard_normal(w.shape)
@@ -129,8 +138,9 @@ def test_array_gradients_match_finite_differences(x_shape, w_shape, arguments):
 
 
 @requires_torch
+@pytest.mark.parametrize("algorithm", ALGORITHMS)
 @pytest.mark.parametrize("x_shape, w_shape, arguments", ARRAY_CASES)
-def test_array_gradients_match_torch(x_shape, w_shape, arguments):
+def test_array_gradients_match_torch(x_shape, w_shape, arguments, algorithm):
     x, w, geometry, grad_out, _ = _array_case(x_shape, w_shape, arguments)
     x, w, grad_out = (a.astype(np.float32) for a in (x, w, grad_out))
     their_x, their_w = torch.tensor(x, requires_grad=True), torch.tensor(w, requires_grad=True)
@@ -139,9 +149,10 @@ def test_array_gradients_match_torch(x_shape, w_shape, arguments):
     out = torch.nn.functional.conv2d(torch.nn.functional.pad(their_x, (left, right, top, bottom)), their_w,
                                      stride=g.stride, dilation=g.dilation, groups=g.groups)[:, :, :oh, :ow]
     out.backward(torch.from_numpy(grad_out))
-    assert_close_relative_to_scale(conv2d_input_grad(grad_out, w, geometry), their_x.grad.numpy())
-    assert_close_relative_to_scale(conv2d_weight_grad(grad_out, conv2d_columns(x, geometry), geometry),
-                                   their_w.grad.numpy())
+    with kernels.use_algorithm(algorithm):
+        assert_close_relative_to_scale(conv2d_input_grad(grad_out, w, geometry), their_x.grad.numpy())
+        assert_close_relative_to_scale(conv2d_weight_grad(grad_out, conv2d_forward(x, w, geometry)[1], geometry),
+                                       their_w.grad.numpy())
 
 
 def test_conv_transpose_geometry_is_the_convolution_it_transposes():

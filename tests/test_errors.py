@@ -254,7 +254,7 @@ BAD_OPTIONS = [  # (argv, what argparse says)
     (["watch", "--port", "http"], "argument --port: invalid int value: 'http'"),
     (["download", "cifar"], "argument dataset: invalid choice: 'cifar'"),
     (["demo", "--epochs", "-1"], "argument --epochs: expected a positive integer, got -1"),
-    (["bench", "--repeats", "many"], "argument --repeats: invalid int value: 'many'"),
+    (["bench", "--repeats", "many"], "argument --repeats: expected a positive integer, got 'many'"),
 ]
 
 

@@ -1,5 +1,7 @@
-"""The compiled batch norm (convnet.kernels.normalization) against its NumPy reference, an exact
-float64 oracle, finite differences and PyTorch."""
+"""The compiled batch norm (convnet.kernels.normalization and normalization_channels_last) against
+its NumPy reference, an exact float64 oracle, finite differences and PyTorch. Inputs and
+gradients come in every layout: NCHW-contiguous, channel-major and channels-last memory (and
+(N, C) batches as they are or transposed)."""
 
 import numpy as np
 import pytest
@@ -8,12 +10,26 @@ from hypothesis import strategies as st
 
 import convnet.functional as F
 from convnet import Tensor, kernels
+from convnet.kernels.convolution import nchw
 from conftest import finite_difference_check, requires_torch, torch, torch_check
+
+LAYOUTS = ("contiguous", "channel-major", "channels-last")
+
+
+def laid_out(x, layout):
+    """x's values in ``layout``'s memory; an (N, C) array is channels-last as it is."""
+    if layout == "channel-major":
+        return np.ascontiguousarray(x.T).T if x.ndim == 2 else \
+            np.ascontiguousarray(x.transpose(1, 0, 2, 3)).transpose(1, 0, 2, 3)
+    if layout == "channels-last" and x.ndim == 4:
+        return nchw(np.ascontiguousarray(x.transpose(0, 2, 3, 1)))
+    return np.ascontiguousarray(x)
 
 
 @st.composite
 def batch_norm_problems(draw, dtypes=(np.float32, np.float64), offsets=(0.0, 1e3, -1e3)):
-    """(x, grad, weight, bias, running_mean, running_var, training), x: (N, C[, H, W]), sometimes a channel-major view."""
+    """(x, grad, weight, bias, running_mean, running_var, training), x: (N, C[, H, W]) and grad each in
+    one of LAYOUTS."""
     channels = draw(st.sampled_from([1, 2, 3, 5, 101, 130]))
     if draw(st.booleans()):
         shape = (draw(st.integers(2, 9)), channels)
@@ -25,9 +41,8 @@ def batch_norm_problems(draw, dtypes=(np.float32, np.float64), offsets=(0.0, 1e3
     center = draw(st.sampled_from(offsets)) + rng.standard_normal(channels)[:, None]
     rows = rng.standard_normal((channels, int(np.prod(shape)) // channels)) * spread + center
     x = rows.T if len(shape) == 2 else rows.reshape(shape[1], shape[0], *shape[2:]).transpose(1, 0, 2, 3)
-    channel_major = len(shape) == 4 and draw(st.booleans())  # a view of (C, N, H, W), as convolutions hand on
-    x = x.astype(dtype) if channel_major else np.ascontiguousarray(x, dtype)
-    grad = rng.standard_normal(shape).astype(dtype)
+    x = laid_out(x.astype(dtype), draw(st.sampled_from(LAYOUTS)))
+    grad = laid_out(rng.standard_normal(shape).astype(dtype), draw(st.sampled_from(LAYOUTS)))
     affine = draw(st.booleans())
     weight, bias = (rng.standard_normal(channels).astype(dtype), rng.standard_normal(channels).astype(dtype)) \
         if affine else (None, None)
@@ -109,21 +124,27 @@ def test_compiled_matches_the_oracle_and_the_reference(problem):
         assert_close(actual, other.astype(np.float64), 2 * tolerance, f"compiled vs reference {name}")
 
 
-@given(batch_norm_problems())
-def test_each_kernel_matches_its_reference(problem):
-    """The three kernels and their NumPy references, called alike on channel rows (C, M)."""
+@pytest.mark.parametrize("rows_layout", ["channel rows (C, M)", "channels last (M, C)"])
+@given(problem=batch_norm_problems())
+def test_each_kernel_matches_its_reference(rows_layout, problem):
+    """The three kernels and their NumPy references, called alike on channel rows (C, M), and
+    their channels-last twins on (M, C) rows."""
     x, grad, weight, bias, running_mean, running_var, training = problem
     rows = np.ascontiguousarray(x.T if x.ndim == 2 else x.transpose(1, 0, 2, 3).reshape(x.shape[1], -1))
     grad_rows = np.ascontiguousarray(grad.T if x.ndim == 2 else grad.transpose(1, 0, 2, 3).reshape(x.shape[1], -1))
-    channels, dtype = rows.shape[0], rows.dtype
+    suffix = "_channels_last" if rows_layout == "channels last (M, C)" else ""
+    if suffix:
+        rows, grad_rows = np.ascontiguousarray(rows.T), np.ascontiguousarray(grad_rows.T)
+    channels, dtype = x.shape[1], rows.dtype
     weight = np.ones(channels, dtype) if weight is None else weight
     bias = np.zeros(channels, dtype) if bias is None else bias
-    tolerance = 64 * np.finfo(dtype).eps * (1 + np.abs(rows).max() / (rows.std(axis=1).min() + 1e-3)) * np.sqrt(
-        rows.shape[1])
+    channel_axis = 1 if suffix else 0
+    tolerance = 64 * np.finfo(dtype).eps * (1 + np.abs(rows).max() / (rows.std(axis=1 - channel_axis).min() + 1e-3)) \
+        * np.sqrt(rows.size // channels)
 
     def both(name, *inputs, outputs):
         results = []
-        for function in (getattr(kernels, name).compiled, getattr(kernels, name).reference):
+        for function in (getattr(kernels, name + suffix).compiled, getattr(kernels, name + suffix).reference):
             arrays = [np.full(shape, np.nan, out_dtype) for shape, out_dtype in outputs]
             function(*inputs, *arrays)
             results.append(arrays)

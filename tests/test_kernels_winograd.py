@@ -191,7 +191,9 @@ def test_matches_torch(algorithm, shape, o, padding):
 def test_rule_sends_only_stride_1_3x3_with_enough_channels_to_winograd():
     plain = dict(kernel=(3, 3), stride=(1, 1), dilation=(1, 1), groups=1)
     assert kernels.conv_algorithm(**plain, in_channels=kernels.WINOGRAD_MIN_CHANNELS, out_channels=64) == "winograd"
-    assert kernels.conv_algorithm(**plain, in_channels=kernels.WINOGRAD_MIN_CHANNELS - 1, out_channels=64) == "im2col"
+    fewer = dict(plain, in_channels=kernels.WINOGRAD_MIN_CHANNELS - 1, out_channels=64)
+    assert kernels.conv_algorithm(**fewer) == "im2col_last"  # no layout given: as for channels-last input
+    assert kernels.conv_algorithm(**fewer, input_layout="channel_major") == "im2col"
     for change in ({"kernel": (5, 5)}, {"stride": (2, 2)}, {"dilation": (1, 2)}, {"groups": 2}):
         for forced in ("winograd", "winograd4"):
             with kernels.use_algorithm(forced):
@@ -202,7 +204,7 @@ def test_rule_sends_only_stride_1_3x3_with_enough_channels_to_winograd():
             assert kernels.conv_algorithm(**plain, in_channels=1, out_channels=64) == forced
     with kernels.use_algorithm("im2col"):
         assert kernels.conv_algorithm(**plain, in_channels=64, out_channels=64) == "im2col"
-    with pytest.raises(ValueError, match="expected one of auto, im2col, winograd, winograd4, direct, depthwise, got 'fft'"):
+    with pytest.raises(ValueError, match="expected one of auto, im2col, im2col_last, winograd, winograd4, direct, depthwise, got 'fft'"):
         kernels.set_algorithm("fft")
 
 

@@ -212,7 +212,8 @@ class Tensor:
         if grad.shape != self.shape:
             raise RuntimeError(f"internal: gradient of shape {grad.shape} for a tensor of shape {self.shape}")
         grad = np.asarray(grad, dtype=self.dtype)
-        self.grad = Tensor(grad.copy()) if self.grad is None else Tensor(self.grad.data + grad)
+        # order="K" keeps the gradient's memory layout: a channels-last one is copied, not transposed.
+        self.grad = Tensor(grad.copy(order="K")) if self.grad is None else Tensor(self.grad.data + grad)
 
     # ------------------------------------------------------------------ arithmetic
     def __add__(self, other):

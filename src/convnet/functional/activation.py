@@ -1,4 +1,8 @@
-"""Elementwise nonlinearities and (log-)softmax. Shapes: any input shape, same output shape."""
+"""Elementwise nonlinearities and (log-)softmax. Shapes: any input shape, same output shape.
+
+The elementwise ops keep their input's memory order (NumPy's ufuncs and ``np.empty_like`` follow
+it), so a channels-last or channel-major activation is never copied into NCHW order, and their
+input's gradient is handed back in that order too."""
 
 import math
 
@@ -15,10 +19,22 @@ def _laid_out_like(array, dense):
     return array.strides == dense.strides
 
 
+def _in_layout_of(saved, grad):
+    """``grad`` laid out like ``saved`` (what the forward kept, in its input's memory order), copied
+    once if it is not: NumPy gives an expression of arrays of two layouts C order, so the input's
+    gradient would otherwise leave a channels-last (or channel-major) producer in NCHW order."""
+    like = np.empty_like(saved, dtype=grad.dtype)  # dense, in saved's memory order
+    if grad.strides == like.strides:
+        return grad
+    np.copyto(like, grad)
+    return like
+
+
 class ReLU(Function):
     """out = max(x, 0); d/dx = 1 where x > 0: one pass each way (`kernels.relu_forward`, `relu_backward`)
     over arrays laid out alike, a NumPy expression otherwise (an input with gaps, a gradient of
-    another dtype or layout)."""
+    another dtype). The output and the input's gradient keep the input's memory order (a gradient
+    in another layout is copied into it first)."""
 
     def forward(self, x):
         self.out = np.empty_like(x)
@@ -29,11 +45,12 @@ class ReLU(Function):
         return self.out
 
     def backward(self, grad):
-        if grad.dtype == self.out.dtype and _laid_out_like(grad, self.out):
-            grad_in = np.empty_like(self.out)
-            kernels.relu_backward(grad.ravel(order="K"), self.out.ravel(order="K"), grad_in.ravel(order="K"))
-            return grad_in
-        return np.where(self.out <= 0, 0, grad)  # as torch: 0 even for an infinite grad
+        if grad.dtype != self.out.dtype:
+            return np.where(self.out <= 0, 0, grad)  # as torch: 0 even for an infinite grad
+        laid_out = _in_layout_of(self.out, grad)
+        grad_in = laid_out if laid_out is not grad else np.empty_like(self.out)  # a copy of ours: work in place
+        kernels.relu_backward(laid_out.ravel(order="K"), self.out.ravel(order="K"), grad_in.ravel(order="K"))
+        return grad_in
 
 
 class LeakyReLU(Function):
@@ -44,6 +61,7 @@ class LeakyReLU(Function):
         return np.where(self.positive, x, x * negative_slope)
 
     def backward(self, grad):
+        grad = _in_layout_of(self.positive, grad)
         return np.where(self.positive, grad, grad * self.slope)
 
 
@@ -55,7 +73,7 @@ class Sigmoid(Function):
         return self.out
 
     def backward(self, grad):
-        return grad * self.out * (1 - self.out)
+        return _in_layout_of(self.out, grad) * self.out * (1 - self.out)
 
 
 class Tanh(Function):
@@ -66,7 +84,7 @@ class Tanh(Function):
         return self.out
 
     def backward(self, grad):
-        return grad * (1 - self.out * self.out)
+        return _in_layout_of(self.out, grad) * (1 - self.out * self.out)
 
 
 def erf_approximation(x):
@@ -88,7 +106,7 @@ class GELU(Function):
         return x * self.cdf
 
     def backward(self, grad):
-        x = self.x
+        x, grad = self.x, _in_layout_of(self.x, grad)
         if self.approximate == "tanh":
             d_inner = math.sqrt(2 / math.pi) * (1 + 3 * 0.044715 * x * x)
             return grad * (0.5 * (1 + self.inner) + 0.5 * x * (1 - self.inner ** 2) * d_inner)

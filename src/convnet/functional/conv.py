@@ -19,14 +19,27 @@ import numpy as np
 from .. import _checks
 from ..errors import InvalidType, InvalidValue
 from ..kernels.convolution import ConvGeometry, channel_major, conv2d_columns, conv2d_forward, conv2d_grads, \
-    conv2d_input_grad, conv2d_weight_grad, output_size
+    conv2d_input_grad, conv2d_weight_grad, in_backward_layout, is_channels_last, output_size
 from ..tensor import Function
 from ._windows import pad, resolve_padding
 
 
 def _channel_sums(grad):
-    """grad: (N, C, H, W) -> (C,): the bias gradient."""
-    return channel_major(grad).reshape(grad.shape[1], -1).sum(axis=1)
+    """grad: (N, C, H, W) of either layout -> (C,): the bias gradient, read where it lies.
+
+    Channel-major (or any other) memory: one pairwise sum per channel. Channels-last: its
+    (N*H*W, C) rows summed in runs of _SUM_RUN rows, then the runs' sums, so that the float32
+    error grows with the run's length rather than with N*H*W (a plain sum down the rows adds
+    them one after another)."""
+    if not is_channels_last(grad):
+        return channel_major(grad).reshape(grad.shape[1], -1).sum(axis=1)
+    rows = grad.transpose(0, 2, 3, 1).reshape(-1, grad.shape[1])
+    whole = len(rows) // _SUM_RUN * _SUM_RUN
+    sums = rows[:whole].reshape(-1, _SUM_RUN, rows.shape[1]).sum(axis=1).sum(axis=0)
+    return sums + rows[whole:].sum(axis=0)
+
+
+_SUM_RUN = 256
 
 
 # ------------------------------------------------------------------ autograd Functions
@@ -45,8 +58,8 @@ class Conv2d(Function):
         return out
 
     def backward(self, grad):
-        # One channel-major copy (at most), which each gradient below then reads for free.
-        grad = channel_major(grad).transpose(1, 0, 2, 3)
+        # One copy (at most) into the layout the algorithm's backward reads, then read for free.
+        grad = in_backward_layout(grad, self.saved)
         if all(self.needs_input_grad[:2]):
             grad_x, grad_weight = conv2d_grads(grad, self.weight, self.saved, self.geometry)
         else:
@@ -74,7 +87,8 @@ class ConvTranspose2d(Function):
 
     def backward(self, grad):
         grad_x = grad_weight = None
-        grad = channel_major(grad).transpose(1, 0, 2, 3)
+        if not is_channels_last(grad):  # else each function below reads the channels-last memory as it is
+            grad = channel_major(grad).transpose(1, 0, 2, 3)
         # The input gradient's forward saves what the weight gradient needs from grad.
         if self.needs_input_grad[0]:
             grad_x, grad_saved = conv2d_forward(grad, self.weight, self.geometry)

@@ -4,20 +4,39 @@ import numpy as np
 
 from .. import _checks, kernels
 from ..errors import InvalidValue
-from ..kernels.convolution import channel_major
+from ..kernels.convolution import channel_major, channels_last, is_channels_last
 from ..tensor import Function, Tensor
 
 
-def channel_rows(x):
-    """(N, C) or (N, C, H, W) -> contiguous (C, M) rows, one per channel (free for channel-major data)."""
-    return np.ascontiguousarray(x.T) if x.ndim == 2 else channel_major(x).reshape(x.shape[1], -1)
+def channel_rows(x, channels_innermost=None):
+    """(N, C) or (N, C, H, W) -> (C, M) rows, one per channel, M = N*H*W, as a view of x when it can be.
+
+    The rows' memory is channel-major (each row contiguous) or, with ``channels_innermost``,
+    channels-last (rows.T is a contiguous (M, C) array: (N, H, W, C) or (N, C) memory). None
+    takes x's own memory when it is either (channel-major where it is both: one channel, a batch
+    of one), and copies into channel-major otherwise.
+    """
+    channels = x.shape[1]
+    if channels_innermost is None:
+        major = x.T if x.ndim == 2 else x.transpose(1, 0, 2, 3)
+        channels_innermost = not major.flags.c_contiguous and (
+            x.flags.c_contiguous if x.ndim == 2 else is_channels_last(x))
+    if channels_innermost:
+        return (np.ascontiguousarray(x) if x.ndim == 2 else channels_last(x)).reshape(-1, channels).T
+    return (np.ascontiguousarray(x.T) if x.ndim == 2 else channel_major(x)).reshape(channels, -1)
 
 
 def from_channel_rows(rows, shape):
-    """Inverse of `channel_rows`: a view of ``rows`` with the original (N, C[, H, W]) shape."""
+    """Inverse of `channel_rows`: a view of ``rows`` with the original (N, C[, H, W]) shape, in
+    rows' memory order (splitting the M axis never copies)."""
     if len(shape) == 2:
         return rows.T
     return rows.reshape(shape[1], shape[0], *shape[2:]).transpose(1, 0, 2, 3)
+
+
+def channels_innermost(rows):
+    """Whether (C, M) rows from `channel_rows` lie channels-last (as (M, C) rows) in memory."""
+    return not rows.flags.c_contiguous
 
 
 def update_running_statistics(running_mean, running_var, mean, var, count, momentum):
@@ -37,11 +56,14 @@ class BatchNorm(Function):
     out = (x - mean) / sqrt(var + eps) * weight + bias, per channel. Training: mean and biased
     variance of the batch (over every axis but C), and the running statistics are updated in
     place with the unbiased variance. Evaluation: the running statistics.
-    Works on contiguous channel rows (C, M), where each statistic is one fast pass.
+    Works on channel rows (C, M) in x's memory order (`channel_rows`), and hands on its output
+    and the input's gradient in that order. The mean is summed in float64, whose rounding does
+    not depend on the memory order (NumPy sums float32 along a strided axis one by one).
     """
 
     def forward(self, x, weight, bias, running_mean, running_var, training, momentum, eps):
         rows = channel_rows(x)
+        self.channels_innermost = channels_innermost(rows)
         if training:
             mean, centered, var, self.count = self.batch_statistics(rows)
             update_running_statistics(running_mean, running_var, mean, var, self.count, momentum)
@@ -59,7 +81,7 @@ class BatchNorm(Function):
     def batch_statistics(self, rows):
         """(mean, rows - mean, biased variance, count) of the batch's channel rows."""
         count = rows.shape[1]
-        mean = rows.mean(axis=1)
+        mean = rows.mean(axis=1, dtype=np.float64).astype(rows.dtype)
         centered = rows - mean[:, None]
         return mean, centered, np.vecdot(centered, centered) / count, count
 
@@ -68,7 +90,7 @@ class BatchNorm(Function):
         return grad_bias, projection
 
     def backward(self, grad):
-        rows = channel_rows(grad)
+        rows = channel_rows(grad, self.channels_innermost)
         grad_bias = rows.sum(axis=1)
         projection = np.vecdot(rows, self.centered)  # sum of grad * (x - mean), per channel
         grad_rows = rows * self.scale[:, None]
@@ -111,7 +133,10 @@ class SynchronisedBatchNorm(BatchNorm):
 
 
 class CompiledBatchNorm(Function):
-    """`BatchNorm` on the compiled kernels (`convnet.kernels.normalization`); same arguments.
+    """`BatchNorm` on the compiled kernels; same arguments. Channel rows (C, M) in channel-major
+    memory run kernels/normalization.py's kernels, channels-last ones (contiguous (M, C): (N, H,
+    W, C) or (N, C) memory) their twins in kernels/normalization_channels_last.py, so neither
+    layout is copied, and the output and the input's gradient keep the input's layout.
 
     Keeps the input's channel rows, the mean and 1/sqrt(var + eps) for backward, which recomputes
     x - mean instead of storing it: the forward writes one array, the output.
@@ -122,31 +147,41 @@ class CompiledBatchNorm(Function):
         channels, count = rows.shape
         weight = np.ones(channels, rows.dtype) if weight is None else np.ascontiguousarray(weight, rows.dtype)
         bias = np.zeros(channels, rows.dtype) if bias is None else np.ascontiguousarray(bias, rows.dtype)
-        out = np.empty_like(rows)
+        out = np.empty_like(rows)  # rows' memory order
         if training:
             mean, var = np.empty(channels), np.empty(channels)
-            kernels.batch_norm_train_forward(rows, weight, bias, float(eps), out, mean, var)
+            kernel, view = _kernel_for("batch_norm_train_forward", rows)
+            kernel(view(rows), weight, bias, float(eps), view(out), mean, var)
             update_running_statistics(running_mean, running_var, mean.astype(rows.dtype), var.astype(rows.dtype),
                                       count, momentum)
             inv_std = 1 / np.sqrt(var + eps)  # the kernel's, bit for bit
         else:
             mean, inv_std = running_mean.astype(np.float64), 1 / np.sqrt(running_var.astype(np.float64) + eps)
-            kernels.batch_norm_eval_forward(rows, mean.astype(rows.dtype), (inv_std * weight).astype(rows.dtype), bias,
-                                            out)
+            kernel, view = _kernel_for("batch_norm_eval_forward", rows)
+            kernel(view(rows), mean.astype(rows.dtype), (inv_std * weight).astype(rows.dtype), bias, view(out))
         self.rows, self.mean, self.inv_std, self.weight, self.training = rows, mean, inv_std, weight, training
         return from_channel_rows(out, x.shape)
 
     def backward(self, grad):
-        grad_rows = channel_rows(grad).astype(self.rows.dtype, copy=False)
+        grad_rows = channel_rows(grad, channels_innermost(self.rows)).astype(self.rows.dtype, copy=False)
         channels = grad_rows.shape[0]
-        grad_input = np.empty_like(grad_rows)
+        grad_input = np.empty_like(self.rows)
         grad_sum, projection = np.empty(channels), np.empty(channels)
-        kernels.batch_norm_backward(grad_rows, self.rows, self.mean, self.inv_std, self.weight, self.training,
-                                    grad_input, grad_sum, projection)
+        kernel, view = _kernel_for("batch_norm_backward", self.rows)
+        kernel(view(grad_rows), view(self.rows), self.mean, self.inv_std, self.weight, self.training,
+               view(grad_input), grad_sum, projection)
         dtype = grad_rows.dtype
         grad_weight = (projection * self.inv_std).astype(dtype) if self.needs_input_grad[1] else None
         grad_bias = grad_sum.astype(dtype) if self.needs_input_grad[2] else None
         return from_channel_rows(grad_input, grad.shape), grad_weight, grad_bias
+
+
+def _kernel_for(name, rows):
+    """The compiled kernel ``name`` for (C, M) rows in their memory order, and what to hand it for
+    each (C, M) array: the channel-row kernel takes them as they are, its (M, C) twin transposed."""
+    if channels_innermost(rows):
+        return getattr(kernels, name + "_channels_last"), np.transpose
+    return getattr(kernels, name), np.asarray
 
 
 # The op on the kernels or, in the reference mode, in NumPy: two Functions with the same arguments.

@@ -29,7 +29,8 @@ thread taking whole channels, planes or images, so results do not depend on the 
 `convnet.process` explains the idle-wait settings that keep their threads and BLAS's apart.
 
 Convolution has five algorithms: im2col (kernels/columns.py: columns, then one GEMM; any
-geometry), Winograd F(2x2, 3x3) and F(4x4, 3x3) (kernels/winograd.py, with the transforms in
+geometry; channel-major, or channels-last as 'im2col_last' in kernels/columns_channels_last.py
+for groups 1), Winograd F(2x2, 3x3) and F(4x4, 3x3) (kernels/winograd.py, with the transforms in
 winograd2.py and winograd4.py: transforms, then 16 or 36 smaller GEMMs; stride-1 3x3 kernels,
 dilation 1, groups 1), direct (kernels/direct.py: the sum tap by tap, no columns; one input
 channel, stride 1, groups 1) and depthwise (kernels/depthwise.py: the same per channel; groups =
@@ -47,6 +48,10 @@ sends the shapes it cannot do to im2col:
 'direct'
 >>> kernels.conv_algorithm((3, 3), (2, 2), (1, 1), groups=64, in_channels=64, out_channels=64)
 'depthwise'
+>>> kernels.conv_algorithm((7, 7), (2, 2), (1, 1), 1, in_channels=3, out_channels=64)
+'im2col_last'
+>>> kernels.conv_algorithm((7, 7), (2, 2), (1, 1), 1, 3, 64, input_layout="channel_major")
+'im2col'
 >>> with kernels.use_algorithm("winograd4"):
 ...     kernels.conv_algorithm((3, 3), **plain, in_channels=64, out_channels=64)
 'winograd4'
@@ -58,11 +63,12 @@ sends the shapes it cannot do to im2col:
 import os
 from contextlib import contextmanager
 
-from . import activation, columns, depthwise, direct, normalization, pooling
+from . import activation, columns, columns_channels_last, depthwise, direct, normalization, normalization_channels_last, pooling
+from . import pooling_channels_last
 from ..errors import InvalidValue
 
 MODES = ("compiled", "reference")
-ALGORITHMS = ("auto", "im2col", "winograd", "winograd4", "direct", "depthwise")
+ALGORITHMS = ("auto", "im2col", "im2col_last", "winograd", "winograd4", "direct", "depthwise")
 # Winograd's forward + backward beat im2col's from 8 input channels up (0.29-0.98x of its time on
 # 8..128 channels at 7..28 px, with the parallel kernels; measured for issue 13); with 1 or 3
 # input channels (a first layer) it lost (1.5-6.5x), its transforms then doing all the work.
@@ -79,6 +85,22 @@ WINOGRAD_MIN_CHANNELS = 8
 # dozen up (1->12 5x5 1.2x, 1->32 3x3 1.8x, 1->100 5x5 2.1x, the lesson's 1->100 10x10 1.7-4x),
 # where im2col's GEMM shares each column among many kernels; measured for issue 13.
 DIRECT_MAX_OUT_CHANNELS = 8
+# im2col runs channels-last ('im2col_last': (N*H'*W', kH*kW*C) columns, the GEMM's product the
+# NHWC output itself) from 3 input channels up, unless the input is channel-major memory (a
+# Winograd, direct or depthwise layer's output), which the channel-major im2col reads for free.
+# Forward + backward, time over the channel-major im2col's on the same input, 1 thread, on a
+# 2-core AMD EPYC 55-85% busy with other work, so rough (medians of the 4 quietest of 11
+# interleaved rounds, two runs; issue 30). An (N, C, H, W)-contiguous input (the network's
+# input, or a user's array): 3->16 7x7/2 at 64 px 0.82-0.83, 3->64 7x7/2 at 224 px 0.91-1.02,
+# 16->32 5x5 at 24 px 0.80-0.92, 48->96 3x3/2 at 20 px 0.90-0.92, 64->128 3x3/2 at 16 px
+# 0.94-1.00, ResNet's 3x3/2 and 1x1/2 at 28 and 14 px 0.62-1.58 (noise). A channels-last input,
+# against the channel-major im2col converting it: 0.49-1.16, median 0.90. A channel-major input,
+# against reading it for free: 0.87-1.15 on 3x3 and 5x5 layers, 1.66-2.01 on 1x1/2 (the
+# transposing copy then costs more than the product). One input channel (the lesson's 1->100
+# 10x10, 1->32 3x3 at 28 px): 1.16-1.48, the channel-major columns' long contiguous rows beating
+# channels-last's runs of kW values. Winograd stays: 'im2col_last' took 1.1-2.6x its time on its
+# 3x3 stride-1 shapes.
+IM2COL_LAST_MIN_CHANNELS = 3
 
 
 class _Setting:
@@ -153,20 +175,20 @@ def use(mode):
 
 def set_algorithm(algorithm):
     """Convolution's algorithm from now on: 'auto' (the default: `conv_algorithm`'s per-shape
-    rule), 'im2col' everywhere, or 'winograd', 'winograd4', 'direct' or 'depthwise' wherever it
-    applies."""
+    rule), 'im2col' everywhere, 'im2col_last' everywhere but groups > 1 (which stay on 'im2col'),
+    or 'winograd', 'winograd4', 'direct' or 'depthwise' wherever it applies."""
     _algorithm.set(algorithm)
 
 
 def use_algorithm(algorithm):
-    """Within the block, convolutions use ``algorithm`` ('auto', 'im2col', 'winograd', 'winograd4',
-    'direct' or 'depthwise')."""
+    """Within the block, convolutions use ``algorithm`` ('auto', 'im2col', 'im2col_last', 'winograd',
+    'winograd4', 'direct' or 'depthwise'): see `set_algorithm`."""
     return _algorithm.use(algorithm)
 
 
-def conv_algorithm(kernel, stride, dilation, groups, in_channels, out_channels):
-    """'winograd', 'winograd4', 'direct', 'depthwise' or 'im2col' for a convolution of this geometry
-    and channel counts.
+def conv_algorithm(kernel, stride, dilation, groups, in_channels, out_channels, input_layout=None):
+    """'winograd', 'winograd4', 'direct', 'depthwise', 'im2col' or 'im2col_last' for a convolution
+    of this geometry and channel counts, on an input whose memory is ``input_layout``.
 
     Depthwise applies to, and under 'auto' is chosen for, groups = input channels = output
     channels (more than one): each channel filtered by its own kernel, where im2col runs one
@@ -179,23 +201,37 @@ def conv_algorithm(kernel, stride, dilation, groups, in_channels, out_channels):
     input channel with stride 1 and groups 1 (any kernel, dilation, padding); under 'auto' it is
     chosen, undilated, for at most DIRECT_MAX_OUT_CHANNELS output channels, where it was measured
     faster.
+
+    Wherever im2col runs under 'auto' (not where a forced algorithm does not apply), it runs
+    channels-last ('im2col_last', groups 1) from IM2COL_LAST_MIN_CHANNELS input channels up unless
+    ``input_layout`` is 'channel_major' (the memory of the input, as
+    `convolution.memory_layout` names it: 'channels_last', 'channel_major' or None for another),
+    where the channel-major 'im2col' reads the input without a copy.
     """
     chosen = _algorithm.value
     stride_1, undilated = tuple(stride) == (1, 1), tuple(dilation) == (1, 1)
-    if chosen == "im2col":
-        return "im2col"
+    if chosen in ("im2col", "im2col_last"):
+        return chosen if groups == 1 else "im2col"
     if groups > 1 and groups == in_channels == out_channels and chosen in ("auto", "depthwise"):
         return "depthwise"
+    im2col = _im2col_layout(groups, in_channels, input_layout) if chosen == "auto" else "im2col"
     if groups != 1 or not stride_1:
-        return "im2col"
+        return im2col
     if in_channels == 1 and chosen in ("auto", "direct"):
         if chosen == "direct" or (undilated and out_channels <= DIRECT_MAX_OUT_CHANNELS):
             return "direct"
     if tuple(kernel) != (3, 3) or not undilated or chosen in ("direct", "depthwise"):
-        return "im2col"
+        return im2col
     if chosen in ("winograd", "winograd4"):
         return chosen
-    return "winograd" if in_channels >= WINOGRAD_MIN_CHANNELS else "im2col"
+    return "winograd" if in_channels >= WINOGRAD_MIN_CHANNELS else im2col
+
+
+def _im2col_layout(groups, in_channels, input_layout):
+    """'im2col_last' or 'im2col' where im2col runs: see IM2COL_LAST_MIN_CHANNELS's comment."""
+    if groups != 1 or in_channels < IM2COL_LAST_MIN_CHANNELS or input_layout == "channel_major":
+        return "im2col"
+    return "im2col_last"
 
 
 # ------------------------------------------------------------------ the kernels, each with its reference
@@ -205,8 +241,20 @@ max_pool_forward = Kernel(pooling.max_pool_forward, pooling.max_pool_forward_ref
 max_pool_backward = Kernel(pooling.max_pool_backward, pooling.max_pool_backward_reference)
 max_pool_2x2_forward = Kernel(pooling.max_pool_2x2_forward, pooling.max_pool_2x2_forward_reference)
 max_pool_2x2_backward = Kernel(pooling.max_pool_2x2_backward, pooling.max_pool_2x2_backward_reference)
+max_pool_nhwc_forward = Kernel(pooling_channels_last.max_pool_forward, pooling_channels_last.max_pool_forward_reference)
+max_pool_nhwc_backward = Kernel(pooling_channels_last.max_pool_backward,
+                                pooling_channels_last.max_pool_backward_reference)
+max_pool_2x2_nhwc_forward = Kernel(pooling_channels_last.max_pool_2x2_forward,
+                                   pooling_channels_last.max_pool_2x2_forward_reference)
+max_pool_2x2_nhwc_backward = Kernel(pooling_channels_last.max_pool_2x2_backward,
+                                    pooling_channels_last.max_pool_2x2_backward_reference)
+window_sum = Kernel(pooling_channels_last.window_sum, pooling_channels_last.window_sum_reference)
+window_sum_backward = Kernel(pooling_channels_last.window_sum_backward,
+                             pooling_channels_last.window_sum_backward_reference)
 im2col = Kernel(columns.im2col, columns.im2col_reference)
 col2im = Kernel(columns.col2im, columns.col2im_reference)
+im2col_last = Kernel(columns_channels_last.im2col, columns_channels_last.im2col_reference)
+col2im_last = Kernel(columns_channels_last.col2im, columns_channels_last.col2im_reference)
 direct_forward = Kernel(direct.forward, direct.forward_reference)
 direct_weight_grad = Kernel(direct.weight_grad, direct.weight_grad_reference)
 depthwise_forward = Kernel(depthwise.forward, depthwise.forward_reference)
@@ -216,3 +264,9 @@ batch_norm_train_forward = Kernel(normalization.batch_norm_train_forward,
                                   normalization.batch_norm_train_forward_reference)
 batch_norm_eval_forward = Kernel(normalization.batch_norm_eval_forward, normalization.batch_norm_eval_forward_reference)
 batch_norm_backward = Kernel(normalization.batch_norm_backward, normalization.batch_norm_backward_reference)
+batch_norm_train_forward_channels_last = Kernel(normalization_channels_last.batch_norm_train_forward,
+                                                normalization_channels_last.batch_norm_train_forward_reference)
+batch_norm_eval_forward_channels_last = Kernel(normalization_channels_last.batch_norm_eval_forward,
+                                               normalization_channels_last.batch_norm_eval_forward_reference)
+batch_norm_backward_channels_last = Kernel(normalization_channels_last.batch_norm_backward,
+                                           normalization_channels_last.batch_norm_backward_reference)

@@ -3,7 +3,8 @@
 Three array-level functions (arrays in, arrays out, no Tensor) run any convolution:
 `conv2d_forward`, `conv2d_input_grad` and `conv2d_weight_grad`, with a `ConvGeometry` saying
 everything about it but its batch and channels. Each runs the algorithm `conv_algorithm` picks
-for the shape: im2col (any geometry: kernels/columns.py, then one GEMM per group), Winograd
+for the shape: im2col (any geometry: kernels/columns.py, then one GEMM per group), its
+channels-last form 'im2col_last' (groups 1: kernels/columns_channels_last.py, then one GEMM), Winograd
 F(2x2, 3x3) or F(4x4, 3x3) (stride-1 3x3 kernels, groups 1: kernels/winograd.py), direct (one
 input channel, stride 1, groups 1: kernels/direct.py; its input gradient is im2col's) or
 depthwise (groups = input channels = output channels: kernels/depthwise.py). The forward returns
@@ -12,16 +13,18 @@ what its weight gradient needs as a `Saved`: the algorithm's name and its array;
 the choice changed in between. Every kernel is called as a `Kernel`, so each of the three runs
 compiled or as the NumPy references alike.
 
-Arrays are channel-major inside ((C, N, H, W) memory): a GEMM's (O, N*H'*W') result is the
-output in that layout, returned as an (N, O, H', W') view, and the next op reads it without a copy.
+Arrays are channel-major inside ((C, N, H, W) memory), or channels-last for 'im2col_last'
+((N, H, W, C) memory, issue 30's layout): a GEMM's (O, N*H'*W') result, or 'im2col_last''s
+(N*H'*W', O), is the output in that layout, returned as an (N, O, H', W') view, and the next op
+reads it without a copy. Whatever the layout of their inputs, the functions give the same values.
 """
 
 from typing import NamedTuple
 
 import numpy as np
 
-from . import col2im, conv_algorithm, depthwise_forward, depthwise_input_grad, depthwise_weight_grad, \
-    direct_forward, direct_weight_grad, im2col, winograd2, winograd4
+from . import col2im, col2im_last, conv_algorithm, depthwise_forward, depthwise_input_grad, depthwise_weight_grad, \
+    direct_forward, direct_weight_grad, im2col, im2col_last, winograd2, winograd4
 from .winograd import Winograd
 
 # Each Winograd algorithm by the name `conv_algorithm` and `Saved` give it.
@@ -47,6 +50,14 @@ def is_channels_last(x):
     """Whether the (N, C, H, W) array x is a view of contiguous (N, H, W, C) memory (so that
     `channels_last` costs nothing). One channel, or 1x1 planes, are both layouts at once."""
     return x.transpose(0, 2, 3, 1).flags.c_contiguous
+
+
+def memory_layout(x):
+    """'channels_last' or 'channel_major' where the (N, C, H, W) array x is a view of that
+    contiguous memory (channels-last first: one channel, or 1x1 planes, are both), else None."""
+    if is_channels_last(x):
+        return "channels_last"
+    return "channel_major" if x.transpose(1, 0, 2, 3).flags.c_contiguous else None
 
 
 def nchw(channels_last_array):
@@ -101,18 +112,19 @@ class ConvGeometry(NamedTuple):
 
 class Saved(NamedTuple):
     """What `conv2d_forward` keeps for `conv2d_weight_grad`: the algorithm that ran ('im2col',
-    'winograd', 'winograd4', 'direct' or 'depthwise') and its array: im2col columns
-    (G, C/G*kH*kW, N*H'*W'), Winograd's input tiles (16 or 36, C, N, tiles_h, tiles_w), or
-    direct's or depthwise's channel-major input (C, N, H, W).
+    'im2col_last', 'winograd', 'winograd4', 'direct' or 'depthwise') and its array: im2col columns
+    (G, C/G*kH*kW, N*H'*W'), channels-last columns (N*H'*W', kH*kW*C), Winograd's input tiles
+    (16 or 36, C, N, tiles_h, tiles_w), or direct's or depthwise's channel-major input (C, N, H, W).
     ``np.asarray(saved)`` is the array.
     """
     algorithm: str
     array: np.ndarray
 
 
-def _algorithm(geometry, weight):
+def _algorithm(geometry, weight, x):
+    """`conv_algorithm`'s choice for input x (N, C, H, W), told the layout x's memory has."""
     return conv_algorithm(geometry.kernel, geometry.stride, geometry.dilation, geometry.groups,
-                          weight.shape[1] * geometry.groups, weight.shape[0])
+                          weight.shape[1] * geometry.groups, weight.shape[0], input_layout=memory_layout(x))
 
 
 def _nchw(channel_major_array):
@@ -130,15 +142,35 @@ def conv2d_columns(x, geometry):
     return Saved("im2col", columns.reshape(geometry.groups, -1, n * oh * ow))
 
 
+def conv2d_columns_last(x, geometry):
+    """x: (N, C, H, W) -> Saved('im2col_last', columns), columns: (N*H'*W', kH*kW*C), the
+    channels-last im2col matrix (groups 1): row (n, y, x) holds the taps under the kernel at
+    output position (y, x), each tap the C channels in a row. A 1x1 kernel with stride 1 and no
+    padding needs no copy: its columns are the channels-last input itself."""
+    image = channels_last(x)
+    n, c = image.shape[0], image.shape[3]
+    if _is_pointwise(geometry):
+        return Saved("im2col_last", image.reshape(-1, c))
+    columns = np.empty((n,) + geometry.output_hw + geometry.kernel + (c,), dtype=image.dtype)
+    im2col_last(image, geometry.stride, geometry.dilation, geometry.top_left, columns)
+    return Saved("im2col_last", columns.reshape(n * geometry.output_hw[0] * geometry.output_hw[1], -1))
+
+
 def conv2d_forward(x, weight, geometry):
     """x: (N, C, H, W), weight: (O, C/G, kH, kW) -> out: (N, O, H', W'), saved: the `Saved` that
     `conv2d_weight_grad` needs.
 
     out[n, o, y, x] = sum_{c, i, j} weight[o, c, i, j] * x_padded[n, g*C/G + c, y*sH + i*dH, x*sW + j*dW]
     with g = o // (O/G). im2col: `conv2d_columns` then one matrix product per group,
-    (O/G, C/G*kH*kW) @ (C/G*kH*kW, N*H'*W').
+    (O/G, C/G*kH*kW) @ (C/G*kH*kW, N*H'*W'). 'im2col_last': `conv2d_columns_last` then
+    (N*H'*W', kH*kW*C) @ (kH*kW*C, O), the channels-last output itself, returned as its
+    (N, O, H', W') view without a copy.
     """
-    algorithm = _algorithm(geometry, weight)
+    algorithm = _algorithm(geometry, weight, x)
+    if algorithm == "im2col_last":
+        saved = conv2d_columns_last(x, geometry)
+        out = np.matmul(saved.array, _weight_rows(weight).T)
+        return nchw(out.reshape((x.shape[0],) + geometry.output_hw + (weight.shape[0],))), saved
     if algorithm in WINOGRAD:
         out, tiles = WINOGRAD[algorithm].forward(channel_major(x), np.ascontiguousarray(weight), geometry)
         return _nchw(out), Saved(algorithm, tiles)
@@ -167,7 +199,10 @@ def conv2d_input_grad(grad_out, weight, geometry):
     Direct has no input gradient of its own: this one needs no columns, and a first layer needs
     none at all.
     """
-    algorithm, grad_c = _algorithm(geometry, weight), channel_major(grad_out)
+    algorithm = _algorithm(geometry, weight, grad_out)
+    if algorithm == "im2col_last":
+        return _input_grad_last(_grad_rows(grad_out), weight, geometry, grad_out.shape[0])
+    grad_c = channel_major(grad_out)
     n = grad_c.shape[1]
     if algorithm in WINOGRAD:
         winograd = WINOGRAD[algorithm]
@@ -187,11 +222,14 @@ def conv2d_input_grad(grad_out, weight, geometry):
 
 
 def conv2d_weight_grad(grad_out, saved, geometry):
-    """grad_out: (N, O, H', W'), saved: the `Saved` from `conv2d_forward` (or `conv2d_columns`) of
-    the input -> grad_weight: (O, C/G, kH, kW).
+    """grad_out: (N, O, H', W'), saved: the `Saved` from `conv2d_forward` (or `conv2d_columns`,
+    `conv2d_columns_last`) of the input -> grad_weight: (O, C/G, kH, kW).
 
-    im2col: per group, d_weight = d_out @ columns^T, (O/G, N*H'*W') @ (N*H'*W', C/G*kH*kW).
+    im2col: per group, d_weight = d_out @ columns^T, (O/G, N*H'*W') @ (N*H'*W', C/G*kH*kW);
+    'im2col_last': d_weight = d_out_rows^T @ columns, (O, N*H'*W') @ (N*H'*W', kH*kW*C).
     """
+    if saved.algorithm == "im2col_last":
+        return _weight_grad_last(_grad_rows(grad_out), saved.array, geometry)
     grad_c, o = channel_major(grad_out), grad_out.shape[1]
     if saved.algorithm in WINOGRAD:
         winograd = WINOGRAD[saved.algorithm]
@@ -214,9 +252,22 @@ def conv2d_weight_grad(grad_out, saved, geometry):
     return grad_weight.reshape((o, columns.shape[1] // (geometry.kernel[0] * geometry.kernel[1])) + geometry.kernel)
 
 
+def in_backward_layout(grad_out, saved):
+    """grad_out: (N, O, H', W') as a view of the memory that the backward of ``saved``'s algorithm
+    reads: channels-last for 'im2col_last', channel-major for the others. At most one copy, free
+    when grad_out already is in that layout, after which every gradient reads it for free."""
+    if saved.algorithm == "im2col_last":
+        return nchw(channels_last(grad_out))
+    return _nchw(channel_major(grad_out))
+
+
 def conv2d_grads(grad_out, weight, saved, geometry):
     """Both gradients of `conv2d_forward`: (grad_x, grad_weight) as `conv2d_input_grad` and
     `conv2d_weight_grad` give them, except that Winograd's two share one transform of grad_out (dM)."""
+    if saved.algorithm == "im2col_last":
+        grad_rows = _grad_rows(grad_out)
+        return (_input_grad_last(grad_rows, weight, geometry, grad_out.shape[0]),
+                _weight_grad_last(grad_rows, saved.array, geometry))
     if saved.algorithm not in WINOGRAD:
         return conv2d_input_grad(grad_out, weight, geometry), conv2d_weight_grad(grad_out, saved, geometry)
     winograd, grad_c = WINOGRAD[saved.algorithm], channel_major(grad_out)
@@ -225,11 +276,56 @@ def conv2d_grads(grad_out, weight, saved, geometry):
             winograd.weight_grad(transformed, saved.array))
 
 
+# ------------------------------------------------------------------ channels-last im2col ('im2col_last')
+def _weight_rows(weight):
+    """weight: (O, C, kH, kW) -> (O, kH*kW*C), the order of a channels-last column's taps."""
+    return weight.transpose(0, 2, 3, 1).reshape(weight.shape[0], -1)
+
+
+def _is_pointwise(geometry):
+    """A 1x1 kernel, stride 1, no padding, output as large as the input (a transposed convolution's
+    output padding can make it smaller): each output position reads its own input pixel."""
+    return (tuple(geometry.kernel) == (1, 1) and tuple(geometry.stride) == (1, 1) and not any(geometry.padding)
+            and tuple(geometry.input_hw) == tuple(geometry.output_hw))
+
+
+def _grad_rows(grad_out):
+    """grad_out: (N, O, H', W') -> (N*H'*W', O), channels-last (free when grad_out already is)."""
+    return channels_last(grad_out).reshape(-1, grad_out.shape[1])
+
+
+def _input_grad_last(grad_rows, weight, geometry, n):
+    """grad_rows: (N*H'*W', O) -> grad_x: (N, C, H, W), a view of channels-last memory:
+    d_columns = grad_rows @ weight as (O, kH*kW*C), then col2im."""
+    c, (oh, ow) = weight.shape[1], geometry.output_hw
+    columns = np.matmul(grad_rows, _weight_rows(weight))
+    if _is_pointwise(geometry):
+        return nchw(columns.reshape((n,) + geometry.input_hw + (c,)))
+    grad_x = np.empty((n,) + geometry.input_hw + (c,), dtype=columns.dtype)
+    col2im_last(columns.reshape((n, oh, ow) + geometry.kernel + (c,)), geometry.stride, geometry.dilation,
+                geometry.top_left, grad_x)
+    return nchw(grad_x)
+
+
+def _weight_grad_last(grad_rows, columns, geometry):
+    """grad_rows: (N*H'*W', O), columns: (N*H'*W', kH*kW*C) -> grad_weight: (O, C, kH, kW)."""
+    o, taps = grad_rows.shape[1], columns.shape[1]
+    if o * taps <= SMALL_PRODUCT_MAX_ENTRIES:
+        grad_weight = _small_product_of_long_rows(grad_rows.T, columns.T)
+    else:
+        grad_weight = np.matmul(grad_rows.T, columns)
+    c = taps // (geometry.kernel[0] * geometry.kernel[1])
+    return np.ascontiguousarray(grad_weight.reshape((o,) + geometry.kernel + (c,)).transpose(0, 3, 1, 2))
+
+
 # A first layer's weight gradient is a small matrix, (O, C*kH*kW) = (32, 9) for the reference
 # CNN, summed over N*H'*W' = 100,352 positions. OpenBLAS runs such a product at a third of its
 # speed; as a batch of products over runs of 2048 positions, summed after, it took 0.2-0.6x the
 # time (O x rows: 8x9 0.20, 6x25 0.19, 16x16 0.38, 32x9 0.50, 32x12 0.59) and stopped paying at
-# about 500 entries (32x16 0.98, 64x9 0.99, 32x27 1.06); measured for issue 13.
+# about 500 entries (32x16 0.98, 64x9 0.99, 32x27 1.06); measured for issue 13. On channels-last
+# columns ('im2col_last', the same product as (N*H'*W', O)^T @ (N*H'*W', kH*kW*C)) it still pays:
+# 32x9 0.23x, 32x27 0.54, 32x16 0.98, 64x9 1.06, 16x147 0.95 (1 thread, a busy machine: too
+# rough to move the threshold; issue 30).
 SMALL_PRODUCT_MAX_ENTRIES = 450
 _RUN = 2048
 
