@@ -2,7 +2,7 @@
 
     python benchmarks/folder_memory.py --count 85000    # about 1 GB of 64x64 colour pixels
     python benchmarks/folder_memory.py --count 8500     # a tenth of it
-    python benchmarks/folder_memory.py --count 8500 --val-split 0.118   # a tenth, evaluated in batches of 1,000
+    python benchmarks/folder_memory.py --count 8500 --val-split 0.118   # a tenth, with more validation images
     python benchmarks/folder_memory.py --count 100000 --size 8 --open-only   # what each file costs
 
 Writes ``--count`` 64x64 colour PNGs of noise with a bright band whose place is the class (4 classes)
@@ -11,10 +11,11 @@ fresh process with its own empty cache, sampling that process's ``/proc/PID/stat
 Prints the peaks of RssAnon (the process's own memory) and RssFile (pages of the memory-mapped cache
 and of the libraries, which the kernel can drop), and VmHWM (the two together). Linux only.
 
-The peak comes while the validation images are evaluated, in batches of up to 1,000 (the batch's
-convolution columns, mirrored too): a folder with fewer than 1,000 validation images evaluates them
-in one smaller batch and peaks lower, whatever its size otherwise. ``--val-split`` holds out
-another share, so that folders of different sizes are compared at the same evaluation batch.
+The peak comes while the validation images are evaluated (the batch's convolution columns,
+mirrored too), in batches of at most 4M input values and 1,000 images (341 at 64x64 in colour): a
+folder with fewer validation images than that evaluates them in one smaller batch and peaks lower,
+whatever its size otherwise. ``--val-split`` holds out another share, so that folders of different
+sizes can be compared at the same evaluation batch.
 
 ``--open-only`` measures what grows with the number of files instead: it opens the folder with
 ``open_images`` in this process (decoding it), then again (the cache found) under ``tracemalloc``,

@@ -274,3 +274,12 @@ def test_init_from_a_run_of_other_classes_starts_a_new_classifier_and_says_so(co
     np.testing.assert_array_equal(model[9].weight.data, before["9.weight"])
     assert model[11].weight.shape == (3, 84) and started.notes
 
+
+
+@pytest.mark.parametrize(("channels", "size", "batch"), [(None, None, 1000), (3, 64, 341), (3, 224, 27), (1, 4096, 1)])
+def test_evaluation_batches_hold_at_most_4m_input_values_and_1000_images(channels, size, batch):
+    from convnet.data import ArrayDataset
+    images = ArrayDataset(np.zeros((2, 1, 2, 2), np.uint8), np.zeros(2, np.int64))
+    spec = None if channels is None else {"channels": channels, "size": [size, size], "mean": [0.5] * channels,
+                                          "std": [0.25] * channels}
+    assert experiment.evaluation_loader(experiment.RunConfig(), images, spec).batch_size == batch
