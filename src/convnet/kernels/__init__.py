@@ -63,8 +63,8 @@ sends the shapes it cannot do to im2col:
 import os
 from contextlib import contextmanager
 
-from . import activation, columns, columns_channels_last, depthwise, direct, normalization, normalization_channels_last, pooling
-from . import pooling_channels_last
+from . import activation, columns, columns_channels_last, depthwise, depthwise_channels_last, direct, normalization
+from . import normalization_channels_last, pooling, pooling_channels_last
 from ..errors import InvalidValue
 
 MODES = ("compiled", "reference")
@@ -260,6 +260,9 @@ direct_weight_grad = Kernel(direct.weight_grad, direct.weight_grad_reference)
 depthwise_forward = Kernel(depthwise.forward, depthwise.forward_reference)
 depthwise_input_grad = Kernel(depthwise.input_grad, depthwise.input_grad_reference)
 depthwise_weight_grad = Kernel(depthwise.weight_grad, depthwise.weight_grad_reference)
+depthwise_nhwc_forward = Kernel(depthwise_channels_last.forward, depthwise_channels_last.forward_reference)
+depthwise_nhwc_input_grad = Kernel(depthwise_channels_last.input_grad, depthwise_channels_last.input_grad_reference)
+depthwise_nhwc_weight_grad = Kernel(depthwise_channels_last.weight_grad, depthwise_channels_last.weight_grad_reference)
 batch_norm_train_forward = Kernel(normalization.batch_norm_train_forward,
                                   normalization.batch_norm_train_forward_reference)
 batch_norm_eval_forward = Kernel(normalization.batch_norm_eval_forward, normalization.batch_norm_eval_forward_reference)

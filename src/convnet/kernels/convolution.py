@@ -4,19 +4,20 @@ Three array-level functions (arrays in, arrays out, no Tensor) run any convoluti
 `conv2d_forward`, `conv2d_input_grad` and `conv2d_weight_grad`, with a `ConvGeometry` saying
 everything about it but its batch and channels. Each runs the algorithm `conv_algorithm` picks
 for the shape: im2col (any geometry: kernels/columns.py, then one GEMM per group), its
-channels-last form 'im2col_last' (groups 1: kernels/columns_channels_last.py, then one GEMM), Winograd
-F(2x2, 3x3) or F(4x4, 3x3) (stride-1 3x3 kernels, groups 1: kernels/winograd.py), direct (one
-input channel, stride 1, groups 1: kernels/direct.py; its input gradient is im2col's) or
-depthwise (groups = input channels = output channels: kernels/depthwise.py). The forward returns
+channels-last form 'im2col_last' (groups 1: kernels/columns_channels_last.py, then one GEMM),
+Winograd F(2x2, 3x3) or F(4x4, 3x3) (stride-1 3x3 kernels, groups 1: kernels/winograd.py), direct
+(one input channel, stride 1, groups 1: kernels/direct.py; its input gradient is im2col's) or
+depthwise (groups = input channels = output channels: kernels/depthwise.py, and
+kernels/depthwise_channels_last.py for channels-last input). The forward returns
 what its weight gradient needs as a `Saved`: the algorithm's name and its array;
 `conv2d_weight_grad` follows the name it is given, so a forward and its backward agree even if
 the choice changed in between. Every kernel is called as a `Kernel`, so each of the three runs
 compiled or as the NumPy references alike.
 
-Arrays are channel-major inside ((C, N, H, W) memory), or channels-last for 'im2col_last'
-((N, H, W, C) memory, issue 30's layout): a GEMM's (O, N*H'*W') result, or 'im2col_last''s
-(N*H'*W', O), is the output in that layout, returned as an (N, O, H', W') view, and the next op
-reads it without a copy. Whatever the layout of their inputs, the functions give the same values.
+Arrays are channel-major inside ((C, N, H, W) memory), or channels-last for 'im2col_last' and
+channels-last depthwise ((N, H, W, C) memory, issue 30's layout): a GEMM's (O, N*H'*W') result,
+or 'im2col_last''s (N*H'*W', O), is the output in that layout, returned as an (N, O, H', W') view,
+and the next op reads it without a copy. Whatever the layout of their inputs, the functions give the same values.
 """
 
 from typing import NamedTuple
@@ -24,6 +25,7 @@ from typing import NamedTuple
 import numpy as np
 
 from . import col2im, col2im_last, conv_algorithm, depthwise_forward, depthwise_input_grad, depthwise_weight_grad, \
+    depthwise_nhwc_forward, depthwise_nhwc_input_grad, depthwise_nhwc_weight_grad, \
     direct_forward, direct_weight_grad, im2col, im2col_last, winograd2, winograd4
 from .winograd import Winograd
 
@@ -112,9 +114,10 @@ class ConvGeometry(NamedTuple):
 
 class Saved(NamedTuple):
     """What `conv2d_forward` keeps for `conv2d_weight_grad`: the algorithm that ran ('im2col',
-    'im2col_last', 'winograd', 'winograd4', 'direct' or 'depthwise') and its array: im2col columns
-    (G, C/G*kH*kW, N*H'*W'), channels-last columns (N*H'*W', kH*kW*C), Winograd's input tiles
-    (16 or 36, C, N, tiles_h, tiles_w), or direct's or depthwise's channel-major input (C, N, H, W).
+    'im2col_last', 'winograd', 'winograd4', 'direct', 'depthwise' or 'depthwise_last') and its array:
+    im2col columns (G, C/G*kH*kW, N*H'*W'), channels-last columns (N*H'*W', kH*kW*C), Winograd's input tiles
+    (16 or 36, C, N, tiles_h, tiles_w), direct's or depthwise's channel-major input (C, N, H, W),
+    or depthwise_last's channels-last input (N, H, W, C).
     ``np.asarray(saved)`` is the array.
     """
     algorithm: str
@@ -179,6 +182,11 @@ def conv2d_forward(x, weight, geometry):
         out = np.empty((weight.shape[0], x.shape[0]) + geometry.output_hw, dtype=image.dtype)
         direct_forward(image, np.ascontiguousarray(weight), geometry.dilation, geometry.top_left, out)
         return _nchw(out), Saved("direct", image)
+    if algorithm == "depthwise" and is_channels_last(x):  # why only then: kernels/depthwise_channels_last.py
+        image, taps = channels_last(x), np.ascontiguousarray(weight[:, 0].transpose(1, 2, 0))  # (kH, kW, C)
+        out = np.empty((x.shape[0],) + geometry.output_hw + (x.shape[1],), dtype=image.dtype)
+        depthwise_nhwc_forward(image, taps, geometry.stride, geometry.dilation, geometry.top_left, out)
+        return nchw(out), Saved("depthwise_last", image)
     if algorithm == "depthwise":
         image = channel_major(x)
         out = np.empty(image.shape[:2] + geometry.output_hw, dtype=image.dtype)
@@ -202,6 +210,11 @@ def conv2d_input_grad(grad_out, weight, geometry):
     algorithm = _algorithm(geometry, weight, grad_out)
     if algorithm == "im2col_last":
         return _input_grad_last(_grad_rows(grad_out), weight, geometry, grad_out.shape[0])
+    if algorithm == "depthwise" and is_channels_last(grad_out):
+        grad_x = np.empty((grad_out.shape[0],) + geometry.input_hw + (grad_out.shape[1],), dtype=grad_out.dtype)
+        depthwise_nhwc_input_grad(channels_last(grad_out), np.ascontiguousarray(weight[:, 0].transpose(1, 2, 0)),
+                                  geometry.stride, geometry.dilation, geometry.top_left, grad_x)
+        return nchw(grad_x)
     grad_c = channel_major(grad_out)
     n = grad_c.shape[1]
     if algorithm in WINOGRAD:
@@ -230,6 +243,11 @@ def conv2d_weight_grad(grad_out, saved, geometry):
     """
     if saved.algorithm == "im2col_last":
         return _weight_grad_last(_grad_rows(grad_out), saved.array, geometry)
+    if saved.algorithm == "depthwise_last":
+        grad_taps = np.empty(geometry.kernel + (grad_out.shape[1],), dtype=grad_out.dtype)
+        depthwise_nhwc_weight_grad(channels_last(grad_out), saved.array, geometry.stride, geometry.dilation,
+                                   geometry.top_left, grad_taps)
+        return np.ascontiguousarray(grad_taps.transpose(2, 0, 1))[:, None]
     grad_c, o = channel_major(grad_out), grad_out.shape[1]
     if saved.algorithm in WINOGRAD:
         winograd = WINOGRAD[saved.algorithm]
@@ -254,9 +272,10 @@ def conv2d_weight_grad(grad_out, saved, geometry):
 
 def in_backward_layout(grad_out, saved):
     """grad_out: (N, O, H', W') as a view of the memory that the backward of ``saved``'s algorithm
-    reads: channels-last for 'im2col_last', channel-major for the others. At most one copy, free
-    when grad_out already is in that layout, after which every gradient reads it for free."""
-    if saved.algorithm == "im2col_last":
+    reads: channels-last for 'im2col_last' and 'depthwise_last', channel-major for the others. At
+    most one copy, free when grad_out already is in that layout, after which every gradient reads it
+    for free."""
+    if saved.algorithm in ("im2col_last", "depthwise_last"):
         return nchw(channels_last(grad_out))
     return _nchw(channel_major(grad_out))
 
