@@ -72,6 +72,18 @@ ALGORITHMS = ("auto", "im2col", "im2col_last", "winograd", "winograd4", "direct"
 # Winograd's forward + backward beat im2col's from 8 input channels up (0.29-0.98x of its time on
 # 8..128 channels at 7..28 px, with the parallel kernels; measured for issue 13); with 1 or 3
 # input channels (a first layer) it lost (1.5-6.5x), its transforms then doing all the work.
+# Re-measured for issue 30 on either input layout (benchmarks/conv_rule.py, 2026-12-06, 2-core AMD
+# EPYC, 2 Numba threads, one process, interleaved, medians of 5 blocks, others <2% busy: rough),
+# after the transformed weights went into staggered planes with parallel transforms (4x512x7x7
+# ->512 and 1x256x14x14->256 took 0.50x their time, ResNet-18's step 0.77x). The rule stands for
+# channels-last inputs too, their copy into channel-major memory included. Forward + backward,
+# the time of 'im2col_last' over Winograd's on channels-last inputs: 1.57-1.94x at 28-56 px
+# (1.05x on one 56 px image), 1.04-1.53x at 14 px, 1.04-1.13x at 7 px, and 0.79-0.93x on 128->128
+# at 7 px, 32->64 at 14 px and one 256->256 image at 14 px; on channel-major inputs, the channel-
+# major 'im2col' over Winograd's 0.71-1.78x (median 1.14). Training steps under other rules, time
+# over this one's: ResNet-8 (batch 128, 28 px) / ResNet-18 (batch 4, 224 px): never Winograd 2.06
+# / 1.37x, Winograd only on channel-major input 0.99 / 1.31x, only up to 128 channels 0.99 /
+# 1.08x, only above 7 px (conv_algorithm is not told the size) 1.09 / 1.10x.
 WINOGRAD_MIN_CHANNELS = 8
 # F(4x4, 3x3) ('winograd4') is there to be chosen, not chosen by 'auto'. Where 4 divides the
 # output (7, 28, 32 px) it needs 0.5625x F(2x2, 3x3)'s products and took 0.28-0.75x of im2col's
@@ -196,11 +208,11 @@ def conv_algorithm(kernel, stride, dilation, groups, in_channels, out_channels, 
 
     Winograd, F(2x2, 3x3) ('winograd') or F(4x4, 3x3) ('winograd4'), applies to 3x3 kernels with
     stride 1, dilation 1 and groups 1 (any padding); under 'auto' F(2x2, 3x3) is chosen from
-    WINOGRAD_MIN_CHANNELS input channels up, where its transforms cost less than the multiplies
-    they save (F(4x4, 3x3) only when asked for: see the comment above). Direct applies to one
-    input channel with stride 1 and groups 1 (any kernel, dilation, padding); under 'auto' it is
-    chosen, undilated, for at most DIRECT_MAX_OUT_CHANNELS output channels, where it was measured
-    faster.
+    WINOGRAD_MIN_CHANNELS input channels up, whatever the input's layout, where its transforms
+    cost less than the multiplies they save (F(4x4, 3x3) only when asked for: see the comment
+    above). Direct applies to one input channel with stride 1 and groups 1 (any kernel, dilation,
+    padding); under 'auto' it is chosen, undilated, for at most DIRECT_MAX_OUT_CHANNELS output
+    channels, where it was measured faster.
 
     Wherever im2col runs under 'auto' (not where a forced algorithm does not apply), it runs
     channels-last ('im2col_last', groups 1) from IM2COL_LAST_MIN_CHANNELS input channels up unless

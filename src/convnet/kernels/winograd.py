@@ -44,8 +44,9 @@ def planes(shape, dtype, count):
 
     The kernels write (or read) all planes at once, one stream each; when a plane's size is a
     multiple of 4 KiB (conv2's is) the streams map to the same L1 cache sets and evict one
-    another (measured 7x slower input transform). The gap staggers them. Each plane is C-contiguous,
-    so `np.matmul` hands the planes to BLAS without a copy.
+    another (measured 7x slower input transform; the transformed weights' (16, 512, 512) planes
+    made the weight transforms 3-4x slower, issue 30). The gap staggers them. Each plane is
+    C-contiguous, so `np.matmul` hands the planes to BLAS without a copy.
     """
     size = int(np.prod(shape))
     return np.empty((count, size + 16), dtype=dtype)[:, :size].reshape((count,) + tuple(shape))
@@ -83,7 +84,7 @@ class Winograd:
 
     def weight(self, weight):
         """weight: (O, C, 3, 3) -> U = G g G^T: (P, O, C)."""
-        transformed = np.empty((self.planes,) + weight.shape[:2], dtype=weight.dtype)
+        transformed = planes(weight.shape[:2], weight.dtype, self.planes)
         self.weight_transform(np.ascontiguousarray(weight), transformed)
         return transformed
 
@@ -112,7 +113,8 @@ class Winograd:
         dU = dM @ tiles^T, (P, O, N*tH*tW) @ (P, N*tH*tW, C), then G^T dU G.
         """
         c = tiles.shape[1]
-        transformed = np.matmul(grad_transformed, tiles.reshape(self.planes, c, -1).transpose(0, 2, 1))
+        transformed = planes((grad_transformed.shape[1], c), tiles.dtype, self.planes)
+        np.matmul(grad_transformed, tiles.reshape(self.planes, c, -1).transpose(0, 2, 1), out=transformed)
         grad_weight = np.empty(transformed.shape[1:] + (3, 3), dtype=transformed.dtype)
         self.weight_grad_transform(transformed, grad_weight)
         return grad_weight

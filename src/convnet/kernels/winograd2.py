@@ -99,13 +99,13 @@ def input_transform(image, top_left, tiles):
                     tiles[14, c, n, ty, tx], tiles[15, c, n, ty, tx] = v[2], v[3]
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, parallel=True)
 def weight_transform(weight, transformed):
     """weight: (O, C, 3, 3) -> transformed: (16, O, C), transformed[4r + s, o, c] = (G g G^T)[r, s]
     with g = weight[o, c]."""
     o_count, c_count = weight.shape[:2]
-    rows = np.empty((4, 3), dtype=weight.dtype)
-    for o in range(o_count):
+    for o in prange(o_count):
+        rows = np.empty((4, 3), dtype=weight.dtype)
         for c in range(c_count):
             g = weight[o, c]
             # G down each column of g (3 -> 4 rows), then along each row (3 -> 4 columns).
@@ -222,13 +222,13 @@ def input_grad_transform(tiles_grad, top_left, grad_image):
                 grad_image[c, n, y] = padded[y + top, left:left + w]
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, parallel=True)
 def weight_grad_transform(transformed_grad, grad_weight):
     """transformed_grad: (16, O, C) -> grad_weight: (O, C, 3, 3), grad_weight[o, c] = G^T dU G with
     dU[r, s] = transformed_grad[4r + s, o, c] (the adjoint of `weight_transform`)."""
     o_count, c_count = grad_weight.shape[:2]
-    rows = np.empty((4, 3), dtype=grad_weight.dtype)
-    for o in range(o_count):
+    for o in prange(o_count):
+        rows = np.empty((4, 3), dtype=grad_weight.dtype)
         for c in range(c_count):
             u = transformed_grad[:, o, c]
             # G^T along each row of dU (4 -> 3 columns), then down each column (4 -> 3 rows).

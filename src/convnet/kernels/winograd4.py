@@ -234,13 +234,13 @@ def input_transform(image, top_left, tiles):
                     _set_plane_row(t, 5, ty, tx, _b_t(col0[5], col1[5], col2[5], col3[5], col4[5], col5[5]))
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, parallel=True)
 def weight_transform(weight, transformed):
     """weight: (O, C, 3, 3) -> transformed: (36, O, C), transformed[6r + s, o, c] = (G g G^T)[r, s]
     with g = weight[o, c]."""
     o_count, c_count = weight.shape[:2]
-    rows = np.empty((6, 3), dtype=weight.dtype)
-    for o in range(o_count):
+    for o in prange(o_count):
+        rows = np.empty((6, 3), dtype=weight.dtype)
         for c in range(c_count):
             g = weight[o, c]
             # G down each column of g (3 -> 6 rows), then along each row (3 -> 6 columns).
@@ -354,13 +354,13 @@ def input_grad_transform(tiles_grad, top_left, grad_image):
                 grad_image[c, n, y] = padded[y + top, left:left + w]
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, parallel=True)
 def weight_grad_transform(transformed_grad, grad_weight):
     """transformed_grad: (36, O, C) -> grad_weight: (O, C, 3, 3), grad_weight[o, c] = G^T dU G with
     dU[r, s] = transformed_grad[6r + s, o, c] (the adjoint of `weight_transform`)."""
     o_count, c_count = grad_weight.shape[:2]
-    rows = np.empty((6, 3), dtype=grad_weight.dtype)
-    for o in range(o_count):
+    for o in prange(o_count):
+        rows = np.empty((6, 3), dtype=grad_weight.dtype)
         for c in range(c_count):
             u = transformed_grad[:, o, c]
             # G^T along each row of dU (6 -> 3 columns), then down each column (6 -> 3 rows).
