@@ -14,6 +14,7 @@ import convnet  # first: it sets BLAS's idle wait, which NumPy's BLAS reads when
 import numpy as np
 import pytest
 from hypothesis import settings
+from hypothesis import strategies as st
 
 from convnet import Tensor
 
@@ -177,3 +178,17 @@ def tiny_fashion(tmp_path):
     directory = tmp_path / "data"
     directory.mkdir()
     return write_tiny_fashion(directory)
+
+
+@st.composite
+def window_geometries(draw, max_dilation=2, max_padding=3, max_size=12):
+    """A window op's geometry with at least one output position: (kernel, stride, dilation, padding
+    (top, bottom, left, right), input (H, W)), kernels 1-5, strides 1-3, sizes from 1, asymmetric
+    padding; the Hypothesis strategy the convolution kernels' tests share."""
+    kernel = (draw(st.integers(1, 5)), draw(st.integers(1, 5)))
+    stride = (draw(st.integers(1, 3)), draw(st.integers(1, 3)))
+    dilation = (draw(st.integers(1, max_dilation)), draw(st.integers(1, max_dilation)))
+    padding = tuple(draw(st.integers(0, max_padding)) for _ in range(4))
+    hw = tuple(draw(st.integers(max(1, dilation[a] * (kernel[a] - 1) + 1 - padding[2 * a] - padding[2 * a + 1]),
+                                max_size)) for a in range(2))
+    return kernel, stride, dilation, padding, hw

@@ -18,7 +18,7 @@ from convnet.kernels import convolution
 from convnet.kernels.columns_channels_last import col2im, col2im_reference, im2col, im2col_reference
 from convnet.kernels.convolution import ConvGeometry, is_channels_last, nchw
 
-from conftest import requires_torch, torch
+from conftest import requires_torch, torch, window_geometries
 
 
 def as_channels_last(x):
@@ -32,13 +32,7 @@ LAYOUTS = {"nchw": np.ascontiguousarray, "nhwc": as_channels_last}
 @st.composite
 def geometries(draw):
     """(N, H, W, C), kernel, stride, dilation, padding (top, bottom, left, right), output (H', W')."""
-    kernel = (draw(st.integers(1, 5)), draw(st.integers(1, 5)))
-    stride = (draw(st.integers(1, 3)), draw(st.integers(1, 3)))
-    dilation = (draw(st.integers(1, 2)), draw(st.integers(1, 2)))
-    padding = tuple(draw(st.integers(0, 3)) for _ in range(4))
-    span = [d * (k - 1) + 1 for d, k in zip(dilation, kernel)]
-    h = draw(st.integers(max(1, span[0] - padding[0] - padding[1]), 11))
-    w = draw(st.integers(max(1, span[1] - padding[2] - padding[3]), 11))
+    kernel, stride, dilation, padding, (h, w) = draw(window_geometries(max_size=11))
     shape = (draw(st.integers(1, 3)), h, w, draw(st.sampled_from([1, 3, 5, 64])))
     out_hw = (convolution.output_size(h, kernel[0], stride[0], dilation[0], *padding[:2]),
               convolution.output_size(w, kernel[1], stride[1], dilation[1], *padding[2:]))

@@ -12,19 +12,14 @@ from convnet import kernels
 from convnet.kernels import convolution
 from convnet.kernels.columns import col2im, col2im_reference, im2col, im2col_reference
 
-from conftest import assert_close_relative_to_scale, finite_difference_check, requires_torch, torch, torch_check
+from conftest import assert_close_relative_to_scale, finite_difference_check, requires_torch, torch, torch_check, \
+    window_geometries
 
 
 @st.composite
 def geometries(draw):
     """(C, N, H, W), kernel, stride, dilation, padding (top, bottom, left, right), output (H', W')."""
-    kernel = (draw(st.integers(1, 5)), draw(st.integers(1, 5)))
-    stride = (draw(st.integers(1, 3)), draw(st.integers(1, 3)))
-    dilation = (draw(st.integers(1, 2)), draw(st.integers(1, 2)))
-    padding = tuple(draw(st.integers(0, 3)) for _ in range(4))
-    span = [d * (k - 1) + 1 for d, k in zip(dilation, kernel)]
-    h = draw(st.integers(max(1, span[0] - padding[0] - padding[1]), 12))
-    w = draw(st.integers(max(1, span[1] - padding[2] - padding[3]), 12))
+    kernel, stride, dilation, padding, (h, w) = draw(window_geometries())
     shape = (draw(st.sampled_from([1, 2, 3, 64])), draw(st.integers(1, 3)), h, w)
     out_hw = (convolution.output_size(h, kernel[0], stride[0], dilation[0], *padding[:2]),
               convolution.output_size(w, kernel[1], stride[1], dilation[1], *padding[2:]))

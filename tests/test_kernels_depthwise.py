@@ -17,7 +17,8 @@ import convnet.functional as F
 from convnet import kernels
 from convnet.kernels import depthwise
 
-from conftest import assert_close_relative_to_scale, finite_difference_check, requires_torch, torch, torch_check
+from conftest import assert_close_relative_to_scale, finite_difference_check, requires_torch, torch, torch_check, \
+    window_geometries
 
 TOLERANCE = {np.float32: 1e-5, np.float64: 1e-12}
 
@@ -56,12 +57,7 @@ class Case:
 @st.composite
 def cases(draw):
     """Any geometry with at least one output position: sizes from 1, asymmetric padding."""
-    kernel = (draw(st.integers(1, 5)), draw(st.integers(1, 5)))
-    stride = (draw(st.integers(1, 3)), draw(st.integers(1, 3)))
-    dilation = (draw(st.integers(1, 2)), draw(st.integers(1, 2)))
-    padding = tuple(draw(st.integers(0, 2)) for _ in range(4))
-    hw = tuple(draw(st.integers(max(1, dilation[a] * (kernel[a] - 1) + 1 - padding[2 * a] - padding[2 * a + 1]), 12))
-               for a in range(2))
+    kernel, stride, dilation, padding, hw = draw(window_geometries(max_padding=2))
     c, n = draw(st.sampled_from([1, 2, 3, 16, 33])), draw(st.integers(1, 3))
     return Case(c, n, hw, kernel, stride, dilation, padding)
 

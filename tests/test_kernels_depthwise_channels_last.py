@@ -20,7 +20,7 @@ from convnet import Tensor, kernels
 from convnet.kernels import depthwise_channels_last as nhwc
 from convnet.kernels.convolution import ConvGeometry, conv2d_forward, is_channels_last, memory_layout, nchw
 
-from conftest import assert_close_relative_to_scale, requires_torch, torch
+from conftest import assert_close_relative_to_scale, requires_torch, torch, window_geometries
 
 TOLERANCE = {np.float32: 1e-5, np.float64: 1e-12}
 
@@ -70,12 +70,7 @@ def run(functions, image, weight, grad_out, case):
 @st.composite
 def cases(draw):
     """Any geometry with at least one output position: sizes from 1, asymmetric padding."""
-    kernel = (draw(st.integers(1, 5)), draw(st.integers(1, 5)))
-    stride = (draw(st.integers(1, 3)), draw(st.integers(1, 3)))
-    dilation = (draw(st.integers(1, 3)), draw(st.integers(1, 3)))
-    padding = tuple(draw(st.integers(0, 3)) for _ in range(4))
-    hw = tuple(draw(st.integers(max(1, dilation[a] * (kernel[a] - 1) + 1 - padding[2 * a] - padding[2 * a + 1]), 11))
-               for a in range(2))
+    kernel, stride, dilation, padding, hw = draw(window_geometries(max_dilation=3, max_size=11))
     return Case(draw(st.sampled_from([1, 2, 3, 17])), draw(st.integers(1, 3)), hw, kernel, stride, dilation, padding)
 
 
