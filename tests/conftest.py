@@ -17,6 +17,7 @@ from hypothesis import settings
 from hypothesis import strategies as st
 
 from convnet import Tensor
+from convnet.tensor import Function
 
 settings.register_profile("convnet", max_examples=25, deadline=None, derandomize=True)
 settings.load_profile("convnet")
@@ -192,3 +193,28 @@ def window_geometries(draw, max_dilation=2, max_padding=3, max_size=12):
     hw = tuple(draw(st.integers(max(1, dilation[a] * (kernel[a] - 1) + 1 - padding[2 * a] - padding[2 * a + 1]),
                                 max_size)) for a in range(2))
     return kernel, stride, dilation, padding, hw
+
+
+class RecordGradient(Function):
+    """The identity; its backward keeps the gradient it is handed (the next op's input gradient) in ``seen``."""
+
+    def forward(self, x, seen):
+        self.seen = seen
+        return x
+
+    def backward(self, grad):
+        self.seen.append(grad)
+        return grad
+
+
+class FixedTime:
+    """A bench contender that answers every case with the same time (None: it does not run it)."""
+
+    def __init__(self, name, seconds):
+        self.name, self.seconds = name, seconds
+
+    def time(self, case):
+        return self.seconds
+
+    def cpu_seconds(self):
+        return 0.0

@@ -10,8 +10,8 @@ import pytest
 import convnet.functional as F
 from convnet import Tensor, kernels
 from convnet.kernels.convolution import is_channels_last, nchw
-from convnet.tensor import Function
-from conftest import requires_torch, torch
+
+from conftest import RecordGradient, requires_torch, torch
 
 # (N, C, H, W): 3 and 130 channels; M = N*H*W = 315, 429, 12800 and 6, none a multiple of the 256-row blocks.
 SHAPES = [(5, 3, 7, 9), (3, 130, 11, 13), (8, 3, 40, 40), (6, 130)]
@@ -41,18 +41,6 @@ def problem(shape, seed=0):
     arrays = (x, rng.standard_normal(shape), rng.standard_normal(channels), rng.standard_normal(channels),
               center + rng.standard_normal(channels) * 0.1, spread ** 2 * rng.uniform(0.8, 1.25, channels))
     return [a.astype(np.float32) for a in arrays]
-
-
-class RecordGradient(Function):
-    """The identity; its backward keeps the gradient it is handed: the next op's input gradient."""
-
-    def forward(self, x, seen):
-        self.seen = seen
-        return x
-
-    def backward(self, grad):
-        self.seen.append(grad)
-        return grad
 
 
 def ours(x, grad, weight, bias, running_mean, running_var, training, momentum=0.3):

@@ -14,7 +14,7 @@ from convnet.bench.case import CONTENDERS, Case
 from convnet.bench.model_cases import inference_case
 from convnet.bench.rounds import measure
 from convnet.cli import main
-from conftest import requires, requires_torch
+from conftest import FixedTime, requires, requires_torch
 
 
 @pytest.mark.slow
@@ -38,22 +38,9 @@ def test_bench_times_each_contender_in_its_own_process_and_writes_the_report(tmp
     assert "max_pool2d 2x2" in capsys.readouterr().out
 
 
-class Contender:
-    """A contender that answers every case with the same time (None: it does not run it)."""
-
-    def __init__(self, name, seconds):
-        self.name, self.seconds = name, seconds
-
-    def time(self, case):
-        return self.seconds
-
-    def cpu_seconds(self):
-        return 0.0
-
-
 def test_throughput_rows_invert_the_time_ratios():
     case = Case("train step tiny batch 128", build=None, images=128)
-    step, throughput = measure(case, [Contender("convnet", 0.02), Contender("torch", 0.04)], rounds=3)
+    step, throughput = measure(case, [FixedTime("convnet", 0.02), FixedTime("torch", 0.04)], rounds=3)
     assert step.figures == {"convnet": 20.0, "torch": 40.0} and step.ratios["torch"] == (0.5, 0.5, 0.5)
     assert throughput.name == "training throughput tiny batch 128" and throughput.unit == "img/s"
     assert throughput.figures == {"convnet": 6400.0, "torch": 3200.0} and throughput.ratios["torch"] == (2.0, 2.0, 2.0)
@@ -61,7 +48,7 @@ def test_throughput_rows_invert_the_time_ratios():
 
 def test_a_contender_that_does_not_run_a_case_is_left_out_of_its_row():
     case = Case("max_pool2d tiny forward", build=None)
-    row, = measure(case, [Contender("convnet", 0.02), Contender("onnxruntime", None)], rounds=3)
+    row, = measure(case, [FixedTime("convnet", 0.02), FixedTime("onnxruntime", None)], rounds=3)
     assert row.figures == {"convnet": 20.0} and row.ratios == {}
 
 

@@ -17,7 +17,7 @@ from convnet.bench.rounds import Row, measure
 from convnet.cli import main
 from convnet.kernels.convolution import is_channels_last
 from convnet.tensor import Function
-from conftest import requires_torch
+from conftest import FixedTime, requires_torch
 
 
 def test_every_grid_shape_is_a_valid_convolution_or_pooling():
@@ -103,19 +103,6 @@ def test_convnet_gets_its_input_in_the_layout_asked_for_and_a_gradient_in_its_ou
     np.testing.assert_array_equal(seen["input"], x)
     assert seen["input"].strides == expected.strides and seen["grad"].strides == expected.strides
     np.testing.assert_array_equal(seen["grad"], np.ones_like(x))
-
-
-class FixedTime:
-    """A contender that answers every case with the same time."""
-
-    def __init__(self, name, seconds):
-        self.name, self.seconds = name, seconds
-
-    def time(self, case):
-        return self.seconds
-
-    def cpu_seconds(self):
-        return 0.0
 
 
 def test_step_and_inference_rows_give_convnets_gflops_and_share_of_the_peak():

@@ -9,8 +9,8 @@ from hypothesis import strategies as st
 from convnet import Tensor, kernels
 import convnet.functional as F
 from convnet.kernels.convolution import is_channels_last, nchw
-from convnet.tensor import Function
-from conftest import requires_torch, torch
+
+from conftest import RecordGradient, requires_torch, torch
 
 LAYOUTS = ["contiguous", "channel-major", "channels-last", "sliced"]
 
@@ -77,18 +77,6 @@ def test_relu_keeps_the_input_layout(mode):
     np.testing.assert_array_equal(out, np.maximum(x, 0))
     if mode == "compiled":
         assert out.strides == channel_major.strides  # the next layer reads it without a copy
-
-
-class RecordGradient(Function):
-    """The identity; its backward keeps the gradient it is handed: the next op's input gradient."""
-
-    def forward(self, x, seen):
-        self.seen = seen
-        return x
-
-    def backward(self, grad):
-        self.seen.append(grad)
-        return grad
 
 
 ELEMENTWISE = {"relu": F.relu, "leaky_relu": F.leaky_relu, "sigmoid": F.sigmoid, "tanh": F.tanh, "gelu": F.gelu,
