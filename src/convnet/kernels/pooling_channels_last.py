@@ -32,6 +32,13 @@ from numba import njit, prange
 WIDE_CHANNELS = 8
 
 
+@njit(cache=True, nogil=True)
+def _outputs_covering(position, out_size, kernel, stride, pad):
+    """The outputs [first, last] whose windows [o*stride - pad, o*stride - pad + kernel) hold
+    input ``position`` (first > last when none does)."""
+    return max(0, -((kernel - 1 - position - pad) // stride)), min(out_size - 1, (position + pad) // stride)
+
+
 @njit(cache=True, nogil=True, parallel=True)
 def max_pool_forward(x, kernel_h, kernel_w, stride_h, stride_w, pad_h, pad_w, out, argmax):
     """x: (N, H, W, C) -> out: (N, H', W', C) window maxima, argmax: (N, H', W', C) int32 flat
@@ -127,12 +134,9 @@ def max_pool_backward(grad_out, argmax, kernel_h, kernel_w, stride_h, stride_w, 
     else:
         for row in prange(images * height):
             n, iy = row // height, row % height
-            # the outputs oy whose window rows [oy*stride_h - pad_h, ... + kernel_h) hold iy
-            oy_first = max(0, -((kernel_h - 1 - iy - pad_h) // stride_h))
-            oy_last = min(out_h - 1, (iy + pad_h) // stride_h)
+            oy_first, oy_last = _outputs_covering(iy, out_h, kernel_h, stride_h, pad_h)
             for ix in range(width):
-                ox_first = max(0, -((kernel_w - 1 - ix - pad_w) // stride_w))
-                ox_last = min(out_w - 1, (ix + pad_w) // stride_w)
+                ox_first, ox_last = _outputs_covering(ix, out_w, kernel_w, stride_w, pad_w)
                 at = iy * width + ix
                 for c in range(channels):
                     grad_in[n, iy, ix, c] = zero
@@ -276,11 +280,9 @@ def window_sum_backward(grad_out, kernel_h, kernel_w, stride_h, stride_w, pad_h,
     zero = grad_in.dtype.type(0)
     for row in prange(images * height):
         n, iy = row // height, row % height
-        oy_first = max(0, -((kernel_h - 1 - iy - pad_h) // stride_h))
-        oy_last = min(out_h - 1, (iy + pad_h) // stride_h)
+        oy_first, oy_last = _outputs_covering(iy, out_h, kernel_h, stride_h, pad_h)
         for ix in range(width):
-            ox_first = max(0, -((kernel_w - 1 - ix - pad_w) // stride_w))
-            ox_last = min(out_w - 1, (ix + pad_w) // stride_w)
+            ox_first, ox_last = _outputs_covering(ix, out_w, kernel_w, stride_w, pad_w)
             for c in range(channels):
                 grad_in[n, iy, ix, c] = zero
             for oy in range(oy_last, oy_first - 1, -1):
