@@ -20,7 +20,9 @@ The gradients run the same chain backwards (each map's adjoint, in reverse):
 
 Images are channel-major (C, N, H, W), as in kernels/columns.py, and read unpadded: the kernels
 copy one (n, c) image at a time into a small zeroed scratch laid out as the padded image, so the
-tile loops need no bounds tests. Tiles are indexed (P, channels, N, tiles_h, tiles_w), tile index
+tile loops need no bounds tests. F(2x2, 3x3) also reads channels-last (N, H, W, C) input and
+output gradients (`reads_channels_last`: `input_transform_last`, `output_grad_transform_last`),
+copying a block of channels at a time into such a scratch, so they need no whole transposing copy. Tiles are indexed (P, channels, N, tiles_h, tiles_w), tile index
 t = (n, ty, tx). Each transform file binds `References`, the NumPy references written from its
 matrices alone, with the kernels' arguments.
 
@@ -36,6 +38,8 @@ from . import Kernel
 
 TRANSFORMS = ("input_transform", "weight_transform", "output_transform", "output_grad_transform",
               "input_grad_transform", "weight_grad_transform")
+# Transforms that read channels-last (N, H, W, C) memory, where a tile size's file has them.
+LAST_TRANSFORMS = ("input_transform_last", "output_grad_transform_last")
 
 
 def planes(shape, dtype, count):
@@ -60,27 +64,32 @@ class Winograd:
 
     def __init__(self, name, transforms):
         self.name, self.planes, self.tile = name, transforms.PLANES, transforms.A_T.shape[0]
-        for transform in TRANSFORMS:
+        self.reads_channels_last = all(hasattr(transforms, transform) for transform in LAST_TRANSFORMS)
+        for transform in TRANSFORMS + (LAST_TRANSFORMS if self.reads_channels_last else ()):
             setattr(self, transform, Kernel(getattr(transforms, transform), getattr(transforms.reference, transform)))
 
     def tiles_hw(self, output_hw):
         """Output (H', W') -> the number of m x m tiles (ceil(H'/m), ceil(W'/m))."""
         return tuple(-(-size // self.tile) for size in output_hw)
 
-    def forward(self, image, weight, geometry):
-        """image: channel-major (C, N, H, W) -> out: channel-major (O, N, H', W'), tiles (P, C, N, tH, tW).
+    def forward(self, image, weight, geometry, last=False):
+        """image: channel-major (C, N, H, W), or channels-last (N, H, W, C) when ``last`` (only where
+        `reads_channels_last`) -> out: channel-major (O, N, H', W'), tiles (P, C, N, tH, tW) and
+        U = G g G^T (P, O, C), which `input_grad` takes again.
 
-        tiles = B^T d B over the input's patches, U = G g G^T, then the P products
+        tiles = B^T d B over the input's patches, U, then the P products
         (P, O, C) @ (P, C, N*tH*tW) and A^T m A back onto the output.
         """
-        (c, n), o, tiles_hw = image.shape[:2], weight.shape[0], self.tiles_hw(geometry.output_hw)
+        n, c = (image.shape[0], image.shape[3]) if last else image.shape[1::-1]
+        o, tiles_hw = weight.shape[0], self.tiles_hw(geometry.output_hw)
         tiles = planes((c, n) + tiles_hw, image.dtype, self.planes)
-        self.input_transform(image, geometry.padding[::2], tiles)
+        (self.input_transform_last if last else self.input_transform)(image, geometry.padding[::2], tiles)
         products = planes((o, n * tiles_hw[0] * tiles_hw[1]), image.dtype, self.planes)
-        np.matmul(self.weight(weight), tiles.reshape(self.planes, c, -1), out=products)
+        transformed_weight = self.weight(weight)
+        np.matmul(transformed_weight, tiles.reshape(self.planes, c, -1), out=products)
         out = np.empty((o, n) + geometry.output_hw, dtype=image.dtype)
         self.output_transform(products.reshape((self.planes, o, n) + tiles_hw), out)
-        return out, tiles
+        return out, tiles, transformed_weight
 
     def weight(self, weight):
         """weight: (O, C, 3, 3) -> U = G g G^T: (P, O, C)."""
@@ -88,20 +97,23 @@ class Winograd:
         self.weight_transform(np.ascontiguousarray(weight), transformed)
         return transformed
 
-    def output_grad(self, grad_c, geometry):
-        """grad_c: channel-major (O, N, H', W') -> dM = A dY A^T over its output tiles: (P, O, N*tH*tW)."""
-        transformed = planes(grad_c.shape[:2] + self.tiles_hw(geometry.output_hw), grad_c.dtype, self.planes)
-        self.output_grad_transform(grad_c, transformed)
-        return transformed.reshape(self.planes, grad_c.shape[0], -1)
+    def output_grad(self, grad, geometry, last=False):
+        """grad: channel-major (O, N, H', W'), or channels-last (N, H', W', O) when ``last`` (only where
+        `reads_channels_last`) -> dM = A dY A^T over its output tiles: (P, O, N*tH*tW)."""
+        o_n = (grad.shape[3], grad.shape[0]) if last else grad.shape[:2]
+        transformed = planes(o_n + self.tiles_hw(geometry.output_hw), grad.dtype, self.planes)
+        (self.output_grad_transform_last if last else self.output_grad_transform)(grad, transformed)
+        return transformed.reshape(self.planes, o_n[0], -1)
 
-    def input_grad(self, grad_transformed, weight, geometry, n):
-        """dM: (P, O, N*tH*tW) from `output_grad`, weight: (O, C, 3, 3) -> grad_x: channel-major (C, N, H, W).
+    def input_grad(self, grad_transformed, transformed_weight, geometry, n):
+        """dM: (P, O, N*tH*tW) from `output_grad`, U: (P, O, C) from `weight` (or `forward`)
+        -> grad_x: channel-major (C, N, H, W).
 
         dV = U^T @ dM, (P, C, O) @ (P, O, N*tH*tW), then B dV B^T added back onto the input.
         """
-        c = weight.shape[1]
+        c = transformed_weight.shape[2]
         tiles_grad = planes((c, grad_transformed.shape[2]), grad_transformed.dtype, self.planes)
-        np.matmul(self.weight(weight).transpose(0, 2, 1), grad_transformed, out=tiles_grad)
+        np.matmul(transformed_weight.transpose(0, 2, 1), grad_transformed, out=tiles_grad)
         grad_x = np.empty((c, n) + geometry.input_hw, dtype=tiles_grad.dtype)
         tiles_hw = self.tiles_hw(geometry.output_hw)
         self.input_grad_transform(tiles_grad.reshape((self.planes, c, n) + tiles_hw), geometry.padding[::2], grad_x)
@@ -144,6 +156,14 @@ class References:
         windows = windows[:, :, :m * th:m, :m * tw:m]
         b_t = self.b_t.astype(image.dtype)
         tiles[...] = np.einsum("ri,cnyxij,sj->rscnyx", b_t, windows, b_t).reshape(tiles.shape)
+
+    def input_transform_last(self, image, top_left, tiles):
+        """image channels-last (N, H, W, C) -> tiles (P, C, N, tiles_h, tiles_w)."""
+        self.input_transform(image.transpose(3, 0, 1, 2), top_left, tiles)
+
+    def output_grad_transform_last(self, grad_out, transformed):
+        """grad_out channels-last (N, H', W', O) -> transformed (P, O, N, tiles_h, tiles_w)."""
+        self.output_grad_transform(grad_out.transpose(3, 0, 1, 2), transformed)
 
     def weight_transform(self, weight, transformed):
         """weight (O, C, 3, 3) -> transformed (P, O, C)."""

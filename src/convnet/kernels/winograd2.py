@@ -78,25 +78,74 @@ def input_transform(image, top_left, tiles):
             for ty in range(th):
                 rows = padded[2 * ty:2 * ty + 4]
                 for tx in range(tw):
-                    x = 2 * tx
-                    # Columns first: B^T applied down each of the patch's 4 columns.
-                    a0, a1, a2, a3 = _b_t(rows[0, x], rows[1, x], rows[2, x], rows[3, x])
-                    b0, b1, b2, b3 = _b_t(rows[0, x + 1], rows[1, x + 1], rows[2, x + 1], rows[3, x + 1])
-                    c0, c1, c2, c3 = _b_t(rows[0, x + 2], rows[1, x + 2], rows[2, x + 2], rows[3, x + 2])
-                    e0, e1, e2, e3 = _b_t(rows[0, x + 3], rows[1, x + 3], rows[2, x + 3], rows[3, x + 3])
-                    # Then B along each row of that result.
-                    v = _b_t(a0, b0, c0, e0)
-                    tiles[0, c, n, ty, tx], tiles[1, c, n, ty, tx] = v[0], v[1]
-                    tiles[2, c, n, ty, tx], tiles[3, c, n, ty, tx] = v[2], v[3]
-                    v = _b_t(a1, b1, c1, e1)
-                    tiles[4, c, n, ty, tx], tiles[5, c, n, ty, tx] = v[0], v[1]
-                    tiles[6, c, n, ty, tx], tiles[7, c, n, ty, tx] = v[2], v[3]
-                    v = _b_t(a2, b2, c2, e2)
-                    tiles[8, c, n, ty, tx], tiles[9, c, n, ty, tx] = v[0], v[1]
-                    tiles[10, c, n, ty, tx], tiles[11, c, n, ty, tx] = v[2], v[3]
-                    v = _b_t(a3, b3, c3, e3)
-                    tiles[12, c, n, ty, tx], tiles[13, c, n, ty, tx] = v[0], v[1]
-                    tiles[14, c, n, ty, tx], tiles[15, c, n, ty, tx] = v[2], v[3]
+                    _transform_patch(rows, 2 * tx, tiles, c, n, ty, tx)
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _transform_patch(rows, x, tiles, c, n, ty, tx):
+    """tiles[:, c, n, ty, tx] = B^T d B for the 4x4 patch d = rows[0:4, x:x + 4]."""
+    # Columns first: B^T applied down each of the patch's 4 columns.
+    a0, a1, a2, a3 = _b_t(rows[0, x], rows[1, x], rows[2, x], rows[3, x])
+    b0, b1, b2, b3 = _b_t(rows[0, x + 1], rows[1, x + 1], rows[2, x + 1], rows[3, x + 1])
+    c0, c1, c2, c3 = _b_t(rows[0, x + 2], rows[1, x + 2], rows[2, x + 2], rows[3, x + 2])
+    e0, e1, e2, e3 = _b_t(rows[0, x + 3], rows[1, x + 3], rows[2, x + 3], rows[3, x + 3])
+    # Then B along each row of that result.
+    _put_row(tiles, 0, c, n, ty, tx, _b_t(a0, b0, c0, e0))
+    _put_row(tiles, 4, c, n, ty, tx, _b_t(a1, b1, c1, e1))
+    _put_row(tiles, 8, c, n, ty, tx, _b_t(a2, b2, c2, e2))
+    _put_row(tiles, 12, c, n, ty, tx, _b_t(a3, b3, c3, e3))
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _put_row(planes, first, c, n, ty, tx, values):
+    """planes[first:first + 4, c, n, ty, tx] = values, a 4-tuple."""
+    planes[first, c, n, ty, tx] = values[0]
+    planes[first + 1, c, n, ty, tx] = values[1]
+    planes[first + 2, c, n, ty, tx] = values[2]
+    planes[first + 3, c, n, ty, tx] = values[3]
+
+
+CHANNEL_BLOCK = 16  # channels per job of the channels-last kernels: 64-byte reads of float32
+
+
+@njit(cache=True, nogil=True, parallel=True)
+def input_transform_last(image, top_left, tiles):
+    """image: channels-last (N, H, W, C) -> tiles: (16, C, N, tiles_h, tiles_w), written in full,
+    the same floats as `input_transform` on the same image (same arithmetic per element).
+
+    One (n, block of 16 channels) at a time: the block's padded image is copied into a zeroed
+    channel-major (16, H_padded, W_padded) scratch that stays in cache (a pixel's 16 channels are
+    one 64-byte line of the input), and transformed from there as `input_transform` does, each
+    plane's tiles written in sequence. (Channels innermost in the transform itself scatters every
+    store across 16*C tile rows: measured up to 1.33x slower than copying the whole image to
+    channel-major first, issue 30.)
+    """
+    n_count, h, w, c_count = image.shape
+    th, tw = tiles.shape[3], tiles.shape[4]
+    top, left = top_left
+    blocks = -(-c_count // CHANNEL_BLOCK)
+    for job in prange(n_count * blocks):
+        padded = np.zeros((CHANNEL_BLOCK,) + _scratch_hw(h, w, top, left, th, tw), dtype=image.dtype)
+        _input_block_last(image, top, left, job // blocks, job % blocks * CHANNEL_BLOCK, padded, tiles)
+
+
+@njit(cache=True, nogil=True)
+def _input_block_last(image, top, left, n, first, padded, tiles):
+    """`input_transform_last` for image n's channels first.. first + 16 (fewer at the end)."""
+    h, w, c_count = image.shape[1:]
+    th, tw = tiles.shape[3], tiles.shape[4]
+    count = min(CHANNEL_BLOCK, c_count - first)
+    for y in range(h):  # reads along rows of channels in L1; writes in sequence (measured fastest)
+        for k in range(count):
+            row = padded[k, y + top]
+            for x in range(w):
+                row[x + left] = image[n, y, x, first + k]
+    for k in range(count):
+        c = first + k
+        for ty in range(th):
+            rows = padded[k, 2 * ty:2 * ty + 4]
+            for tx in range(tw):
+                _transform_patch(rows, 2 * tx, tiles, c, n, ty, tx)
 
 
 @njit(cache=True, nogil=True, parallel=True)
@@ -178,6 +227,45 @@ def output_grad_transform(grad_out, transformed):
                     t[4, ty, tx], t[5, ty, tx], t[6, ty, tx], t[7, ty, tx] = _a(r1, s1)
                     t[8, ty, tx], t[9, ty, tx], t[10, ty, tx], t[11, ty, tx] = _a(r2, s2)
                     t[12, ty, tx], t[13, ty, tx], t[14, ty, tx], t[15, ty, tx] = _a(r3, s3)
+
+
+@njit(cache=True, nogil=True, parallel=True)
+def output_grad_transform_last(grad_out, transformed):
+    """grad_out: channels-last (N, H', W', O) -> transformed: (16, O, N, tiles_h, tiles_w), written
+    in full, the same floats as `output_grad_transform` on the same gradient. One (n, block of 16
+    output channels) at a time, through a zeroed channel-major (16, 2*tiles_h, 2*tiles_w) scratch
+    (whole tiles, so the tile loop has no tests), as `input_transform_last`."""
+    n_count, out_h, out_w, o_count = grad_out.shape
+    th, tw = transformed.shape[3], transformed.shape[4]
+    blocks = -(-o_count // CHANNEL_BLOCK)
+    for job in prange(n_count * blocks):
+        whole = np.zeros((CHANNEL_BLOCK, 2 * th, 2 * tw), dtype=grad_out.dtype)
+        _output_grad_block_last(grad_out, job // blocks, job % blocks * CHANNEL_BLOCK, whole, transformed)
+
+
+@njit(cache=True, nogil=True)
+def _output_grad_block_last(grad_out, n, first, whole, transformed):
+    """`output_grad_transform_last` for image n's output channels first.. first + 16 (fewer at the end)."""
+    out_h, out_w, o_count = grad_out.shape[1:]
+    th, tw = transformed.shape[3], transformed.shape[4]
+    count = min(CHANNEL_BLOCK, o_count - first)
+    for y in range(out_h):
+        for k in range(count):
+            row = whole[k, y]
+            for x in range(out_w):
+                row[x] = grad_out[n, y, x, first + k]
+    for k in range(count):
+        o = first + k
+        for ty in range(th):
+            y = 2 * ty
+            for tx in range(tw):
+                x = 2 * tx
+                r0, r1, r2, r3 = _a(whole[k, y, x], whole[k, y + 1, x])
+                s0, s1, s2, s3 = _a(whole[k, y, x + 1], whole[k, y + 1, x + 1])
+                _put_row(transformed, 0, o, n, ty, tx, _a(r0, s0))
+                _put_row(transformed, 4, o, n, ty, tx, _a(r1, s1))
+                _put_row(transformed, 8, o, n, ty, tx, _a(r2, s2))
+                _put_row(transformed, 12, o, n, ty, tx, _a(r3, s3))
 
 
 @njit(cache=True, nogil=True, inline="always")
