@@ -218,3 +218,14 @@ class FixedTime:
 
     def cpu_seconds(self):
         return 0.0
+
+
+def run_conv_kernels(functions, image, weight, grad_out, geometry):
+    """A convolution's (forward, input gradient, weight gradient) kernels on the same arrays, each
+    into an array of NaN, so that an element left unwritten shows: (out, grad_image, grad_weight)."""
+    forward, input_grad, weight_grad = functions
+    out, grad_image, grad_weight = (np.full(a.shape, np.nan, dtype=a.dtype) for a in (grad_out, image, weight))
+    forward(image, weight, *geometry, out)
+    input_grad(grad_out, weight, *geometry, grad_image)
+    weight_grad(grad_out, image, *geometry, grad_weight)
+    return out, grad_image, grad_weight

@@ -17,8 +17,8 @@ import convnet.functional as F
 from convnet import kernels
 from convnet.kernels import depthwise
 
-from conftest import assert_close_relative_to_scale, finite_difference_check, requires_torch, torch, torch_check, \
-    window_geometries
+from conftest import assert_close_relative_to_scale, finite_difference_check, requires_torch, run_conv_kernels, torch, \
+    torch_check, window_geometries
 
 TOLERANCE = {np.float32: 1e-5, np.float64: 1e-12}
 
@@ -68,12 +68,7 @@ REFERENCES = (depthwise.forward_reference, depthwise.input_grad_reference, depth
 
 def compiled(image, weight, grad_out, case, functions=COMPILED):
     """The three kernels, each into an array of NaN, so that an element left unwritten shows."""
-    forward, input_grad, weight_grad = functions
-    out, grad_image, grad_weight = (np.full(a.shape, np.nan, dtype=a.dtype) for a in (grad_out, image, weight))
-    forward(image, weight, *case.geometry(), out)
-    input_grad(grad_out, weight, *case.geometry(), grad_image)
-    weight_grad(grad_out, image, *case.geometry(), grad_weight)
-    return out, grad_image, grad_weight
+    return run_conv_kernels(functions, image, weight, grad_out, case.geometry())
 
 
 def references(image, weight, grad_out, case):

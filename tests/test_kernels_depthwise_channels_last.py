@@ -20,7 +20,7 @@ from convnet import Tensor, kernels
 from convnet.kernels import depthwise_channels_last as nhwc
 from convnet.kernels.convolution import ConvGeometry, conv2d_forward, is_channels_last, memory_layout, nchw
 
-from conftest import assert_close_relative_to_scale, requires_torch, torch, window_geometries
+from conftest import assert_close_relative_to_scale, requires_torch, run_conv_kernels, torch, window_geometries
 
 TOLERANCE = {np.float32: 1e-5, np.float64: 1e-12}
 
@@ -59,12 +59,7 @@ REFERENCES = (nhwc.forward_reference, nhwc.input_grad_reference, nhwc.weight_gra
 
 def run(functions, image, weight, grad_out, case):
     """The three kernels, each into an array of NaN, so that an element left unwritten shows."""
-    forward, input_grad, weight_grad = functions
-    out, grad_image, grad_weight = (np.full(a.shape, np.nan, dtype=a.dtype) for a in (grad_out, image, weight))
-    forward(image, weight, *case.geometry(), out)
-    input_grad(grad_out, weight, *case.geometry(), grad_image)
-    weight_grad(grad_out, image, *case.geometry(), grad_weight)
-    return out, grad_image, grad_weight
+    return run_conv_kernels(functions, image, weight, grad_out, case.geometry())
 
 
 @st.composite
