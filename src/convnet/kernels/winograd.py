@@ -22,8 +22,8 @@ Images are channel-major (C, N, H, W), as in kernels/columns.py, and read unpadd
 copy one (n, c) image at a time into a small zeroed scratch laid out as the padded image, so the
 tile loops need no bounds tests. F(2x2, 3x3) also reads channels-last (N, H, W, C) input and
 output gradients (`reads_channels_last`: `input_transform_last`, `output_grad_transform_last`),
-copying a block of channels at a time into such a scratch, so they need no whole transposing copy. Tiles are indexed (P, channels, N, tiles_h, tiles_w), tile index
-t = (n, ty, tx). Each transform file binds `References`, the NumPy references written from its
+copying a block of channels at a time into such a scratch, so they need no whole transposing
+copy. Tiles are indexed (P, channels, N, tiles_h, tiles_w), tile index t = (n, ty, tx). Each transform file binds `References`, the NumPy references written from its
 matrices alone, with the kernels' arguments.
 
 The compiled transforms stay one file per tile size, with no helper shared between the files:
