@@ -27,6 +27,14 @@ def _taps_in_image(size, out_size, stride, offset):
     return lo, max(lo, hi)
 
 
+@njit(cache=True, nogil=True)
+def _output_row_tapping(row, i, top, dilation, stride, out_size):
+    """The output row y whose tap i reads input ``row`` (y*stride + i*dilation - top = row), or -1
+    when none does: what a gather over input rows (col2im) asks of each tap."""
+    t = row + top - i * dilation
+    return t // stride if t >= 0 and t % stride == 0 and t // stride < out_size else -1
+
+
 @njit(cache=True, nogil=True, parallel=True)
 def im2col(image, stride, dilation, top_left, columns):
     """image: channel-major (C, N, H, W) -> columns: (C, kH, kW, N, H', W'), written in full.

@@ -19,7 +19,7 @@ padded copy, as in kernels/columns.py.
 import numpy as np
 from numba import njit, prange
 
-from .columns import _padded_hw, _taps_in_image
+from .columns import _output_row_tapping, _padded_hw, _taps_in_image
 
 
 @njit(cache=True, nogil=True, parallel=True)
@@ -85,10 +85,9 @@ def col2im(columns, stride, dilation, top_left, image):
         dst = image[n, p]
         dst[:] = 0
         for i in range(kh):
-            t = p + top - i * dh
-            if t < 0 or t % sh != 0 or t // sh >= out_h:
+            y = _output_row_tapping(p, i, top, dh, sh, out_h)
+            if y < 0:
                 continue
-            y = t // sh
             for j in range(kw):
                 col_offset = j * dw - left
                 x_lo, x_hi = _taps_in_image(w, out_w, sw, col_offset)

@@ -39,6 +39,8 @@ References, with the kernels' arguments: `forward_reference`, `input_grad_refere
 import numpy as np
 from numba import njit, prange
 
+from .columns import _output_row_tapping, _taps_in_image
+
 # The weight gradient's row blocks: a fixed count (not the thread count, which would change the
 # summation order and stop the kernel from being cached), enough to keep a few threads busy.
 WEIGHT_GRAD_BLOCKS = 16
@@ -116,9 +118,7 @@ def _tap_ranges(kw, size, out_size, stride, dilation, left):
     """(kW,) each: the output columns [lo[j], hi[j]) whose tap j reads an image column inside 0..size-1."""
     lo, hi = np.empty(kw, dtype=np.intp), np.empty(kw, dtype=np.intp)
     for j in range(kw):
-        offset = j * dilation - left
-        lo[j] = max(0, -(offset // stride))  # ceil(-offset / stride)
-        hi[j] = max(lo[j], min(out_size, -((offset - size) // stride)))  # ceil((size - offset) / stride)
+        lo[j], hi[j] = _taps_in_image(size, out_size, stride, j * dilation - left)
     return lo, hi
 
 
@@ -176,9 +176,9 @@ def input_grad(grad_out, weight, stride, dilation, top_left, grad_image):
         dst = rows[n, p]
         dst[:] = 0
         for i in range(kh):
-            t = p + top - i * dh
-            if t >= 0 and t % sh == 0 and t // sh < out_h:
-                _add_row(dst, dst_at, taps[i], grads[n, t // sh], src_at, lo, hi, group)
+            y = _output_row_tapping(p, i, top, dh, sh, out_h)
+            if y >= 0:
+                _add_row(dst, dst_at, taps[i], grads[n, y], src_at, lo, hi, group)
 
 
 @njit(cache=True, nogil=True)
