@@ -100,3 +100,11 @@ def test_the_lesson_in_korean_from_the_command_line(tmp_path, capsys):
     page = (tmp_path / "lesson" / "index.html").read_text()
     assert "<h1>수업: 256x256 이미지 위의 10x10 커널 100개, 그리고 2x2 맥스 풀링 (학습 전 커널)</h1>" in page
     assert "(c) 맥스 풀링" in page and (tmp_path / "lesson" / "sliding.gif").stat().st_size > 0
+
+
+@needs_hangul
+def test_a_confusion_matrix_of_classes_named_in_hangul_has_every_glyph():
+    from convnet.viz.training import confusion_figure
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # matplotlib warns for each glyph its font lacks
+        figures.png_bytes(confusion_figure([[3, 1], [0, 4]], ["green 초록", "blue"]))

@@ -2,7 +2,7 @@
 
 import numpy as np
 
-from .figures import new_figure, save
+from .figures import fonts_for, new_figure, plt, save
 
 
 def curves_figure(history, train_conditions=()):
@@ -28,8 +28,14 @@ def curves_figure(history, train_conditions=()):
 
 
 def confusion_figure(confusion, classes):
-    """Rows: true class; columns: predicted class; each row normalised to fractions."""
-    confusion = np.asarray(confusion)
+    """Rows: true class; columns: predicted class; each row normalised to fractions. Class names
+    in any script are drawn in a font that has their letters (`fonts_for`)."""
+    families = fonts_for("".join(classes))
+    with plt.rc_context({"font.family": families} if families else {}):
+        return _confusion_figure(np.asarray(confusion), classes)
+
+
+def _confusion_figure(confusion, classes):
     fractions = confusion / np.maximum(confusion.sum(axis=1, keepdims=True), 1)
     size = max(6.0, 0.6 * len(classes) + 2)
     figure, axes = new_figure(size=(size, size * 0.85))
