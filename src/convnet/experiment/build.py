@@ -82,7 +82,7 @@ def build_trainer(config, train, test, run_dir=None, progress=True, log=print, g
     distributed ``group`` every rank trains and rank 0 alone reports and writes."""
     if config.batch_size > len(train):
         raise InvalidValue(f"batch_size {config.batch_size} is larger than the training set ({len(train)} images); "
-                         f"expected at most {len(train)}")
+                         f"expected at most {len(train)} (--batch-size)")
     spec = input_spec(config, train)
     manual_seed(config.seed)
     model = build_model(config, spec)
