@@ -32,10 +32,10 @@ from collections import OrderedDict
 
 import numpy as np
 
-from . import _checks
-from . import nn as convnet_nn
-from . import pretrained as shipped
-from .errors import InvalidValue
+from .. import _checks
+from .. import nn as convnet_nn
+from .. import pretrained as shipped
+from ..errors import InvalidValue
 
 DEFAULT_IMAGE_SIZE = 28
 SMALLEST_STEMMED_SIDE = 64  # the stem's first step; each doubling above it adds one
