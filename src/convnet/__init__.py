@@ -17,7 +17,7 @@ share_cores_with_local_ranks()
 
 from .errors import ConvnetError  # noqa: E402
 from .random import manual_seed  # noqa: E402
-from .ops import concatenate, stack  # noqa: E402
+from .ops import cat, chunk, concatenate, split, stack  # noqa: E402
 from .tensor import (  # noqa: E402
     Function, Tensor, is_grad_enabled, no_grad, ones, rand, randn, set_grad_enabled, tensor, zeros)
 from . import functional, nn, optim  # noqa: E402  (built on the names above)
@@ -28,6 +28,6 @@ try:
 except PackageNotFoundError:  # running from a source tree that was never installed
     __version__ = "0.0.0+unknown"
 
-__all__ = ["Tensor", "Function", "tensor", "zeros", "ones", "randn", "rand", "concatenate", "stack", "no_grad",
+__all__ = ["Tensor", "Function", "tensor", "zeros", "ones", "randn", "rand", "cat", "chunk", "split", "concatenate", "stack", "no_grad",
            "set_grad_enabled", "is_grad_enabled", "manual_seed", "functional", "nn", "optim", "load_pth", "PthError",
            "ConvnetError", "__version__"]

@@ -307,7 +307,11 @@ class Concatenate(Function):
             raise InvalidValue("concatenate: expected at least one tensor")
         self.axis = axis
         self.splits = np.cumsum([a.shape[axis] for a in arrays])[:-1]
-        return np.concatenate(arrays, axis=axis)
+        shape = list(arrays[0].shape)
+        shape[axis] = sum(a.shape[axis] for a in arrays)
+        # In the first input's memory order (a channels-last DenseNet stays channels-last).
+        out = np.empty_like(arrays[0], shape=shape, dtype=np.result_type(*arrays))
+        return np.concatenate(arrays, axis=axis, out=out)
 
     def backward(self, grad):
         return tuple(np.split(grad, self.splits, axis=self.axis))
@@ -331,6 +335,61 @@ def concatenate(tensors, axis=0):
     return Concatenate.apply(*tensors, axis=axis)
 
 
+def cat(tensors, dim=0):
+    """``torch.cat``: tensors (a sequence) of one shape but along ``dim`` joined along it."""
+    shapes = [tuple(np.shape(t.data if isinstance(t, Tensor) else t)) for t in tensors]
+    if not shapes or len({len(s) for s in shapes}) > 1 or not -len(shapes[0]) <= dim < len(shapes[0]):
+        raise InvalidValue(f"cat: expected tensors of one number of dimensions and dim among them, got shapes "
+                           f"{shapes} and dim={dim}")
+    dim %= len(shapes[0])
+    if len({s[:dim] + s[dim + 1:] for s in shapes}) > 1:
+        raise InvalidValue(f"cat: expected shapes that differ only in dim {dim}, got {shapes}")
+    return Concatenate.apply(*tensors, axis=dim)
+
+
+class Narrow(Function):
+    """out = a[..., start:start + length, ...] along ``axis`` (a view); the gradient fills that slice of
+    zeros laid out like a."""
+
+    def forward(self, a, axis, start, length):
+        self.a, self.index = a, (slice(None),) * axis + (slice(start, start + length),)
+        return a[self.index]
+
+    def backward(self, grad):
+        full = np.zeros_like(self.a, dtype=grad.dtype)
+        full[self.index] = grad
+        return full
+
+
+def split(tensor, split_size_or_sections, dim=0):
+    """``torch.split``: pieces of ``split_size_or_sections`` along ``dim`` (an int: that size each, the
+    last smaller; a list: those sizes, summing to the dim's); each a view, with its gradient."""
+    if not -tensor.ndim <= dim < tensor.ndim:
+        raise InvalidValue(f"split: expected dim in [{-tensor.ndim}, {tensor.ndim}), got {dim} for {tensor.shape}")
+    size = tensor.shape[dim]
+    sections = split_size_or_sections
+    if isinstance(sections, (int, np.integer)) and not isinstance(sections, bool) and sections > 0:
+        sections = [min(sections, size - start) for start in range(0, size, sections)] or [0]
+    elif not (isinstance(sections, (list, tuple)) and sum(sections) == size and all(n >= 0 for n in sections)):
+        raise InvalidValue(f"split: expected a positive int or sizes summing to {size} (dim {dim} of "
+                           f"{tensor.shape}), got {split_size_or_sections!r}")
+    starts = np.cumsum([0, *sections[:-1]])
+    return tuple(Narrow.apply(tensor, axis=dim % tensor.ndim, start=int(start), length=int(length))
+                 for start, length in zip(starts, sections))
+
+
+def chunk(tensor, chunks, dim=0):
+    """``torch.chunk``: at most ``chunks`` pieces of ceil(size / chunks) along ``dim`` (ShuffleNetV2's halves)."""
+    if not isinstance(chunks, (int, np.integer)) or isinstance(chunks, bool) or chunks < 1:
+        raise InvalidValue(f"chunk: expected chunks to be a positive int, got {chunks!r}")
+    if not -tensor.ndim <= dim < tensor.ndim:
+        raise InvalidValue(f"chunk: expected dim in [{-tensor.ndim}, {tensor.ndim}), got {dim} for {tensor.shape}")
+    return split(tensor, max(-(-tensor.shape[dim] // chunks), 1), dim)
+
+
 def stack(tensors, axis=0):
     """Like ``torch.stack``: tensors joined along a new ``axis``."""
     return Stack.apply(*tensors, axis=axis)
+
+
+Tensor.chunk, Tensor.split = chunk, split  # x.chunk(2, dim=1), as in torch: methods defined here, beside them

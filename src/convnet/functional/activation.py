@@ -5,12 +5,14 @@ it), so a channels-last or channel-major activation is never copied into NCHW or
 input's gradient is handed back in that order too."""
 
 import math
+import numbers
 
 import numpy as np
 
 from .. import _checks, kernels
 from ..errors import InvalidValue
 from ..tensor import Function
+from .special import normal_cdf_array
 
 
 def _laid_out_like(array, dense):
@@ -87,23 +89,80 @@ class Tanh(Function):
         return _in_layout_of(self.out, grad) * (1 - self.out * self.out)
 
 
-def erf_approximation(x):
-    """Error function, Abramowitz & Stegun 7.1.26 (absolute error < 1.5e-7; NumPy has no erf)."""
-    t = 1 / (1 + 0.3275911 * np.abs(x))
-    poly = t * (0.254829592 + t * (-0.284496736 + t * (1.421413741 + t * (-1.453152027 + t * 1.061405429))))
-    return np.sign(x) * (1 - poly * np.exp(-x * x))
+class Hardtanh(Function):
+    """out = clip(x, min_val, max_val); d/dx = 1 strictly between the ends and 0 at and beyond them
+    (as torch's hardtanh_backward, so ReLU6's gradient at 0 and at 6 is 0)."""
+
+    def forward(self, x, min_val, max_val):
+        self.inside = (x > min_val) & (x < max_val)
+        return np.clip(x, min_val, max_val)
+
+    def backward(self, grad):
+        return np.where(self.inside, _in_layout_of(self.inside, grad), 0)
+
+
+class Hardsigmoid(Function):
+    """out = min(max(x + 3, 0), 6) / 6 (torch's order of operations, so float32 results agree bit for
+    bit); d/dx = 1/6 strictly inside (-3, 3), 0 elsewhere."""
+
+    def forward(self, x):
+        self.inside = (x > -3) & (x < 3)
+        out = x + 3
+        np.clip(out, 0, 6, out=out)
+        out /= 6
+        return out
+
+    def backward(self, grad):
+        return np.where(self.inside, _in_layout_of(self.inside, grad) / 6, 0)
+
+
+class Hardswish(Function):
+    """out = x * min(max(x + 3, 0), 6) / 6; d/dx = 0 for x <= -3, x/3 + 1/2 for -3 < x < 3, 1 for x >= 3
+    (torch's hardswish_backward, ends included)."""
+
+    def forward(self, x):
+        self.x = x
+        out = x + 3
+        np.clip(out, 0, 6, out=out)
+        out *= x
+        out /= 6
+        return out
+
+    def backward(self, grad):
+        x, grad = self.x, _in_layout_of(self.x, grad)
+        return np.where(x <= -3, 0, np.where(x < 3, grad * (x / 3 + 0.5), grad))
+
+
+class SiLU(Function):
+    """out = x * sigmoid(x), computed as torch does, x / (1 + exp(-x)): accurate to the last bits for
+    very negative x too (exp overflows to inf there and the quotient is -0, as it should);
+    d/dx = s * (1 + x * (1 - s)) with s = sigmoid(x)."""
+
+    def forward(self, x):
+        self.x = x
+        with np.errstate(over="ignore"):
+            denominator = 1 + np.exp(-x)
+        self.sigmoid = 1 / denominator
+        return x / denominator
+
+    def backward(self, grad):
+        s = self.sigmoid
+        return _in_layout_of(s, grad) * s * (1 + self.x * (1 - s))
 
 
 class GELU(Function):
-    """out = x * Phi(x) (Phi the normal CDF), or its tanh approximation when approximate='tanh'."""
+    """out = x * Phi(x), Phi the normal CDF = erfc(-x / sqrt(2)) / 2 in float64 (`special.normal_cdf_array`, so
+    far negative x keeps its relative precision: torch's float32 1 + erf(x / sqrt(2)) cancels there), or
+    the tanh approximation when approximate='tanh'; d/dx = Phi(x) + x * phi(x)."""
 
     def forward(self, x, approximate):
         self.x, self.approximate = x, approximate
         if approximate == "tanh":
             self.inner = np.tanh(math.sqrt(2 / math.pi) * (x + 0.044715 * x ** 3))
             return 0.5 * x * (1 + self.inner)
-        self.cdf = 0.5 * (1 + erf_approximation(x / math.sqrt(2)))
-        return x * self.cdf
+        cdf = normal_cdf_array(x)  # float64, x's layout
+        self.cdf = cdf.astype(x.dtype, copy=False)
+        return (cdf * x).astype(x.dtype, copy=False)
 
     def backward(self, grad):
         x, grad = self.x, _in_layout_of(self.x, grad)
@@ -142,8 +201,9 @@ def log_softmax_array(x, axis):
     return shifted - np.log(np.exp(shifted).sum(axis=axis, keepdims=True))
 
 
-def relu(input):
-    """max(input, 0) elementwise, like ``torch.relu``."""
+def relu(input, inplace=False):
+    """max(input, 0) elementwise, like ``torch.nn.functional.relu``."""
+    check_inplace("relu", inplace)
     return ReLU.apply(_checks.as_tensor("relu", "input", input))
 
 
@@ -157,6 +217,52 @@ def sigmoid(input):
 
 def tanh(input):
     return Tanh.apply(_checks.as_tensor("tanh", "input", input))
+
+
+def check_inplace(op, inplace):
+    """``inplace`` is PyTorch's flag; convnet accepts it so model code carries over, and always
+    returns a new tensor (autograd keeps the input for the backward)."""
+    if not isinstance(inplace, bool):
+        raise InvalidValue(f"{op}: expected inplace to be True or False, got {inplace!r}")
+
+
+def check_hardtanh_range(op, min_val, max_val):
+    for name, value in (("min_val", min_val), ("max_val", max_val)):
+        if not isinstance(value, numbers.Real) or isinstance(value, bool) or math.isnan(value):
+            raise InvalidValue(f"{op}: expected {name} to be a number, got {value!r}")
+    if min_val > max_val:
+        raise InvalidValue(f"{op}: expected min_val <= max_val, got min_val={min_val}, max_val={max_val}")
+
+
+def hardtanh(input, min_val=-1.0, max_val=1.0, inplace=False):
+    """clip(input, min_val, max_val) elementwise, like ``torch.nn.functional.hardtanh``."""
+    check_inplace("hardtanh", inplace)
+    check_hardtanh_range("hardtanh", min_val, max_val)
+    return Hardtanh.apply(_checks.as_tensor("hardtanh", "input", input), min_val=min_val, max_val=max_val)
+
+
+def relu6(input, inplace=False):
+    """min(max(input, 0), 6) elementwise, like ``torch.nn.functional.relu6`` (MobileNetV2)."""
+    check_inplace("relu6", inplace)
+    return Hardtanh.apply(_checks.as_tensor("relu6", "input", input), min_val=0.0, max_val=6.0)
+
+
+def hardsigmoid(input, inplace=False):
+    """relu6(input + 3) / 6 elementwise, like ``torch.nn.functional.hardsigmoid`` (MobileNetV3's gates)."""
+    check_inplace("hardsigmoid", inplace)
+    return Hardsigmoid.apply(_checks.as_tensor("hardsigmoid", "input", input))
+
+
+def hardswish(input, inplace=False):
+    """input * relu6(input + 3) / 6 elementwise, like ``torch.nn.functional.hardswish`` (MobileNetV3)."""
+    check_inplace("hardswish", inplace)
+    return Hardswish.apply(_checks.as_tensor("hardswish", "input", input))
+
+
+def silu(input, inplace=False):
+    """input * sigmoid(input) elementwise (swish), like ``torch.nn.functional.silu`` (EfficientNet)."""
+    check_inplace("silu", inplace)
+    return SiLU.apply(_checks.as_tensor("silu", "input", input))
 
 
 def gelu(input, approximate="none"):

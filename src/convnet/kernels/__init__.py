@@ -64,7 +64,7 @@ import os
 from contextlib import contextmanager
 
 from . import activation, columns, columns_channels_last, depthwise, depthwise_channels_last, direct, normalization
-from . import normalization_channels_last, pooling, pooling_channels_last
+from . import normalization_channels_last, pooling, pooling_channels_last, special
 from ..errors import InvalidValue
 
 MODES = ("compiled", "reference")
@@ -249,6 +249,8 @@ def _im2col_layout(groups, in_channels, input_layout):
 # ------------------------------------------------------------------ the kernels, each with its reference
 relu_forward = Kernel(activation.relu_forward, activation.relu_forward_reference)
 relu_backward = Kernel(activation.relu_backward, activation.relu_backward_reference)
+erf = Kernel(special.erf, special.erf_reference)
+normal_cdf = Kernel(special.normal_cdf, special.normal_cdf_reference)
 max_pool_forward = Kernel(pooling.max_pool_forward, pooling.max_pool_forward_reference)
 max_pool_backward = Kernel(pooling.max_pool_backward, pooling.max_pool_backward_reference)
 max_pool_2x2_forward = Kernel(pooling.max_pool_2x2_forward, pooling.max_pool_2x2_forward_reference)

@@ -50,7 +50,7 @@ class Flatten(Module):
 class Dropout(Module):
     """Zeroes each element with probability p while training, scaling the rest by 1/(1-p)."""
 
-    def __init__(self, p=0.5):
+    def __init__(self, p=0.5, inplace=False):  # inplace: PyTorch's flag, accepted; convnet never overwrites x
         super().__init__()
         self.p = _checks.probability("Dropout", "p", p)
 

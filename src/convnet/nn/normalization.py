@@ -1,11 +1,13 @@
-"""Batch normalisation layers with PyTorch's parameters and buffers."""
+"""Normalisation layers with PyTorch's parameters and buffers: batch norm, layer norm (and torchvision's
+LayerNorm2d over channels)."""
 
 import numpy as np
 
 from .. import _checks
 from .. import functional as F
-from .module import Module, Parameter
 from ..errors import InvalidValue
+from ..functional.layer_norm import check_eps, normalized_shape_tuple
+from .module import Module, Parameter
 
 
 class _BatchNorm(Module):
@@ -66,3 +68,48 @@ class BatchNorm2d(_BatchNorm):
 
     accepted_ndims = (4,)
     expected_input = "(N, {C}, H, W)"
+
+
+class LayerNorm(Module):
+    """Normalises each input over its last dimensions, like ``torch.nn.LayerNorm``:
+    (*, *normalized_shape) -> same shape.
+
+    Parameters weight (ones), bias (zeros): normalized_shape, when ``elementwise_affine`` (bias only
+    with ``bias``); no buffers, so training and evaluation agree.
+    """
+
+    def __init__(self, normalized_shape, eps=1e-5, elementwise_affine=True, bias=True):
+        super().__init__()
+        name = type(self).__name__
+        self.normalized_shape = normalized_shape_tuple(name, normalized_shape)
+        self.eps = check_eps(name, eps)
+        for flag, value in (("elementwise_affine", elementwise_affine), ("bias", bias)):
+            if not isinstance(value, bool):
+                raise InvalidValue(f"{name}: expected {flag} to be True or False, got {value!r}")
+        self.elementwise_affine = elementwise_affine
+        affine_bias = elementwise_affine and bias
+        self.weight = Parameter(np.ones(self.normalized_shape, dtype=np.float32)) if elementwise_affine else None
+        self.bias = Parameter(np.zeros(self.normalized_shape, dtype=np.float32)) if affine_bias else None
+
+    def forward(self, x):
+        return F.layer_norm(x, self.normalized_shape, self.weight, self.bias, self.eps)
+
+    def extra_repr(self):
+        return (f"{self.normalized_shape}, eps={self.eps}, elementwise_affine={self.elementwise_affine}, "
+                f"bias={self.bias is not None}")
+
+
+class LayerNorm2d(LayerNorm):
+    """LayerNorm over the channels of (N, C, H, W) inputs, like torchvision's
+    ``models.convnext.LayerNorm2d`` (ConvNeXt's downsampling norms): (N, C, H, W) -> same shape, each
+    pixel's C values normalised. Parameters weight, bias: (C,), so torchvision's state_dict loads.
+
+    Permutes to (N, H, W, C) views and back, as torchvision does; a channels-last input then
+    normalises contiguous rows and its output stays channels-last.
+    """
+
+    def forward(self, x):
+        if x.ndim != 4 or (x.shape[1],) != self.normalized_shape:
+            raise InvalidValue(f"expected input of shape (N, {self.normalized_shape[0]}, H, W), got {tuple(x.shape)}")
+        x = x.permute(0, 2, 3, 1)
+        return F.layer_norm(x, self.normalized_shape, self.weight, self.bias, self.eps).permute(0, 3, 1, 2)

@@ -13,7 +13,7 @@ import numpy as np
 
 from .. import functional as F
 from ..errors import InvalidValue
-from ..functional.activation import erf_approximation
+from ..functional.special import erf_array as erf_approximation
 from ..ops import Add, Div, Mul, Sub, concatenate, matmul
 from ..tensor import Function, Tensor
 
