@@ -21,7 +21,7 @@ from ..errors import InvalidType, InvalidValue
 from ..kernels.convolution import ConvGeometry, channel_major, conv2d_columns, conv2d_forward, conv2d_grads, \
     conv2d_input_grad, conv2d_weight_grad, in_backward_layout, is_channels_last, output_size
 from ..tensor import Function
-from ._windows import pad, resolve_padding
+from ._windows import four_sides, pad, resolve_padding
 
 
 def _channel_sums(grad):
@@ -71,7 +71,7 @@ class Conv2d(Function):
 
 class ConvTranspose2d(Function):
     """x: (N, C_in, H, W), weight: (C_in, C_out/G, kH, kW), bias: (C_out,) or None
-    -> out: (N, C_out, H_out, W_out), H_out = (H - 1)*sH - 2*pH + dH*(kH-1) + output_padding_H + 1.
+    -> out: (N, C_out, H_out, W_out), H_out = (H - 1)*sH - top - bottom + dH*(kH-1) + output_padding_H + 1.
 
     The adjoint of the convolution ``geometry`` describes, which maps (N, C_out, H_out, W_out) to
     (N, C_in, H, W) with the same weight: forward is its input gradient, the input gradient is
@@ -129,18 +129,19 @@ def conv2d_reference(x, weight, bias=None, stride=(1, 1), padding=(0, 0, 0, 0), 
 def conv_transpose2d_reference(x, weight, bias=None, stride=(1, 1), padding=(0, 0), output_padding=(0, 0),
                                dilation=(1, 1), groups=1):
     """Slow, obviously correct transposed convolution on arrays: the defining scatter sum, one
-    input position at a time.
+    input position at a time; padding (pH, pW) or (top, bottom, left, right).
 
     Input position (y, x) adds ``x[n, c, y, x] * weight[c, o, :, :]`` to the output window whose
-    tap (i, j) is at (y*sH + i*dH - pH, x*sW + j*dW - pW), for each channel c of o's group.
+    tap (i, j) is at (y*sH + i*dH - top, x*sW + j*dW - left), for each channel c of o's group.
     """
     n, c, h, w = x.shape
     _, og, kh, kw = weight.shape
     cg = c // groups
-    out_h = (h - 1) * stride[0] - 2 * padding[0] + dilation[0] * (kh - 1) + output_padding[0] + 1
-    out_w = (w - 1) * stride[1] - 2 * padding[1] + dilation[1] * (kw - 1) + output_padding[1] + 1
+    top, bottom, left, right = four_sides("conv_transpose2d_reference", padding)
+    out_h = (h - 1) * stride[0] - top - bottom + dilation[0] * (kh - 1) + output_padding[0] + 1
+    out_w = (w - 1) * stride[1] - left - right + dilation[1] * (kw - 1) + output_padding[1] + 1
     # Scatter into an output padded on every side, then cut the padding off.
-    full = np.zeros((n, og * groups, out_h + 2 * padding[0], out_w + 2 * padding[1]), dtype=np.result_type(x, weight))
+    full = np.zeros((n, og * groups, out_h + top + bottom, out_w + left + right), dtype=np.result_type(x, weight))
     for y in range(h):
         for xx in range(w):
             rows = slice(y * stride[0], y * stride[0] + dilation[0] * (kh - 1) + 1, dilation[0])
@@ -148,7 +149,7 @@ def conv_transpose2d_reference(x, weight, bias=None, stride=(1, 1), padding=(0, 
             for g in range(groups):
                 full[:, g * og:(g + 1) * og, rows, cols] += np.einsum(
                     "nc,coij->noij", x[:, g * cg:(g + 1) * cg, y, xx], weight[g * cg:(g + 1) * cg])
-    out = full[:, :, padding[0]:padding[0] + out_h, padding[1]:padding[1] + out_w]
+    out = full[:, :, top:top + out_h, left:left + out_w]
     if bias is not None:
         out = out + bias.reshape(1, -1, 1, 1)
     return out
@@ -216,13 +217,14 @@ def conv_transpose2d(input, weight, bias=None, stride=1, padding=0, output_paddi
         weight: (C_in, C_out/groups, kH, kW).
         bias: (C_out,) or None.
         stride, dilation: int or (sH, sW) >= 1.
-        padding: int or (pH, pW) >= 0: removed from each side of the output.
+        padding: int, (pH, pW) or (top, bottom, left, right), each >= 0: removed from those sides
+            of the output (four sides as ONNX's ConvTranspose pads; PyTorch's are symmetric).
         output_padding: int or pair, each smaller than its stride or its dilation: added to
             the bottom and right of the output, to pick among the sizes a stride maps to one.
         groups: int dividing C_in.
 
     Returns:
-        (N, C_out, H_out, W_out) with H_out = (H - 1)*sH - 2*pH + dH*(kH-1) + output_padding_H + 1.
+        (N, C_out, H_out, W_out) with H_out = (H - 1)*sH - top - bottom + dH*(kH-1) + output_padding_H + 1.
 
     >>> import convnet, convnet.functional as F
     >>> F.conv_transpose2d(convnet.ones(1, 1, 2, 2), convnet.ones(1, 1, 2, 2), stride=2).shape
@@ -235,7 +237,7 @@ def conv_transpose2d(input, weight, bias=None, stride=1, padding=0, output_paddi
     _checks.check_shape(op, "weight", weight, "(C_in, C_out/groups, kH, kW)")
     groups = _checks.positive_int(op, "groups", groups)
     stride = _checks.pair(op, "stride", stride, minimum=1)
-    padding = _checks.pair(op, "padding", padding, minimum=0)
+    padding = four_sides(op, padding)
     output_padding = _checks.pair(op, "output_padding", output_padding, minimum=0)
     dilation = _checks.pair(op, "dilation", dilation, minimum=1)
     _checks.output_padding_fits(op, output_padding, stride, dilation)
@@ -246,8 +248,19 @@ def conv_transpose2d(input, weight, bias=None, stride=1, padding=0, output_paddi
         raise InvalidValue(f"{op}: expected weight of shape ({c}, C_out/groups, kH, kW) for input with {c} channels, "
                          f"got {weight.shape}")
     bias = _check_weight_and_bias(op, input, weight, bias, out_per_group * groups)
-    geometry = ConvGeometry.of_conv_transpose2d((h, w), (kh, kw), stride, padding, output_padding, dilation, groups)
+    geometry = _transposed_geometry((h, w), (kh, kw), stride, padding, output_padding, dilation, groups)
     if min(geometry.input_hw) < 1:
         raise InvalidValue(f"{op}: expected a positive output size, got {geometry.input_hw} for input {(h, w)} "
                          f"with kernel {(kh, kw)}, stride {stride}, padding {padding}, dilation {dilation}")
     return ConvTranspose2d.apply(input, weight, bias, geometry=geometry)
+
+
+def _transposed_geometry(input_hw, kernel, stride, padding, output_padding, dilation, groups):
+    """The geometry of the convolution whose input gradient is ``conv_transpose2d`` on an (H, W)
+    input: it maps (H_out, W_out) to (H, W) with padding (top, bottom, left, right), and
+    H_out = (H - 1)*sH - top - bottom + dH*(kH-1) + output_padding_H + 1
+    (`ConvGeometry.of_conv_transpose2d`, with four sides)."""
+    transposed_out = tuple((size - 1) * s - before - after + d * (k - 1) + extra + 1
+                           for size, s, before, after, d, k, extra
+                           in zip(input_hw, stride, padding[::2], padding[1::2], dilation, kernel, output_padding))
+    return ConvGeometry(kernel, stride, padding, dilation, groups, transposed_out, tuple(input_hw))

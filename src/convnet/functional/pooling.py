@@ -2,24 +2,26 @@
 
 Max pooling compares every value with its neighbourhood and keeps the maximum, giving a
 smaller map; its gradient flows only to the position that won (the first one, on ties, as
-PyTorch does). Average pooling keeps the mean.
+PyTorch does). Average pooling keeps the mean. Padding on four sides, ceil_mode and dilation
+reach the same code through `pooling_modes` (their geometry; a NumPy path for dilated windows).
 """
 
 import numpy as np
 
 from .. import _checks, kernels
-from ..errors import InvalidValue
 from ..kernels.convolution import channel_major, channels_last, is_channels_last, nchw, output_size
 from ..tensor import Function
-from ._windows import four_sides, offset_view, pad, unpad
+from ._windows import offset_view, pad, unpad
+from .pooling_modes import dilated_max_pool_forward, pool_arguments, window_counts
 
 _NO_DILATION = (1, 1)
 
 
-def pooled_hw(input_hw, kernel, stride, padding):
-    """(H', W') of a window op without dilation; padding: (top, bottom, left, right)."""
-    return (output_size(input_hw[0], kernel[0], stride[0], 1, *padding[:2]),
-            output_size(input_hw[1], kernel[1], stride[1], 1, *padding[2:]))
+def pooled_hw(input_hw, kernel, stride, padding, dilation=_NO_DILATION):
+    """(H', W') of a window op; padding: (top, bottom, left, right), the reach of ceil_mode's
+    windows included (`pooling_modes.pool_reach`)."""
+    return (output_size(input_hw[0], kernel[0], stride[0], dilation[0], *padding[:2]),
+            output_size(input_hw[1], kernel[1], stride[1], dilation[1], *padding[2:]))
 
 
 def window_stack(x, kernel, stride, padding):
@@ -70,25 +72,29 @@ def tiles_exactly(shape, kernel, stride, padding):
 
 
 class MaxPool2d(Function):
-    """x: (N, C, H, W) -> out: (N, C, H', W'), H' = (H + top + bottom - kH) // sH + 1.
+    """x: (N, C, H, W) -> out: (N, C, H', W'), H' = (H + top + bottom - dH*(kH-1) - 1) // sH + 1,
+    ``padding`` (top, bottom, left, right) being the windows' reach (ceil_mode's included).
 
     Forward: each window's maximum, recording where it was (`kernels.max_pool_forward`).
     Backward: each output's gradient goes to that position, the first in row-major window order
     that holds the maximum, as in PyTorch (`kernels.max_pool_backward`). ``rectify`` (see
     `relu_max_pool2d`) applies ReLU to the maxima and masks their gradients before the scatter.
     The kernels run channels-last or channel-major as `pools_channels_last` chooses; the output
-    and the input's gradient are views of that memory, the values the same either way.
+    and the input's gradient are views of that memory, the values the same either way. Dilated
+    windows run channel-major, their forward in NumPy (`dilated_max_pool_forward`), their
+    backward the same scatter.
     """
 
-    def forward(self, x, kernel, stride, padding, rectify=False):
+    def forward(self, x, kernel, stride, padding, dilation=_NO_DILATION, rectify=False):
         n, c, h, w = x.shape
-        out_hw = pooled_hw((h, w), kernel, stride, padding)
-        self.channels_last = pools_channels_last(x, kernel, stride, padding)
+        out_hw = pooled_hw((h, w), kernel, stride, padding, dilation)
+        square = _is_2x2(kernel, stride, padding, dilation)
+        self.channels_last = pools_channels_last(x, kernel, stride, padding, dilation)
         if self.channels_last:
             xl = channels_last(x)
             out = np.empty((n,) + out_hw + (c,), dtype=x.dtype)
             self.argmax = np.empty(out.shape, dtype=np.int32)
-            if _is_2x2(kernel, stride, padding):
+            if square:
                 kernels.max_pool_2x2_nhwc_forward(xl, out, self.argmax)
             else:
                 kernels.max_pool_nhwc_forward(xl, *kernel, *stride, *padding[::2], out, self.argmax)
@@ -96,19 +102,22 @@ class MaxPool2d(Function):
             planes = channel_major(x).reshape(c * n, h, w)
             out = np.empty((c * n,) + out_hw, dtype=x.dtype)
             self.argmax = np.empty(out.shape, dtype=np.int32)
-            if _is_2x2(kernel, stride, padding):
+            if square:
                 kernels.max_pool_2x2_forward(planes, out, self.argmax)
+            elif dilation != _NO_DILATION:
+                dilated_max_pool_forward(planes, kernel, stride, dilation, padding[::2], out, self.argmax)
             else:
                 kernels.max_pool_forward(planes, *kernel, *stride, *padding[::2], out, self.argmax)
         self.rectified = None
         if rectify:
             kernels.relu_forward(out.ravel(), out.ravel())
             self.rectified = out
-        self.geometry = (x.shape, kernel, stride, padding)
+        self.geometry = (x.shape, kernel, stride, padding, dilation)
         return nchw(out) if self.channels_last else out.reshape((c, n) + out_hw).transpose(1, 0, 2, 3)
 
     def backward(self, grad):
-        (n, c, h, w), kernel, stride, padding = self.geometry
+        (n, c, h, w), kernel, stride, padding, dilation = self.geometry
+        square = _is_2x2(kernel, stride, padding, dilation)
         grad_out = (channels_last(grad) if self.channels_last else channel_major(grad)).reshape(self.argmax.shape)
         if self.rectified is not None:
             masked = np.empty(self.argmax.shape, dtype=grad.dtype)
@@ -116,12 +125,12 @@ class MaxPool2d(Function):
             grad_out = masked
         if self.channels_last:
             grad_in = np.empty((n, h, w, c), dtype=grad.dtype)
-            if _is_2x2(kernel, stride, padding):
+            if square:
                 kernels.max_pool_2x2_nhwc_backward(grad_out, self.argmax, grad_in)
             else:
                 kernels.max_pool_nhwc_backward(grad_out, self.argmax, *kernel, *stride, *padding[::2], grad_in)
             return nchw(grad_in)
-        if _is_2x2(kernel, stride, padding):
+        if square:
             grad_in = (np.zeros if h % 2 or w % 2 else np.empty)((c * n, h, w), dtype=grad.dtype)
             kernels.max_pool_2x2_backward(grad_out, self.argmax, grad_in)
         else:
@@ -146,27 +155,26 @@ MIN_CHANNELS_LAST_CHANNELS = 8
 AVG_MIN_CHANNELS_LAST_CHANNELS = 24
 
 
-def pools_channels_last(x, kernel, stride, padding):
+def pools_channels_last(x, kernel, stride, padding, dilation=_NO_DILATION):
     """Whether max pooling of the (N, C, H, W) array x runs channels-last (the channel-major
     kernels otherwise): from MIN_CHANNELS_LAST_CHANNELS channels up, for 2x2/2 windows only when
-    x already is channels-last memory, for other windows whatever its layout (see the figures
-    above)."""
-    if x.shape[1] < MIN_CHANNELS_LAST_CHANNELS:
+    x already is channels-last memory, for other undilated windows whatever its layout (see the
+    figures above)."""
+    if x.shape[1] < MIN_CHANNELS_LAST_CHANNELS or dilation != _NO_DILATION:
         return False
-    return is_channels_last(x) or not _is_2x2(kernel, stride, padding)
+    return is_channels_last(x) or not _is_2x2(kernel, stride, padding, dilation)
 
 
 class AvgPool2d(Function):
-    """x: (N, C, H, W) -> out: (N, C, H', W'), each window's mean. ``count_include_pad``: the
-    zero padding counts in the mean (PyTorch's default); otherwise a window averages only the
-    input pixels it covers. Channels-last input from AVG_MIN_CHANNELS_LAST_CHANNELS channels up
+    """x: (N, C, H, W) -> out: (N, C, H', W'), each window's sum over ``divisor`` (an int, or
+    (H', W'): `pooling_modes.window_counts`), ``padding`` (top, bottom, left, right) being the
+    windows' reach, with zeros. Channels-last input from AVG_MIN_CHANNELS_LAST_CHANNELS channels up
     runs the channels-last kernels (`kernels.window_sum`), handing on channels-last memory; other
     input NumPy's tap-by-tap passes over channel-major memory."""
 
-    def forward(self, x, kernel, stride, padding, count_include_pad=True):
+    def forward(self, x, kernel, stride, padding, divisor):
         self.geometry = (x.shape, kernel, stride, padding)
-        self.divisor = (kernel[0] * kernel[1] if count_include_pad
-                        else _covered(x.shape[2:], kernel, stride, padding).astype(x.dtype))
+        self.divisor = divisor if np.isscalar(divisor) else divisor.astype(x.dtype)
         self.channels_last = is_channels_last(x) and x.shape[1] >= AVG_MIN_CHANNELS_LAST_CHANNELS
         if self.channels_last:
             n, c, h, w = x.shape
@@ -192,50 +200,29 @@ class AvgPool2d(Function):
         return self.divisor if np.isscalar(self.divisor) else self.divisor[:, :, None]
 
 
-def _covered(input_hw, kernel, stride, padding):
-    """(H', W'): how many input pixels each window covers, padding left out."""
-    out_hw = pooled_hw(input_hw, kernel, stride, padding)
-    rows, cols = ([min(i * s - before + k, size) - max(i * s - before, 0) for i in range(out)]
-                  for size, k, s, before, out in zip(input_hw, kernel, stride, padding[::2], out_hw))
-    return np.outer(rows, cols)
+def _is_2x2(kernel, stride, padding, dilation):
+    return tuple(kernel) == (2, 2) and tuple(stride) == (2, 2) and not any(padding) and dilation == _NO_DILATION
 
 
-def _is_2x2(kernel, stride, padding):
-    return tuple(kernel) == (2, 2) and tuple(stride) == (2, 2) and not any(padding)
-
-
-def _pool_arguments(op, input, kernel_size, stride, padding):
-    input = _checks.as_tensor(op, "input", input)
-    _checks.check_shape(op, "input", input, "(N, C, H, W)")
-    kernel = _checks.pair(op, "kernel_size", kernel_size, minimum=1)
-    stride = kernel if stride is None else _checks.pair(op, "stride", stride, minimum=1)
-    padding = four_sides(op, padding)
-    if max(padding[:2]) > kernel[0] // 2 or max(padding[2:]) > kernel[1] // 2:
-        raise InvalidValue(f"{op}: padding should be at most half the kernel size, got padding={padding} "
-                         f"(top, bottom, left, right) for kernel_size={kernel}")
-    h, w = input.shape[2] + padding[0] + padding[1], input.shape[3] + padding[2] + padding[3]
-    if kernel[0] > h or kernel[1] > w:
-        raise InvalidValue(f"{op}: kernel_size {kernel} is larger than the padded input {(h, w)}")
-    return input, dict(kernel=kernel, stride=stride, padding=padding)
-
-
-def max_pool2d(input, kernel_size, stride=None, padding=0):
+def max_pool2d(input, kernel_size, stride=None, padding=0, dilation=1, ceil_mode=False):
     """Max over each kH x kW window, like ``torch.nn.functional.max_pool2d``.
 
-    input: (N, C, H, W) -> (N, C, H', W'), H' = (H + top + bottom - kH) // sH + 1; stride
-    defaults to kernel_size; padding (an int, (pH, pW) or (top, bottom, left, right), each side
-    at most half the kernel) pads with -inf.
+    input: (N, C, H, W) -> (N, C, H', W'), H' = (H + top + bottom - dH*(kH-1) - 1) // sH + 1, or
+    rounded up with ``ceil_mode`` (less a window that would start in the bottom padding; see
+    `pooling_modes`); stride defaults to kernel_size; padding (an int, (pH, pW) or (top, bottom,
+    left, right), each side at most half the kernel) pads with -inf; dilation spaces the taps.
 
     >>> import convnet, convnet.functional as F
     >>> x = convnet.tensor([[[[1., 2.], [4., 3.]]]])
     >>> F.max_pool2d(x, 2).numpy().tolist()
     [[[[4.0]]]]
+    >>> F.max_pool2d(convnet.ones(1, 1, 5, 5), 2, ceil_mode=True).shape
+    (1, 1, 3, 3)
     """
-    input, args = _pool_arguments("max_pool2d", input, kernel_size, stride, padding)
-    return MaxPool2d.apply(input, **args)
+    return _max_pool("max_pool2d", input, kernel_size, stride, padding, dilation, ceil_mode, rectify=False)
 
 
-def relu_max_pool2d(input, kernel_size, stride=None, padding=0):
+def relu_max_pool2d(input, kernel_size, stride=None, padding=0, dilation=1, ceil_mode=False):
     """``max_pool2d(relu(input), ...)`` with the same values and gradients, in fewer passes.
 
     ReLU is monotone, so it commutes with taking a maximum: this pools the input and rectifies
@@ -248,16 +235,24 @@ def relu_max_pool2d(input, kernel_size, stride=None, padding=0):
     >>> F.relu_max_pool2d(x, 2).numpy().ravel().tolist()
     [0.0, 4.0]
     """
-    input, args = _pool_arguments("max_pool2d", input, kernel_size, stride, padding)
-    return MaxPool2d.apply(input, rectify=True, **args)
+    return _max_pool("max_pool2d", input, kernel_size, stride, padding, dilation, ceil_mode, rectify=True)
 
 
-def avg_pool2d(input, kernel_size, stride=None, padding=0, count_include_pad=True):
+def _max_pool(op, input, kernel_size, stride, padding, dilation, ceil_mode, rectify):
+    input, kernel, stride, _, dilation, _, reach = pool_arguments(op, input, kernel_size, stride, padding, dilation,
+                                                                   ceil_mode)
+    return MaxPool2d.apply(input, kernel=kernel, stride=stride, padding=reach, dilation=dilation, rectify=rectify)
+
+
+def avg_pool2d(input, kernel_size, stride=None, padding=0, ceil_mode=False, count_include_pad=True,
+               divisor_override=None):
     """Mean over each kH x kW window, like ``torch.nn.functional.avg_pool2d``.
 
-    input: (N, C, H, W) -> (N, C, H', W'), H' = (H + top + bottom - kH) // sH + 1; padding as
-    in `max_pool2d`, with zeros. ``count_include_pad=False``: each window averages only the
-    input pixels it covers (ONNX's count_include_pad=0).
+    input: (N, C, H, W) -> (N, C, H', W'), H' as in `max_pool2d` (no dilation); padding as
+    there, with zeros. The divisor: the window's positions within the padded input
+    (``count_include_pad``, for every window but ceil_mode's last, which reaches past it, the
+    kernel's area), or only the input pixels it covers (ONNX's count_include_pad=0);
+    ``divisor_override``, a positive int, replaces it for every window.
 
     >>> import convnet, convnet.functional as F
     >>> x = convnet.ones(1, 1, 2, 2)
@@ -265,9 +260,17 @@ def avg_pool2d(input, kernel_size, stride=None, padding=0, count_include_pad=Tru
     [0.25, 0.5, 0.25, 0.5, 1.0, 0.5, 0.25, 0.5, 0.25]
     >>> F.avg_pool2d(x, 2, stride=1, padding=1, count_include_pad=False).numpy().ravel().tolist()
     [1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0]
+    >>> F.avg_pool2d(convnet.ones(1, 1, 3, 3), 2, ceil_mode=True).numpy().ravel().tolist()
+    [1.0, 1.0, 1.0, 1.0]
     """
-    input, args = _pool_arguments("avg_pool2d", input, kernel_size, stride, padding)
-    return AvgPool2d.apply(input, count_include_pad=bool(count_include_pad), **args)
+    op = "avg_pool2d"
+    input, kernel, stride, padding, _, out_hw, reach = pool_arguments(op, input, kernel_size, stride, padding, 1,
+                                                                      ceil_mode)
+    if divisor_override is not None:
+        divisor = _checks.positive_int(op, "divisor_override", divisor_override)
+    else:
+        divisor = window_counts(tuple(input.shape[2:]), kernel, stride, padding, out_hw, bool(count_include_pad))
+    return AvgPool2d.apply(input, kernel=kernel, stride=stride, padding=reach, divisor=divisor)
 
 
 def _adaptive_bins(size, bins):

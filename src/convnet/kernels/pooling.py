@@ -20,8 +20,10 @@ from numba import njit, prange
 def max_pool_forward(x, kernel_h, kernel_w, stride_h, stride_w, pad_h, pad_w, out, argmax):
     """x: (P, H, W) -> out: (P, H', W') window maxima, argmax: (P, H', W') int32 flat indices iy*W + ix.
 
-    H' = (H + 2*pad_h - kernel_h) // stride_h + 1 (likewise W'); out and argmax are allocated
-    by the caller. Windows are clipped to the plane, which is what -inf padding amounts to.
+    H' = (H + top + bottom - kernel_h) // stride_h + 1 (likewise W'), pad_h and pad_w being the
+    top and left padding; out and argmax are allocated by the caller, so a bottom and right
+    padding, or ceil_mode's last windows reaching past it, are just a larger H' and W'. Windows
+    are clipped to the plane, which is what -inf padding amounts to; each must hold a pixel.
     """
     planes, height, width = x.shape
     out_h, out_w = out.shape[1], out.shape[2]

@@ -45,7 +45,9 @@ def max_pool_forward(x, kernel_h, kernel_w, stride_h, stride_w, pad_h, pad_w, ou
     indices iy*W + ix; the caller allocates both.
 
     H' = (H + top + bottom - kernel_h) // stride_h + 1 (likewise W'), pad_h and pad_w being the
-    top and left padding. Windows are clipped to the image, which is what -inf padding amounts to.
+    top and left padding (ceil_mode's last windows, reaching past the bottom and right padding,
+    are a larger H' and W'). Windows are clipped to the image, which is what -inf padding amounts
+    to; each must hold a pixel.
     Threads take whole output rows. (No slices in the loops: each would count references to the
     array atomically, which threads contend for.)
     """

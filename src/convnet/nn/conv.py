@@ -7,7 +7,7 @@ from .. import _checks
 from .. import functional as F
 from .init import default_init_
 from .module import Module, Parameter
-from .padding import conv_padding
+from .padding import conv_padding, pool_padding
 from ..errors import InvalidValue
 
 
@@ -59,12 +59,14 @@ class ConvTranspose2d(Module):
 
     Args:
         in_channels, out_channels: C_in and C_out.
-        kernel_size, stride, padding, dilation: int or pair. padding is cut from each side of the output.
+        kernel_size, stride, dilation: int or pair.
+        padding: int, pair (pH, pW) or four sides (top, bottom, left, right), cut from those sides of
+            the output; resolved once, to ``resolved_padding``, and shown as in `Conv2d`.
         output_padding: int or pair, smaller than stride or dilation: added to one side of the output.
         groups: splits channels into independent groups.
 
     Shapes: input (N, C_in, H, W) -> output (N, C_out, H_out, W_out),
-    H_out = (H - 1)*s - 2p + d(k-1) + output_padding + 1.
+    H_out = (H - 1)*s - top - bottom + d(k-1) + output_padding + 1.
     Parameters: weight (C_in, C_out/groups, kH, kW), bias (C_out,).
 
     >>> import convnet
@@ -78,7 +80,8 @@ class ConvTranspose2d(Module):
         super().__init__()
         name = "ConvTranspose2d"
         _set_shared_arguments(self, name, in_channels, out_channels, kernel_size, stride, dilation, groups)
-        self.padding = _checks.pair(name, "padding", padding, minimum=0)
+        # A transposed convolution's padding is a pooling layer's kind: numbers only, no 'same'.
+        self.padding, self.resolved_padding = pool_padding(name, padding)
         self.output_padding = _checks.pair(name, "output_padding", output_padding, minimum=0)
         _checks.output_padding_fits(name, self.output_padding, self.stride, self.dilation)
         self.weight = Parameter(np.empty((in_channels, out_channels // groups) + self.kernel_size, dtype=np.float32))
@@ -87,7 +90,7 @@ class ConvTranspose2d(Module):
 
     def forward(self, x):
         _check_input(self, x)
-        return F.conv_transpose2d(x, self.weight, self.bias, self.stride, self.padding, self.output_padding,
+        return F.conv_transpose2d(x, self.weight, self.bias, self.stride, self.resolved_padding, self.output_padding,
                                   self.groups, self.dilation)
 
     def describe(self):

@@ -126,7 +126,7 @@ def average_pool(node, attributes, builder):
     stride, padding = _pooling("AveragePool", attributes, kernel, builder.shape(node.input[0]))
     # Without padding both counts agree: the layer is then the plain one, as torch's default.
     count_include_pad = not any(padding) or bool(attributes.get("count_include_pad", 0))
-    return Layer(nn.AvgPool2d(kernel, stride, padding, count_include_pad), None)
+    return Layer(nn.AvgPool2d(kernel, stride, padding, count_include_pad=count_include_pad), None)
 
 
 def _pooling(op, attributes, kernel, input_shape):

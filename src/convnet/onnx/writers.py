@@ -11,6 +11,7 @@ import math
 import numpy as np
 
 from .. import nn
+from ..functional.pooling_modes import pool_reach
 from .graph import join
 
 GELU_OPSET = 20       # Gelu is one node from here; before it, its formula in Erf or Tanh nodes
@@ -29,20 +30,22 @@ def _conv2d(g, conv, path, x, out):
 
 
 def _conv_transpose2d(g, conv, path, x, out):
-    """ConvTranspose: weight (C_in, C_out/groups, kH, kW) is ONNX's layout too. output_padding
-    adds rows at the end, which is cutting fewer padding rows there, so it goes into the end pads;
-    onnxruntime refuses an output_padding of a stride or more (possible when dilation > stride),
-    so what is left beyond the padding becomes, at that size, a Pad of zeros before the bias."""
+    """ConvTranspose: weight (C_in, C_out/groups, kH, kW) is ONNX's layout too, and its pads
+    (top, left, bottom, right) are the layer's four sides. output_padding adds rows at the end,
+    which is cutting fewer padding rows there, so it goes into the end pads; onnxruntime refuses
+    an output_padding of a stride or more (possible when dilation > stride), so what is left
+    beyond the padding becomes, at that size, a Pad of zeros before the bias."""
+    top, bottom, left, right = conv.resolved_padding
     end_pads, output_padding, zero_rows = [], [], []
-    for padding, extra, stride in zip(conv.padding, conv.output_padding, conv.stride):
+    for padding, extra, stride in zip((bottom, right), conv.output_padding, conv.stride):
         end_pads.append(padding - min(padding, extra))
-        left = extra - min(padding, extra)
-        output_padding.append(left if left < stride else 0)
-        zero_rows.append(0 if left < stride else left)
+        beyond = extra - min(padding, extra)
+        output_padding.append(beyond if beyond < stride else 0)
+        zero_rows.append(0 if beyond < stride else beyond)
     weight = g.parameter(path, "weight", conv.weight)
     bias = g.parameter(path, "bias", conv.bias) if conv.bias is not None else None
     attributes = {"kernel_shape": list(conv.weight.shape[2:]), "strides": list(conv.stride),
-                  "pads": [*conv.padding, *end_pads], "output_padding": output_padding,
+                  "pads": [top, left, *end_pads], "output_padding": output_padding,
                   "dilations": list(conv.dilation), "group": conv.groups}
     if not any(zero_rows):
         return g.node("ConvTranspose", [x.name, weight] + ([bias] if bias else []), path, **attributes)
@@ -123,13 +126,36 @@ def _gelu(g, gelu, path, x, out):
 
 
 def _pool(op, **attributes):
-    """MaxPool or AveragePool with the layer's padding (top, bottom, left, right), floor division
-    (ceil_mode=0) as PyTorch's; ``attributes``: {name: its value for the layer}."""
+    """MaxPool or AveragePool with the layer's padding (top, bottom, left, right) and ceil_mode;
+    ``attributes``: {name: its value for the layer}. onnxruntime and ONNX's reference follow
+    PyTorch's ceil_mode (AveragePool's divisor included), but ONNX's shape inference also counts a
+    last window that would start in the end padding, which PyTorch drops. Where it would, the
+    windows' reach (`pool_reach`) becomes the padding, with ceil_mode=0: the same windows and
+    values (-inf, or uncounted, padding never shows); for an AveragePool that counts its padding,
+    the padding is first made real zeros by a Pad, then left uncounted, which divides as before."""
     def convert(g, pool, path, x, out):
-        top, bottom, left, right = pool.resolved_padding
-        return g.node(op, [x.name], path, kernel_shape=list(pool.kernel_size), strides=list(pool.stride),
-                      pads=[top, left, bottom, right], ceil_mode=0,
-                      **{key: value(pool) for key, value in attributes.items()})
+        if getattr(pool, "divisor_override", None) is not None:
+            g.problem(path, f"cannot export AvgPool2d(divisor_override={pool.divisor_override}) to ONNX: "
+                            f"AveragePool divides by the window's size, with no divisor of its own")
+            return x.name
+        kernel, stride, padding = pool.kernel_size, pool.stride, pool.resolved_padding
+        dilation = getattr(pool, "dilation", (1, 1))
+        extra = {key: value(pool) for key, value in attributes.items()}
+        onnx_hw = tuple(-(-(size + before + after - d * (k - 1) - 1) // s) + 1 for size, k, s, d, before, after
+                        in zip(x.probe.shape[2:], kernel, stride, dilation, padding[::2], padding[1::2]))
+        source, ceil_mode = x.name, int(pool.ceil_mode)
+        if ceil_mode and onnx_hw != tuple(out.shape[2:]):
+            _, reach = pool_reach(x.probe.shape[2:], kernel, stride, padding, dilation, True)
+            if op == "AveragePool" and pool.count_include_pad:
+                top, bottom, left, right = padding
+                zeros = g.constant(join(path, "zeros"), [0, 0, top, left, 0, 0, bottom, right], np.int64)
+                source = g.node("Pad", [x.name, zeros], join(path, "pad"))
+                reach = tuple(r - p for r, p in zip(reach, padding))
+                extra["count_include_pad"] = 0
+            padding, ceil_mode = reach, 0
+        top, bottom, left, right = padding
+        return g.node(op, [source], path, kernel_shape=list(kernel), strides=list(stride),
+                      pads=[top, left, bottom, right], ceil_mode=ceil_mode, **extra)
     return convert
 
 
@@ -179,7 +205,7 @@ WRITERS = {
     nn.GELU: _gelu,
     nn.Softmax: _activation("Softmax", axis=lambda layer: layer.dim),
     nn.LogSoftmax: _activation("LogSoftmax", axis=lambda layer: layer.dim),
-    nn.MaxPool2d: _pool("MaxPool"),
+    nn.MaxPool2d: _pool("MaxPool", dilations=lambda layer: list(layer.dilation)),
     nn.AvgPool2d: _pool("AveragePool", count_include_pad=lambda layer: int(layer.count_include_pad)),
     nn.AdaptiveAvgPool2d: _adaptive_avg_pool2d,
     nn.Flatten: _flatten,
