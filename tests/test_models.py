@@ -66,8 +66,8 @@ def forward(model, x):
         return model(convnet.Tensor(x)).numpy()
 
 
-def test_the_zoo_lists_every_model_the_old_zoo_had():
-    assert set(models.MODELS) == set(OLD)
+def test_the_zoo_lists_every_model_the_old_zoo_had_beside_the_imagenet_architectures():
+    assert set(models.MODELS) - set(models.IMAGENET) == set(OLD)
 
 
 TODAYS_SETTINGS = [("lenet5", {"in_channels": 3, "classes": 4}), ("simple_cnn", {"kernels": 8, "kernel_size": 3}),

@@ -23,6 +23,11 @@ two with the same weights), and ``pretrained=True`` for the weights that ship wi
 (`convnet.pretrained`, for the default 1x28x28, 10-class networks only). ``build(name, **config)``
 makes a model by name; `load_all_but_classifier` starts a network for other classes from another's
 weights.
+
+The ImageNet architectures (`IMAGENET`: ResNet, VGG, DenseNet, MobileNet, SqueezeNet, ShuffleNet,
+EfficientNet, RegNet, ConvNeXt) live in files of their own, built as torchvision builds them and
+with its state_dict keys, so a torchvision checkpoint loads by name; they take the same data
+arguments with the same defaults (see `convnet.models.blocks`).
 """
 
 import functools
@@ -36,6 +41,7 @@ from .. import _checks
 from .. import nn as convnet_nn
 from .. import pretrained as shipped
 from ..errors import InvalidValue
+from . import convnext, densenet, efficientnet, mobilenet, regnet, resnet, shufflenet, squeezenet, vgg
 
 DEFAULT_IMAGE_SIZE = 28
 SMALLEST_STEMMED_SIDE = 64  # the stem's first step; each doubling above it adds one
@@ -224,7 +230,10 @@ def lesson_network(kernels=100, kernel_size=10, in_channels=1, layers=convnet_nn
     return layers.Sequential(layers.Conv2d(in_channels, kernels, kernel_size), layers.ReLU(), layers.MaxPool2d(2))
 
 
-MODELS = {"lenet5": lenet5, "simple_cnn": simple_cnn, "reference_cnn": reference_cnn, "resnet8": resnet8}
+IMAGENET = {name: _shippable(builder) for family in (resnet, mobilenet, squeezenet, vgg, densenet, shufflenet,
+                                                     efficientnet, regnet, convnext)
+            for name, builder in family.BUILDERS.items()}
+MODELS = {"lenet5": lenet5, "simple_cnn": simple_cnn, "reference_cnn": reference_cnn, "resnet8": resnet8, **IMAGENET}
 
 
 def build(name, **config):
@@ -242,19 +251,22 @@ def build(name, **config):
 
 def load_all_but_classifier(model, state_dict):
     """Load ``state_dict`` into ``model`` as ``model.load_state_dict`` does, except the classifier
-    (the model's last Linear layer) when its weights in ``state_dict`` have other shapes (another
-    class count): that layer keeps the weights the model has (a freshly built model's random
-    initialisation). Returns the names of the layers so left, e.g. ['fc'] or [] when all loaded.
+    (the model's last Linear layer; without one, its last convolution, as SqueezeNet's 1x1
+    classifier) when its weights in ``state_dict`` have other shapes (another class count): that
+    layer keeps the weights the model has (a freshly built model's random initialisation).
+    Returns the names of the layers so left, e.g. ['fc'] or [] when all loaded.
 
     Every other problem (missing or unexpected keys, other shapes) is refused as by
     ``load_state_dict``, and then nothing is loaded.
     """
-    linear = [name for name, module in model.named_modules() if isinstance(module, convnet_nn.Linear)]
+    layers = [name for name, module in model.named_modules() if isinstance(module, convnet_nn.Linear)]
+    layers = layers or [name for name, module in model.named_modules() if isinstance(module, convnet_nn.Conv2d)]
     own = model.state_dict()
-    if not linear:
+    if not layers:
         model.load_state_dict(state_dict)
         return []
-    prefix = f"{linear[-1]}."
+    classifier = layers[-1]
+    prefix = f"{classifier}."
     differs = [key for key, value in state_dict.items() if key.startswith(prefix) and key in own
                and tuple(np.shape(value)) != tuple(own[key].shape)]
     if not differs:
@@ -262,4 +274,4 @@ def load_all_but_classifier(model, state_dict):
         return []
     kept = {key: value for key, value in state_dict.items() if not key.startswith(prefix)}
     model.load_state_dict({**kept, **{key: value for key, value in own.items() if key.startswith(prefix)}})
-    return [linear[-1]]
+    return [classifier]
