@@ -273,3 +273,18 @@ def test_manual_seed_repeats_random_tensors():
     np.testing.assert_array_equal(a, convnet.randn(5).numpy())
     with pytest.raises(ValueError, match="non-negative integer seed, got -1"):
         convnet.manual_seed(-1)
+
+
+def test_a_value_used_directly_and_through_a_deeper_path_gets_both_gradients():
+    """x - max(x), x * sigmoid(x) and a residual x + f(x) read x directly (first) and through an op: the
+    backward must take every path before x's own (a depth-first order marked on push lost the deeper one)."""
+    x = convnet.Tensor(np.array([[1.0, 3.0, 2.0]]), requires_grad=True)
+    (x - x.max(axis=1, keepdims=True)).sum().backward()
+    np.testing.assert_array_equal(x.grad.numpy(), [[1.0, -2.0, 1.0]])
+    x = convnet.Tensor(np.array([0.5, -1.0]), requires_grad=True)
+    (x * x.exp()).sum().backward()  # d/dx x e^x = (1 + x) e^x
+    np.testing.assert_allclose(x.grad.numpy(), (1 + x.numpy()) * np.exp(x.numpy()), rtol=1e-15)
+    x = convnet.Tensor(np.array([2.0]), requires_grad=True)
+    y = x * 3
+    (y + (y * y).exp().log()).sum().backward()  # y + y^2: d/dx = 3 + 2 * y * 3 = 3 + 36
+    np.testing.assert_array_equal(x.grad.numpy(), [39.0])

@@ -343,21 +343,24 @@ def _index_arrays(index):
 
 
 def _topological_order(root):
-    """Post-order of the graph under ``root``, iteratively (deep graphs overflow recursion)."""
-    order, visited, stack = [], {id(root)}, [(root, False)]
+    """Post-order of the graph under ``root``, iteratively (deep graphs overflow recursion). A node is
+    marked when it is expanded, not when it is pushed: marked on pushing, a value used directly and
+    through a deeper path (x - x.max()) was emitted before the deeper path's op, losing its gradient."""
+    order, visited, stack = [], set(), [(root, False)]
     while stack:
         node, expanded = stack.pop()
         if expanded:
             order.append(node)
             continue
+        if id(node) in visited:
+            continue
+        visited.add(id(node))
         stack.append((node, True))
         fn = node.grad_fn
         if fn is None or getattr(fn, "released", False):
             continue
-        for parent in fn.inputs:
-            if isinstance(parent, Tensor) and parent.requires_grad and id(parent) not in visited:
-                visited.add(id(parent))
-                stack.append((parent, False))
+        stack.extend((parent, False) for parent in fn.inputs
+                     if isinstance(parent, Tensor) and parent.requires_grad and id(parent) not in visited)
     return order
 
 
