@@ -25,6 +25,7 @@ from conftest import (
     finite_difference_check,
     requires_torch,
     torch,
+    torchvision_models,
 )
 from onnx import TensorProto, helper, numpy_helper
 from onnx.reference import ReferenceEvaluator
@@ -508,17 +509,103 @@ HAND_BUILT = {
         [nn.BatchNorm2d, nn.AdaptiveAvgPool2d, nn.BatchNorm1d],
         {"g": weights(3) + 2, "b": weights(3, seed=1), "m": weights(3, seed=2),
          "v": np.linspace(0.5, 2, 3, dtype=np.float32)}),
+    # What ONNX's functions expand into, and what exporters write around convolutions (issue 31)
+    "softmax_as_reduce_max_exp_reduce_sum": case(
+        [node("ReduceMax", ["x"], ["top"], axes=[1], keepdims=1), node("Sub", ["x", "top"], ["shifted"]),
+         node("Exp", ["shifted"], ["e"]), node("ReduceSum", ["e", "channel"], ["total"], keepdims=1),
+         node("Div", ["e", "total"], ["p"]), node("Log", ["p"], ["y"])], ["N", 3, 2, 2], [],
+        {"channel": np.array([1])}, opset=13),
+    "gelu_as_pow_sqrt_tanh_castlike_sum": case(
+        [node("CastLike", ["three", "x"], ["three_like"]), node("Pow", ["x", "three_like"], ["cube"]),
+         node("Mul", ["cube", "c"], ["scaled"]), node("Sum", ["x", "scaled"], ["inner"]),
+         node("Sqrt", ["two_over_pi"], ["root"]), node("Mul", ["inner", "root"], ["argument"]),
+         node("Tanh", ["argument"], ["t"]), node("Add", ["t", "one"], ["t1"]), node("Mul", ["x", "t1"], ["xt"]),
+         node("Mul", ["xt", "half"], ["y"])], ["N", 3],
+        [nn.Tanh], {"three": np.array(3.0, np.float64), "c": np.array(0.044715, np.float32),
+                    "two_over_pi": np.array(2 / np.pi, np.float32), "one": np.array(1.0, np.float32),
+                    "half": np.array(0.5, np.float32)}),
+    "leaky_relu_as_less_where": case(
+        [node("Less", ["x", "zero"], ["negative"]), node("Mul", ["x", "alpha"], ["scaled"]),
+         node("Where", ["negative", "scaled", "x"], ["y"])], ["N", 3, 4],
+        [], {"zero": np.array(0.0, np.float32), "alpha": np.array(0.1, np.float32)}),
+    "max_min_mean_of_several_inputs": case(
+        [node("Max", ["x", "bias"], ["high"]), node("Min", ["high", "cap"], ["low"]),
+         node("Mean", ["low", "x"], ["y"])], ["N", 3], [],
+        {"bias": weights(3, seed=3), "cap": np.array(0.8, np.float32)}),
+    "squeeze_excitation_with_hard_swish_and_relu6": case(  # MobileNetV3's block, as torch exports it
+        [node("Clip", ["x", "zero", "six"], ["relu6"]), node("HardSwish", ["relu6"], ["hs"]),
+         node("GlobalAveragePool", ["hs"], ["squeezed"]), node("Conv", ["squeezed", "w1", "b1"], ["reduced"]),
+         node("Relu", ["reduced"], ["r"]), node("Conv", ["r", "w2", "b2"], ["expanded"]),
+         node("HardSigmoid", ["expanded"], ["gate"], alpha=1 / 6, beta=0.5), node("Mul", ["hs", "gate"], ["y"])],
+        ["N", 4, 5, 5], [nn.AdaptiveAvgPool2d, nn.Conv2d, nn.ReLU, nn.Conv2d],
+        {"zero": np.array(0.0, np.float32), "six": np.array(6.0, np.float32), "w1": weights(2, 4, 1, 1),
+         "b1": weights(2, seed=1), "w2": weights(4, 2, 1, 1, seed=2), "b2": weights(4, seed=3)}),
+    "channel_shuffle_with_shape_gather_concat_reshape_transpose": case(  # ShuffleNetV2's
+        [node("Shape", ["x"], ["shape"]), node("Gather", ["shape", "zero"], ["batch"], axis=0),
+         node("Unsqueeze", ["batch", "axis0"], ["batch_1d"]),
+         node("Concat", ["batch_1d", "groups_shape"], ["grouped"], axis=0), node("Reshape", ["x", "grouped"], ["g"]),
+         node("Transpose", ["g"], ["t"], perm=[0, 2, 1, 3, 4]),
+         node("Concat", ["batch_1d", "flat_shape"], ["flat"], axis=0), node("Reshape", ["t", "flat"], ["y"])],
+        ["N", 4, 3, 3], [], {"zero": np.array(0), "axis0": np.array([0]), "groups_shape": np.array([2, 2, 3, 3]),
+                             "flat_shape": np.array([4, 3, 3])}),
+    "layer_norm_over_channels_as_convnext_writes_it": case(
+        [node("Transpose", ["x"], ["last"], perm=[0, 2, 3, 1]),
+         node("LayerNormalization", ["last", "g", "b"], ["normed"], axis=-1, epsilon=1e-6),
+         node("Transpose", ["normed"], ["y"], perm=[0, 3, 1, 2])], ["N", 4, 3, 3], [],
+        {"g": weights(4) + 2, "b": weights(4, seed=1)}),
+    "split_slice_pad_concat": case(
+        [node("Split", ["x", "sizes"], ["a", "b"], axis=1), node("Slice", ["b", "starts", "ends", "axes", "steps"],
+                                                                  ["sliced"]),
+         node("Pad", ["a", "pads", "fill"], ["padded"]), node("Concat", ["padded", "sliced"], ["y"], axis=1)],
+        ["N", 3, 6, 6], [], {"sizes": np.array([1, 2]), "starts": np.array([0, 5]), "ends": np.array([6, -100]),
+                             "axes": np.array([2, 3]), "steps": np.array([2, -2]),
+                             "pads": np.array([0, 0, 0, 0, 0, 0, -3, -3]), "fill": np.array(0.5, np.float32)}),
+    "elu_selu_softplus_prelu": case(
+        [node("PRelu", ["x", "slope"], ["p"]), node("Elu", ["p"], ["e"], alpha=0.7), node("Selu", ["e"], ["s"]),
+         node("Softplus", ["s"], ["y"])], ["N", 3, 2], [], {"slope": weights(3, 1, seed=4)}),
+    "ceil_mode_and_dilated_pooling_layers": case(
+        [node("MaxPool", ["x"], ["m"], kernel_shape=[3, 3], strides=[2, 2], dilations=[1, 2], ceil_mode=1),
+         node("AveragePool", ["m"], ["y"], kernel_shape=[2, 2], strides=[2, 2], ceil_mode=1)],
+        ["N", 2, 9, 10], [nn.MaxPool2d, nn.AvgPool2d]),
+    "pooling_no_layer_holds": case(  # a dilated average, padding wider than half the kernel, indices
+        [node("AveragePool", ["x"], ["a"], kernel_shape=[2, 2], dilations=[2, 2], pads=[1, 1, 0, 1]),
+         node("MaxPool", ["a"], ["m", "indices"], kernel_shape=[3, 3], pads=[2, 2, 2, 2]),
+         node("Cast", ["indices"], ["float_indices"], to=TensorProto.DOUBLE),
+         node("Mul", ["float_indices", "zero"], ["nothing"]), node("CastLike", ["nothing", "m"], ["zeros"]),
+         node("Add", ["m", "zeros"], ["y"])], ["N", 2, 7, 6], [], {"zero": np.array(0.0)}),
+    "conv_transpose_with_asymmetric_pads_and_output_shape": case(
+        [node("ConvTranspose", ["x", "w", "b"], ["t"], strides=[2, 2], pads=[0, 1, 1, 0]),
+         node("ConvTranspose", ["t", "w2"], ["y"], strides=[2, 1], output_shape=[12, 8])], ["N", 2, 3, 4], [],
+        {"w": weights(2, 3, 3, 3), "b": weights(3, seed=1), "w2": weights(3, 1, 2, 2, seed=2)}),
+    "batch_norm_of_rank_3_and_constant_of_shape_expand": case(
+        [node("BatchNormalization", ["x", "g", "b", "m", "v"], ["normed"]),
+         node("ConstantOfShape", ["shape"], ["ones"], value=numpy_helper.from_array(np.array([1.5], np.float32))),
+         node("Expand", ["ones", "row"], ["grid"]), node("Mul", ["normed", "grid"], ["y"])], ["N", 3, 4], [],
+        {"g": weights(3) + 2, "b": weights(3, seed=1), "m": weights(3, seed=2),
+         "v": np.linspace(0.5, 2, 3, dtype=np.float32), "shape": np.array([3, 1]), "row": np.array([1, 3, 4])}),
 }
 
 
-@pytest.mark.parametrize("name", HAND_BUILT)
-def test_hand_built_graphs_match_onnxruntime(name, tmp_path):
+
+def hand_built(name, tmp_path):
+    """The loaded graph ``name`` of `HAND_BUILT`, checked against onnxruntime, and its input's shape."""
     spec = HAND_BUILT[name]
     path = onnx_file(tmp_path / f"{name}.onnx", spec["nodes"], spec["input_shape"], spec["initializers"],
                      spec["opset"])
     shape = [3 if size in ("N", "M") else size for size in spec["input_shape"]]
     loaded = check_against_onnx(path, images(shape[0], shape[1:], seed=7))
     assert child_types(loaded) == spec["layers"]
+    return loaded, shape
+
+
+@pytest.mark.parametrize("name", HAND_BUILT)
+def test_hand_built_graphs_match_onnxruntime(name, tmp_path):
+    hand_built(name, tmp_path)
+
+
+@pytest.mark.parametrize("name", HAND_BUILT)
+def test_hand_built_graphs_have_the_gradients_of_finite_differences(name, tmp_path):
+    loaded, shape = hand_built(name, tmp_path)
     # Gradients: the input's against finite differences, and every weight gets one ('scale' too).
     finite_difference_check(loaded.double(), [images(shape[0], shape[1:], seed=8).astype(np.float64)])
     for key, parameter in loaded.named_parameters():
@@ -544,17 +631,20 @@ def test_a_graph_with_two_outputs_returns_both(tmp_path):
 # ------------------------------------------------------------------ errors
 def test_every_node_convnet_cannot_run_is_named_in_one_error(tmp_path):
     nodes = [helper.make_node("Conv", ["x", "w"], ["c"], name="/conv/Conv"),
-             helper.make_node("MaxPool", ["c"], ["p"], name="/pool/MaxPool", kernel_shape=[2, 2], ceil_mode=1),
+             helper.make_node("Pad", ["c", "pads"], ["p"], name="/pad/Pad", mode="reflect"),
              helper.make_node("LRN", ["p"], ["l"], name="/lrn/LRN", size=3),
-             helper.make_node("ConvTranspose", ["l", "w"], ["t"], name="/up/ConvTranspose", output_shape=[9, 9]),
-             helper.make_node("Foo", ["t"], ["y"], name="/fc/Foo", domain="custom")]
-    path = onnx_file(tmp_path / "model.onnx", nodes, ["N", 2, 8, 8], {"w": weights(2, 2, 3, 3)}, domains=["custom"],
-                     output_shape=["N", 2, 9, 9])
+             helper.make_node("Dropout", ["l", "ratio", "training"], ["d"], name="/drop/Dropout"),
+             helper.make_node("Foo", ["d"], ["y"], name="/fc/Foo", domain="custom")]
+    initializers = {"w": weights(2, 2, 3, 3), "pads": np.array([0, 0, 1, 1, 0, 0, 1, 1]),
+                    "ratio": np.array(0.5, np.float32), "training": np.array(True)}
+    path = onnx_file(tmp_path / "model.onnx", nodes, ["N", 2, 8, 8], initializers, domains=["custom"],
+                     output_shape=["N", 2, 8, 8])
     with pytest.raises(OnnxError) as error:
         load(path)
     assert str(error.value) == (
-        f"{path}: cannot load 4 nodes: /pool/MaxPool (MaxPool attribute ceil_mode=1), /lrn/LRN (op LRN), "
-        f"/up/ConvTranspose (ConvTranspose attribute output_shape), /fc/Foo (op custom.Foo)")
+        f"{path}: cannot load 4 nodes: /pad/Pad (Pad attribute mode=reflect: convnet pads with a constant), "
+        f"/lrn/LRN (LRN: an operator convnet does not run), /drop/Dropout (Dropout with training_mode=true), "
+        f"/fc/Foo (custom.Foo: an operator convnet does not run)")
 
 
 @pytest.mark.parametrize("node, input_shape, message", [
@@ -562,32 +652,43 @@ def test_every_node_convnet_cannot_run_is_named_in_one_error(tmp_path):
     (helper.make_node("Conv", ["x", "w"], ["y"], auto_pad="SAME_UPPER", strides=[2, 2]), ["N", 2, "H", "W"],
      ("Conv attribute auto_pad=SAME_UPPER with strides=[2, 2] on an input whose height and width the graph does "
      "not fix")),
-    (helper.make_node("AveragePool", ["x"], ["y"], kernel_shape=[2, 2], ceil_mode=1), ["N", 2, 8, 8],
-     "AveragePool attribute ceil_mode=1"),
-    (helper.make_node("MaxPool", ["x"], ["y", "indices"], kernel_shape=[2, 2]), ["N", 2, 8, 8], None),
-    (helper.make_node("MaxPool", ["x"], ["y"], kernel_shape=[3, 3], pads=[0, 0, 2, 1]), ["N", 2, 8, 8],
-     "MaxPool padding (top, bottom, left, right) = (0, 2, 0, 1) larger than half its kernel [3, 3]"),
-    (helper.make_node("ConvTranspose", ["x", "w"], ["y"], pads=[0, 0, 1, 1]), ["N", 2, 8, 8],
-     "ConvTranspose with different padding on opposite sides, (top, bottom, left, right) = (0, 1, 0, 1)"),
-    (helper.make_node("BatchNormalization", ["x", "s", "s", "s", "s"], ["y"]), ["N", 2, 8],
-     "BatchNormalization of an input of rank 3: convnet normalises (N, C) and (N, C, H, W)"),
+    (helper.make_node("ConvTranspose", ["x", "w1d"], ["y"]), ["N", 2, 8],
+     "ConvTranspose of 1-D kernels: convnet works on 2-D images"),
+    (helper.make_node("LayerNormalization", ["x", "s"], ["y", "mean"]), ["N", 2], None),
+    (helper.make_node("Cast", ["x"], ["y"], to=TensorProto.FLOAT16), ["N", 2],
+     "Cast to float16: convnet computes in float32, float64, integers and booleans"),
+    (helper.make_node("LayerNormalization", ["x", "s"], ["y"], stash_type=0), ["N", 2],
+     "LayerNormalization attribute stash_type=0"),
 ])
 def test_an_unsupported_attribute_is_named(node, input_shape, message, tmp_path):
     initializers = {"w": weights(2, 2, 3, 3), "w1d": weights(2, 2, 3), "s": np.ones(2, np.float32)}
-    outputs = ("y", "indices") if len(node.output) == 2 else ("y",)
+    outputs = ("y", "mean") if len(node.output) == 2 else ("y",)
     path = onnx_file(tmp_path / "model.onnx", [node], input_shape, initializers, outputs=outputs)
     with pytest.raises(OnnxError) as error:
         load(path)
-    message = message or "MaxPool output 2 (indices), which convnet does not compute"
+    message = message or "LayerNormalization output 2 (mean), which convnet does not compute"
     assert str(error.value) == f"{path}: cannot load 1 node: node 0 ({message})"
 
 
-def test_a_weight_computed_by_the_graph_is_refused(tmp_path):
+def test_a_layer_over_integers_is_refused_naming_the_type(tmp_path):
+    path = onnx_file(tmp_path / "model.onnx", [helper.make_node("Relu", ["x"], ["y"], name="/relu")], ["N", 3],
+                     input_type=TensorProto.INT64)
+    with pytest.raises(OnnxError) as error:
+        load(path)
+    assert str(error.value) == (f"{path}: cannot load 1 node: /relu (Relu of INT64 values: convnet's layers compute "
+                                f"in float or double)")
+
+
+def test_a_weight_computed_by_the_graph_is_computed_and_trains(tmp_path):
     nodes = [helper.make_node("Add", ["w", "w"], ["doubled"]), helper.make_node("Conv", ["x", "doubled"], ["y"])]
     path = onnx_file(tmp_path / "model.onnx", nodes, ["N", 2, 8, 8], {"w": weights(2, 2, 3, 3)})
-    with pytest.raises(OnnxError, match=r"node 1 \(Conv weight computed by the graph; convnet needs it stored in "
-                                        r"the file\)$"):
-        load(path)
+    x = images(2, (2, 8, 8))
+    loaded = check_against_onnx(path, x)
+    assert child_types(loaded) == []  # a function of the weight, not a layer holding it
+    loaded(x).sum().backward()
+    # d sum(conv(x, 2w)) / dw = 2 * (the sum of each weight's window over the batch and positions)
+    windows = np.lib.stride_tricks.sliding_window_view(x, (3, 3), axis=(2, 3)).sum(axis=(0, 2, 3))
+    np.testing.assert_allclose(loaded.w.grad.numpy(), 2 * np.broadcast_to(windows, (2, 2, 3, 3)), rtol=1e-4)
 
 
 @requires_torch
@@ -614,11 +715,20 @@ def test_a_graph_that_fails_the_checker_is_refused_in_one_line(tmp_path):
     assert str(error.value).startswith(f"{path}: fails onnx.checker: ") and "\n" not in str(error.value)
     with pytest.raises(OnnxError, match="cannot read it: No such file or directory"):
         load(tmp_path / "absent.onnx")
+    cycle = [helper.make_node("Relu", ["b"], ["a"]), helper.make_node("Relu", ["a"], ["b"]),
+             helper.make_node("Add", ["x", "a"], ["y"])]
+    graph = helper.make_graph(cycle, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [2])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [2])])
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 20)], ir_version=10),
+              tmp_path / "cycle.onnx")
+    with pytest.raises(OnnxError) as error:
+        load(tmp_path / "cycle.onnx")
+    assert re.fullmatch(r".*cycle\.onnx: fails onnx\.checker: .*topologically sorted.*", str(error.value))
 
 
 @pytest.mark.parametrize("options, message", [
-    ({"extra_inputs": ["z"]}, "expected a graph with one input, got 2: ['x', 'z']"),
-    ({"input_type": TensorProto.INT64}, "input 'x' holds INT64; convnet models take float or double tensors"),
+    ({"input_type": TensorProto.FLOAT16}, "input 'x' holds FLOAT16; convnet models take float, double, integer or "
+                                          "bool tensors"),
     ({"opset": 10}, ("opset 10 is older than 11, the oldest convnet reads; "
                      "onnx.version_converter.convert_version(model, 13) updates it")),
 ])
@@ -719,3 +829,167 @@ def test_an_imported_network_exports_back_with_its_padding_and_its_average(tmp_p
     assert attribute_value(exported.graph.node[2], "count_include_pad", None) == 0
     x = images(3, (2, 9, 8), seed=10)
     assert_same_answers(run_onnx(tmp_path / "exported.onnx", x)[0], run_onnx(path, x)[0])
+
+
+# ------------------------------------------------------------------ real files (issue 31)
+def test_a_graph_taking_its_weights_as_inputs_runs_as_model_x_w_and_differentiates_them(tmp_path):
+    """Conv(x, W, B) with all three graph inputs: ``model(x, w, b)`` equals onnxruntime, and the
+    gradients reaching x, W and B equal torch's."""
+    nodes = [node("Conv", ["x", "W", "B"], ["c"], strides=[2, 2], pads=[0, 1, 1, 0]), node("Relu", ["c"], ["y"])]
+    graph = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 2, 7, 7]),
+                                           helper.make_tensor_value_info("W", TensorProto.FLOAT, [3, 2, 3, 3]),
+                                           helper.make_tensor_value_info("B", TensorProto.FLOAT, [3])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)])
+    path = tmp_path / "model.onnx"
+    onnx.save(onnx.shape_inference.infer_shapes(helper.make_model(
+        graph, opset_imports=[helper.make_opsetid("", 20)], ir_version=10)), path)
+    x, w, b = images(2, (2, 7, 7)), weights(3, 2, 3, 3, seed=1), weights(3, seed=2)
+    loaded = load(path)
+    assert loaded.input_names == ["x", "W", "B"] and loaded.shapes["c"] == (None, 3, 3, 3)
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    assert_same_answers(loaded(x, w, b).numpy(), session.run(None, {"x": x, "W": w, "B": b})[0])
+    with pytest.raises(ValueError, match=r"expected 3 inputs \(x, W, B\), got 1"):
+        loaded(x)
+    if torch is None:
+        return
+    ours = [convnet.Tensor(value, requires_grad=True) for value in (x, w, b)]
+    loaded(*ours).sum().backward()
+    theirs = [torch.from_numpy(value).requires_grad_() for value in (x, w, b)]
+    padded = torch.nn.functional.pad(theirs[0], (1, 0, 0, 1))  # (left, right, top, bottom)
+    torch.relu(torch.nn.functional.conv2d(padded, theirs[1], theirs[2], stride=2)).sum().backward()
+    for mine, reference in zip(ours, theirs):
+        assert_close_relative_to_scale(mine.grad.numpy(), reference.grad.numpy())
+
+
+def torch_real_blocks():
+    """Torch modules with the constructs real ImageNet CNNs export: MobileNetV3's HardSwish and
+    squeeze-and-excitation (Hardsigmoid gate), ShuffleNetV2's channel split and shuffle (Split, Reshape,
+    Transpose, Concat), ConvNeXt's LayerNorm over channels (Transpose around LayerNormalization), a
+    ReLU6, SiLU, SqueezeNet's ceil_mode pooling and a stride-2 convolution padded like TensorFlow's 'same'."""
+    nn_ = torch.nn
+
+    class SqueezeExcitation(nn_.Module):
+        def __init__(self, channels):
+            super().__init__()
+            self.fc1, self.fc2 = nn_.Conv2d(channels, 4, 1), nn_.Conv2d(4, channels, 1)
+
+        def forward(self, x):
+            scale = nn_.functional.adaptive_avg_pool2d(x, 1)
+            return nn_.functional.hardsigmoid(self.fc2(torch.relu(self.fc1(scale)))) * x
+
+    class ShuffleUnit(nn_.Module):
+        def __init__(self, channels):
+            super().__init__()
+            half = channels // 2
+            self.branch = nn_.Sequential(nn_.Conv2d(half, half, 1), nn_.BatchNorm2d(half), nn_.ReLU6(),
+                                         nn_.Conv2d(half, half, 3, padding=1, groups=half), nn_.SiLU())
+
+        def forward(self, x):
+            kept, changed = x.chunk(2, dim=1)
+            out = torch.cat((kept, self.branch(changed)), dim=1)
+            batch, channels, height, width = out.shape
+            out = out.view(batch, 2, channels // 2, height, width).transpose(1, 2).contiguous()
+            return out.view(batch, channels, height, width)
+
+    class ConvNeXtBlock(nn_.Module):
+        def __init__(self, channels):
+            super().__init__()
+            self.depthwise = nn_.Conv2d(channels, channels, 7, padding=3, groups=channels)
+            self.norm = nn_.LayerNorm(channels, eps=1e-6)
+            self.up, self.down = nn_.Linear(channels, 4 * channels), nn_.Linear(4 * channels, channels)
+            self.layer_scale = nn_.Parameter(torch.full((channels, 1, 1), 0.5))
+
+        def forward(self, x):
+            out = self.norm(self.depthwise(x).permute(0, 2, 3, 1))
+            out = self.down(nn_.functional.gelu(self.up(out))).permute(0, 3, 1, 2)
+            return self.layer_scale * out + x
+
+    class Network(nn_.Module):
+        def __init__(self):
+            super().__init__()
+            self.stem = nn_.Sequential(nn_.ZeroPad2d((0, 1, 0, 1)), nn_.Conv2d(3, 8, 3, stride=2),
+                                       nn_.BatchNorm2d(8), nn_.Hardswish())
+            self.se, self.shuffle, self.convnext = SqueezeExcitation(8), ShuffleUnit(8), ConvNeXtBlock(8)
+            self.pool = nn_.MaxPool2d(3, 2, ceil_mode=True)
+            self.head = nn_.Linear(8, 5)
+
+        def forward(self, x):
+            out = self.pool(self.convnext(self.shuffle(self.se(self.stem(x)))))
+            return self.head(out.mean(dim=(2, 3)))
+
+    torch.manual_seed(0)
+    blocks = {"network": Network(), "squeeze_excitation": SqueezeExcitation(8), "channel_shuffle": ShuffleUnit(8),
+              "convnext": ConvNeXtBlock(8)}
+    return {name: randomize_batch_norm(block).eval() for name, block in blocks.items()}
+
+
+@pytest.mark.slow
+@requires_torch
+@pytest.mark.parametrize("exporter", EXPORTERS)
+def test_real_cnn_blocks_exported_by_torch_equal_onnxruntime_and_torch(exporter, tmp_path):
+    model = torch_real_blocks()["network"]
+    path = export(model, tmp_path / "blocks.onnx", images(2, (3, 17, 17)), exporter, opset_version=18)
+    x = images(3, (3, 17, 17), seed=11)
+    loaded = check_against_onnx(path, x)
+    assert_same_answers(evaluate(loaded, x), torch_output(model, x))
+    assert all(shape is not None for shape in loaded.shapes.values())  # every value's shape, before running
+
+
+@pytest.mark.slow
+@requires_torch
+@pytest.mark.parametrize("exporter", EXPORTERS)
+@pytest.mark.parametrize("name", ["squeeze_excitation", "convnext", "channel_shuffle", "network"])
+def test_imported_blocks_have_torchs_gradients(name, exporter, tmp_path):
+    """Backward through the imported graph: the input's gradient and every weight's equal torch's.
+    (The channel shuffle's Concat reads one half of the split input directly and the other through
+    its branch; ConvNeXt's residual Add reads its input directly and through the block: a backward
+    that ordered such graphs wrongly lost the deeper path's gradient.)"""
+    model = torch_real_blocks()[name]
+    shape = (3, 17, 17) if name == "network" else (8, 6, 6)
+    path = export(model, tmp_path / f"{name}.onnx", images(2, shape), exporter, opset_version=18)
+    x = images(3, shape, seed=11)
+    loaded = load(path)
+    ours, theirs = convnet.Tensor(x, requires_grad=True), torch.from_numpy(x).requires_grad_()
+    expected = model(theirs)
+    out_weights = weights(*expected.shape, seed=12)
+    (expected * torch.from_numpy(out_weights)).sum().backward()
+    (loaded(ours) * convnet.Tensor(out_weights)).sum().backward()
+    assert_close_relative_to_scale(ours.grad.numpy(), theirs.grad.numpy(), 1e-4)
+    torch_parameters = dict(model.named_parameters())
+    compared = 0
+    for key, parameter in loaded.named_parameters():
+        # The same weight under the same name (the exporters fold batch norm into the convolution before it).
+        if key in torch_parameters and np.array_equal(parameter.numpy(), torch_parameters[key].detach().numpy()):
+            assert_close_relative_to_scale(parameter.grad.numpy(), torch_parameters[key].grad.numpy(), 1e-4)
+            compared += 1
+    assert compared >= 2 or exporter == "torchscript"
+
+
+def test_dropouts_mask_is_ones_in_evaluation_and_the_kept_elements_in_training(tmp_path):
+    nodes = [node("Dropout", ["x", "ratio"], ["y", "mask"])]
+    path = onnx_file(tmp_path / "model.onnx", nodes, ["N", 4, 5], {"ratio": np.array(0.25, np.float32)},
+                     outputs=("y", "mask"))
+    loaded = load(path)
+    x = images(3, (4, 5))
+    out, mask = loaded(x)
+    np.testing.assert_array_equal(out.numpy(), x)
+    assert mask.dtype == np.bool_ and mask.numpy().all()
+    convnet.manual_seed(0)
+    out, mask = loaded.train()(x)
+    kept = mask.numpy()
+    assert 0 < kept.mean() < 1
+    np.testing.assert_allclose(out.numpy(), np.where(kept, x / 0.75, 0), rtol=1e-6)
+
+
+@pytest.mark.slow
+@requires_torch
+@pytest.mark.parametrize("name", ["mobilenet_v3_small", "squeezenet1_0", "googlenet", "shufflenet_v2_x0_5",
+                                  "convnext_tiny"])
+def test_torchvisions_networks_that_were_refused_now_equal_onnxruntime(name, tmp_path):
+    """HardSwish (MobileNetV3), ceil_mode pooling (SqueezeNet, GoogLeNet), the channel shuffle
+    (ShuffleNetV2) and LayerNorm between Transposes (ConvNeXt): random weights, 64 px."""
+    torch.manual_seed(0)
+    options = {"aux_logits": False, "init_weights": True} if name == "googlenet" else {}
+    model = getattr(torchvision_models(), name)(**options).eval()
+    x = images(1, (3, 64, 64), seed=13)
+    check_against_onnx(export(model, tmp_path / f"{name}.onnx", x, "torchscript", opset_version=18), x)

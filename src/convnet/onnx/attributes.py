@@ -62,10 +62,3 @@ def padding_of(op, attributes, kernel, stride, dilation, input_shape):
         padding += [small, large] if auto_pad == "SAME_UPPER" else [large, small]
     return tuple(padding)
 
-
-def symmetric_padding(op, padding):
-    """(top, bottom, left, right) as (pH, pW), for layers that pad opposite sides alike."""
-    top, bottom, left, right = padding
-    if (top, left) != (bottom, right):
-        raise Unsupported(f"{op} with different padding on opposite sides, (top, bottom, left, right) = {padding}")
-    return top, left

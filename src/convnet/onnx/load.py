@@ -17,23 +17,24 @@ Reshape and ReduceMean.
 
 import re
 from pathlib import Path
-from typing import NamedTuple
 
 import numpy as np
 
 from .. import nn
-from ..errors import InvalidValue
 from ..tensor import Tensor
 from . import ops
 from .attributes import shortest_float32
 from .errors import OnnxError, Unsupported, require_onnx
-from .functions import flattened_softmax
-from .reading import DEFAULT_DOMAINS, inferred_shapes, read_model, tensor_array
+from .model import OnnxModel, Step
+from .reading import DEFAULT_DOMAINS, inferred_values, read_model, tensor_array
 
 GENERATED_PREFIX = "onnx::"  # torch's names for weights it computed (BatchNorm folded into Conv): no layer's name
 # Constant's attributes -> the dtype of its value (a tensor's own for "value")
 CONSTANT_ATTRIBUTES = {"value": None, "value_float": np.float32, "value_floats": np.float32, "value_int": np.int64,
                        "value_ints": np.int64}
+# TensorProto.DataType values: the inputs that become Tensors, and those read as NumPy arrays (flags, shapes)
+FLOATING_TYPES = {1, 11}  # FLOAT, DOUBLE
+TAKEN_TYPES = FLOATING_TYPES | {2, 3, 4, 5, 6, 7, 9, 12, 13}  # and the (unsigned) integers and BOOL
 
 
 def load(path):
@@ -42,88 +43,13 @@ def load(path):
     Weights stored outside the model (external data, such as the ``.onnx.data`` file torch writes)
     are read from the model's folder; a location outside that folder is refused. Raises `OnnxError`,
     naming the file, for a file that is not ONNX, is truncated or fails onnx.checker, a graph without
-    exactly one input, and nodes convnet cannot run (every one of them in one message).
+    inputs or with an input of a type convnet cannot take (strings, float16), and nodes convnet cannot
+    run (every one of them in one message, each with its name, its operator and the reason).
     """
     onnx = require_onnx()
     path = Path(path)
     model = read_model(onnx, path)
     return _Builder(onnx, model, path).build().eval()
-
-
-class Step(NamedTuple):
-    """One node at run time: the child ``module`` (by name), or ``function`` with ``attributes``, maps
-    the values named ``inputs`` to the value named ``output``; ``release``: values no later step reads."""
-    node: str  # its name in errors
-    inputs: tuple
-    output: str
-    module: str | None
-    function: object
-    attributes: dict
-    release: tuple = ()
-
-
-class OnnxModel(nn.Module):
-    """An ONNX graph run by convnet: ``forward(x)`` runs `steps` in order and returns the graph's
-    output (a tuple of them if it has several).
-
-    Children: the layer of each node that has one, named after its weight's initializer
-    (``features.0.weight`` -> ``features.0``, so its keys are the initializers' names, those of the
-    model exported) or, for weights torch computed and for layers without weights, after the node.
-    Parameters of its own: the weights that the graph's arithmetic reads (a learned scale), named
-    after their initializers. Every state_dict key is unique and made of dot-separated letters,
-    digits and underscores. ``constants``: the values known at load that steps read. ``metadata``:
-    the file's metadata_props ({key: text}).
-    """
-
-    def __init__(self, source, input_name, input_shape, metadata=None):
-        super().__init__()
-        self.source, self.input_name, self.input_shape = source, input_name, input_shape
-        self.metadata = dict(metadata or {})
-        self.steps, self.constants, self.parameter_keys, self.output_names = [], {}, {}, []
-
-    def forward(self, x):
-        x = x if isinstance(x, Tensor) else Tensor(x)
-        self._check_input(x)
-        values = {**self.constants, self.input_name: x}
-        values.update((name, self._parameters[key]) for name, key in self.parameter_keys.items())
-        for step in self.steps:
-            inputs = [values[name] if name else None for name in step.inputs]
-            try:
-                if step.module is not None:
-                    values[step.output] = self._modules[step.module](*inputs)
-                else:
-                    values[step.output] = step.function(*inputs, **step.attributes)
-            except (ValueError, TypeError) as error:
-                if error.args:
-                    error.args = (f"{step.node}: {error.args[0]}",) + error.args[1:]
-                raise
-            for name in step.release:
-                del values[name]
-        outputs = tuple(value if isinstance(value, Tensor) else Tensor(value)
-                        for value in (values[name] for name in self.output_names))
-        return outputs[0] if len(outputs) == 1 else outputs
-
-    @property
-    def answers_probabilities(self):
-        """Whether the graph's one output comes from a Softmax: probabilities, not logits."""
-        producer = next((step for step in self.steps if step.output in self.output_names[:1]), None)
-        if producer is None or len(self.output_names) != 1:
-            return False
-        if producer.module is not None:
-            return isinstance(self._modules[producer.module], nn.Softmax)
-        return producer.function is flattened_softmax and not producer.attributes["log"]
-
-    def _check_input(self, x):
-        expected = self.input_shape
-        if expected is None:
-            return
-        if x.ndim != len(expected) or any(isinstance(size, int) and size != actual
-                                          for size, actual in zip(expected, x.shape)):
-            raise InvalidValue(f"expected input {self.input_name!r} of shape ({', '.join(map(str, expected))}), "
-                             f"got {tuple(x.shape)}")
-
-    def extra_repr(self):
-        return repr(self.source)
 
 
 class _Builder:
@@ -136,7 +62,7 @@ class _Builder:
         # Floating initializers are weights, which train; torch writes a literal (the 2 of x / 2) as a
         # scalar initializer or a Constant, a shape as an int64 one.
         self.weights = {name for name, value in self.known.items() if value.dtype.kind == "f" and value.ndim}
-        self.shapes = inferred_shapes(onnx, model)
+        self.shapes, self.types = inferred_values(onnx, model)
         self.parameters = {}  # (initializer, transposed) -> Parameter, so that a weight read twice stays one
         self.readers = {}  # value -> indices of the nodes that read it
         for index, node in enumerate(self.graph.node):
@@ -170,30 +96,33 @@ class _Builder:
     # ------------------------------------------------------------------ building
     def build(self):
         inputs = [value for value in self.graph.input if value.name not in self.known]
-        if len(inputs) != 1:
-            raise OnnxError(f"{self.path}: expected a graph with one input, got {len(inputs)}: "
-                            f"{[value.name for value in inputs]}")
-        tensor_type = inputs[0].type.tensor_type
-        if tensor_type.elem_type not in (self.onnx.TensorProto.FLOAT, self.onnx.TensorProto.DOUBLE):
-            raise OnnxError(f"{self.path}: input {inputs[0].name!r} holds "
-                            f"{self.onnx.TensorProto.DataType.Name(tensor_type.elem_type)}; convnet models take "
-                            f"float or double tensors")
-        declared = None
-        if tensor_type.HasField("shape"):
-            declared = tuple(dim.dim_value if dim.HasField("dim_value") else dim.dim_param or "?"
-                             for dim in tensor_type.shape.dim)
-        self.model = OnnxModel(self.path.name, inputs[0].name, declared,
-                               {entry.key: entry.value for entry in self.proto.metadata_props})
+        if not inputs:
+            raise OnnxError(f"{self.path}: expected a graph with at least one input, got none")
+        declared, floating = [], []
+        for value in inputs:
+            tensor_type = value.type.tensor_type
+            if tensor_type.elem_type not in TAKEN_TYPES:
+                raise OnnxError(f"{self.path}: input {value.name!r} holds "
+                                f"{self.onnx.TensorProto.DataType.Name(tensor_type.elem_type)}; convnet models take "
+                                f"float, double, integer or bool tensors")
+            floating.append(tensor_type.elem_type in FLOATING_TYPES)
+            declared.append((value.name, tuple(dim.dim_value if dim.HasField("dim_value") else dim.dim_param or "?"
+                                               for dim in tensor_type.shape.dim)
+                             if tensor_type.HasField("shape") else None))
+        self.model = OnnxModel(self.path.name, declared, {entry.key: entry.value for entry in self.proto.metadata_props},
+                               floating)
+        self.model.shapes = dict(self.shapes)
         self.taken = set(dir(self.model))
         problems, absorbed = [], set()
         for index, node in enumerate(self.graph.node):
             if index in absorbed:
                 continue
             label = node.name or f"node {index}"
+            op = node.op_type if node.domain in DEFAULT_DOMAINS else f"{node.domain}.{node.op_type}"
             try:
                 absorbed.update(self._translate(index, node, label))
-            except Unsupported as error:
-                problems.append(f"{label} ({error})")
+            except Unsupported as error:  # each reason names the op first
+                problems.append(f"{label} ({error if str(error).startswith(op) else f'{op}: {error}'})")
             except ValueError as error:  # a layer refusing the node's arguments
                 problems.append(f"{label} ({node.op_type}: {error})")
         if problems:
@@ -207,14 +136,11 @@ class _Builder:
         op = node.op_type if node.domain in DEFAULT_DOMAINS else f"{node.domain}.{node.op_type}"
         understood = set(CONSTANT_ATTRIBUTES) if op == "Constant" else ops.TRANSLATIONS.get(op, (None, None))[1]
         if understood is None:
-            raise Unsupported(f"op {op}")
+            raise Unsupported(f"{op}: an operator convnet does not run")
         attributes = {attribute.name: self._attribute(attribute) for attribute in node.attribute}
         unknown = sorted(set(attributes) - understood)
         if unknown:
             raise Unsupported("; ".join(f"{op} attribute {name}" for name in unknown))
-        for position, name in enumerate(node.output[1:], start=2):
-            if name and (name in self.readers or name in self.graph_outputs):
-                raise Unsupported(f"{op} output {position} ({name}), which convnet does not compute")
         if op == "Constant":
             ((kind, value),) = attributes.items()
             self.known[node.output[0]] = np.asarray(value, dtype=CONSTANT_ATTRIBUTES[kind])
@@ -228,22 +154,38 @@ class _Builder:
         if bias_add is not None:
             add = self.graph.node[bias_add]
             bias = add.input[1] if add.input[0] == node.output[0] else add.input[0]
-            translation, output = ops.matmul_node(node, attributes, self, bias), add.output[0]
+            translation, outputs = ops.matmul_node(node, attributes, self, bias), (add.output[0],)
         else:
-            translation, output = ops.TRANSLATIONS[op][0](node, attributes, self), node.output[0]
+            translation = ops.TRANSLATIONS[op][0](node, attributes, self)
+            # A translation may compute more outputs than the node names (Dropout's mask): those go unread.
+            outputs = tuple(node.output[:translation.outputs]) + ("",) * (translation.outputs - len(node.output))
+        for position, name in enumerate(node.output[len(outputs):], start=len(outputs) + 1):
+            if name and (name in self.readers or name in self.graph_outputs):
+                raise Unsupported(f"{op} output {position} ({name}), which convnet does not compute")
+        outputs = tuple(name if name in self.readers or name in self.graph_outputs else "" for name in outputs)
+        inputs = tuple(node.input[:1] if isinstance(translation, ops.Layer) else node.input)
+        inputs = inputs if translation.inputs is None else tuple(translation.inputs)
         if isinstance(translation, ops.Layer):
+            self._check_floating(op, inputs)
             name = self._layer_name(index, node, translation.weight, translation.module)
             self.model._modules[name] = translation.module
-            self.model.steps.append(Step(label, (node.input[0],), output, name, None, {}))
+            self.model.steps.append(Step(label, inputs, outputs, name, None, {}))
+        elif all(not name or name in self.known and name not in self.weights for name in inputs):
+            value = translation.function(*(self.known.get(name) for name in inputs), **translation.attributes)
+            for name, result in zip(outputs, (value,) if len(outputs) == 1 else value):
+                if name:
+                    self.known[name] = np.asarray(result.data if isinstance(result, Tensor) else result)
         else:
-            inputs = tuple(node.input if translation.inputs is None else translation.inputs)
-            if all(not name or name in self.known and name not in self.weights for name in inputs):
-                value = translation.function(*(self.known.get(name) for name in inputs), **translation.attributes)
-                self.known[output] = np.asarray(value.data if isinstance(value, Tensor) else value)
-            else:
-                self.model.steps.append(Step(label, inputs, output, None, translation.function,
-                                             translation.attributes))
+            self.model.steps.append(Step(label, inputs, outputs, None, translation.function, translation.attributes))
         return () if bias_add is None else (bias_add,)
+
+    def _check_floating(self, op, inputs):
+        """Refuse a layer over integer or boolean values: convnet's layers compute in floating point."""
+        for name in inputs:
+            kind = self.types.get(name)
+            if name and kind is not None and kind not in FLOATING_TYPES:
+                raise Unsupported(f"{op} of {self.onnx.TensorProto.DataType.Name(kind)} values: convnet's layers "
+                                  f"compute in float or double")
 
     def _bias_add(self, node):
         """The Add that is the only reader of this MatMul's product and adds a stored (N,) vector to it,

@@ -67,13 +67,19 @@ def tensor_array(onnx, tensor, path):
     return np.frombuffer(data, dtype=dtype.newbyteorder("<")).reshape(tuple(tensor.dims)).astype(dtype)
 
 
-def inferred_shapes(onnx, model):
-    """Value name -> shape (None for a size the graph leaves open) from ONNX's shape inference."""
+def inferred_values(onnx, model):
+    """(value name -> shape, None for a size the graph leaves open; value name -> element type, a
+    TensorProto.DataType) from ONNX's shape inference."""
     inferred = onnx.shape_inference.infer_shapes(model).graph
-    shapes = {}
+    shapes, types = {}, {}
     for value in (*inferred.input, *inferred.value_info, *inferred.output):
         tensor_type = value.type.tensor_type
+        if tensor_type.elem_type:
+            types[value.name] = tensor_type.elem_type
         if tensor_type.HasField("shape"):
             shapes[value.name] = tuple(dim.dim_value if dim.HasField("dim_value") else None
                                        for dim in tensor_type.shape.dim)
-    return shapes
+    for tensor in model.graph.initializer:
+        types.setdefault(tensor.name, tensor.data_type)
+        shapes.setdefault(tensor.name, tuple(tensor.dims))
+    return shapes, types
