@@ -152,7 +152,7 @@ def inference_case(model_name, images, layout=DEFAULT_LAYOUT):
     """Classifying ``images`` (N, C, H, W) in one batch, in eval mode; its FLOPs counted from the layers."""
     def build(contender):
         model = _model(model_name, "convnet" if contender == "onnxruntime" else contender)
-        model.eval()
+        model = models.convnet_nn.fuse_for_inference(model) if contender == "convnet" else model.eval()
         if contender == "convnet":
             batch = in_layout(images, layout)
 

@@ -37,8 +37,8 @@ def evaluate_run(run_dir, data=None, mirror=None):
         raise DataChanged(f"{run_dir}: {'; '.join(changes)} (pass --data with the run's files, or --data PATH to "
                           f"evaluate on other data on purpose)")
     warnings = [f"{run_dir}: {change}; the figures below are for {config.data}" for change in changes]
-    return test.classes, evaluate(model, evaluation_loader(config, test, spec), mirror=config.test_time_mirroring), \
-        warnings
+    return test.classes, evaluate(nn.fuse_for_inference(model), evaluation_loader(config, test, spec),
+                                  mirror=config.test_time_mirroring), warnings
 
 
 def _test_set(config, spec, data, where):
@@ -79,7 +79,7 @@ def evaluate_model(target, data=None, mirror=None):
         raise InvalidValue(f"{target} answers {len(loaded.classes)} classes; {loaded.config.dataset} has "
                            f"{len(test.classes)}")
     loader = DataLoader(test, 1000, transform=loaded.normalize)
-    return test.classes, evaluate(loaded.model, loader, mirror=loaded.mirror), loaded.notes
+    return test.classes, evaluate(nn.fuse_for_inference(loaded.model), loader, mirror=loaded.mirror), loaded.notes
 
 
 class Classifier:

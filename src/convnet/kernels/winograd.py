@@ -72,10 +72,11 @@ class Winograd:
         """Output (H', W') -> the number of m x m tiles (ceil(H'/m), ceil(W'/m))."""
         return tuple(-(-size // self.tile) for size in output_hw)
 
-    def forward(self, image, weight, geometry, last=False):
+    def forward(self, image, weight, geometry, last=False, finish=None):
         """image: channel-major (C, N, H, W), or channels-last (N, H, W, C) when ``last`` (only where
         `reads_channels_last`) -> out: channel-major (O, N, H', W'), tiles (P, C, N, tH, tW) and
-        U = G g G^T (P, O, C), which `input_grad` takes again.
+        U = G g G^T (P, O, C), which `input_grad` takes again. ``finish``: in place of the output
+        transform, a function of the products (P, O, N, tH, tW) returning out (an inference epilogue).
 
         tiles = B^T d B over the input's patches, U, then the P products
         (P, O, C) @ (P, C, N*tH*tW) and A^T m A back onto the output.
@@ -87,6 +88,8 @@ class Winograd:
         products = planes((o, n * tiles_hw[0] * tiles_hw[1]), image.dtype, self.planes)
         transformed_weight = self.weight(weight)
         np.matmul(transformed_weight, tiles.reshape(self.planes, c, -1), out=products)
+        if finish is not None:
+            return finish(products.reshape((self.planes, o, n) + tiles_hw)), tiles, transformed_weight
         out = np.empty((o, n) + geometry.output_hw, dtype=image.dtype)
         self.output_transform(products.reshape((self.planes, o, n) + tiles_hw), out)
         return out, tiles, transformed_weight

@@ -1,4 +1,5 @@
-"""Winograd F(2x2, 3x3)'s six transforms, compiled, and their NumPy references (``reference``).
+"""Winograd F(2x2, 3x3)'s six transforms (and `output_transform_fused`, the output transform with an
+inference epilogue: nn/fusion.py), compiled, and their NumPy references (``reference``).
 
 kernels/winograd.py describes the algorithm and runs the convolution; this file holds the
 transforms for 2x2 output tiles from 4x4 input patches (16 planes), from the matrices
@@ -17,6 +18,7 @@ tiles_h, tiles_w), entry (r, s) of a tile in plane 4r + s.
 import numpy as np
 from numba import njit, prange
 
+from .activation import bias_relu_max_pool_reference
 from .winograd import References
 
 B_T = np.array([[1, 0, -1, 0], [0, 1, 1, 0], [0, -1, 1, 0], [0, 1, 0, -1]], dtype=np.float64)
@@ -48,6 +50,21 @@ def _a_t(m0, m1, m2, m3):
 def _a(y0, y1):
     """A y for a 2-vector y -> 4 values: the adjoint of `_a_t`."""
     return y0, y0 + y1, y0 - y1, -y1
+
+
+# The inference epilogue's steps as kernels/activation.py has them (copied: see kernels/winograd.py
+# on why compiled files share no helpers).
+@njit(cache=True, nogil=True, inline="always")
+def _larger(a, b):
+    """max(a, b), NaN if either is."""
+    return a if a > b or a != a else b
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _finish(value, floor):
+    """ReLU where ``floor`` is 0, the identity where it is -inf; NaN stays NaN. (A select on a floor
+    the caller sets once: a test of the flag here kept the loops 1.4x slower, issue 30.)"""
+    return floor if value <= floor else value
 
 
 # ------------------------------------------------------------------ forward
@@ -170,6 +187,19 @@ def weight_transform(weight, transformed):
                 transformed[4 * r + 3, o, c] = rows[r, 2]
 
 
+@njit(cache=True, nogil=True, inline="always")
+def _tile(m, ty, tx):
+    """(A^T m A) for tile (ty, tx) of the 16 planes m (m[4r + s] holds entry (r, s)): y00, y01, y10, y11."""
+    # A^T down each column of m (4 -> 2 rows), then A along each row.
+    p0, q0 = _a_t(m[0, ty, tx], m[4, ty, tx], m[8, ty, tx], m[12, ty, tx])
+    p1, q1 = _a_t(m[1, ty, tx], m[5, ty, tx], m[9, ty, tx], m[13, ty, tx])
+    p2, q2 = _a_t(m[2, ty, tx], m[6, ty, tx], m[10, ty, tx], m[14, ty, tx])
+    p3, q3 = _a_t(m[3, ty, tx], m[7, ty, tx], m[11, ty, tx], m[15, ty, tx])
+    y00, y01 = _a_t(p0, p1, p2, p3)
+    y10, y11 = _a_t(q0, q1, q2, q3)
+    return y00, y01, y10, y11
+
+
 @njit(cache=True, nogil=True, parallel=True)
 def output_transform(products, out):
     """products: (16, O, N, tiles_h, tiles_w) -> out: channel-major (O, N, H', W'), written in full.
@@ -185,13 +215,7 @@ def output_transform(products, out):
             for ty in range(th):
                 y = 2 * ty
                 for tx in range(tw):
-                    # A^T down each column of m (4 -> 2 rows), then A along each row.
-                    p0, q0 = _a_t(m[0, ty, tx], m[4, ty, tx], m[8, ty, tx], m[12, ty, tx])
-                    p1, q1 = _a_t(m[1, ty, tx], m[5, ty, tx], m[9, ty, tx], m[13, ty, tx])
-                    p2, q2 = _a_t(m[2, ty, tx], m[6, ty, tx], m[10, ty, tx], m[14, ty, tx])
-                    p3, q3 = _a_t(m[3, ty, tx], m[7, ty, tx], m[11, ty, tx], m[15, ty, tx])
-                    y00, y01 = _a_t(p0, p1, p2, p3)
-                    y10, y11 = _a_t(q0, q1, q2, q3)
+                    y00, y01, y10, y11 = _tile(m, ty, tx)
                     x = 2 * tx
                     out[o, n, y, x] = y00
                     if x + 1 < out_w:
@@ -200,6 +224,46 @@ def output_transform(products, out):
                         out[o, n, y + 1, x] = y10
                         if x + 1 < out_w:
                             out[o, n, y + 1, x + 1] = y11
+
+
+@njit(cache=True, nogil=True, parallel=True)
+def output_transform_fused(products, bias, relu, pool, out):
+    """`output_transform` with an inference epilogue: products (16, O, N, tiles_h, tiles_w), bias (O,)
+    -> out (O, N, H'', W''), any strides, written in full: out[o, n] = act(Y + bias[o]), act ReLU when
+    ``relu``; with ``pool`` each 2x2 window's maximum, H'' = H' // 2 (then a window is a tile, and
+    the 2x2 outputs are never stored); else H'' = H'. The same arithmetic as `output_transform`
+    then kernels/activation.py's `bias_relu_max_pool`, so the same floats."""
+    floor = np.full(1, 0 if relu else -np.inf, out.dtype)[0]
+    for o in prange(out.shape[0]):
+        b = bias[o]
+        for n in range(out.shape[1]):
+            m, target = products[:, o, n], out[o, n]
+            out_h, out_w = target.shape
+            if pool:  # the window's maximum, as `bias_relu_max_pool` takes it
+                for ty in range(out_h):
+                    for tx in range(out_w):
+                        y00, y01, y10, y11 = _tile(m, ty, tx)
+                        target[ty, tx] = _finish(_larger(_larger(y00, y10), _larger(y01, y11)) + b, floor)
+                continue
+            for ty in range(m.shape[1]):  # every tile, a ragged last one writing the outputs that exist
+                for tx in range(m.shape[2]):
+                    y00, y01, y10, y11 = _tile(m, ty, tx)
+                    y, x = 2 * ty, 2 * tx
+                    target[y, x] = _finish(y00 + b, floor)
+                    if x + 1 < out_w:
+                        target[y, x + 1] = _finish(y01 + b, floor)
+                    if y + 1 < out_h:
+                        target[y + 1, x] = _finish(y10 + b, floor)
+                        if x + 1 < out_w:
+                            target[y + 1, x + 1] = _finish(y11 + b, floor)
+
+
+def output_transform_fused_reference(products, bias, relu, pool, out):
+    """`output_transform_fused` in NumPy: the reference output transform, then the epilogue's reference."""
+    o_count, n_count, out_h, out_w = out.shape
+    full = np.empty((o_count, n_count) + ((2 * out_h, 2 * out_w) if pool else (out_h, out_w)), dtype=products.dtype)
+    reference.output_transform(products, full)
+    bias_relu_max_pool_reference(full, bias, relu, pool, out)
 
 
 # ------------------------------------------------------------------ backward

@@ -4,6 +4,7 @@ from . import init
 from .activation import (GELU, Hardsigmoid, Hardswish, Hardtanh, LeakyReLU, LogSoftmax, ReLU, ReLU6, Sigmoid, SiLU,
                          Softmax, Tanh)
 from .conv import Conv2d, ConvTranspose2d
+from .fusion import FusedConv2d, fuse_for_inference
 from .inspect import LayerOutput, record_outputs
 from .linear import Dropout, Flatten, Identity, Linear
 from .mirror import logits
@@ -20,4 +21,4 @@ __all__ = ["Module", "Parameter", "Sequential", "Conv2d", "ConvTranspose2d", "Li
            "MaxPool2d", "AvgPool2d", "AdaptiveAvgPool2d", "ReLU", "ReLU6", "Hardtanh", "Hardsigmoid", "Hardswish",
            "SiLU", "LeakyReLU", "Sigmoid", "Tanh", "GELU", "Softmax", "LogSoftmax", "BatchNorm1d", "BatchNorm2d",
            "LayerNorm", "LayerNorm2d", "BasicBlock", "StochasticDepth", "Permute", "ChannelShuffle", "init", "summary",
-           "summary_rows", "record_outputs", "LayerOutput", "logits"]
+           "summary_rows", "record_outputs", "LayerOutput", "logits", "fuse_for_inference", "FusedConv2d"]
