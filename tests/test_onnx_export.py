@@ -22,6 +22,7 @@ from conftest import assert_close_relative_to_scale
 from onnx.reference import ReferenceEvaluator
 
 import convnet
+from convnet import functional as F
 from convnet import models, nn
 from convnet.files import WriteError
 from convnet.onnx import INSTALL, OnnxError, OnnxMissing
@@ -139,7 +140,10 @@ def test_names_follow_the_state_dict_and_the_module_paths(tmp_path):
     nodes = {node.name: node.op_type for node in proto.graph.node}
     assert nodes["stem.0"] == "Conv" and nodes["stem.1"] == "BatchNormalization" and nodes["stem.2"] == "Relu"
     assert nodes["layers.1.conv1"] == "Conv" and nodes["layers.1.downsample.0"] == "Conv"
-    assert (nodes["layers.1.relu1"], nodes["layers.1.add"], nodes["layers.1.relu2"]) == ("Relu", "Add", "Relu")
+    # What BasicBlock's forward computes itself is named by its path and the Function; its output by its path.
+    assert (nodes["layers.1.relu"], nodes["layers.1.add"], nodes["layers.1"]) == ("Relu", "Add", "Relu")
+    add = next(node for node in proto.graph.node if node.name == "layers.1.add")
+    assert list(add.input) == ["layers.1.bn2", "layers.1.downsample.1"]
     assert "layers.0.downsample.0" not in nodes  # the first block's shortcut is the identity
     assert (nodes["pool"], nodes["flatten"], nodes["fc"]) == ("GlobalAveragePool", "Flatten", "Gemm")
     fc = next(node for node in proto.graph.node if node.name == "fc")
@@ -188,6 +192,7 @@ def test_export_uses_evaluation_semantics_and_leaves_the_model_as_it_was(tmp_pat
     path = tmp_path / "model.onnx"
     proto = export(nn.Sequential(model, nn.Dropout(0.5)), path)
     assert [module.training for module in model.modules()] == flags
+    assert not any(module._forward_hooks or "forward" in vars(module) for module in model.modules())  # untraced
     for key, value in model.state_dict().items():  # the running statistics did not move
         np.testing.assert_array_equal(value, state[key], err_msg=key)
     assert "Dropout" not in {node.op_type for node in proto.graph.node}
@@ -396,15 +401,15 @@ def test_an_opset_outside_the_supported_range_is_refused(opset, tmp_path):
     assert not os.listdir(tmp_path)
 
 
-# ------------------------------------------------------------------ errors
+# ------------------------------------------------------------------ forwards of their own, traced
 class Doubler(nn.Module):
     def forward(self, x):
         return x * 2
 
 
-class ClippedReLU(nn.ReLU):  # computes something else: cannot be exported as a ReLU
+class ClippedReLU(nn.ReLU):  # computes something else than a ReLU: its own forward is written
     def forward(self, x):
-        return convnet.functional.relu(x) - convnet.functional.relu(x - 6)
+        return F.relu(x) - F.relu(x - 6)
 
 
 class NamedConv(nn.Conv2d):  # the same forward: exported as the Conv2d it is
@@ -420,36 +425,155 @@ class Net(nn.Module):
         return self.conv(x)
 
 
-def test_every_unexportable_module_is_named_with_its_path_in_one_error(tmp_path):
+def test_modules_with_forwards_of_their_own_are_traced(tmp_path):
     model = nn.Sequential(NamedConv(1, 4, 3), Doubler(), nn.Sequential(nn.ReLU(), ClippedReLU(), nn.MaxPool2d(2)),
                           nn.BasicBlock(4, 4), nn.Flatten(), nn.Linear(4 * 13 * 13, 10))
     model[3].bn2 = Doubler()
+    proto = export(randomize(model), tmp_path / "model.onnx")
+    check_oracles(model, tmp_path / "model.onnx", inputs(MNIST))
+    nodes = {node.name: node.op_type for node in proto.graph.node}
+    assert (nodes["0"], nodes["1"], nodes["2.1.relu"], nodes["2.1.sub"], nodes["2.1"]) == (
+        "Conv", "Mul", "Relu", "Sub", "Sub")
+    assert nodes["3.bn2"] == "Mul" and nodes["3.add"] == "Add" and nodes["3"] == "Relu"
+    assert [n.op_type for n in export(Net(), tmp_path / "net.onnx").graph.node] == ["Conv"]
+
+
+class Everything(nn.Module):
+    """Every Function the exporter writes, called functionally in a forward of its own, and the
+    layers whose arguments only they keep (Hardtanh, ReLU6, LayerNorm, LayerNorm2d)."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv2d(4, 6, 3, padding=1)
+        self.weight = nn.Parameter(convnet.randn(6, 3, 2, 2).numpy() * 0.3)
+        self.scale = nn.Parameter(np.linspace(0.5, 1.5, 6, dtype=np.float32).reshape(6, 1, 1))
+        self.norm, self.norm2d = nn.LayerNorm(5, eps=1e-3), nn.LayerNorm2d(6)
+        self.layers = nn.Sequential(nn.Hardtanh(-0.5, 0.7), nn.ReLU6())
+        self.fc = nn.Parameter(convnet.randn(4, 30).numpy() * 0.3)
+
+    def forward(self, x):                                                 # x: (N, 4, 8, 8)
+        y = 1.5 - self.conv(x) * self.scale + 0.1                         # Sub, Mul, Add: broadcasts, numbers
+        a, b = y.chunk(2, dim=1)                                          # Narrow: (N, 3, 8, 8) each
+        y = convnet.cat([F.hardswish(b), F.silu(a) / 2, F.hardsigmoid(a - b)], dim=1)
+        y = F.channel_shuffle(F.leaky_relu(y, 0.2), 3).split([6, 3], dim=1)[0]
+        y = self.norm2d(F.gelu(y) + F.gelu(y, "tanh") + F.tanh(y) * F.sigmoid(y))
+        p = F.relu_max_pool2d(y, 3, stride=2, padding=1, ceil_mode=True)  # (N, 6, 5, 5)
+        weight = self.weight.permute(0, 1, 3, 2).reshape(6, 3, 2, 2)      # a weight computed in the forward
+        z = F.conv2d(F.relu(self.layers(p)) + p, weight, groups=2, padding=1)             # (N, 6, 6, 6)
+        z = F.conv_transpose2d(z, self.weight, stride=2, padding=1, output_padding=1, groups=2)  # 11 x 11
+        z = F.max_pool2d(z, 2, ceil_mode=True)                                              # 6 x 6
+        z = F.avg_pool2d(z, 2, stride=1, padding=1) + F.avg_pool2d(z, 2, 1, 1, count_include_pad=False)  # 7 x 7
+        s = convnet.stack([z.mean(axis=(2, 3)), z.max(axis=3).sum(axis=2), z.min(axis=(2, 3)),
+                           F.erf(z).abs().sqrt().exp().log().mean(axis=(2, 3)),
+                           F.adaptive_avg_pool2d(z, 1).flatten(1)], axis=2)                 # (N, 6, 5)
+        ends = s[:, :, 0].reshape(s.shape[0], 6, 1) * s[:, :, -1].reshape(s.shape[0], 6, 1)   # Index: integers
+        s = convnet.cat([ends, s[:, :, 1:]], dim=2) + convnet.cat([s[:, ::2], s[:, 1::2]], dim=1)  # slices, steps
+        t = self.norm(s.clip(-2, None) ** 2).permute(0, 2, 1).flatten(1)                  # (N, 30)
+        logits = F.linear(-t, self.fc) + (t @ self.fc.T) * 0.5
+        return F.log_softmax(logits, dim=1) + F.softmax(logits, dim=1)
+
+
+@pytest.mark.parametrize("opset", [MIN_OPSET, 17, 19, DEFAULT_OPSET])
+def test_every_function_in_a_forward_of_its_own_matches_both_oracles(opset, tmp_path):
+    convnet.manual_seed(3)
+    model = Everything()
+    proto = export(model, tmp_path / "everything.onnx", (1, 4, 8, 8), opset=opset)
+    check_oracles(model, tmp_path / "everything.onnx", inputs((1, 4, 8, 8), batch=3), strict_top1=False)
+    found = {node.op_type for node in proto.graph.node}
+    assert {"Slice", "Concat", "Transpose", "Reshape", "ReduceMax", "ReduceMin", "ReduceSum", "Clip", "Pow",
+            "ConvTranspose", "MatMul", "Gemm", "Unsqueeze", "HardSigmoid", "Squeeze"} <= found
+    assert ("LayerNormalization" in found) == (opset >= 17) and ("HardSwish" in found) == (opset >= 14)
+    names = {tensor.name for tensor in proto.graph.initializer}
+    assert {"weight", "scale", "fc", "conv.weight", "norm.weight", "norm2d.bias"} <= names
+
+
+class Cube(convnet.Function):
+    def forward(self, x):
+        return x ** 3
+
+    def backward(self, grad):
+        raise NotImplementedError
+
+
+class Cubed(nn.Module):
+    def forward(self, x):
+        return Cube.apply(x) + 1
+
+
+class Clamped(nn.Module):  # hardtanh's bounds and layer_norm's eps are kept by their layers only
+    def forward(self, x):
+        return F.layer_norm(F.hardtanh(x, 0, 2), (3,))
+
+
+def test_every_operation_without_an_onnx_form_is_named_with_its_path_in_one_error(tmp_path):
+    model = nn.Sequential(nn.Conv2d(1, 4, 3), Cubed(), nn.Sequential(nn.ReLU(), Cubed()), nn.BasicBlock(4, 4),
+                          nn.Conv2d(4, 3, 24), Clamped(), nn.Flatten(), nn.Linear(27, 10))
+    model[3].bn2 = Cubed()
     path = tmp_path / "model.onnx"
     path.write_bytes(b"the previous export")
     with pytest.raises(OnnxError) as error:
         export(model, path)
     message = str(error.value)
     assert "\n" not in message
-    assert message.startswith("cannot export Sequential to ONNX; 3 modules at fault: 1: cannot export Doubler to "
-                              "ONNX; 2.1: cannot export ClippedReLU to ONNX; 3.bn2: cannot export Doubler to ONNX "
-                              "(exportable: ")
-    assert "Conv2d" in message.split("(exportable: ")[1]
+    assert message.startswith("cannot export Sequential to ONNX; 4 modules at fault: 1: cannot export Cube (run by "
+                              "Cubed) to ONNX; 2.1: cannot export Cube (run by Cubed) to ONNX; 3.bn2: cannot export "
+                              "Cube (run by Cubed) to ONNX; 5: cannot export Hardtanh (run by Clamped) to ONNX; 5: "
+                              "cannot export LayerNorm (run by Clamped) to ONNX (exportable: the layers ")
+    assert "Conv2d" in message.split("(exportable: ")[1] and "ChannelShuffle" in message.split("operations ")[1]
     assert path.read_bytes() == b"the previous export"  # nothing written, nothing lost
     assert sorted(os.listdir(tmp_path)) == ["model.onnx"]
 
 
-def test_a_model_with_its_own_forward_is_named_as_the_model(tmp_path):
-    with pytest.raises(OnnxError, match=r"at fault: model: cannot export Net to ONNX \(exportable: "):
-        export(Net(), tmp_path / "net.onnx")
+def test_a_model_that_returns_no_tensor_or_a_constant_is_refused(tmp_path):
+    class Pair(nn.Module):
+        def forward(self, x):
+            return x, x
 
+    class Constant(nn.Module):
+        def forward(self, x):
+            return convnet.ones(1, 2)
 
-def test_adaptive_pooling_into_uneven_bins_is_refused_with_its_path(tmp_path):
-    model = nn.Sequential(nn.Conv2d(1, 2, 3), nn.Sequential(nn.AdaptiveAvgPool2d(3)), nn.Flatten(),
-                          nn.Linear(18, 2))
-    with pytest.raises(OnnxError, match=r"at fault: 1.0: cannot export AdaptiveAvgPool2d\(output_size=\(3, 3\)\) on a 8x8 "
-                                        r"input to ONNX: its bins would differ in size"):
-        export(model, tmp_path / "model.onnx", (1, 1, 10, 10))
+    with pytest.raises(OnnxError, match=r"^export: expected the model to return one Tensor, got tuple$"):
+        export(Pair(), tmp_path / "model.onnx")
+    with pytest.raises(OnnxError, match=r"^export: the model's output does not depend on its input"):
+        export(Constant(), tmp_path / "model.onnx")
     assert not os.listdir(tmp_path)
+
+
+def test_an_inference_only_copy_is_refused_naming_its_first_fused_layer(tmp_path):
+    fused = nn.fuse_for_inference(models.reference_cnn().eval())
+    with pytest.raises(OnnxError, match=r"^export: cannot trace 0 \(FusedConv2d\(1, 32, kernel_size=\(3, 3\)\)\): "
+                                        r"fuse_for_inference's copies run only without gradients"):
+        export(fused, tmp_path / "model.onnx")
+
+
+def test_indexing_other_than_slices_and_integers_is_refused(tmp_path):
+    class Picked(nn.Module):
+        def forward(self, x):
+            return x[:, np.array([0, 0])] + x[:, :, ::-1]
+
+    with pytest.raises(OnnxError, match=r"at fault: model: cannot export indexing with \(slice\(None, None, None\), "
+                                        r"array\(\[0, 0\]\)\) to ONNX: only slices with positive steps and integers "
+                                        r"are written; model: cannot export indexing with .*slice\(None, None, -1\)"):
+        export(Picked(), tmp_path / "model.onnx", (1, 1, 3, 3))
+
+
+def test_a_reshape_that_changes_the_batch_is_refused(tmp_path):
+    class Merge(nn.Module):
+        def forward(self, x):
+            return x.reshape(-1)
+
+    with pytest.raises(OnnxError, match=r"at fault: model: cannot export reshape \(2, 1, 3, 3\) -> \(18,\) to ONNX: "
+                                        r"it changes the first \(batch\) dimension"):
+        export(Merge(), tmp_path / "model.onnx", (2, 1, 3, 3))
+
+
+@pytest.mark.parametrize("shape, bins", [((1, 2, 10, 10), 3), ((1, 3, 1, 2), 7), ((1, 1, 5, 4), (2, 3))])
+def test_adaptive_pooling_into_uneven_bins_is_two_products(shape, bins, tmp_path):
+    model = nn.Sequential(nn.Conv2d(shape[1], 2, 1), nn.Sequential(nn.AdaptiveAvgPool2d(bins)))
+    proto = export(model, tmp_path / "model.onnx", shape)
+    assert [node.op_type for node in proto.graph.node] == ["Conv", "MatMul", "MatMul"]
+    check_oracles(model, tmp_path / "model.onnx", inputs(shape, batch=2), strict_top1=False)
 
 
 def test_a_flatten_that_merges_the_batch_is_refused(tmp_path):

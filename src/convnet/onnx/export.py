@@ -1,15 +1,22 @@
 """`export`: a convnet model as an ONNX file, written with the onnx package's helper API.
 
-The model is walked as its forward runs it: `nn.Sequential` in order, `nn.BasicBlock` as its two
-convolutions plus the shortcut, and each layer becomes one ONNX node (a few for GELU before
-opset 20) in evaluation semantics: BatchNorm uses its running statistics, Dropout disappears.
-Initializers keep the state_dict's names (``features.0.weight``) and nodes the module's path
-(``features.0``), so the graph reads like the model in Netron. The batch dimension is dynamic
-(``batch``); the others are fixed by ``input_shape``.
+The model's forward runs once on an example input with autograd recording (`trace.Trace`), and
+the recorded graph is written from the output back to the input: each call of a layer that
+`writers.WRITERS` knows (Conv2d, BatchNorm2d, MaxPool2d, ...) becomes that layer's nodes, written
+from the layer's own arguments, and everything else its forward computed (a residual addition, a
+concatenation, a channel shuffle, a functional ReLU) one node or a few per autograd Function
+(`export_functions.FUNCTION_WRITERS`). So any model made of convnet's layers and tensor operations
+exports, whatever its forward does, in evaluation semantics: BatchNorm uses its running
+statistics, Dropout and stochastic depth disappear. Initializers keep the state_dict's names
+(``features.0.weight``) and nodes the path of the module that ran them (``features.0``, or
+``layer1.0.add`` inside a block), so the graph reads like the model in Netron. The batch
+dimension is dynamic (``batch``); the others are fixed by ``input_shape``.
 
-The example input runs through each layer once, so shapes are checked by convnet itself and a
-layer that cannot take them is named with its path; the written file has passed
-``onnx.checker.check_model(full_check=True)``.
+The example input (zeros of ``input_shape``) runs through convnet itself, so a shape a layer
+cannot take is named with the layer's path; the written file has passed
+``onnx.checker.check_model(full_check=True)``. What is written is what that run computed: a
+forward that branches on its input's values is written for the branch zeros took, and a reshape
+is written for the traced sizes, the first (batch) dimension kept dynamic.
 """
 
 import numbers
@@ -20,10 +27,12 @@ import numpy as np
 from .. import nn
 from ..errors import InvalidType
 from ..files import WriteError, atomic_write, check_writable
-from ..functional import relu
-from ..tensor import Tensor, no_grad
+from ..nn.fusion import InferenceOnly
+from ..tensor import Tensor
 from .errors import OnnxError, require_onnx
+from .export_functions import FUNCTION_WRITERS
 from .graph import Graph, Value, join
+from .trace import RUN_ERRORS, Trace
 from .writers import WRITERS
 
 # The newest opset that onnxruntime 1.32 runs for every node written here (tests/test_onnx_export.py
@@ -31,19 +40,16 @@ from .writers import WRITERS
 # PyTorch. A newer opset would need each node's newer version checked, so it is refused.
 DEFAULT_OPSET = 28
 MIN_OPSET = 13
-CONTAINERS = (nn.Sequential, nn.BasicBlock)  # opened: their layers are written one by one
-CHANNEL_PRESERVING = (nn.ReLU, nn.LeakyReLU, nn.Sigmoid, nn.Tanh, nn.GELU, nn.MaxPool2d, nn.AvgPool2d,
-                      nn.AdaptiveAvgPool2d, nn.Dropout, nn.Identity)
 
 
 def export(model, path, input_shape=(1, 1, 28, 28), opset=None, metadata=None):
     """Write ``model`` to ``path`` as an ONNX graph that computes what ``model.eval()`` does.
 
     Args:
-        model: a convnet `nn.Module` made of `nn.Sequential`, `nn.BasicBlock` and the layers
-            Conv2d, ConvTranspose2d, Linear, BatchNorm1d/2d, ReLU, LeakyReLU, Sigmoid, Tanh,
-            GELU, Softmax, LogSoftmax, MaxPool2d, AvgPool2d, AdaptiveAvgPool2d, Flatten, Dropout
-            and Identity. Its training flags are left as they were.
+        model: a convnet `nn.Module` taking one (N, C, H, W) tensor and returning one tensor,
+            its forward made of convnet's layers (`writers.WRITERS`) and of the operations
+            `export_functions.FUNCTION_WRITERS` writes (arithmetic, concatenation, reshapes,
+            activations, ...), in any arrangement. Its training flags are left as they were.
         path: the file to write (its folder must exist); written whole or not at all.
         input_shape: (N, C, H, W) of an example input; the graph takes any N (``batch``).
         opset: the ai.onnx opset, MIN_OPSET..DEFAULT_OPSET; None for DEFAULT_OPSET (or the
@@ -51,8 +57,9 @@ def export(model, path, input_shape=(1, 1, 28, 28), opset=None, metadata=None):
         metadata: {key: text} stored as the model's metadata_props (``convnet export`` records
             there how the model's inputs are scaled and what its classes are called).
 
-    Returns the ``onnx.ModelProto`` written. Raises `OnnxError` listing every module that has no
-    ONNX form (``features.3: cannot export MyLayer to ONNX``) or naming the bad argument, and
+    Returns the ``onnx.ModelProto`` written. Raises `OnnxError` listing, in one line, everything
+    that has no ONNX form with the path of the module that computed it (``features.3: cannot export
+    Cube (run by MyLayer) to ONNX``), or naming the bad argument, and
     `WriteError` when ``path`` cannot be written.
 
     >>> import tempfile, pathlib, convnet
@@ -72,17 +79,18 @@ def export(model, path, input_shape=(1, 1, 28, 28), opset=None, metadata=None):
     metadata = dict(metadata or {})
     if not all(isinstance(key, str) and isinstance(value, str) for key, value in metadata.items()):
         raise OnnxError(f"export: expected metadata to map text to text, got {metadata!r}")
-    problems = list(_unexportable(model, ""))
-    if problems:
-        raise OnnxError(_problem_report(model, problems))
-    _check_channels(model, input_shape)
-
     modes = [(module, module.training) for module in model.modules()]
     model.eval()
     try:
-        graph = Graph(onnx, opset, input_shape)
         dtype = next((p.dtype for p in model.parameters()), np.float32)
-        out = _write(graph, model, "", Value("input", Tensor(np.zeros(input_shape, dtype=dtype))))
+        example = Tensor(np.zeros(input_shape, dtype=dtype), requires_grad=True)
+        trace = Trace(model)
+        try:
+            out = trace.run(example)
+        except RUN_ERRORS as error:
+            raise OnnxError(_cannot_run(trace, input_shape, error)) from None
+        graph = NamedGraph(onnx, opset, input_shape, model)
+        out = _write(graph, trace, example, _checked_output(out, example))
         if graph.problems:
             raise OnnxError(_problem_report(model, graph.problems))
         proto = graph.model(model, out)
@@ -122,81 +130,118 @@ def _check_path(path):
     return path
 
 
-def _check_channels(model, input_shape):
-    """The first layer that reads channels must read input_shape's C (later ones the probe checks)."""
-    for name, module in _leaves(model, ""):
-        if isinstance(module, (nn.Conv2d, nn.ConvTranspose2d)):
-            expected = module.in_channels
-        elif isinstance(module, nn.BatchNorm2d):
-            expected = module.num_features
-        elif isinstance(module, CHANNEL_PRESERVING):
-            continue
-        else:
-            return
+def _cannot_run(trace, input_shape, error):
+    """The refusal of an input the model cannot take: a first layer reading other channels than
+    input_shape's C, or the innermost module that raised (``trace.failed``: the model itself, at
+    least, runs inside the trace's wrappers), with its path; or of a layer that runs only without
+    gradients, which tracing records (`nn.fuse_for_inference`'s copies)."""
+    path, failed = trace.failed
+    if isinstance(error, InferenceOnly):
+        return (f"export: cannot trace {path or 'model'} ({failed.describe()}): fuse_for_inference's copies run "
+                f"only without gradients, which export records; export the original model")
+    if trace.first_reader is not None and failed is trace.first_reader[1]:
+        expected = failed.num_features if isinstance(failed, nn.BatchNorm2d) else failed.in_channels
         if expected != input_shape[1]:
-            raise OnnxError(f"export: input_shape={input_shape} has {input_shape[1]} channels, but the model's "
-                            f"first layer {name or 'model'} ({module.describe()}) takes {expected}")
-        return
+            return (f"export: input_shape={input_shape} has {input_shape[1]} channels, but the model's first layer "
+                    f"{path or 'model'} ({failed.describe()}) takes {expected}")
+    return f"export: the model cannot run on input_shape={input_shape}: at {path or 'model'}, {error}"
+
+
+def _checked_output(out, example):
+    if not isinstance(out, Tensor):
+        raise OnnxError(f"export: expected the model to return one Tensor, got {type(out).__name__}")
+    if out is not example and not out.requires_grad:
+        raise OnnxError("export: the model's output does not depend on its input, so there is no graph to export")
+    return out
 
 
 # ------------------------------------------------------------------ what can be exported
 def _kind(module):
-    """The convnet class whose conversion fits ``module``: its own, or a base class whose forward
-    it keeps; None when it computes something else."""
+    """The class in WRITERS whose writer fits ``module``: its own, or a base class whose forward it
+    keeps; None when it computes something else (its forward is then written Function by Function)."""
     for cls in type(module).__mro__:
-        if cls in WRITERS or cls in CONTAINERS:
+        if cls in WRITERS:
             return cls if type(module).forward is cls.forward else None
     return None
 
 
-def _leaves(module, path):
-    """(path, module) of each exportable layer in forward order, containers opened."""
-    if _kind(module) in CONTAINERS:
-        for name, child in module.named_children():
-            yield from _leaves(child, join(path, name))
-    else:
-        yield path, module
-
-
-def _unexportable(module, path):
-    for name, leaf in _leaves(module, path):
-        if _kind(leaf) is None:
-            yield f"{name or 'model'}: cannot export {type(leaf).__name__} to ONNX"
-
-
 def _problem_report(model, problems):
-    exportable = ", ".join(sorted(cls.__name__ for cls in (*WRITERS, *CONTAINERS)))
-    return (f"cannot export {type(model).__name__} to ONNX; {len(problems)} module"
-            f"{'s' if len(problems) > 1 else ''} at fault: " + "; ".join(problems) + f" (exportable: {exportable})")
+    modules = len({problem.split(": ", 1)[0] for problem in problems})
+    layers = ", ".join(sorted(cls.__name__ for cls in WRITERS))
+    functions = ", ".join(sorted(cls.__name__ for cls in FUNCTION_WRITERS))
+    return (f"cannot export {type(model).__name__} to ONNX; {modules} module{'s' if modules > 1 else ''} at fault: "
+            + "; ".join(dict.fromkeys(problems)) + f" (exportable: the layers {layers} and, in any forward, "
+            f"the operations {functions})")
 
 
-# ------------------------------------------------------------------ walking the model
-def _write(graph, module, path, x):
-    """Add the nodes of ``module`` (at ``path``) run on ``x``, a `Value`; returns its output's `Value`.
-    Each layer runs on x's probe first, so a shape it cannot take is named with the layer's path."""
-    kind = _kind(module)
-    if kind is nn.Sequential:
-        for name, child in module.named_children():
-            x = _write(graph, child, join(path, name), x)
-        return x
-    if kind is nn.BasicBlock:
-        return _basic_block(graph, module, path, x)
-    try:
-        with no_grad():
-            out = module(x.probe)
-    except (ValueError, TypeError) as error:
-        raise OnnxError(f"export: the model cannot run on input_shape={graph.input_shape}: at {path or 'model'}, "
-                        f"{error}") from None
-    return Value(WRITERS[kind](graph, module, path, x, out), out)
+# ------------------------------------------------------------------ writing the trace
+class NamedGraph(Graph):
+    """A `Graph` whose initializers take the state_dict's names: each parameter or buffer is found
+    by identity (so a layer shared by two paths, or called twice, is written once), and every
+    Tensor already written (a node's output) is referred to by its name."""
+
+    def __init__(self, onnx, opset, input_shape, model):
+        super().__init__(onnx, opset, input_shape)
+        self.keys = {id(tensor): key for key, tensor in (*model.named_parameters(), *model.named_buffers())}
+        self.names.update(self.keys.values())  # no node or generated constant takes a state_dict key
+        self.written = {}  # id(Tensor) -> the name of the ONNX tensor holding it
+
+    def parameter(self, path, name, tensor):
+        if id(tensor) not in self.written:
+            key = self.keys.get(id(tensor))
+            if key is None:
+                self.written[id(tensor)] = self.constant(join(path, name), tensor.data)
+            else:
+                array = np.ascontiguousarray(tensor.data, dtype=np.float32)
+                self.initializers.append(self.onnx.numpy_helper.from_array(array, key))
+                self.written[id(tensor)] = key
+        return self.written[id(tensor)]
 
 
-def _basic_block(graph, block, path, x):
-    """relu(bn2(conv2(relu(bn1(conv1(x))))) + shortcut(x)): nodes ``path.relu1``, ``path.add``, ``path.relu2``."""
-    out = _write(graph, block.bn1, join(path, "bn1"), _write(graph, block.conv1, join(path, "conv1"), x))
-    out = Value(graph.node("Relu", [out.name], join(path, "relu1")), relu(out.probe))
-    out = _write(graph, block.bn2, join(path, "bn2"), _write(graph, block.conv2, join(path, "conv2"), out))
-    shortcut = x if block.downsample is None else _write(graph, block.downsample, join(path, "downsample"), x)
-    with no_grad():
-        total = out.probe + shortcut.probe
-    added = graph.node("Add", [out.name, shortcut.name], join(path, "add"))
-    return Value(graph.node("Relu", [added], join(path, "relu2")), relu(total))
+def _write(graph, trace, example, out):
+    """Write every step from ``example`` (``input``) to ``out``; returns the output's `Value`."""
+    graph.written[id(example)] = "input"
+
+    def layer_call(tensor):
+        call = trace.calls.get(id(tensor))
+        return call if call is not None and _kind(call.module) is not None else None
+
+    for tensor in trace.steps(out, example, layer_call):
+        call = layer_call(tensor)
+        if call is not None:
+            source = Value(graph.written[id(call.input)], call.input)
+            name = WRITERS[_kind(call.module)](graph, call.module, call.path, source, tensor)
+        else:
+            name = _write_function(graph, trace, tensor)
+        graph.written[id(tensor)] = name
+    return Value(graph.written[id(out)], out)
+
+
+def _write_function(graph, trace, out):
+    """The nodes of ``out``'s Function, named by the module that ran it: its path where ``out`` is that
+    call's output, else the path and the Function's name (``layer1.0.add``)."""
+    fn = out.grad_fn
+    path, module = trace.owners.get(id(fn), ("", None))
+    call = trace.calls.get(id(out))
+    name = path if call is not None and call.path == path and path else join(path, type(fn).__name__.lower())
+    writer = FUNCTION_WRITERS.get(type(fn))
+    if writer is None:
+        owner = f" (run by {type(module).__name__})" if module is not None else ""
+        graph.problem(path, f"cannot export {type(fn).__name__}{owner} to ONNX")
+        return name
+    args = [None if value is None else Value(_operand(graph, path, value), value if isinstance(value, Tensor)
+                                             else Tensor(np.asarray(value))) for value in fn.inputs]
+    problems = len(graph.problems)
+    written = writer(graph, fn, name, args, out)
+    # A writer's refusals name its node; the report names modules, as the layer writers' refusals do.
+    graph.problems[problems:] = [f"{path or 'model'}: {problem.split(': ', 1)[1]}"
+                                 for problem in graph.problems[problems:]]
+    return written
+
+
+def _operand(graph, path, value):
+    """The ONNX name of one of a Function's inputs: a written Tensor's, a parameter's or buffer's
+    state_dict key, or a new constant (a number, an array, a Tensor computed without the input)."""
+    if isinstance(value, Tensor):
+        return graph.parameter(path, "constant", value)
+    return graph.constant(join(path, "constant"), np.asarray(value))

@@ -11,12 +11,14 @@ import math
 import numpy as np
 
 from .. import nn
+from ..functional.pooling import _adaptive_bins as adaptive_bins
 from ..functional.pooling_modes import pool_reach
 from .graph import join
 
 GELU_OPSET = 20       # Gelu is one node from here; before it, its formula in Erf or Tanh nodes
-REDUCE_AXES_INPUT = 18  # ReduceMean takes its axes as an input from here, an attribute before
-
+REDUCE_AXES_INPUT = 18  # ReduceMean (and ReduceMax, ReduceMin) take their axes as an input from here, an attribute before
+LAYER_NORM_OPSET = 17  # LayerNormalization is one node from here; before it, its formula
+HARD_SWISH_OPSET = 14  # HardSwish is one node from here; before it, x * HardSigmoid(x)
 
 
 def _conv2d(g, conv, path, x, out):
@@ -99,6 +101,56 @@ def _reduce_mean_axes(g, node_inputs, path, axes):
     return node_inputs, {"axes": list(axes)}
 
 
+def reduce_mean(g, source, name, axes, keepdims=1):
+    """One ReduceMean node named ``name`` over ``axes`` of ``source``, at any opset."""
+    inputs, attributes = _reduce_mean_axes(g, [source], name, axes)
+    return g.node("ReduceMean", inputs, name, keepdims=keepdims, **attributes)
+
+
+def clip(g, name, source, low, high):
+    """Clip between ``low`` and ``high`` (either None: unbounded), given as inputs (as ONNX has since opset 11)."""
+    bounds = [g.constant(join(name, side), value) if value is not None else ""
+              for side, value in (("min", low), ("max", high))]
+    return g.node("Clip", [source, *bounds] if high is not None else [source, bounds[0]], name)
+
+
+def layer_norm(g, norm, name, source):
+    """``norm`` (an nn.LayerNorm) on ``source``: LayerNormalization over the last len(normalized_shape)
+    dimensions from opset 17; before it, its formula (x - mean) / sqrt(var + eps) * weight + bias,
+    mean and the biased var over those dimensions."""
+    dims = len(norm.normalized_shape)
+    scale = (g.parameter(name, "weight", norm.weight) if norm.weight is not None
+             else g.constant(join(name, "scale"), np.ones(norm.normalized_shape)))
+    bias = [g.parameter(name, "bias", norm.bias)] if norm.bias is not None else []
+    if g.opset >= LAYER_NORM_OPSET:
+        return g.node("LayerNormalization", [source, scale, *bias], name, axis=-dims, epsilon=float(norm.eps))
+    axes = list(range(-dims, 0))
+    centered = g.node("Sub", [source, reduce_mean(g, source, join(name, "mean"), axes)], join(name, "centered"))
+    squares = g.node("Mul", [centered, centered], join(name, "squares"))
+    var = g.node("Add", [reduce_mean(g, squares, join(name, "var"), axes), g.constant(join(name, "eps"), norm.eps)],
+                 join(name, "var_eps"))
+    normalized = g.node("Div", [centered, g.node("Sqrt", [var], join(name, "std"))], join(name, "normalized"))
+    scaled = g.node("Mul", [normalized, scale], name if not bias else join(name, "scaled"))
+    return g.node("Add", [scaled, *bias], name) if bias else scaled
+
+
+def _layer_norm(g, norm, path, x, out):
+    return layer_norm(g, norm, path, x.name)
+
+
+def _layer_norm_2d(g, norm, path, x, out):
+    """LayerNorm2d: the channels moved last, normalised, and moved back (as its forward permutes)."""
+    last = g.node("Transpose", [x.name], join(path, "channels_last"), perm=[0, 2, 3, 1])
+    normalized = layer_norm(g, norm, join(path, "layer_norm"), last)
+    return g.node("Transpose", [normalized], path, perm=[0, 3, 1, 2])
+
+
+def _clip_layer(low, high):
+    def convert(g, layer, path, x, out):
+        return clip(g, path, x.name, low(layer), high(layer))
+    return convert
+
+
 def _activation(op, **attributes):
     def convert(g, layer, path, x, out):
         return g.node(op, [x.name], path, **{key: value(layer) for key, value in attributes.items()})
@@ -161,16 +213,25 @@ def _pool(op, **attributes):
 
 def _adaptive_avg_pool2d(g, pool, path, x, out):
     """GlobalAveragePool for output 1x1; AveragePool when the output size divides the input's
-    (equal, non-overlapping bins); otherwise the bins differ in size, which ONNX cannot say."""
+    (equal, non-overlapping bins); otherwise the bins differ in size (VGG's 7x7 pooling of a small
+    image's 1x1 or 2x2 maps), and out = rows @ x @ columns, each constant row averaging one bin
+    (`adaptive_bins`): (oH, H) @ (N, C, H, W) @ (W, oW) -> (N, C, oH, oW)."""
     (h, w), (oh, ow) = x.probe.shape[2:], pool.output_size
     if (oh, ow) == (1, 1):
         return g.node("GlobalAveragePool", [x.name], path)
-    if h % oh or w % ow:
-        g.problem(path, f"cannot export AdaptiveAvgPool2d(output_size={pool.output_size}) on a {h}x{w} input to "
-                        f"ONNX: its bins would differ in size; ONNX pools with one kernel, so output_size must divide "
-                        f"the input size (or be 1)")
-        return x.name
-    return g.node("AveragePool", [x.name], path, kernel_shape=[h // oh, w // ow], strides=[h // oh, w // ow])
+    if h % oh == 0 and w % ow == 0:
+        return g.node("AveragePool", [x.name], path, kernel_shape=[h // oh, w // ow], strides=[h // oh, w // ow])
+    rows = g.constant(join(path, "rows"), _bin_averages(h, oh))
+    columns = g.constant(join(path, "columns"), _bin_averages(w, ow).T)
+    return g.node("MatMul", [g.node("MatMul", [rows, x.name], join(path, "pooled_rows")), columns], path)
+
+
+def _bin_averages(size, bins):
+    """(bins, size): row i averages adaptive bin i of a side of ``size``."""
+    averages = np.zeros((bins, size))
+    for i, (start, stop) in enumerate(adaptive_bins(size, bins)):
+        averages[i, start:stop] = 1 / (stop - start)
+    return averages
 
 
 def _flatten(g, flatten, path, x, out):
@@ -203,6 +264,10 @@ WRITERS = {
     nn.Sigmoid: _activation("Sigmoid"),
     nn.Tanh: _activation("Tanh"),
     nn.GELU: _gelu,
+    nn.Hardtanh: _clip_layer(lambda layer: float(layer.min_val), lambda layer: float(layer.max_val)),
+    nn.ReLU6: _clip_layer(lambda layer: 0.0, lambda layer: 6.0),
+    nn.LayerNorm: _layer_norm,
+    nn.LayerNorm2d: _layer_norm_2d,
     nn.Softmax: _activation("Softmax", axis=lambda layer: layer.dim),
     nn.LogSoftmax: _activation("LogSoftmax", axis=lambda layer: layer.dim),
     nn.MaxPool2d: _pool("MaxPool", dilations=lambda layer: list(layer.dilation)),
