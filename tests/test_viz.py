@@ -43,7 +43,11 @@ def test_story_numbers_are_the_forward_pass_numbers(image):
     neighbourhood = p.feature_map[top:top + height, left:left + width]
     assert p.maximum == neighbourhood.max() == p.feature_map[p.winner]
     assert p.pooled[p.output_position] == p.maximum
-    assert [name for name, _ in story.deeper] == ["3"] and story.deeper[0][1].shape == (64, 14, 14)
+    # the deeper stage at 14x14: the last output of that size, the ReLU after the second convolution
+    assert [name for name, _ in story.deeper] == ["4"]
+    second = model[3]
+    expected_deeper = F.relu(F.conv2d(Tensor(expected_pooled[None]), second.weight, second.bias, padding=1)).numpy()[0]
+    np.testing.assert_allclose(story.deeper[0][1], expected_deeper, rtol=1e-5, atol=1e-5)
     assert story.probabilities.sum() == pytest.approx(1.0, rel=1e-5) and len(story.probabilities) == 10
 
 
@@ -74,7 +78,7 @@ def test_render_writes_valid_pngs_a_gif_and_a_self_contained_page(image, tmp_pat
     written = viz.render(story, tmp_path, "test page", summary=nn.summary(model, (1, 1, 28, 28)))
     names = {path.name for path in written}
     assert {"convolution.png", "sliding.gif", "feature_maps.png", "feature_maps_shared.png", "pooling.png",
-            "pooled_maps.png", "kernels.png", "deeper_3.png", "probabilities.png", "index.html"} <= names
+            "pooled_maps.png", "kernels.png", "deeper_4.png", "probabilities.png", "index.html"} <= names
     for path in written:
         assert 1_000 < path.stat().st_size < 5_000_000, path
         if path.suffix in (".png", ".gif"):

@@ -102,6 +102,24 @@ _ENGLISH = {
     "watch.follow": "drag to go back in time; at the right end it follows the run",
     "watch.settings": "Settings",
     "watch.model": "Model",
+    # the pictures of large networks: grids strongest first, a few deeper stages, the top classes
+    "ranked.maps_each": "The {count} feature maps of layer '{layer}', strongest first (largest mean |value|; "
+                        "numbers: channel), each on its own scale",
+    "ranked.maps_shared": "The {count} feature maps of layer '{layer}', strongest first (largest mean |value|; "
+                          "numbers: channel), one colour scale",
+    "ranked.pooled_maps": "The {count} pooled maps of layer '{layer}' ({height}x{width}), strongest first "
+                          "(numbers: channel)",
+    "ranked.deeper": "The {shown} strongest of the {count} maps after layer '{layer}' ({height}x{width}), "
+                     "strongest first (largest mean |value|; numbers: channel)",
+    "ranked.order": "Every grid draws its maps strongest first (largest mean |value|, for maps after a ReLU "
+                    "their mean activation), each numbered with its channel.",
+    "ranked.no_pooling": "(c) No max pooling",
+    "ranked.no_pooling_text": "This network has no max pooling after layer '{layer}': it shrinks its maps with "
+                              "strided convolutions (or average pooling) instead, as the deeper maps below show.",
+    "ranked.top": "The {shown} most likely of {count} classes (softmax of the last layer)",
+    "ranked.top_mirrored": "The {shown} most likely of {count} classes (softmax of the last layer, averaged "
+                           "with the mirror image's)",
+    "ranked.class": "class {index}",
 }
 
 _KOREAN = {
@@ -182,6 +200,23 @@ _KOREAN = {
     "watch.follow": "끌어서 지난 시점을 봅니다. 오른쪽 끝에서는 학습을 따라갑니다",
     "watch.settings": "설정",
     "watch.model": "모델",
+    # the pictures of large networks
+    "ranked.maps_each": "'{layer}' 층의 특징 맵 {count}개, 강한 맵부터 (|값|의 평균이 큰 순; 번호: 채널), "
+                        "맵마다 자신의 척도",
+    "ranked.maps_shared": "'{layer}' 층의 특징 맵 {count}개, 강한 맵부터 (|값|의 평균이 큰 순; 번호: 채널), "
+                          "하나의 색 척도",
+    "ranked.pooled_maps": "'{layer}' 층의 풀링된 맵 {count}개 ({height}x{width}), 강한 맵부터 (번호: 채널)",
+    "ranked.deeper": "'{layer}' 층 뒤의 맵 {count}개 중 가장 강한 {shown}개 ({height}x{width}), 강한 맵부터 "
+                     "(|값|의 평균이 큰 순; 번호: 채널)",
+    "ranked.order": "모든 격자는 강한 맵부터 그립니다 (|값|의 평균이 큰 순, ReLU 뒤의 맵이면 평균 활성값 순). 번호는 "
+                    "채널입니다.",
+    "ranked.no_pooling": "(c) 맥스 풀링 없음",
+    "ranked.no_pooling_text": "이 신경망은 '{layer}' 층 뒤에 맥스 풀링이 없습니다. 대신 보폭이 있는 합성곱(또는 평균 "
+                              "풀링)으로 맵을 줄입니다. 아래의 더 깊은 맵이 그것을 보여 줍니다.",
+    "ranked.top": "클래스 {count}개 중 가장 가능성이 높은 {shown}개 (마지막 층의 소프트맥스)",
+    "ranked.top_mirrored": "클래스 {count}개 중 가장 가능성이 높은 {shown}개 (좌우 반전 이미지의 출력과 평균한 마지막 층의 "
+                           "소프트맥스)",
+    "ranked.class": "클래스 {index}",
 }
 
 # The datasets' class names, for the languages that name them differently.

@@ -112,13 +112,14 @@ def _named_model_first(args):
 
 
 def summary(args):
+    from ..experiment.show_input import model_to_summarise
     from ..nn import summary as layer_table
     targets = _named_model_first(args)
     if len(targets) != 1:
         raise CommandError("summary takes one RUN_DIR, MODEL or MODEL.onnx (or --model NAME)")
-    loaded = experiment.load_model(targets[0])
-    print(loaded.title)
-    print(layer_table(loaded.model, (1, *loaded.input_shape)))
+    title, model, input_shape = model_to_summarise(targets[0])
+    print(title)
+    print(layer_table(model, (1, *input_shape), depth=args.depth))
     return 0
 
 

@@ -71,6 +71,8 @@ def build_parser():
 
     summary = command("summary", commands.summary, "layers, output shapes and parameter counts", groups=["model"])
     summary.add_argument("targets", nargs="*", metavar=AS_NAMED, help="the network to describe")
+    summary.add_argument("--depth", type=int, default=None, help="nested modules shown down to this depth (0: the "
+                         "model alone; default: all), the deeper ones counted in theirs, as torchinfo's depth")
 
     from ..onnx.export import DEFAULT_OPSET, MIN_OPSET
     export = command("export", commands.export, "write a run's (or a zoo model's) network as an ONNX file",

@@ -4,8 +4,10 @@ ONNX file's model (`model_on_image`).
 """
 
 from dataclasses import dataclass, field, replace
+from pathlib import Path
 
 import numpy as np
+from PIL import Image
 
 from .. import models
 from ..data import mnist, read_image, transforms
@@ -14,6 +16,7 @@ from ..language import words
 from ..nn import Module
 from ..random import manual_seed
 from ..run_folder import CURVES
+from ..viz.imagenet_classes import IMAGENET_CLASSES
 from .load import load_model
 from .loaded_model import IMAGE_SHAPE
 from .sources import load_datasets
@@ -53,8 +56,18 @@ def lesson_on_image(image_path=None, seed=0, language="en"):
 
 def model_on_image(target, image_path=None, data=None, mirror=None):
     """A run folder's, zoo model's or ONNX file's model on the image at ``image_path``, or on the
-    first test image of its dataset; ``mirror`` as for `load_model`."""
+    first test image of its dataset; ``mirror`` as for `load_model`. An ImageNet zoo model named
+    without ``data`` is shown as torchvision builds it (`imagenet_on_image`)."""
+    if target in models.IMAGENET and data is None and not Path(target).exists():
+        return imagenet_on_image(target, image_path, bool(mirror))
     loaded = load_model(target, data, mirror)
+    if image_path is not None and _unrecorded_imagenet(loaded):
+        image, read_notes = imagenet_input(image_path)
+        notes = [note for note in loaded.notes if UNSCALED not in note]
+        notes.append(f"{target} records neither its classes nor how it scales pixels, and takes 3x224x224 images "
+                     f"to 1000 classes: taken as an ImageNet classifier (torchvision's), its classes ImageNet's")
+        return ModelOnImage(loaded.model, image, loaded.title, IMAGENET_CLASSES,
+                            notes + [f"{image_path}: {note}" for note in read_notes], mirror=loaded.mirror)
     notes = list(loaded.notes)
     if image_path is not None:
         image, read_notes = loaded.read(image_path)
@@ -81,3 +94,73 @@ def model_on_image(target, image_path=None, data=None, mirror=None):
     curves = loaded.run_dir / CURVES if loaded.run_dir is not None else None
     return ModelOnImage(loaded.model, image, loaded.title, loaded.classes, notes,
                         curves.read_bytes() if curves is not None and curves.exists() else None, loaded.mirror)
+
+
+UNSCALED = "does not record how its pixels were scaled"  # `load_onnx_file`'s note for a file from elsewhere
+
+
+def _unrecorded_imagenet(loaded):
+    """Whether ``loaded`` is an ONNX file from elsewhere with ImageNet's shapes: no run, no recorded
+    scaling, 3x224x224 in, and 1000 classes named only by number."""
+    return (loaded.run_dir is None and loaded.normalize is None and tuple(loaded.input_shape) == (3, 224, 224)
+            and loaded.classes == tuple(f"class {index}" for index in range(len(IMAGENET_CLASSES))))
+
+
+IMAGENET_SIZE, IMAGENET_RESIZE = 224, 256  # torchvision's evaluation: resize the shorter side to 256, crop 224
+IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
+
+
+def imagenet_on_image(name, image_path=None, mirror=False):
+    """The ImageNet zoo model ``name`` as torchvision builds it (3 channels, 1000 classes, named
+    `IMAGENET_CLASSES`; untrained, seed 0, as no ImageNet weights ship) on the photograph at
+    ``image_path`` (None: the lesson's, matplotlib's sample photograph), prepared as torchvision's
+    ImageNet models take it (`imagenet_input`)."""
+    manual_seed(0)
+    model = models.build(name, in_channels=3, classes=len(IMAGENET_CLASSES), image_size=IMAGENET_SIZE)
+    model.eval()
+    notes = [f"{name} is untrained (random weights, seed 0): it shows its random kernels, and its answer is "
+             f"chance; train it on your photos (convnet train --model {name} --data PATH, --init-from a "
+             f"torchvision checkpoint) to see what it learned"]
+    if image_path is None:
+        from matplotlib import cbook
+        image_path = cbook.get_sample_data(LESSON_IMAGE, asfileobj=False)
+        notes.append(f"no IMAGE given: matplotlib's sample photograph {LESSON_IMAGE}")
+    image, read_notes = imagenet_input(image_path)
+    notes += [f"{image_path}: {note}" for note in read_notes]
+    title = f"{name} (untrained) on a {IMAGENET_SIZE}x{IMAGENET_SIZE} photograph"
+    return ModelOnImage(model, image, title, IMAGENET_CLASSES, notes, mirror=mirror)
+
+
+def model_to_summarise(target):
+    """(title, model, input shape (C, H, W)) of ``target`` for ``convnet summary``: an ImageNet zoo
+    model as torchvision builds it (3x224x224 in, 1000 classes out; `imagenet_on_image`), anything
+    else as `load_model` opens it."""
+    if target in models.IMAGENET and not Path(target).exists():
+        manual_seed(0)
+        model = models.build(target, in_channels=3, classes=len(IMAGENET_CLASSES), image_size=IMAGENET_SIZE)
+        return (f"{target} as torchvision builds it (3x{IMAGENET_SIZE}x{IMAGENET_SIZE} images, "
+                f"{len(IMAGENET_CLASSES)} classes)", model, (3, IMAGENET_SIZE, IMAGENET_SIZE))
+    loaded = load_model(target)
+    return loaded.title, loaded.model, loaded.input_shape
+
+
+def imagenet_input(path, size=IMAGENET_SIZE, resize=IMAGENET_RESIZE):
+    """(the image at ``path`` as torchvision's ImageNet classifiers take it, (3, size, size) float32;
+    notes): torchvision's evaluation transform, Resize(resize) (the shorter side to ``resize``, the
+    longer in proportion, bilinear with antialiasing), CenterCrop(size), then pixels / 255 normalised
+    by ImageNet's mean and standard deviation per channel. Any size of photograph fits."""
+    pixels, notes = read_image(path, channels=3)
+    height, width = pixels.shape[1:]
+    scale = resize / min(height, width)
+    new_height, new_width = (resize, int(resize * width / height)) if height <= width else \
+        (int(resize * height / width), resize)
+    resized = np.asarray(Image.fromarray(pixels.transpose(1, 2, 0)).resize((new_width, new_height),
+                                                                           Image.Resampling.BILINEAR))
+    top, left = int(round((new_height - size) / 2)), int(round((new_width - size) / 2))
+    if top < 0 or left < 0:
+        raise InvalidValue(f"imagenet_input: resize {resize} is smaller than the crop {size}")
+    cropped = resized[top:top + size, left:left + size].transpose(2, 0, 1)
+    notes.append(f"resized {width}x{height} to {new_width}x{new_height} (x{scale:.3g}) and centre-cropped to "
+                 f"{size}x{size}, as torchvision's ImageNet models take photographs")
+    normalize = transforms.Normalize(IMAGENET_MEAN, IMAGENET_STD)
+    return normalize(transforms.unit_range(cropped)[None])[0], notes

@@ -4,6 +4,7 @@ kernel sliding while the feature map fills in."""
 
 import io
 import math
+import textwrap
 
 import numpy as np
 from matplotlib.patches import ConnectionPatch, Rectangle
@@ -12,9 +13,11 @@ from PIL import Image
 from ..language import class_names, words
 from .colour import MAP_PIXELS, kernel_patches, shrink
 from .figures import fonts_for, new_figure, plt
+from .story import top_classes
 
 COLOURS = ("#e41a1c", "#377eb8", "#4daf4a")
 IMAGE_MAP, SIGNED_MAP = "gray", "RdBu_r"
+TOP_CLASSES = 10  # classes in the answer's picture, of more (ImageNet's 1000)
 
 
 def _shown_image(image):
@@ -40,6 +43,7 @@ def _zoom(axes, rows, cols, colour="#555555", full_axes=None):
     axes.set_xlim(cols[0] - 0.5, cols[1] + 0.5)
     axes.set_ylim(rows[1] + 0.5, rows[0] - 0.5)
     if full_axes is not None:
+        full_axes.set_autoscale_on(False)  # an outline past the edge is clipped, not a reason to widen the view
         full_axes.add_patch(Rectangle((cols[0] - 0.5, rows[0] - 0.5), cols[1] - cols[0] + 1, rows[1] - rows[0] + 1,
                                       fill=False, lw=1, ls="--", ec=colour))
 
@@ -124,21 +128,24 @@ def mosaic(maps, columns, gap=1):
     return tiled
 
 
-def maps_grid_figure(maps, title, signed=False, limit=100, each_scaled=False, language="en"):
+def maps_grid_figure(maps, title, signed=False, limit=100, each_scaled=False, language="en", order=None):
     """(b) Feature maps (or kernels) as a numbered grid, all on one colour scale with one colour bar;
     with ``each_scaled``, each map from its own minimum (0) to its own maximum (1), so that a weak
-    map shows its pattern too (one scale shows instead which maps respond most).
+    map shows its pattern too (one scale shows instead which maps respond most). ``order``: the
+    channels in the order to draw them (`story.strongest_first`), each numbered with its channel;
+    the first ``limit`` are drawn, in a grid of ceil(sqrt(count)) columns (64 maps: 8x8).
 
     Drawn as one mosaic image rather than one axes per map: the same picture, 20x faster. Maps
     over `colour.MAP_PIXELS` a side are averaged down to it (`colour.shrink`): each tile is drawn
     about 130 pixels wide, so more pixels would only alias, and the mosaic's memory stays bounded.
     """
-    maps = shrink(np.asarray(maps[:limit], dtype=np.float64), MAP_PIXELS)
+    channels = np.arange(len(maps))[:limit] if order is None else np.asarray(order)[:limit]
+    maps = shrink(np.asarray(maps[channels], dtype=np.float64), MAP_PIXELS)
     if each_scaled:
         low = maps.min(axis=(1, 2), keepdims=True)
         maps = (maps - low) / np.maximum(maps.max(axis=(1, 2), keepdims=True) - low, 1e-12)
     count, height, width = maps.shape
-    columns = math.ceil(math.sqrt(count * 1.4))
+    columns = math.ceil(math.sqrt(count))
     rows = math.ceil(count / columns)
     gap = max(1, height // 12)
     tile_inches = 1.15 if height > 8 else 0.7
@@ -148,14 +155,15 @@ def maps_grid_figure(maps, title, signed=False, limit=100, each_scaled=False, la
     image = axes.imshow(mosaic(maps, columns, gap), cmap=colours, vmin=low, vmax=high, interpolation="nearest")
     for index in range(count):
         row, column = divmod(index, columns)
-        axes.text(column * (width + gap), row * (height + gap), str(index), fontsize=6, va="top", ha="left",
+        axes.text(column * (width + gap), row * (height + gap), str(channels[index]), fontsize=6, va="top", ha="left",
                   color="white", bbox={"boxstyle": "square,pad=0.1", "fc": "black", "alpha": 0.5, "lw": 0})
     _plain(axes)
     axes.set_frame_on(False)
     bar = figure.colorbar(image, ax=axes, fraction=0.025, pad=0.01)
     if each_scaled:
         bar.set_label(words(language)["maps.each_scaled"])
-    axes.set_title(title, fontsize=11)
+    # a long title on a small grid: broken into lines of the figure's width (11 pt letters are ~6 pt wide)
+    axes.set_title(textwrap.fill(title, max(40, int(figure.get_figwidth() * 72 / 6.2))), fontsize=11)
     return figure
 
 
@@ -219,29 +227,36 @@ def kernels_figure(kernels, title):
     return maps_grid_figure(kernels[:, 0], title, signed=True)
 
 
-def probabilities_figure(probabilities, classes, language="en", mirrored=False):
-    """(d) The network's answer: the probability of each class, the most likely highlighted;
-    ``mirrored``: averaged with the mirror image's answer, the title says."""
+def probabilities_figure(probabilities, classes, language="en", mirrored=False, top=TOP_CLASSES):
+    """(d) The network's answer: the probability of each class, the most likely highlighted; of
+    more than ``top`` classes (ImageNet's 1000), the ``top`` most likely, most likely first, the
+    title says so. ``mirrored``: averaged with the mirror image's answer, the title says."""
     text = words(language)
-    classes = class_names(classes, language) or tuple(str(i) for i in range(len(probabilities)))
-    families = fonts_for("".join(classes), language)  # names in any script: a font that has their letters
+    count = len(probabilities)
+    classes = class_names(classes, language) or tuple(text["ranked.class"].format(index=i) for i in range(count))
+    if count > top:
+        order = top_classes(probabilities, top)[::-1]  # barh draws upwards: the most likely on top
+        title = text["ranked.top_mirrored" if mirrored else "ranked.top"].format(shown=top, count=count)
+    else:
+        order = np.arange(count)[::-1]
+        title = text["probabilities.mirrored" if mirrored else "probabilities.title"]
+    families = fonts_for("".join(classes[i] for i in order), language)  # names in any script: a font with them
     with plt.rc_context({"font.family": families} if families else {}):
-        return _probabilities_figure(probabilities, classes, text, mirrored)
+        return _probabilities_figure(probabilities, [classes[i] for i in order], order, text, title)
 
 
-def _probabilities_figure(probabilities, classes, text, mirrored):
-    figure, axes = new_figure(size=(7, 0.35 * len(classes) + 1.2))
-    order = np.arange(len(probabilities))[::-1]
+def _probabilities_figure(probabilities, names, order, text, title):
+    figure, axes = new_figure(size=(7, 0.35 * len(order) + 1.2))
     colours = ["#d62728" if i == int(np.argmax(probabilities)) else "#7f7f7f" for i in order]
-    axes.barh([classes[i] for i in order], probabilities[order], color=colours)
+    axes.barh(np.arange(len(order)), probabilities[order], color=colours, tick_label=names)
     for y, i in enumerate(order):
         axes.text(probabilities[i] + 0.01, y, f"{probabilities[i]:.3f}", va="center", fontsize=9)
-    axes.set(xlim=(0, 1.12), xlabel=text["probabilities.axis"],
-             title=text["probabilities.mirrored" if mirrored else "probabilities.title"])
+    axes.set(xlim=(0, 1.12), xlabel=text["probabilities.axis"], title=title)
     return figure
 
 
 GIF_TITLE_SIZE = 17  # points: about 14 pixels at the GIF's 60 dpi, readable at its 420 pixels' width
+GIF_DPI = 60
 
 
 def sliding_gif(story, frames=40, seconds_per_frame=0.12, language="en"):
@@ -266,6 +281,23 @@ def sliding_gif(story, frames=40, seconds_per_frame=0.12, language="en"):
         _plain(axes)
     text = words(language)
     image_axes.set_title(text["gif.window"], fontsize=GIF_TITLE_SIZE)
+    widest = max((feature_map.min(), feature_map.max()), key=lambda value: len(f"{value:.2f}"))
+    map_axes.set_title(text["gif.map"].format(row=height - 1, col=width - 1, value=widest),  # laid out once: the
+                       fontsize=GIF_TITLE_SIZE)                                            # longest title fits
+    # Blitting: the still parts are drawn (and laid out) once; each frame redraws only what moves,
+    # on the canvas at GIF_DPI, five times faster than saving each frame as a PNG.
+    figure.set_dpi(GIF_DPI)
+    moving = (drawn, box, cell, map_axes.title)
+    for artist in moving:
+        artist.set_animated(True)
+    canvas = figure.canvas
+    canvas.draw()
+    title = map_axes.title  # centred over the map: wider than twice the room to the right, it would be cut
+    room = 2 * (figure.bbox.x1 - (map_axes.bbox.x0 + map_axes.bbox.x1) / 2) - 4
+    if title.get_window_extent().width > room:
+        title.set_fontsize(GIF_TITLE_SIZE * room / title.get_window_extent().width)
+        canvas.draw()
+    still = canvas.copy_from_bbox(figure.bbox)
     for index in shown:
         row, col = divmod(int(index), width)
         filling.flat[:index + 1] = feature_map.flat[:index + 1]
@@ -273,10 +305,12 @@ def sliding_gif(story, frames=40, seconds_per_frame=0.12, language="en"):
         top, left = step.window(row, col)[:2]
         box.set_xy((left - 0.5, top - 0.5))
         cell.set_xy((col - 0.5, row - 0.5))
-        map_axes.set_title(text["gif.map"].format(row=row, col=col, value=feature_map[row, col]), fontsize=GIF_TITLE_SIZE)
-        buffer = io.BytesIO()
-        figure.savefig(buffer, format="png", dpi=60)
-        images.append(Image.open(buffer).convert("P", palette=Image.Palette.ADAPTIVE))
+        map_axes.title.set_text(text["gif.map"].format(row=row, col=col, value=feature_map[row, col]))
+        canvas.restore_region(still)
+        for artist in moving:
+            figure.draw_artist(artist)
+        frame = Image.fromarray(np.asarray(canvas.buffer_rgba())[..., :3])
+        images.append(frame.quantize(256, method=Image.Quantize.FASTOCTREE))  # 10x faster than median cut
     plt.close(figure)
     out = io.BytesIO()
     images[0].save(out, format="GIF", save_all=True, append_images=images[1:], loop=0,

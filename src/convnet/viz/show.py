@@ -4,24 +4,26 @@ from pathlib import Path
 
 from ..files import atomic_write
 from ..language import words
-from ..nn import summary
+from ..nn import record_outputs, summary
 from ..run_folder import CURVES
 from . import lesson
 from .colour import colour_kernels_figure, kernel_channels_figure
 from .figures import language_font, png_bytes
 from .page import page
-from .story import tell
+from .story import strongest_first, tell
 
 CHANNEL_KERNELS = 32  # kernels drawn channel by channel: two bands of R, G and B rows
+DEEPER_MAPS = 32      # maps drawn of each deeper stage (of up to 2048), the strongest
 
 
 def show(model, image, out_dir, title, classes=(), layer=0, curves_png=None, notes=(), language="en", mirror=False):
     """Tell ``image`` (C, H, W)'s way through ``model`` and `render` it, with the model's summary;
     return the paths written. ``mirror``: the class probabilities average the image's answer and
     its mirror image's (test-time mirroring, `nn.logits`)."""
-    story = tell(model, image, layer=layer, classes=classes, mirror=mirror)
-    return render(story, out_dir, title, summary=summary(model, (1,) + image.shape), curves_png=curves_png,
-                  notes=notes, language=language)
+    recorded = record_outputs(model, image[None], containers=True)  # one pass for the story and the summary
+    story = tell(model, image, layer=layer, classes=classes, mirror=mirror, recorded=recorded)
+    return render(story, out_dir, title, summary=summary(model, (1,) + image.shape, records=recorded[0]),
+                  curves_png=curves_png, notes=notes, language=language)
 
 
 def render(story, out_dir, title, summary=None, curves_png=None, notes=(), language="en"):
@@ -43,35 +45,44 @@ def render(story, out_dir, title, summary=None, curves_png=None, notes=(), langu
 
 
 def _sections(story, curves_png, text, language):
-    """[(heading, text, [(file name, bytes, mime type)])]: the page's sections and their pictures."""
+    """[(heading, text, [(file name, bytes, mime type)])]: the page's sections and their pictures.
+    Every grid draws its maps strongest first (`strongest_first`), numbered by channel."""
     step = story.convolution
     count, (height, width) = len(story.feature_maps), story.feature_maps.shape[1:]
+    order = strongest_first(story.feature_maps)
     sections = [(text["show.convolution"],
                  text["show.convolution_text"].format(height=step.kernel.shape[0], width=step.kernel.shape[1],
                                                       index=step.map_index, count=count),
                  [("convolution.png", png_bytes(lesson.convolution_figure(story, language)), "image/png"),
                   ("sliding.gif", lesson.sliding_gif(story, language=language), "image/gif")]),
-                (text["show.maps"], text["show.maps_text"].format(count=count, height=height, width=width),
+                (text["show.maps"], text["show.maps_text"].format(count=count, height=height, width=width) + " "
+                 + text["ranked.order"],
                  [("feature_maps.png", png_bytes(lesson.maps_grid_figure(
-                     story.feature_maps, text["show.maps_each"].format(count=count, layer=step.layer),
-                     each_scaled=True, language=language)), "image/png"),
+                     story.feature_maps, text["ranked.maps_each"].format(count=count, layer=step.layer),
+                     each_scaled=True, language=language, order=order)), "image/png"),
                   ("feature_maps_shared.png", png_bytes(lesson.maps_grid_figure(
-                      story.feature_maps, text["show.maps_shared"].format(count=count, layer=step.layer))),
-                   "image/png")])]
+                      story.feature_maps, text["ranked.maps_shared"].format(count=count, layer=step.layer),
+                      order=order)), "image/png")])]
     if story.pooling is not None:
-        pooled_title = text["show.pooled_maps"].format(count=len(story.pooled_maps), layer=story.pooling.layer)
+        pooled = story.pooled_maps
+        pooled_title = text["ranked.pooled_maps"].format(count=len(pooled), layer=story.pooling.layer,
+                                                         height=pooled.shape[1], width=pooled.shape[2])
         sections.append((text["show.pooling"], text["show.pooling_text"],
                          [("pooling.png", png_bytes(lesson.pooling_figure(story, language)), "image/png"),
-                          ("pooled_maps.png", png_bytes(lesson.maps_grid_figure(story.pooled_maps, pooled_title)),
-                           "image/png")]))
-    kernels = _kernel_pictures(story.kernels, step.layer, text)
-    kernels += [(f"deeper_{name.replace('.', '_')}.png",
-                 png_bytes(lesson.maps_grid_figure(maps, text["show.deeper"].format(layer=name))), "image/png")
-                for name, maps in story.deeper]
+                          ("pooled_maps.png", png_bytes(lesson.maps_grid_figure(
+                              pooled, pooled_title, order=strongest_first(pooled))), "image/png")]))
+    else:
+        sections.append((text["ranked.no_pooling"], text["ranked.no_pooling_text"].format(layer=step.layer), []))
+    pictures = _kernel_pictures(story.kernels, step.layer, text)
+    for name, maps in story.deeper:
+        title = text["ranked.deeper"].format(shown=min(len(maps), DEEPER_MAPS), count=len(maps), layer=name,
+                                             height=maps.shape[1], width=maps.shape[2])
+        pictures.append((f"deeper_{name.replace('.', '_')}.png", png_bytes(lesson.maps_grid_figure(
+            maps, title, limit=DEEPER_MAPS, order=strongest_first(maps))), "image/png"))
     if story.probabilities is not None:
-        kernels.append(("probabilities.png", png_bytes(lesson.probabilities_figure(
+        pictures.append(("probabilities.png", png_bytes(lesson.probabilities_figure(
             story.probabilities, story.classes, language, story.mirrored)), "image/png"))
-    sections.append((text["show.answer"], text["show.answer_text"], kernels))
+    sections.append((text["show.answer"], text["show.answer_text"], pictures))
     if curves_png is not None:
         sections.append((text["show.training"], text["show.training_text"], [(CURVES, curves_png, "image/png")]))
     return sections

@@ -13,6 +13,8 @@ from .. import nn
 from ..errors import InvalidValue
 from ..tensor import Tensor, no_grad
 
+DEEPER_STAGES = 4  # deeper stages shown at most: ResNet's four, one a resolution
+
 
 @dataclass
 class ConvolutionStep:
@@ -58,17 +60,18 @@ class Story:
     kernels: np.ndarray           # (K, C, kH, kW): that layer's kernels
     pooling: PoolingStep | None
     pooled_maps: np.ndarray | None
-    deeper: list = field(default_factory=list)   # [(layer name, (K, h, w) maps)] of later conv layers
+    deeper: list = field(default_factory=list)   # [(layer name, (K, h, w) maps)]: one a stage (`deeper_stages`)
     probabilities: np.ndarray | None = None
     classes: tuple = ()
     mirrored: bool = False        # probabilities averaged with the mirror image's (`nn.logits`)
 
 
-def tell(model, image, layer=0, classes=(), mirror=False):
+def tell(model, image, layer=0, classes=(), mirror=False, recorded=None):
     """The story of ``image`` (C, H, W) float32 through ``model``, centred on conv layer ``layer``;
     with ``mirror``, its class probabilities average the answers for the image and its mirror image,
-    as the model was evaluated (`nn.logits`)."""
-    records, output = nn.record_outputs(model, image[None])
+    as the model was evaluated (`nn.logits`). ``recorded``: (records, output) of the model's pass on
+    ``image[None]`` (`nn.record_outputs` with containers), if already run."""
+    records, output = recorded or nn.record_outputs(model, image[None], containers=True)
     convs = [i for i, r in enumerate(records) if isinstance(r.module, nn.Conv2d)]
     if not convs:
         raise InvalidValue(f"{type(model).__name__} has no Conv2d layer, so there is no convolution to show")
@@ -83,8 +86,12 @@ def tell(model, image, layer=0, classes=(), mirror=False):
     pooling = pooled_maps = None
     if pool_at is not None:
         pooled_maps = records[pool_at].output[0]
-        pooling = _pooling_step(records[pool_at], convolution.map_index, conv.module.resolved_padding[::2])
-    deeper = [(records[i].name, records[i].output[0]) for i in convs if i > at]
+        pooled_input = records[pool_at].input[0]
+        # The pooled maps are the shown layer's (through its norm and activation) when their counts agree;
+        # else another convolution came between (VGG): show that layer's strongest map.
+        shown = convolution.map_index if len(pooled_input) == len(maps) else int(strongest_first(pooled_input)[0])
+        pooling = _pooling_step(records[pool_at], shown, conv.module.resolved_padding[::2])
+    deeper = deeper_stages(records, at)
     probabilities = None
     if output.ndim == 2 and output.shape[1] > 1:
         if mirror:
@@ -92,6 +99,44 @@ def tell(model, image, layer=0, classes=(), mirror=False):
         probabilities = F.softmax(Tensor(output), dim=1).numpy()[0]
     return Story(image, convolution, maps, conv.module.weight.numpy().copy(), pooling, pooled_maps, deeper,
                  probabilities, tuple(classes), mirror and probabilities is not None)
+
+
+def strongest_first(maps):
+    """The channel indices of ``maps`` (K, H, W) from the strongest map to the weakest, by mean
+    absolute value (the mean activation, for maps after a ReLU); ties keep channel order."""
+    maps = np.asarray(maps)
+    return np.argsort(-np.abs(maps).reshape(len(maps), -1).mean(axis=1), kind="stable")
+
+
+def top_classes(probabilities, k):
+    """The indices of the ``k`` largest ``probabilities`` (classes,), largest first; ties in class order."""
+    return np.argsort(-np.asarray(probabilities), kind="stable")[:k]
+
+
+def deeper_stages(records, first, most=DEEPER_STAGES):
+    """[(layer name, (K, h, w) maps)]: the deeper stages after record ``first`` (the shown convolution),
+    found by resolution in any architecture: for each output size (h, w) that a Conv2d gives after
+    the shown layer, other than the shown layer's own, the outermost module's output of that size
+    (the last of those) among modules that hold no output of another of these sizes: a ResNet's
+    'layer1', after its residual sums; MobileNet's last block at that size, not a block's expansion
+    that precedes a stride, nor 'features' as a whole; a VGG stage's ReLU before its pooling;
+    maps of at least 2x2 (not squeeze-and-excitation's 1x1). Spread evenly over the network, the
+    deepest always included, at most ``most``."""
+    own = records[first].output.shape[2:]
+    sizes = list(dict.fromkeys(tuple(r.output.shape[2:]) for r in records[first + 1:]
+                               if isinstance(r.module, nn.Conv2d) and r.output.ndim == 4))
+    sizes = [size for size in sizes if size != tuple(own) and min(size) >= 2]
+    found = [(index, record.name, tuple(record.output.shape[2:])) for index, record in enumerate(records)
+             if index > first and record.name and record.output.ndim == 4 and tuple(record.output.shape[2:]) in sizes]
+    chosen = {}  # size -> (depth, -index) of the outermost, then last, output of that size
+    for index, name, size in found:
+        spans = any(other != size and inner.startswith(name + ".") for _, inner, other in found)
+        if not spans:  # not a module holding several stages ('features', a ResNet's 'layers')
+            chosen[size] = min(chosen.get(size, (np.inf, 0)), (name.count("."), -index))
+    stages = sorted(-index for _, index in chosen.values())
+    if len(stages) > most:
+        stages = [stages[round(k * (len(stages) - 1) / (most - 1))] for k in range(most)] if most > 1 else stages[-1:]
+    return [(records[i].name, records[i].output[0]) for i in stages]
 
 
 def _mirrored_answer(model, image):
