@@ -263,7 +263,7 @@ def test_init_from_a_run_of_other_classes_starts_a_new_classifier_and_says_so(co
     assert main(["train", "--data", str(three), "--model", "lenet5", "--epochs", "1", "--batch-size", "16",
                  "--init-from", str(run), "--out", str(tmp_path / "run"), "--no-progress"]) == 0
     out = capsys.readouterr().out
-    assert "its classifier (11) answers another number of classes" in out
+    assert "its classifier (11) answers another number of classes (4; this run has 3)" in out
     before, _, _ = checkpoint.load(run)
     model = experiment.load_run(tmp_path / "run")[1]
     assert model[-1].out_features == 3 and before["11.weight"].shape == (4, 84)

@@ -186,9 +186,9 @@ def test_a_torchvision_checkpoint_fine_tunes_on_a_folder_with_a_new_classifier(f
     assert main(["train", "--model", "resnet18", "--data", str(photos), "--init-from", str(checkpoint),
                  "--epochs", "1", "--batch-size", "8", "--out", str(tmp_path / "run"), "--no-progress"]) == 0
     notes = [line for line in capsys.readouterr().out.splitlines() if "classifier" in line]
-    assert notes == [f"note: --init-from {checkpoint}: its classifier (fc) answers another number of classes, so "
-                     f"that layer starts from random weights (the run's seed); every other layer starts from the "
-                     f"file's"]
+    assert notes == [f"note: --init-from {checkpoint}: its classifier (fc) answers another number of classes (1000; "
+                     f"this run has 4), so that layer starts from random weights (the run's seed); every other layer "
+                     f"starts from the file's"]
     assert experiment.load_run(tmp_path / "run")[1].fc.weight.shape == (4, 512)
     started = experiment.start(experiment.RunConfig(model="resnet18", data=str(photos), init_from=str(checkpoint),
                                                     batch_size=8), tmp_path / "unstarted", progress=False,

@@ -180,8 +180,11 @@ def _start_from(model, weights, source):
         raise InvalidValue(f"--init-from {source}: {error}") from None
     if not fresh:
         return []
-    return [f"--init-from {source}: its classifier ({', '.join(fresh)}) answers another number of classes, so that "
-            f"layer starts from random weights (the run's seed); every other layer starts from the file's"]
+    classifier = f"{fresh[0]}.weight"  # (classes, ...) for a Linear and a 1x1 convolution alike
+    theirs, ours = np.shape(weights[classifier])[0], model.state_dict()[classifier].shape[0]
+    return [f"--init-from {source}: its classifier ({', '.join(fresh)}) answers another number of classes ({theirs}; "
+            f"this run has {ours}), so that layer starts from random weights (the run's seed); every other layer "
+            f"starts from the file's"]
 
 
 def resume(run_dir, data=None, progress=True, log=print, group=ONE_PROCESS):
