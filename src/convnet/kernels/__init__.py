@@ -2,8 +2,9 @@
 
 Each kernel does one op's memory-bound pass (a window keeping its maximum, a kernel's taps
 copied into GEMM-ready columns, an optimizer's update) as one loop instead of several NumPy
-passes; matrix products stay in NumPy's BLAS. Kernels take their inputs and a preallocated
-output and return nothing (or a small tuple); shapes are in their docstrings. Each file holds
+passes; matrix products stay in NumPy's BLAS, except Winograd's batched products with a small
+inner dimension (`microkernel`: an LLVM vector block, measured faster there). Kernels take their
+inputs and a preallocated output and return nothing (or a small tuple); shapes are in their docstrings. Each file holds
 its kernels and, beside each, a plain NumPy reference with the same arguments, which the tests
 compare it with (kernels/optim.py's references are the optimizers' own NumPy steps, in
 `convnet.optim`). The ops call neither directly but the `Kernel` of the two (``kernels.im2col``,

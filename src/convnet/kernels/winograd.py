@@ -11,7 +11,7 @@ channel o is
 with d_ct the p x p patch of the padded input at rows m*ty.., columns m*tx.. (neighbouring patches
 overlap by 2). With U = G g G^T as (P, O, C) and V = B^T d B as (P, C, T), P = p*p planes (16 or
 36), the P positions of the patch are P independent matrix products M = U @ V,
-(P, O, C) @ (P, C, T), done by `np.matmul`.
+(P, O, C) @ (P, C, T), done by kernels/microkernel.py's register-blocked kernel.
 
 The gradients run the same chain backwards (each map's adjoint, in reverse):
     dM = A dY A^T                                  `output_grad_transform`
@@ -35,25 +35,42 @@ the old one.
 import numpy as np
 
 from . import Kernel
+from .microkernel import BLOCK_COLUMNS, BLOCK_ROWS, batched_matmul, batched_matmul_reference, streams
 
 TRANSFORMS = ("input_transform", "weight_transform", "output_transform", "output_grad_transform",
               "input_grad_transform", "weight_grad_transform")
 # Transforms that read channels-last (N, H, W, C) memory, where a tile size's file has them.
 LAST_TRANSFORMS = ("input_transform_last", "output_grad_transform_last")
+# The forward's and the input gradient's P products, (P, M, K) @ (P, K, T) with K = 32..128
+# channels, run on kernels/microkernel.py's register-blocked kernel (np.matmul in reference mode).
+# Time over np.matmul's on the zoo's products (benchmarks/microkernel.py, 2026-12-06, 2-core AMD
+# EPYC Zen 4, OpenBLAS 0.3.31 SkylakeX kernels, one process, interleaved; rough, the machine
+# shared with five other sessions): 2 threads, quiet blocks only, 0.53-0.73 (145-200 GFLOP/s
+# against 118-148); 1 thread, the machine busy, 0.46-0.94 (median 0.87). Whole layers forward +
+# backward 0.76-1.02 and training steps 0.93-0.96 (reference CNN, ResNet-8; 1 thread, busy: within
+# the noise). Without streaming stores (rows of T not a multiple of 16) it was no faster: see
+# `_product`. Its first compile adds about 4-5 s (busy machine). The weight gradient's
+# (P, O, T) @ (P, T, C), summing over the T tiles, stays in BLAS.
+batched_product = Kernel(batched_matmul, batched_matmul_reference)
 
 
 def planes(shape, dtype, count):
     """An uninitialised (count,) + shape array whose planes lie 16 elements further apart than
-    contiguous ones (count: 16 for F(2x2, 3x3)'s 4x4 tiles, 36 for F(4x4, 3x3)'s 6x6).
+    contiguous ones (count: 16 for F(2x2, 3x3)'s 4x4 tiles, 36 for F(4x4, 3x3)'s 6x6), starting
+    on a 64-byte boundary.
 
     The kernels write (or read) all planes at once, one stream each; when a plane's size is a
     multiple of 4 KiB (conv2's is) the streams map to the same L1 cache sets and evict one
     another (measured 7x slower input transform; the transformed weights' (16, 512, 512) planes
     made the weight transforms 3-4x slower, issue 30). The gap staggers them. Each plane is
-    C-contiguous, so `np.matmul` hands the planes to BLAS without a copy.
+    C-contiguous, so `np.matmul` hands the planes to BLAS without a copy; the 64-byte start lets
+    kernels/microkernel.py write whole cache lines where the rows' length allows.
     """
-    size = int(np.prod(shape))
-    return np.empty((count, size + 16), dtype=dtype)[:, :size].reshape((count,) + tuple(shape))
+    size, itemsize = int(np.prod(shape)), np.dtype(dtype).itemsize
+    memory = np.empty(count * (size + 16) + 64 // itemsize, dtype=dtype)
+    start = (-memory.ctypes.data % 64) // itemsize
+    staggered = memory[start:start + count * (size + 16)].reshape(count, size + 16)
+    return staggered[:, :size].reshape((count,) + tuple(shape))
 
 
 class Winograd:
@@ -87,7 +104,7 @@ class Winograd:
         (self.input_transform_last if last else self.input_transform)(image, geometry.padding[::2], tiles)
         products = planes((o, n * tiles_hw[0] * tiles_hw[1]), image.dtype, self.planes)
         transformed_weight = self.weight(weight)
-        np.matmul(transformed_weight, tiles.reshape(self.planes, c, -1), out=products)
+        _product(transformed_weight, tiles.reshape(self.planes, c, -1), products)
         if finish is not None:
             return finish(products.reshape((self.planes, o, n) + tiles_hw)), tiles, transformed_weight
         out = np.empty((o, n) + geometry.output_hw, dtype=image.dtype)
@@ -116,7 +133,7 @@ class Winograd:
         """
         c = transformed_weight.shape[2]
         tiles_grad = planes((c, grad_transformed.shape[2]), grad_transformed.dtype, self.planes)
-        np.matmul(transformed_weight.transpose(0, 2, 1), grad_transformed, out=tiles_grad)
+        _product(transformed_weight.transpose(0, 2, 1), grad_transformed, tiles_grad)
         grad_x = np.empty((c, n) + geometry.input_hw, dtype=tiles_grad.dtype)
         tiles_hw = self.tiles_hw(geometry.output_hw)
         self.input_grad_transform(tiles_grad.reshape((self.planes, c, n) + tiles_hw), geometry.padding[::2], grad_x)
@@ -133,6 +150,19 @@ class Winograd:
         grad_weight = np.empty(transformed.shape[1:] + (3, 3), dtype=transformed.dtype)
         self.weight_grad_transform(transformed, grad_weight)
         return grad_weight
+
+
+def _product(a, b, out):
+    """out[p] = a[p] @ b[p]: `batched_product` on float32 where at least one register block fits
+    and out's rows take streaming stores (`microkernel.streams`: T a multiple of 16), else
+    np.matmul. Without streaming stores the kernel was no faster (0.92x and 1.15x np.matmul's time
+    on the batch-1000 products, T = 49000); on products smaller than a block its plain-loop edges
+    would do all the work, no faster and rounded differently from BLAS."""
+    fits = out.shape[1] >= BLOCK_ROWS and out.shape[2] >= BLOCK_COLUMNS
+    if a.dtype == b.dtype == out.dtype == np.float32 and fits and streams(out):
+        batched_product(a, b, out)
+    else:
+        np.matmul(a, b, out=out)
 
 
 class References:
