@@ -583,6 +583,12 @@ HAND_BUILT = {
          node("Expand", ["ones", "row"], ["grid"]), node("Mul", ["normed", "grid"], ["y"])], ["N", 3, 4], [],
         {"g": weights(3) + 2, "b": weights(3, seed=1), "m": weights(3, seed=2),
          "v": np.linspace(0.5, 2, 3, dtype=np.float32), "shape": np.array([3, 1]), "row": np.array([1, 3, 4])}),
+    "split_to_sequence_and_sequence_at": case(  # the dynamo exporter's torch.chunk, unoptimised (ShuffleNetV2)
+        [node("SplitToSequence", ["x"], ["rows"], axis=2, keepdims=0), node("SequenceAt", ["rows", "first"], ["r"]),
+         node("Unsqueeze", ["r", "axis"], ["row"]), node("Mul", ["x", "row"], ["product"]),
+         node("SplitToSequence", ["product", "two"], ["halves"], axis=1),
+         node("SequenceAt", ["halves", "last"], ["y"])], ["N", 4, 3, 5], [],
+        {"two": np.array(2), "last": np.array(-1), "first": np.array(0), "axis": np.array([2])}),
 }
 
 
@@ -643,7 +649,8 @@ def test_every_node_convnet_cannot_run_is_named_in_one_error(tmp_path):
         load(path)
     assert str(error.value) == (
         f"{path}: cannot load 4 nodes: /pad/Pad (Pad attribute mode=reflect: convnet pads with a constant), "
-        f"/lrn/LRN (LRN: an operator convnet does not run), /drop/Dropout (Dropout with training_mode=true), "
+        f"/lrn/LRN (LRN: an operator convnet does not run), "
+        f"/drop/Dropout (Dropout with training_mode=true and a ratio above 0), "
         f"/fc/Foo (custom.Foo: an operator convnet does not run)")
 
 
@@ -708,22 +715,16 @@ def test_a_file_that_is_not_onnx_or_is_truncated_is_refused_in_one_line(damage, 
 
 
 def test_a_graph_that_fails_the_checker_is_refused_in_one_line(tmp_path):
-    nodes = [helper.make_node("Relu", ["missing"], ["y"])]
+    """(A value read before anything provides it, a cycle among them, is named by convnet itself:
+    test_a_bad_onnx_file_is_refused_in_one_line_by_load_and_by_the_cli.)"""
+    nodes = [helper.make_node("Relu", ["x"], ["y"]), helper.make_node("Relu", ["x"], ["y"])]  # y written twice
     path = onnx_file(tmp_path / "model.onnx", nodes, ["N", 3])
     with pytest.raises(OnnxError) as error:
         load(path)
-    assert str(error.value).startswith(f"{path}: fails onnx.checker: ") and "\n" not in str(error.value)
+    assert re.fullmatch(f"{re.escape(str(path))}: fails onnx.checker: .*static single assignment.*|"
+                        f"{re.escape(str(path))}: fails onnx.checker: .*SSA.*", str(error.value)), str(error.value)
     with pytest.raises(OnnxError, match="cannot read it: No such file or directory"):
         load(tmp_path / "absent.onnx")
-    cycle = [helper.make_node("Relu", ["b"], ["a"]), helper.make_node("Relu", ["a"], ["b"]),
-             helper.make_node("Add", ["x", "a"], ["y"])]
-    graph = helper.make_graph(cycle, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [2])],
-                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [2])])
-    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 20)], ir_version=10),
-              tmp_path / "cycle.onnx")
-    with pytest.raises(OnnxError) as error:
-        load(tmp_path / "cycle.onnx")
-    assert re.fullmatch(r".*cycle\.onnx: fails onnx\.checker: .*topologically sorted.*", str(error.value))
 
 
 @pytest.mark.parametrize("options, message", [
@@ -993,3 +994,65 @@ def test_torchvisions_networks_that_were_refused_now_equal_onnxruntime(name, tmp
     model = getattr(torchvision_models(), name)(**options).eval()
     x = images(1, (3, 64, 64), seed=13)
     check_against_onnx(export(model, tmp_path / f"{name}.onnx", x, "torchscript", opset_version=18), x)
+
+
+# ------------------------------------------------------------------ bad files, through the command line
+def bad_onnx_files(folder):
+    """{problem: (path, a pattern of the one line convnet answers)}: an unknown operator, a cycle, a missing
+    initializer (a node reading a weight the file lacks; external data whose file is gone), a
+    dynamic shape that a node needs fixed, and external data stored outside the model's folder."""
+    x, w = ["N", 1, 8, 8], {"w": weights(2, 1, 3, 3)}
+    files = {"unknown operator": (onnx_file(folder / "unknown.onnx", [node("LRN", ["x"], ["y"], name="/lrn/LRN",
+                                                                           size=3)], x),
+                                  re.escape("cannot load 1 node: /lrn/LRN (LRN: an operator convnet does not run)"))}
+    cycle = [node("Relu", ["b"], ["a"]), node("Relu", ["a"], ["b"]), node("Add", ["x", "a"], ["y"])]
+    graph = helper.make_graph(cycle, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [2])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [2])])
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 20)], ir_version=10),
+              folder / "cycle.onnx")
+    files["cycle"] = folder / "cycle.onnx", re.escape("node 'a' (Relu) reads 'b' before node 'b' (Relu) writes it: "
+                                                      "a cycle, or nodes out of topological order")
+    files["missing initializer"] = (
+        onnx_file(folder / "missing.onnx", [node("Conv", ["x", "w"], ["y"], name="/conv/Conv")], x),
+        re.escape("node '/conv/Conv' (Conv) reads 'w', which no initializer, graph input or node provides"))
+    # The weight written to external data, then its file deleted.
+    proto = onnx.load(onnx_file(folder / "external.onnx", [node("Conv", ["x", "w"], ["y"])], x, w))
+    onnx.save(proto, folder / "gone.onnx", save_as_external_data=True, location="gone.onnx.data",
+              size_threshold=0)
+    (folder / "gone.onnx.data").unlink()
+    files["missing external data"] = folder / "gone.onnx", "gone.onnx.data"
+    files["unresolved dynamic shape"] = (
+        onnx_file(folder / "dynamic.onnx", [node("Conv", ["x", "w"], ["y"], name="/conv/Conv", auto_pad="SAME_UPPER",
+                                                 strides=[2, 2])], ["N", 1, "H", "W"], w),
+        r"cannot load 1 node: /conv/Conv \(Conv attribute auto_pad=SAME_UPPER with strides=\[2, 2\] on an input "
+        r"whose height and width the graph does not fix\)")
+    (folder / "models").mkdir()
+    onnx.save(proto, folder / "outside.onnx.data.onnx", save_as_external_data=True, location="outside.data",
+              size_threshold=0)
+    escaping = onnx.load(folder / "outside.onnx.data.onnx", load_external_data=False)
+    for tensor in escaping.graph.initializer:
+        for entry in tensor.external_data:
+            if entry.key == "location":
+                entry.value = "../outside.data"
+    onnx.save(escaping, folder / "models" / "outside.onnx")
+    files["external data outside its folder"] = folder / "models" / "outside.onnx", "outside"
+    return files
+
+
+@pytest.mark.parametrize("problem", ["unknown operator", "cycle", "missing initializer", "missing external data",
+                                     "unresolved dynamic shape", "external data outside its folder"])
+def test_a_bad_onnx_file_is_refused_in_one_line_by_load_and_by_the_cli(problem, tmp_path, capsys):
+    from PIL import Image
+
+    from convnet.cli import main
+
+    path, message = bad_onnx_files(tmp_path)[problem]
+    with pytest.raises(OnnxError) as error:
+        load(path)
+    assert re.match(f"{re.escape(str(path))}: .*{message}", str(error.value)) and "\n" not in str(error.value)
+    Image.fromarray(np.zeros((8, 8), np.uint8)).save(tmp_path / "photo.png")
+    for command in (["predict", path, tmp_path / "photo.png"], ["evaluate", path]):
+        code = main([str(argument) for argument in command])
+        err = capsys.readouterr().err
+        assert code == 1 and err.count("\n") == 1 and "Traceback" not in err, (command, err)
+        assert re.match(f"convnet: error: {re.escape(str(path))}: .*{message}", err), (command, err)

@@ -137,6 +137,8 @@ FUNCTION_TRANSLATIONS = {
     "Transpose": (_call(S.transpose), {"perm"}),
     "Slice": (_call(S.slice_), set()),
     "Split": (split_node, {"axis", "split", "num_outputs"}),
+    "SplitToSequence": (_call(S.split_to_sequence), {"axis", "keepdims"}),
+    "SequenceAt": (_call(S.sequence_at), set()),
     "Pad": (pad_node, {"mode", "pads", "value"}),
     "Expand": (_call(S.expand), set()),
     "ConstantOfShape": (constant_of_shape_node, {"value"}),

@@ -249,16 +249,17 @@ def gelu_node(node, attributes, builder):
 def dropout_node(node, attributes, builder):
     """nn.Dropout, so that the loaded model drops while it trains and not while it evaluates; with
     its mask read or its ratio an input, `general_ops.DropoutWithMask`. A training_mode that the
-    graph sets is refused: convnet drops when the model is in train() mode."""
+    graph sets is refused (convnet drops when the model is in train() mode), unless its ratio is 0
+    (torch's training-mode export of a network whose dropout was turned off): it drops nothing."""
     ratio_name, training_name = _optional(node, 1), _optional(node, 2)
     if training_name and training_name not in builder.known:
         raise Unsupported(f"Dropout training_mode from the graph's value {training_name!r}: convnet's dropout "
                           f"follows the model's train() and eval()")
-    if training_name and bool(builder.known[training_name]):
-        raise Unsupported("Dropout with training_mode=true")
     ratio = attributes.get("ratio", 0.5)
     if ratio_name and ratio_name in builder.known:
         ratio, ratio_name = float(builder.known[ratio_name]), ""
+    if training_name and bool(builder.known[training_name]) and (ratio_name or ratio != 0):
+        raise Unsupported("Dropout with training_mode=true and a ratio above 0")
     if ratio_name or len(node.output) > 1 and node.output[1]:
         return Layer(general_ops.DropoutWithMask(float(ratio)), None, (node.input[0], ratio_name), 2)
     return Layer(nn.Dropout(float(ratio)), None)

@@ -27,12 +27,32 @@ def read_model(onnx, path):
     try:
         onnx.checker.check_model(str(path))  # by path, so that external data is looked for beside the model
     except onnx.checker.ValidationError as error:
-        raise OnnxError(f"{path}: fails onnx.checker: {' '.join(str(error).split())}") from None
+        # The checker's message for a value nothing provides can name another field ("Field 'shape'
+        # of 'type' is required"): that value, when there is one, is what was wrong.
+        unprovided = _unprovided_value(model.graph)
+        raise OnnxError(f"{path}: {unprovided or 'fails onnx.checker: ' + ' '.join(str(error).split())}") from None
     opset = next((entry.version for entry in model.opset_import if entry.domain in DEFAULT_DOMAINS), 0)
     if opset < OLDEST_OPSET:
         raise OnnxError(f"{path}: opset {opset} is older than {OLDEST_OPSET}, the oldest convnet reads; "
                         f"onnx.version_converter.convert_version(model, 13) updates it")
     return model
+
+
+def _unprovided_value(graph):
+    """The first value a node reads before anything provides it, said in words; None if none."""
+    provided = {value.name for value in graph.input} | {tensor.name for tensor in graph.initializer} | {""}
+    writers = {name: node for node in graph.node for name in node.output}
+    for node in graph.node:
+        for name in node.input:
+            if name not in provided:
+                label = f"node {node.name or node.output[0]!r} ({node.op_type})"
+                writer = writers.get(name)
+                if writer is None:
+                    return f"{label} reads {name!r}, which no initializer, graph input or node provides"
+                return (f"{label} reads {name!r} before node {writer.name or writer.output[0]!r} ({writer.op_type}) "
+                        f"writes it: a cycle, or nodes out of topological order")
+        provided.update(node.output)
+    return None
 
 
 def tensor_array(onnx, tensor, path):

@@ -1,5 +1,6 @@
 """ONNX's shape ops beyond Reshape and Concat, as a loaded model runs them: Transpose (ShuffleNet's
-channel shuffle, ConvNeXt's channels-last LayerNorm), Slice, Split, Pad, Expand, ConstantOfShape.
+channel shuffle, ConvNeXt's channels-last LayerNorm), Slice, Split (and SplitToSequence), Pad, Expand,
+ConstantOfShape.
 
 Each takes a Tensor (gradients flow through convnet's Permute, Index and `windows.PadConstant`)
 or a NumPy array (a constant, folded at load) and returns the same kind.
@@ -54,6 +55,27 @@ def split(data, split=None, axis=0, num_outputs=None, outputs=1):
         index[axis % data.ndim] = slice(int(start), int(end))
         parts.append(data[tuple(index)])
     return tuple(parts)
+
+
+def split_to_sequence(data, sizes=None, axis=0, keepdims=1):
+    """ONNX's SplitToSequence: ``data`` cut along ``axis`` into a tuple of pieces of the ``sizes``
+    given (a scalar: pieces of that size, the last one smaller), or without them into pieces of
+    size 1, which lose the axis unless ``keepdims`` (the dynamo exporter's torch.chunk)."""
+    size, axis = data.shape[axis], axis % data.ndim
+    if sizes is None:
+        pieces = split(data, [1] * size, axis)
+        return pieces if keepdims else tuple(piece.reshape(piece.shape[:axis] + piece.shape[axis + 1:])
+                                             for piece in pieces)
+    sizes = np.asarray(sizes)
+    if sizes.ndim == 0:
+        whole, rest = divmod(size, int(sizes))
+        sizes = [int(sizes)] * whole + ([rest] if rest else [])
+    return split(data, sizes, axis)
+
+
+def sequence_at(sequence, position):
+    """ONNX's SequenceAt: the element at ``position`` (negative counts from the end)."""
+    return sequence[int(position)]
 
 
 def pad(data, pads, constant_value=None, axes=None):
