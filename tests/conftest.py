@@ -257,3 +257,12 @@ def torchvision_models():
     sys.modules["torchvision"] = package
     import torchvision.models as models
     return models
+
+
+def in_layout(x, layout):
+    """The (N, C, H, W) array x as a view of ``layout``'s memory."""
+    if layout == "channel_major":
+        return np.ascontiguousarray(x.transpose(1, 0, 2, 3)).transpose(1, 0, 2, 3)
+    if layout == "channels_last":
+        return np.ascontiguousarray(x.transpose(0, 2, 3, 1)).transpose(0, 3, 1, 2)
+    return np.ascontiguousarray(x)

@@ -13,18 +13,9 @@ from hypothesis import strategies as st
 import convnet.functional as F
 from convnet import Tensor, kernels, nn
 from convnet.kernels.convolution import is_channels_last
-from conftest import requires_torch, torch, torch_check
+from conftest import in_layout, requires_torch, torch, torch_check
 
 LAYOUTS = ("nchw", "channel_major", "channels_last")
-
-
-def in_layout(x, layout):
-    """The (N, C, H, W) array x as a view of ``layout``'s memory."""
-    if layout == "channel_major":
-        return np.ascontiguousarray(x.transpose(1, 0, 2, 3)).transpose(1, 0, 2, 3)
-    if layout == "channels_last":
-        return np.ascontiguousarray(x.transpose(0, 2, 3, 1)).transpose(0, 3, 1, 2)
-    return np.ascontiguousarray(x)
 
 
 @st.composite

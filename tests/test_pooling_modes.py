@@ -12,20 +12,11 @@ from hypothesis import strategies as st
 import convnet
 import convnet.functional as F
 from convnet import Tensor, kernels, nn
-from conftest import finite_difference_check, requires, requires_torch, torch
+from conftest import finite_difference_check, in_layout, requires, requires_torch, torch
 
 TF = torch.nn.functional if torch is not None else None
 LAYOUTS = ("nchw", "channel_major", "channels_last")
 MODES = ("compiled", "reference")
-
-
-def in_layout(x, layout):
-    """The (N, C, H, W) array x as a view of ``layout``'s memory."""
-    if layout == "channel_major":
-        return np.ascontiguousarray(x.transpose(1, 0, 2, 3)).transpose(1, 0, 2, 3)
-    if layout == "channels_last":
-        return np.ascontiguousarray(x.transpose(0, 2, 3, 1)).transpose(0, 3, 1, 2)
-    return np.ascontiguousarray(x)
 
 
 def output_sizes(hw, kernel, stride, padding, dilation, ceil_mode):
