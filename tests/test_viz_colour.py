@@ -120,9 +120,11 @@ def test_the_greyscale_pictures_are_unchanged_pixel_for_pixel(tmp_path):
     model = models.reference_cnn(batch_norm=False)
     image = np.random.default_rng(5).random((1, 28, 28), dtype=np.float32)
     viz.show(model, image, tmp_path, "t", tuple("abcdefghij"))
-    recorded = {"convolution.png": "5eb36ad579a29468", "feature_maps.png": "f1ffb31c3680eaf3",
-                "kernels.png": "b26c1744f25cef15", "probabilities.png": "6ac64d9d78af5296",
-                "pooling.png": "4776c42af816b2ac"}  # drawn by the code before colour pictures existed
+    # drawn by the code before colour pictures existed; the grids (feature maps, kernels) as issue 31
+    # draws them: ceil(sqrt(count)) columns, the maps strongest first
+    recorded = {"convolution.png": "5eb36ad579a29468", "feature_maps.png": "cda973641242d326",
+                "kernels.png": "39274da9473fbcd6", "probabilities.png": "6ac64d9d78af5296",
+                "pooling.png": "4776c42af816b2ac"}
     assert {name: digest(tmp_path / name) for name in recorded} == recorded
     assert not (tmp_path / "kernels_channels.png").exists()
 
@@ -134,7 +136,7 @@ def test_the_lesson_is_unchanged_pixel_for_pixel(tmp_path):
     photograph, _ = read_image(cbook.get_sample_data("grace_hopper.jpg", asfileobj=False), size=(256, 256),
                                channels=1, crop=True)
     viz.show(model, transforms.unit_range(photograph), tmp_path, "lesson")
-    recorded = {"feature_maps.png": "cd90848f6d4c5e9d", "kernels.png": "0199db8f22156818",
+    recorded = {"feature_maps.png": "3497e4bf88c3f8cb", "kernels.png": "9d216bb1b595638f",  # issue 31's grids
                 "convolution.png": "a562d7ed7e8a86b5"}  # maps of 247 px: just under the display cap
     assert {name: digest(tmp_path / name) for name in recorded} == recorded
 
