@@ -1,7 +1,7 @@
 """The ImageNet zoo against torchvision, its oracle: every architecture has torchvision's
 state_dict keys and shapes, computes torchvision's function on torchvision's weights (evaluation
-mode, both memory layouts of the input), ResNet-18 trains as torch's does (loss, every gradient,
-the batch-norm statistics), a 1-channel first layer works, and a torchvision checkpoint fine-tunes
+mode, both memory layouts of the input), each trains as torch's does (loss, every gradient, the
+batch-norm statistics), a 1-channel first layer works, and a torchvision checkpoint fine-tunes
 through ``convnet train --init-from`` with a new classifier for the folder's classes.
 
 Images are small (32 px: each network's strides still leave at least one pixel) so that the
@@ -97,12 +97,23 @@ def test_the_zoo_lists_every_imagenet_architecture_under_torchvisions_name():
     assert set(models.IMAGENET) == set(QUICK + SLOW) and set(models.IMAGENET) <= set(models.MODELS)
 
 
+def without_random_drops(model):
+    """``model`` with every dropout and stochastic depth at p = 0 (torch's masks cannot be drawn alike)."""
+    for module in model.modules():
+        if type(module).__name__ in ("Dropout", "StochasticDepth"):
+            module.p = 0.0
+    return model
+
+
 @pytest.mark.slow
-def test_resnet18_trains_as_torch_does_loss_gradients_and_batch_statistics():
-    """In float64 for both: in float32 a ReLU input within rounding of 0 can fall on either side in
-    either library, and through 17 layers one such flip moves a gradient by 1e-4 of its scale."""
-    theirs = torchvision_twin("resnet18").double()
-    ours = loaded_twin("resnet18", theirs).double()
+@pytest.mark.parametrize("name", QUICK + ["convnext_tiny"])
+def test_each_network_trains_as_torch_does_loss_gradients_and_batch_statistics(name):
+    """One training-mode forward and backward, in float64 for both: in float32 a ReLU input within
+    rounding of 0 can fall on either side in either library, and through 17 layers one such flip
+    moves a gradient by 1e-4 of its scale. (ResNet-50 and VGG: their blocks are ResNet-18's and
+    VGG's layers, which these cover, at 25-138 million parameters.)"""
+    theirs = without_random_drops(torchvision_twin(name)).double()
+    ours = without_random_drops(loaded_twin(name, theirs)).double()
     ours.train(), theirs.train()
     x, labels = images(4).astype(np.float64), np.array([0, 3, 7, 9])
     loss = F.cross_entropy(ours(convnet.Tensor(x)), labels)
@@ -110,9 +121,15 @@ def test_resnet18_trains_as_torch_does_loss_gradients_and_batch_statistics():
     expected = torch.nn.functional.cross_entropy(theirs(torch.from_numpy(x)), torch.from_numpy(labels))
     expected.backward()
     assert abs(loss.item() - expected.item()) <= 1e-10 * abs(expected.item())
+    their_gradients = {key: parameter.grad.numpy() for key, parameter in theirs.named_parameters()}
+    # A gradient zero in exact arithmetic (a bias followed by batch norm) is rounding noise in both:
+    # it is measured against the largest gradient's scale instead of its own.
+    floor = 1e-3 * max(np.abs(gradient).max() for gradient in their_gradients.values())
+    # torch's float64 hardsigmoid backward multiplies by 1/6 rounded to float32 (a relative 3e-9 off)
+    tolerance = 1e-6 if name.startswith("mobilenet_v3") else 1e-8
     for key, parameter in ours.named_parameters():
-        assert_close_relative_to_scale(parameter.grad.numpy(), dict(theirs.named_parameters())[key].grad.numpy(),
-                                       1e-8)
+        error = np.abs(parameter.grad.numpy() - their_gradients[key]).max()
+        assert error <= tolerance * max(np.abs(their_gradients[key]).max(), floor), key
     their_buffers = dict(theirs.named_buffers())
     for key, buffer in ours.named_buffers():
         np.testing.assert_allclose(buffer.numpy(), their_buffers[key].numpy(), rtol=1e-10, atol=1e-12, err_msg=key)
