@@ -156,6 +156,47 @@ def test_show_draws_an_imagenet_zoo_model_on_a_photo_at_224(name, stages, pooled
         assert "No max pooling" in (out / "index.html").read_text()
 
 
+@pytest.mark.parametrize("classes", [1000, 4])
+def test_show_draws_a_torchvision_checkpoint_with_its_weights_and_class_count(classes, photo, tmp_path, capsys):
+    """`convnet show --model NAME --weights FILE.pth`: the file's weights, read without torch; ImageNet's
+    class names for 1000 classes, numbered classes for a fine-tuned count."""
+    from conftest import TORCH_MISSING, torch, torchvision_models
+    if torch is None:
+        pytest.skip(TORCH_MISSING)
+    torch.manual_seed(0)
+    state = torchvision_models().squeezenet1_1(num_classes=classes).state_dict()
+    torch.save(state, tmp_path / "squeezenet.pth")
+    shown = show_input.model_on_image("squeezenet1_1", photo, weights=tmp_path / "squeezenet.pth")
+    for key, value in shown.model.state_dict().items():
+        np.testing.assert_array_equal(value, state[key].numpy(), err_msg=key)
+    assert shown.classes == (IMAGENET_CLASSES if classes == 1000 else ("class 0", "class 1", "class 2", "class 3"))
+    assert shown.title == "squeezenet1_1 (squeezenet.pth) on a 224x224 photograph" and not shown.model.training
+    from convnet.cli import main
+    assert main(["show", "--model", "squeezenet1_1", str(photo), "--weights", str(tmp_path / "squeezenet.pth"),
+                 "--out", str(tmp_path / "out")]) == 0
+    assert f"note: squeezenet1_1 with the weights of {tmp_path / 'squeezenet.pth'}" in capsys.readouterr().out
+
+
+def test_weights_that_do_not_fit_or_where_they_do_not_apply_are_refused_in_one_line(photo, tmp_path, capsys):
+    from conftest import TORCH_MISSING, torch
+    from convnet.cli import main
+    if torch is None:
+        pytest.skip(TORCH_MISSING)
+    torch.save({"conv.weight": torch.zeros(2, 3, 3, 3)}, tmp_path / "other.pth")
+    out = str(tmp_path / "out")
+    assert main(["show", "--model", "squeezenet1_1", str(photo), "--weights", str(tmp_path / "other.pth"),
+                 "--out", out]) == 1
+    error = capsys.readouterr().err.strip()
+    assert error.startswith(f"convnet: error: --weights {tmp_path / 'other.pth'}: not squeezenet1_1's weights: ")
+    assert "\n" not in error and "conv.weight" in error
+    assert main(["show", "--model", "reference_cnn", "--weights", str(tmp_path / "other.pth"), "--out", out]) == 1
+    assert "expected with an ImageNet architecture named alone" in capsys.readouterr().err
+    assert main(["show", "--lesson", "--weights", str(tmp_path / "other.pth"), "--out", out]) == 1
+    assert "--weights is for an ImageNet architecture" in capsys.readouterr().err
+    assert main(["show", "--model", "squeezenet1_1", "--weights", str(tmp_path / "none.pth"), "--out", out]) == 1
+    assert "--weights" in capsys.readouterr().err and not (tmp_path / "out").exists()
+
+
 @pytest.mark.slow
 def test_show_takes_an_imported_onnx_imagenet_classifier_as_torchvisions(photo, tmp_path):
     from convnet.onnx import export

@@ -157,6 +157,8 @@ def show(args):
                                "--test-mirror")
         if len(args.targets) > 1:
             raise CommandError("--lesson takes at most one IMAGE")
+        if args.weights is not None:
+            raise CommandError("--lesson draws its own untrained network; --weights is for an ImageNet architecture")
         shown = experiment.lesson_on_image(args.targets[0] if args.targets else None, args.seed, args.lang)
     else:
         targets = _named_model_first(args)
@@ -164,7 +166,7 @@ def show(args):
             raise CommandError("show takes RUN_DIR, MODEL or MODEL.onnx, then optionally an IMAGE (or --lesson "
                                "[IMAGE])")
         shown = experiment.model_on_image(targets[0], targets[1] if len(targets) > 1 else None, args.data,
-                                          args.test_mirror)
+                                          args.test_mirror, args.weights)
     font_families(args.lang)  # a font for the language, or FontMissing before any folder is made
     check_writable(out)  # before the drawing, not after it; after the inputs, so a refused one leaves no folder
     written = viz.show(shown.model, shown.image, out, shown.title, shown.classes, layer=args.layer,

@@ -91,6 +91,8 @@ def build_parser():
     show.add_argument("--out", default="show", metavar="DIR", help="where to write the pictures (default show/)")
     show.add_argument("--layer", type=int, default=0, help="which convolution layer to illustrate (default 0)")
     show.add_argument("--seed", type=int, default=0, help="seed of the lesson's random kernels (default 0)")
+    show.add_argument("--weights", metavar="FILE.pth", help="for an ImageNet architecture (--model resnet18, ...): "
+                      "its weights from a torchvision state_dict file, read without PyTorch")
 
     watch = command("watch", commands.watch, "a live page of a training run in the browser (standard library "
                     "only; read-only)", groups=["lang"])

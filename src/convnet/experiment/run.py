@@ -143,21 +143,22 @@ def _weights_from_rank_0(group, trainer):
         group.broadcast(tensor.data)
 
 
-def initial_weights(source):
-    """{name: array} that a run starts from (``--init-from``): a run folder's weights, a PyTorch
-    ``state_dict`` file's (.pth or .pt, read without PyTorch) or an ONNX file's initializers."""
+def initial_weights(source, option="--init-from"):
+    """{name: array} that a run starts from (``--init-from``; ``option`` names the command's option in
+    messages): a run folder's weights, a PyTorch ``state_dict`` file's (.pth or .pt, read without
+    PyTorch) or an ONNX file's initializers."""
     path = Path(source)
     if path.is_dir():
         return checkpoint.load(path)[0]
     if not path.is_file():
-        raise MissingFile(f"--init-from {source}: no such file or folder")
+        raise MissingFile(f"{option} {source}: no such file or folder")
     if path.suffix in (".pth", ".pt"):
         from ..pth import load_pth
         return load_pth(path)
     if path.suffix == ".onnx":
         from ..onnx import load
         return load(path).state_dict()  # its keys are the graph's initializers' names
-    raise InvalidValue(f"--init-from {source}: expected a run folder, a PyTorch state_dict (.pth, .pt) or an ONNX "
+    raise InvalidValue(f"{option} {source}: expected a run folder, a PyTorch state_dict (.pth, .pt) or an ONNX "
                      f"file (.onnx)")
 
 

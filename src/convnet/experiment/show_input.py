@@ -54,12 +54,18 @@ def lesson_on_image(image_path=None, seed=0, language="en"):
     return ModelOnImage(model, transforms.unit_range(pixels), title, notes=[f"{image_path}: {note}" for note in notes])
 
 
-def model_on_image(target, image_path=None, data=None, mirror=None):
+def model_on_image(target, image_path=None, data=None, mirror=None, weights=None):
     """A run folder's, zoo model's or ONNX file's model on the image at ``image_path``, or on the
     first test image of its dataset; ``mirror`` as for `load_model`. An ImageNet zoo model named
-    without ``data`` is shown as torchvision builds it (`imagenet_on_image`)."""
-    if target in models.IMAGENET and data is None and not Path(target).exists():
-        return imagenet_on_image(target, image_path, bool(mirror))
+    without ``data`` is shown as torchvision builds it, with ``weights`` (a state_dict file) if given
+    (`imagenet_on_image`)."""
+    imagenet = target in models.IMAGENET and data is None and not Path(target).exists()
+    if weights is not None and not imagenet:
+        raise InvalidValue(f"--weights {weights}: expected with an ImageNet architecture named alone "
+                           f"({', '.join(models.IMAGENET)}), without --data; a run folder or an ONNX file "
+                           f"carries its own weights")
+    if imagenet:
+        return imagenet_on_image(target, image_path, bool(mirror), weights)
     loaded = load_model(target, data, mirror)
     if image_path is not None and _unrecorded_imagenet(loaded):
         image, read_notes = imagenet_input(image_path)
@@ -110,25 +116,52 @@ IMAGENET_SIZE, IMAGENET_RESIZE = 224, 256  # torchvision's evaluation: resize th
 IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
 
 
-def imagenet_on_image(name, image_path=None, mirror=False):
+def imagenet_on_image(name, image_path=None, mirror=False, weights=None):
     """The ImageNet zoo model ``name`` as torchvision builds it (3 channels, 1000 classes, named
-    `IMAGENET_CLASSES`; untrained, seed 0, as no ImageNet weights ship) on the photograph at
-    ``image_path`` (None: the lesson's, matplotlib's sample photograph), prepared as torchvision's
-    ImageNet models take it (`imagenet_input`)."""
-    manual_seed(0)
-    model = models.build(name, in_channels=3, classes=len(IMAGENET_CLASSES), image_size=IMAGENET_SIZE)
-    model.eval()
-    notes = [f"{name} is untrained (random weights, seed 0): it shows its random kernels, and its answer is "
-             f"chance; train it on your photos (convnet train --model {name} --data PATH, --init-from a "
-             f"torchvision checkpoint) to see what it learned"]
+    `IMAGENET_CLASSES`) on the photograph at ``image_path`` (None: the lesson's, matplotlib's sample
+    photograph), prepared as torchvision's ImageNet models take it (`imagenet_input`). Untrained
+    (seed 0: no ImageNet weights ship), or with ``weights``: a torchvision ``state_dict`` file (read
+    without PyTorch), whose classifier says the number of classes (another than 1000: numbered)."""
+    if weights is None:
+        classes = IMAGENET_CLASSES
+        model = _imagenet_model(name, len(classes))
+        notes = [f"{name} is untrained (random weights, seed 0): it shows its random kernels, and its answer is "
+                 f"chance; show it with --weights a torchvision checkpoint, or train it on your photos (convnet "
+                 f"train --model {name} --data PATH) to see what it learned"]
+        described = f"{name} (untrained)"
+    else:
+        model, classes = _imagenet_model_with(name, weights)
+        notes = [f"{name} with the weights of {weights}" + ("" if classes is IMAGENET_CLASSES else
+                                                            f": {len(classes)} classes, numbered (the file names none)")]
+        described = f"{name} ({Path(weights).name})"
     if image_path is None:
         from matplotlib import cbook
         image_path = cbook.get_sample_data(LESSON_IMAGE, asfileobj=False)
         notes.append(f"no IMAGE given: matplotlib's sample photograph {LESSON_IMAGE}")
     image, read_notes = imagenet_input(image_path)
     notes += [f"{image_path}: {note}" for note in read_notes]
-    title = f"{name} (untrained) on a {IMAGENET_SIZE}x{IMAGENET_SIZE} photograph"
-    return ModelOnImage(model, image, title, IMAGENET_CLASSES, notes, mirror=mirror)
+    title = f"{described} on a {IMAGENET_SIZE}x{IMAGENET_SIZE} photograph"
+    return ModelOnImage(model, image, title, classes, notes, mirror=mirror)
+
+
+def _imagenet_model(name, classes):
+    manual_seed(0)
+    return models.build(name, in_channels=3, classes=classes, image_size=IMAGENET_SIZE).eval()
+
+
+def _imagenet_model_with(name, weights):
+    """(``name`` holding the state_dict in the file ``weights``, its classes), refused in one line
+    naming every key or shape that does not fit."""
+    from .run import initial_weights
+    state = initial_weights(weights, "--weights")
+    classifier = f"{models.classifier_name(_imagenet_model(name, len(IMAGENET_CLASSES)))}.weight"
+    count = int(np.shape(state[classifier])[0]) if classifier in state else len(IMAGENET_CLASSES)
+    model = _imagenet_model(name, count)
+    try:
+        model.load_state_dict(state)
+    except ValueError as error:
+        raise InvalidValue(f"--weights {weights}: not {name}'s weights: {error}") from None
+    return model, IMAGENET_CLASSES if count == len(IMAGENET_CLASSES) else tuple(f"class {i}" for i in range(count))
 
 
 def model_to_summarise(target):

@@ -249,6 +249,14 @@ def build(name, **config):
     return MODELS[name](**config)
 
 
+def classifier_name(model):
+    """The name of ``model``'s classifier: its last Linear layer or, without one, its last convolution
+    (SqueezeNet's 1x1 classifier); None for a model with neither."""
+    layers = [name for name, module in model.named_modules() if isinstance(module, convnet_nn.Linear)]
+    layers = layers or [name for name, module in model.named_modules() if isinstance(module, convnet_nn.Conv2d)]
+    return layers[-1] if layers else None
+
+
 def load_all_but_classifier(model, state_dict):
     """Load ``state_dict`` into ``model`` as ``model.load_state_dict`` does, except the classifier
     (the model's last Linear layer; without one, its last convolution, as SqueezeNet's 1x1
@@ -259,13 +267,11 @@ def load_all_but_classifier(model, state_dict):
     Every other problem (missing or unexpected keys, other shapes) is refused as by
     ``load_state_dict``, and then nothing is loaded.
     """
-    layers = [name for name, module in model.named_modules() if isinstance(module, convnet_nn.Linear)]
-    layers = layers or [name for name, module in model.named_modules() if isinstance(module, convnet_nn.Conv2d)]
+    classifier = classifier_name(model)
     own = model.state_dict()
-    if not layers:
+    if classifier is None:
         model.load_state_dict(state_dict)
         return []
-    classifier = layers[-1]
     prefix = f"{classifier}."
     differs = [key for key, value in state_dict.items() if key.startswith(prefix) and key in own
                and tuple(np.shape(value)) != tuple(own[key].shape)]
