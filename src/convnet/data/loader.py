@@ -83,7 +83,11 @@ class DataLoader:
             images, labels = (self.dataset.batch(index) if hasattr(self.dataset, "batch")
                               else stacked_batch(self.dataset, index))
             if self.transform is not None:
-                images = self.transform(images, np.random.default_rng([self.seed, epoch, number, 1]))
+                # A transform that depends on which images it sees (`transforms.AlternatingFlip`) is
+                # bound to them here, so the batch stays a function of (seed, epoch, batch number).
+                transform = (self.transform.for_batch(self.seed, epoch, index) if hasattr(self.transform, "for_batch")
+                             else self.transform)
+                images = transform(images, np.random.default_rng([self.seed, epoch, number, 1]))
             yield Tensor(np.ascontiguousarray(images, dtype=np.float32)), labels
 
     def __iter__(self):

@@ -1,7 +1,9 @@
 """Batch transforms: each maps a float32 batch (B, C, H, W) and a generator to a new batch.
 
 Augmentations draw one set of random numbers for the whole batch and apply them with array
-operations, not a Python loop per image.
+operations, not a Python loop per image. A transform that depends on which images it is given
+(`AlternatingFlip`) has ``for_batch(seed, epoch, indices)``, which `DataLoader` calls to get the
+batch's transform.
 """
 
 import numpy as np
@@ -24,6 +26,11 @@ class Compose:
         for transform in self.transforms:
             batch = transform(batch, rng)
         return batch
+
+    def for_batch(self, seed, epoch, indices):
+        """These transforms, each that depends on where its images are (``for_batch``) bound to them."""
+        return Compose(*(transform.for_batch(seed, epoch, indices) if hasattr(transform, "for_batch") else transform
+                         for transform in self.transforms))
 
     def __repr__(self):
         return f"Compose({', '.join(map(repr, self.transforms))})"
@@ -80,6 +87,64 @@ class RandomHorizontalFlip:
 
     def __repr__(self):
         return f"RandomHorizontalFlip(p={self.p})"
+
+
+def _splitmix64(x):
+    """SplitMix64's finaliser on a uint64 array: each bit of the result depends on every bit of x."""
+    x = x + np.uint64(0x9E3779B97F4A7C15)
+    x = (x ^ (x >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
+    x = (x ^ (x >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+    return x ^ (x >> np.uint64(31))
+
+
+class AlternatingFlip:
+    """Mirror each image left-right in every other epoch (airbench's alternating flip, Jordan 2024).
+
+    In epoch 0 a random half of the images are mirrored (a fair coin per image, drawn from the
+    loader's seed and the image's dataset index), in epoch 1 exactly the other half, and so on, so
+    every image is seen both ways every two epochs where random flips leave a quarter unseen one way.
+    It depends on where its images are, so a `DataLoader` binds it per batch with ``for_batch``.
+    """
+
+    def for_batch(self, seed, epoch, indices):
+        """The transform of one batch: ``indices`` (B,) are its images' indices in the dataset."""
+        return MirrorImages(self.mirrored(seed, epoch, indices))
+
+    @staticmethod
+    def mirrored(seed, epoch, indices):
+        """Whether each of the images ``indices`` (B,) is mirrored in ``epoch``: bool (B,)."""
+        indices = np.asarray(indices)
+        if indices.ndim != 1 or not np.issubdtype(indices.dtype, np.integer) or (indices < 0).any():
+            raise InvalidValue(f"AlternatingFlip: expected dataset indices as non-negative ints (B,), got {indices!r}")
+        if not isinstance(epoch, (int, np.integer)) or isinstance(epoch, bool) or epoch < 0:
+            raise InvalidValue(f"AlternatingFlip: expected epoch to be a non-negative int, got {epoch!r}")
+        key = _splitmix64(np.array([int(seed) % (1 << 64)], dtype=np.uint64))
+        first_epoch = (_splitmix64(key ^ indices.astype(np.uint64)) >> np.uint64(63)).astype(bool)
+        return first_epoch ^ bool(epoch % 2)
+
+    def __call__(self, batch, rng):
+        raise InvalidValue("AlternatingFlip: needs each image's dataset index and the epoch; use it as (part of) a "
+                           "DataLoader's transform, or call for_batch(seed, epoch, indices) for one batch")
+
+    def __repr__(self):
+        return "AlternatingFlip()"
+
+
+class MirrorImages:
+    """Mirror left-right the images where ``mirrored`` (B,) is True: one batch's `AlternatingFlip`."""
+
+    def __init__(self, mirrored):
+        self.mirrored = np.asarray(mirrored, dtype=bool)
+
+    def __call__(self, batch, rng=None):
+        if len(batch) != len(self.mirrored):
+            raise InvalidValue(f"MirrorImages: expected a batch of {len(self.mirrored)} images, got {len(batch)}")
+        batch = batch.copy()
+        batch[self.mirrored] = batch[self.mirrored, :, :, ::-1]
+        return batch
+
+    def __repr__(self):
+        return f"MirrorImages({int(self.mirrored.sum())} of {len(self.mirrored)})"
 
 
 class RandomErasing:
