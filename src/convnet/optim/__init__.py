@@ -2,7 +2,11 @@
 
 from . import lr_scheduler
 from .adam import Adam, AdamW
+from .averaging import ExponentialMovingAverage, update_bn
+from .groups import batch_norm_groups
+from .lookahead import Lookahead
 from .optimizer import Optimizer
 from .sgd import SGD
 
-__all__ = ["Optimizer", "SGD", "Adam", "AdamW", "lr_scheduler"]
+__all__ = ["Optimizer", "SGD", "Adam", "AdamW", "lr_scheduler", "ExponentialMovingAverage", "update_bn",
+           "Lookahead", "batch_norm_groups"]
