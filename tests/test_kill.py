@@ -415,7 +415,8 @@ class Harness:
             self.refused(argv_new(self.reference, self.run_dir),
                          f"{self.run_dir} already holds a run; continue it with --resume {self.run_dir}")
             self.told_to_resume = True
-        if not self.epoch and self.landed and not self.told_no_checkpoint:
+        # A kill before the run made its folder leaves nothing to refuse a resume of.
+        if not self.epoch and self.landed and not self.told_no_checkpoint and self.run_dir.exists():
             self.refused(argv_resume(self.run_dir), f"no checkpoint in {self.run_dir}: the run stopped before its "
                                                     f"first epoch ended, so there is nothing to resume; start it "
                                                     f"again with --out {self.run_dir}")
