@@ -67,7 +67,7 @@ ACTIVATIONS = {  # name: (convnet, torch, the points where its derivative jumps)
     "hardsigmoid": (F.hardsigmoid, lambda x: torch.nn.functional.hardsigmoid(x), (-3.0, 3.0)),
     "hardswish": (F.hardswish, lambda x: torch.nn.functional.hardswish(x), (-3.0, 3.0)),
     "silu": (F.silu, lambda x: torch.nn.functional.silu(x), ()),
-    "relu(inplace)": (lambda x: F.relu(x, inplace=True), torch.relu, (0.0,)),
+    "relu(inplace)": (lambda x: F.relu(x, inplace=True), lambda x: torch.relu(x), (0.0,)),
     "gelu": (F.gelu, lambda x: torch.nn.functional.gelu(x), ()),
     "erf": (F.erf, lambda x: torch.erf(x), ()),
 }

@@ -7,6 +7,7 @@ from collections import OrderedDict
 
 import numpy as np
 import pytest
+from conftest import requires
 from PIL import Image
 
 import convnet
@@ -198,6 +199,7 @@ def test_weights_that_do_not_fit_or_where_they_do_not_apply_are_refused_in_one_l
 
 
 @pytest.mark.slow
+@requires("onnx")
 def test_show_takes_an_imported_onnx_imagenet_classifier_as_torchvisions(photo, tmp_path):
     from convnet.onnx import export
     convnet.manual_seed(0)
