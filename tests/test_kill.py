@@ -34,19 +34,19 @@ import numpy as np
 import pytest
 
 from convnet import checkpoint
-from convnet.run_folder import CONFUSION, CURVES, LOCK, METRICS, SNAPSHOTS, STEPS, read_steps
+from convnet.run_folder import ACCURACY_MINUTES, CONFUSION, CURVES, LOCK, METRICS, SNAPSHOTS, STEPS, read_steps
 from conftest import write_tiny_fashion
 
 pytestmark = pytest.mark.system  # the harness SIGKILLs training processes
 
 EPOCHS, BATCH_SIZE, TRAIN_IMAGES = 3, 32, 256
 BATCHES = TRAIN_IMAGES // BATCH_SIZE
-FILES = (checkpoint.WEIGHTS, checkpoint.SIDECAR, METRICS, CURVES, CONFUSION)
+FILES = (checkpoint.WEIGHTS, checkpoint.SIDECAR, METRICS, CURVES, ACCURACY_MINUTES, CONFUSION)
 PHASES = ("created", "partial", "written", "replaced")
 PHASE_NAMES = {"created": "temporary created, empty", "partial": "temporary half-written",
                "written": "temporary written and fsynced, not renamed", "replaced": "just renamed into place"}
-TIMING_COLUMNS = {"images_per_second"}
-STEP_LOG_TIMING = {"images_per_second", "time"}
+TIMING_COLUMNS = {"images_per_second", "seconds"}
+STEP_LOG_TIMING = {"images_per_second", "time", "seconds"}
 PNG_SIGNATURE, PNG_END = b"\x89PNG\r\n\x1a\n", b"IEND\xaeB`\x82"
 PROCESS_TIMEOUT = 300  # seconds for one training process: generous, for a loaded CI machine
 
@@ -330,7 +330,8 @@ def assert_consistent(run_dir, reference, previous_epoch):
             f"unexpected {name} in {run_dir}"
     if checkpoint.WEIGHTS not in names:
         assert previous_epoch == 0, "the checkpoint disappeared"
-        assert not names & {checkpoint.SIDECAR, METRICS, CURVES, CONFUSION}, f"reports without a checkpoint: {names}"
+        assert not names & {checkpoint.SIDECAR, METRICS, CURVES, ACCURACY_MINUTES, CONFUSION}, \
+            f"reports without a checkpoint: {names}"
         return 0
     _, optimizer_state, meta = checkpoint.load(run_dir)
     assert optimizer_state is not None
@@ -342,7 +343,7 @@ def assert_consistent(run_dir, reference, previous_epoch):
     if METRICS in names:
         rows = without_timing(read_metrics(run_dir / METRICS))
         assert epoch - 1 <= len(rows) <= epoch and rows == expected[:len(rows)], rows
-    for name in (CURVES, CONFUSION):
+    for name in (CURVES, ACCURACY_MINUTES, CONFUSION):
         if name in names:
             assert_png(run_dir / name)
     if checkpoint.SIDECAR in names:  # a copy, rewritten only with the checkpoint: one kill per epoch can age it
@@ -378,6 +379,7 @@ def assert_same_as_reference(run_dir, reference):
     for name in (CURVES, CONFUSION):
         assert_png(run_dir / name)
         assert (run_dir / name).read_bytes() == (reference["dir"] / name).read_bytes(), name
+    assert_png(run_dir / ACCURACY_MINUTES)  # drawn from wall-clock seconds: no two runs' bytes agree
     assert step_log(run_dir) == step_log(reference["dir"])  # no step lost, none written twice
     assert temporaries(run_dir) == []
     assert {path.name for path in run_dir.iterdir()} == {LOCK, STEPS, SNAPSHOTS, *FILES}

@@ -102,6 +102,11 @@ _ENGLISH = {
     "watch.follow": "drag to go back in time; at the right end it follows the run",
     "watch.settings": "Settings",
     "watch.model": "Model",
+    "watch.accuracy_minutes": "Test accuracy against minutes",
+    "watch.accuracy_minutes_note": "wall-clock minutes of training and test evaluation, summed epoch by epoch; "
+                                   "dashed: the targets",
+    "watch.minutes": "minutes",
+    "watch.untimed": "epochs logged before convnet timed them (and every later one) are not drawn",
     # the pictures of large networks: grids strongest first, a few deeper stages, the top classes
     "ranked.maps_each": "The {count} feature maps of layer '{layer}', strongest first (largest mean |value|; "
                         "numbers: channel), each on its own scale",
@@ -200,6 +205,10 @@ _KOREAN = {
     "watch.follow": "끌어서 지난 시점을 봅니다. 오른쪽 끝에서는 학습을 따라갑니다",
     "watch.settings": "설정",
     "watch.model": "모델",
+    "watch.accuracy_minutes": "학습 시간(분)에 따른 테스트 정확도",
+    "watch.accuracy_minutes_note": "학습과 테스트 평가에 걸린 실제 시간(분)을 에폭마다 더한 값; 점선: 목표 정확도",
+    "watch.minutes": "분",
+    "watch.untimed": "convnet이 시간을 재기 전에 기록된 에폭(과 그 뒤의 모든 에폭)은 그리지 않습니다",
     # the pictures of large networks
     "ranked.maps_each": "'{layer}' 층의 특징 맵 {count}개, 강한 맵부터 (|값|의 평균이 큰 순; 번호: 채널), "
                         "맵마다 자신의 척도",

@@ -16,8 +16,8 @@ from tqdm import tqdm
 from . import checkpoint
 from .errors import ConvnetError
 from .files import atomic_write, check_writable, remove_stale_temporaries
-from .run_folder import (CONFUSION, CURVES, METRICS, SNAPSHOTS, STEPS, TENSORBOARD, hold_lock, read_steps,
-                         snapshot_pictures)
+from .run_folder import (ACCURACY_MINUTES, CONFUSION, CURVES, METRICS, SNAPSHOTS, STEPS, TENSORBOARD, hold_lock,
+                         read_steps, snapshot_pictures)
 from .train import Callback, evaluate
 
 STEP_LOG_EVERY = 10  # training steps between two lines of the step log
@@ -70,7 +70,8 @@ class EpochLog(Callback):
 class RunFolder(Callback):
     """Keeps ``run_dir`` up to date: the checkpoint (with ``config``, the JSON-able run
     configuration, so the folder can rebuild its model) after every epoch and when the run
-    stops, the metrics table, the learning curves and the confusion matrix after every epoch.
+    stops, the metrics table, the learning curves, test accuracy against minutes and the confusion
+    matrix after every epoch.
 
     ``train_conditions`` (e.g. ``["augmented"]``) label the train curves, measured under them;
     ``data`` (``{"train": source, "test": source}``, the datasets' `ArrayDataset.source`) goes
@@ -107,12 +108,15 @@ class RunFolder(Callback):
 
     def _write_reports(self, history, evaluation):
         from .viz import save_confusion, save_curves  # matplotlib: loaded by the first epoch, not by --help
+        from .viz.training import save_accuracy_minutes
         text = io.StringIO()
-        writer = csv.DictWriter(text, fieldnames=list(history[0]))
+        # Every epoch's columns: a run resumed after an upgrade adds columns (seconds) its first epochs lack.
+        writer = csv.DictWriter(text, fieldnames=list(dict.fromkeys(key for record in history for key in record)))
         writer.writeheader()
         writer.writerows(history)
         atomic_write(self.run_dir / METRICS, text.getvalue())
         save_curves(history, self.run_dir / CURVES, self.train_conditions)
+        save_accuracy_minutes([(self.run_dir.name, history)], self.run_dir / ACCURACY_MINUTES)
         if evaluation is not None:
             save_confusion(evaluation["confusion"], self.classes, self.run_dir / CONFUSION)
         self.reports_written = True
@@ -138,12 +142,13 @@ class StepLog(Callback):
     "images_per_second", "time"}`` (loss and accuracy: the epoch's running means; epoch: the one in
     progress, from 1; time: seconds since the epoch 1970), and after every epoch ``{"kind":
     "epoch", "step", "epoch", "train_loss", "train_accuracy", "test_loss", "test_accuracy",
-    "per_class_accuracy", "lr", "time"}``. As training begins, every ``snapshot_every`` steps and
-    after every epoch, the first convolution layer's kernels and its feature maps of the first
-    test image are drawn (`run_folder.snapshot_pictures`) and announced by ``{"kind": "snapshot",
-    "step", "epochs_done", "image", "kernels", "feature_maps", "time"}`` (PNG paths within the run
-    folder; epochs_done: steps over the epoch's length), so that the live page can show the kernels
-    taking shape. A run that ends by itself, all of its ``config["epochs"]`` done or stopped by a
+    "per_class_accuracy", "lr", "seconds", "time"}`` (seconds: the epoch's wall-clock time, as its
+    history record has it). As training begins, every ``snapshot_every`` steps and after every
+    epoch, the first convolution layer's kernels and its feature maps of the first test image are
+    drawn (`run_folder.snapshot_pictures`) and announced by ``{"kind": "snapshot", "step",
+    "epochs_done", "image", "kernels", "feature_maps", "time"}`` (PNG paths within the run folder;
+    epochs_done: steps over the epoch's length), so that the live page can show the kernels taking
+    shape. A run that ends by itself, all of its ``config["epochs"]`` done or stopped by a
     callback (`convnet.train.EarlyStopping`), not by a signal or a kill, ends its log with
     ``{"kind": "finished", "step", "epoch", "time"}``.
 
@@ -198,7 +203,8 @@ class StepLog(Callback):
         self._write({"kind": "epoch", "step": step, "epoch": record["epoch"],
                      "train_loss": record["train_loss"], "train_accuracy": record["train_accuracy"],
                      "test_loss": record["test_loss"], "test_accuracy": record["test_accuracy"],
-                     "per_class_accuracy": evaluation["per_class_accuracy"], "lr": record["lr"]})
+                     "per_class_accuracy": evaluation["per_class_accuracy"], "lr": record["lr"],
+                     "seconds": record["seconds"]})
         if step % self.snapshot_every:  # not drawn at this step already
             self._snapshot(trainer)
 

@@ -4,7 +4,8 @@ A run folder holds
 
 - ``checkpoint.safetensors`` (`WEIGHTS`), the run's single source of truth (`convnet.checkpoint`),
   and ``checkpoint.json`` (`SIDECAR`), a readable copy of its metadata;
-- ``metrics.csv`` (`METRICS`), ``curves.png`` (`CURVES`) and ``confusion.png`` (`CONFUSION`),
+- ``metrics.csv`` (`METRICS`), ``curves.png`` (`CURVES`), ``accuracy_minutes.png``
+  (`ACCURACY_MINUTES`: test accuracy against wall-clock minutes) and ``confusion.png`` (`CONFUSION`),
   rewritten after every epoch (`convnet.reports.RunFolder`);
 - ``steps.jsonl`` (`STEPS`), the run's log as it goes, one JSON object per line (`read_steps`),
   with pictures of its first convolution layer in ``snapshots/`` (`SNAPSHOTS`,
@@ -31,7 +32,8 @@ METRICS, CURVES, CONFUSION = "metrics.csv", "curves.png", "confusion.png"
 STEPS, SNAPSHOTS = "steps.jsonl", "snapshots"
 LOCK = ".lock"  # held by the process training in the folder; it holds that process's PID
 TENSORBOARD = "tensorboard"
-REPORTS = (METRICS, CURVES, CONFUSION)  # what a run shows of itself besides its log and snapshots
+ACCURACY_MINUTES = "accuracy_minutes.png"
+REPORTS = (METRICS, CURVES, ACCURACY_MINUTES, CONFUSION)  # what a run shows of itself besides its log and snapshots
 # The step log's pictures, as `snapshot_pictures` names them (paths within the run folder).
 SNAPSHOT_PICTURE = re.compile(rf"{SNAPSHOTS}/(image|(kernels|feature_maps)-\d+)\.png")
 # What a run that stopped before its first checkpoint leaves: nothing it could resume from.

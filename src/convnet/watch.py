@@ -3,11 +3,12 @@
 A read-only HTTP server (``http.server``) for one run folder:
 
 - ``/`` the page: loss and accuracy curves (train every few steps, test every epoch) that
-  extend as the run goes, the learning rate, images/s and the training time left, the first
-  convolution layer's kernels and feature maps as they take shape (a slider goes back through
-  the snapshots), the confusion matrix and accuracy per class, the run's settings (a default as
-  the value it stands for) and its model's summary. Everything is inline; it loads nothing from
-  the network.
+  extend as the run goes, test accuracy against wall-clock minutes (the epochs' ``seconds``
+  summed; dashed lines at `ACCURACY_TARGETS`), the learning rate, images/s and the training time
+  left, the first convolution layer's kernels and feature maps as they take shape (a slider goes
+  back through the snapshots), the confusion matrix and accuracy per class, the run's settings (a
+  default as the value it stands for) and its model's summary. Everything is inline; it loads
+  nothing from the network.
 - ``/events`` the run's step log (`convnet.run_folder.STEPS`, written by
   `convnet.reports.StepLog`) as Server-Sent Events, one per line, each with its line number as
   its id: a browser that reconnects sends ``Last-Event-ID`` and continues where it left off. New
@@ -43,6 +44,9 @@ POLL_SECONDS = 0.5  # how often a stream looks for new lines in the step log
 # (and no server thread) lives for ever, and a page never waits on a request that never ends.
 STREAM_SECONDS = 15
 RECONNECT_MILLISECONDS = 100
+# The test accuracies the minutes chart marks: issue 32's targets, as `convnet.viz.training`'s
+# ACCURACY_TARGETS (which this module, below viz, cannot import; a test keeps them equal).
+ACCURACY_TARGETS = (0.93, 0.94, 0.945, 0.95)
 
 
 def make_server(run_dir, host="127.0.0.1", port=0, language="en"):
@@ -174,6 +178,8 @@ pre { font-size: .8em; overflow-x: auto; margin: 0; }
 <div class="stat"><b id="left">-</b><span>[[watch.time_left]]</span></div></div></div>
 <div class="card"><h2>[[watch.loss]]</h2><svg id="loss"></svg></div>
 <div class="card"><h2>[[watch.accuracy]]</h2><svg id="accuracy"></svg></div>
+<div class="card"><h2>[[watch.accuracy_minutes]]</h2><p class="note" id="minutes-note">[[watch.accuracy_minutes_note]]</p>
+<svg id="minutes"></svg></div>
 <div class="card"><h2>[[watch.kernels]]</h2><p class="note">[[watch.kernels_note]]</p>
 <img id="kernels" class="pixels" alt="[[watch.no_snapshot]]">
 <input type="range" id="snapshot" min="0" max="0" value="0" title="[[watch.follow]]">
@@ -187,15 +193,16 @@ pre { font-size: .8em; overflow-x: auto; margin: 0; }
 <div class="card"><h2>[[watch.model]]</h2><pre id="summary"></pre></div>
 </main>
 <script>
-const TEXT = [[text]];
+const TEXT = [[text]], TARGETS = [[targets]];
 const steps = [], epochs = [], snapshots = [];
 let run = {config: {}, classes: []}, following = true, finished = false;
 const colours = {train: "#3b6fd4", test: "#e0682b"};
 const escape = text => String(text).replace(/[&<>"]/g, c => ({"&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;"})[c]);
 const element = id => document.getElementById(id);
 // The curves fill the box between the legend's band at the top and the step axis at the bottom,
-// so the legend never lies on a curve, wherever the curves go.
-function draw(id, series, logScale) {
+// so the legend never lies on a curve, wherever the curves go. The x axis is named xName and its
+// ends written by xText; guides (y values) are drawn as dashed lines where they fall in the box.
+function draw(id, series, {logScale = false, xName = TEXT["watch.step"], xText = x => x, guides = []} = {}) {
   const svg = element(id), w = svg.clientWidth || 400, h = 220, pad = 36, top = 26;
   const points = series.flatMap(s => s.points);
   if (!points.length) return;
@@ -204,8 +211,12 @@ function draw(id, series, logScale) {
   const x0 = Math.min(...xs), x1 = Math.max(...xs, x0 + 1), y0 = Math.min(...ys), y1 = Math.max(...ys, y0 + 1e-9);
   const X = x => pad + (x - x0) / (x1 - x0) * (w - pad - 10), Y = y => h - pad + (y0 - f(y)) / (y1 - y0) * (h - pad - top);
   let out = `<line x1="${pad}" y1="${h - pad}" x2="${w - 10}" y2="${h - pad}" stroke="#ccd"/>`;
-  out += `<text x="${pad}" y="${h - 12}" font-size="11" fill="#667">${TEXT["watch.step"]} ${x0}</text>`;
-  out += `<text x="${w - 10}" y="${h - 12}" font-size="11" fill="#667" text-anchor="end">${x1}</text>`;
+  out += `<text x="${pad}" y="${h - 12}" font-size="11" fill="#667">${xName} ${xText(x0)}</text>`;
+  out += `<text x="${w - 10}" y="${h - 12}" font-size="11" fill="#667" text-anchor="end">${xText(x1)}</text>`;
+  guides.filter(g => f(g) >= y0 && f(g) <= y1).forEach(g => {
+    out += `<line class="guide" x1="${pad}" y1="${Y(g)}" x2="${w - 10}" y2="${Y(g)}" stroke="#99a" stroke-dasharray="4 3"/>`;
+    out += `<text x="${pad + 2}" y="${Y(g) - 2}" font-size="10" fill="#889">${g}</text>`;
+  });
   out += `<text x="4" y="${top + 4}" font-size="11" fill="#667">${(logScale ? 10 ** y1 : y1).toPrecision(3)}</text>`;
   out += `<text x="4" y="${h - pad}" font-size="11" fill="#667">${(logScale ? 10 ** y0 : y0).toPrecision(3)}</text>`;
   const shown = series.filter(s => s.points.length);
@@ -225,10 +236,27 @@ function draw(id, series, logScale) {
 function redraw() {
   const train = TEXT["watch.train"], test = TEXT["watch.test"];
   draw("loss", [{name: train, colour: colours.train, points: steps.map(e => [e.step, e.loss])},
-                {name: test, colour: colours.test, dots: true, points: epochs.map(e => [e.step, e.test_loss])}], true);
+                {name: test, colour: colours.test, dots: true, points: epochs.map(e => [e.step, e.test_loss])}],
+       {logScale: true});
   draw("accuracy", [{name: train, colour: colours.train, points: steps.map(e => [e.step, e.accuracy])},
                     {name: test, colour: colours.test, dots: true, points: epochs.map(e => [e.step, e.test_accuracy])}]);
   draw("lr", [{name: "lr", colour: "#5a5", points: steps.map(e => [e.step, e.lr])}]);
+  const timed = minutes();
+  draw("minutes", [{name: test, colour: colours.test, dots: true, points: timed}],
+       {xName: TEXT["watch.minutes"], xText: x => x.toFixed(1), guides: TARGETS});
+  if (timed.length < new Set(epochs.map(e => e.epoch)).size) element("minutes-note").textContent = TEXT["watch.untimed"];
+}
+// (minutes of training by the epoch's end, test accuracy) for epochs 1, 2, ... in turn, each one's
+// "seconds" summed; it stops at the first epoch without them (logged before convnet timed its
+// epochs), whose time, and every later epoch's, is unknown. A resumed run's epoch logged again counts once.
+function minutes() {
+  const byEpoch = new Map(epochs.map(e => [e.epoch, e])), points = [];
+  let total = 0;
+  for (let epoch = 1; typeof byEpoch.get(epoch)?.seconds === "number"; epoch++) {
+    total += byEpoch.get(epoch).seconds / 60;
+    points.push([total, byEpoch.get(epoch).test_accuracy]);
+  }
+  return points;
 }
 // Steps still to train at the latest speed (evaluation not counted); an epoch's length is known
 // once one has ended, or once the second has begun.
@@ -320,5 +348,5 @@ def page(language="en"):
     """The page with ``language``'s words (`convnet.language`)."""
     table = words(language)
     text = json.dumps({key: value for key, value in table.items() if key.startswith("watch.")}).replace("</", "<\\/")
-    filled = {"text": text, "language": language, "confusion": CONFUSION}
+    filled = {"text": text, "language": language, "confusion": CONFUSION, "targets": json.dumps(ACCURACY_TARGETS)}
     return re.sub(r"\[\[([\w.]+)\]\]", lambda match: filled.get(match[1]) or html.escape(table[match[1]]), PAGE)
