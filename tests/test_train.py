@@ -155,7 +155,7 @@ def test_config_checks_every_value_at_once():
     with pytest.raises(ValueError) as refused:
         RunConfig.from_dict({"data": 7, "augment": "yes", "seed": 1.5, "lr": "0.1", "weight_decay": "0.05",
                              "label_smoothing": [0.1]})
-    for expected in ("data must be a folder's path or None, got 7", "augment must be none, full or a comma-separated choice of crop, flip, erase (or None: "
+    for expected in ("data must be a folder's path or None, got 7", "augment must be none, full or a comma-separated choice of crop, flip, altflip, erase (or None: "
                      "the dataset's default), got 'yes'",
                      "seed must be an integer, got 1.5", "lr must be positive, got '0.1'",
                      "weight_decay must be >= 0, got '0.05'", "label_smoothing must be in [0, 1), got [0.1]"):
@@ -429,7 +429,7 @@ def test_augment_names_a_comma_separated_choice_of_steps_applied_in_a_fixed_orde
         mirrored_seen.add(windows.pop()[2])
     assert mirrored_seen == {False, True}
     for bad in ("crop,crop", "full,flip", "", "crop;flip"):
-        with pytest.raises(ValueError, match=r"^augment must be none, full or a comma-separated choice of crop, flip, "
+        with pytest.raises(ValueError, match=r"^augment must be none, full or a comma-separated choice of crop, flip, altflip, "
                                              rf"erase \(or None: the dataset's default\), got '{bad}'$"):
             RunConfig(augment=bad)
 

@@ -112,10 +112,10 @@ class NonFiniteOutput(ConvnetError, ValueError):
     """A model answered NaN or infinity: its figures would be meaningless, so there are none."""
 
 
-def evaluate(model, loader, group=ONE_PROCESS, mirror=False):
+def evaluate(model, loader, group=ONE_PROCESS, mirror=False, translate=0):
     """Loss, accuracy, per-class accuracy and confusion matrix of ``model`` over ``loader`` (with
-    ``mirror``, of its outputs averaged over each image and its mirror image: `nn.logits`), and
-    whether they were ``mirrored``; `NonFiniteOutput` if any output is NaN or infinite (an argmax
+    ``mirror``, of its outputs averaged over each image and its mirror image, and with ``translate``
+    over views shifted by that many pixels too: `nn.logits`), and whether they were ``mirrored``; `NonFiniteOutput` if any output is NaN or infinite (an argmax
     over NaN is not a prediction).
     With the ranks of a distributed ``group``, each takes its share of every batch and the sums
     are summed: every rank gets one process's figures."""
@@ -127,7 +127,7 @@ def evaluate(model, loader, group=ONE_PROCESS, mirror=False):
     with no_grad():
         for images, labels in loader.batches(0):
             images, labels = _share(group, images, labels)
-            logits = nn.logits(model, images, mirror)
+            logits = nn.logits(model, images, mirror, translate)
             finite = np.isfinite(logits.numpy()).all(axis=1)
             if not finite.all():
                 model.train(was_training)
@@ -223,7 +223,8 @@ def _state_problems(state, batches):
 
 class Trainer:
     """Trains ``model`` on ``train_loader``, evaluating on ``test_loader`` after every epoch (with
-    ``test_mirror``, each test image averaged with its mirror image: `nn.logits`).
+    ``test_mirror``, each test image averaged with its mirror image, and with ``test_translate``
+    with views shifted by that many pixels: `nn.logits`).
 
     ``schedule`` (or None) steps once per batch; ``callbacks`` are told about every step (see
     `Callback`). ``group``: the ranks of a distributed job (`convnet.distributed`), each training
@@ -232,9 +233,9 @@ class Trainer:
     """
 
     def __init__(self, model, train_loader, test_loader, optimizer, schedule=None, label_smoothing=0.0,
-                 callbacks=(), group=ONE_PROCESS, test_mirror=False):
+                 callbacks=(), group=ONE_PROCESS, test_mirror=False, test_translate=0):
         self.model, self.train_loader, self.test_loader = model, train_loader, test_loader
-        self.test_mirror = test_mirror
+        self.test_mirror, self.test_translate = test_mirror, test_translate
         self.group = group
         self.optimizer, self.schedule, self.label_smoothing = optimizer, schedule, label_smoothing
         self.callbacks = list(callbacks)
@@ -264,7 +265,7 @@ class Trainer:
 
     def evaluate(self):
         """`evaluate`'s figures for the model as it is now, as the loop evaluates it after an epoch."""
-        return evaluate(self.model, self.test_loader, self.group, self.test_mirror)
+        return evaluate(self.model, self.test_loader, self.group, self.test_mirror, self.test_translate)
 
     # ------------------------------------------------------------------ loop
     def request_stop(self):

@@ -124,6 +124,20 @@ def _train_help():
         "channels": "an image folder or CSV: 1 (greyscale) or 3 (RGB) (default: 1 when every image is greyscale, "
                     "else 3)",
         "skip_bad": "an image folder or CSV: leave unreadable images out (the run records which) instead of refusing",
+        "recipe": "start from a named recipe's settings (options given beside it win; the run keeps its name): "
+                  + "; ".join(f"{name}: {recipe['about']} ("
+                              + ", ".join(f"--{key.replace('_', '-')} {value}" for key, value in recipe["settings"].items())
+                              + ")" for name, recipe in experiment.RECIPES.items()),
+        "whiten": "put a frozen patch-whitening layer first (airbench): 2x2 filters that decorrelate the training "
+                  "images' patches, computed from the first 5,000; the network then reads its 2C x 4 channels",
+        "dirac": "start each convolution's first in_channels kernels as the identity (airbench's partial Dirac "
+                 "initialisation), the others random",
+        "bn_lr_scale": "train batch norm's weights and biases at this multiple of the learning rate, without weight "
+                       "decay (airbench trains its biases at 64x with SGD)",
+        "lookahead": "Lookahead (Zhang et al., 2019): every 5 steps the weights move halfway back towards where they "
+                     "were 5 steps before",
+        "test_translate": "test-time views also shifted by this many pixels down-right and up-left (airbench's TTA; "
+                          "0: none; with --test-mirror, each shift mirrored too)",
     }
 
 
@@ -150,6 +164,9 @@ def _train_value_rules():
         "val_split": {"type": open_fraction, "metavar": "FRACTION"},
         "image_size": {"type": image_size, "metavar": "H[xW]"},
         "channels": {"type": int, "choices": [1, 3]},
+        "recipe": {"choices": list(experiment.RECIPES)},
+        "bn_lr_scale": {"type": positive_float, "metavar": "SCALE"},
+        "test_translate": {"type": int, "choices": range(5), "metavar": "PIXELS"},
     }
 
 
@@ -170,10 +187,7 @@ def add_train_options(parser):
         # A KeyError here names a new RunConfig field whose help `_train_help` still lacks.
         keywords = {"help": helps[field.name] + _stated_default(field), **rules.get(field.name, {})}
         kind = types[field.name]
-        if kind is bool:
-            keywords["action"] = "store_const"
-            keywords["const"] = True
-        elif bool in typing.get_args(kind):  # true, false, or None: decided by other settings
+        if kind is bool or bool in typing.get_args(kind):  # --no-X too: a recipe's true may be turned off
             keywords["action"] = argparse.BooleanOptionalAction
         else:
             keywords.setdefault("type", next(arg for arg in typing.get_args(kind) or [kind] if arg is not type(None)))

@@ -31,7 +31,9 @@ def train(args):
     else:
         if args.time_budget is not None and args.epochs is not None:
             raise CommandError("give --epochs or --time-budget, not both: the budget decides the epochs")
-        config = experiment.RunConfig(**settings)
+        recipe = settings.pop("recipe", None)
+        config = (experiment.RunConfig(**settings) if recipe is None
+                  else experiment.RunConfig.from_recipe(recipe, **settings))
         run_dir = Path(args.out) if args.out else run_folder.default_run_dir(config.model)
         created = not run_dir.exists()
         try:
@@ -43,7 +45,8 @@ def train(args):
         mirroring = "; test images are also scored mirrored (test-time mirroring)" if config.test_time_mirroring else ""
         on = (f"{config.dataset} ({len(run.train)} images)" if config.is_idx
               else f"{config.data}: {run.data_summary}")
-        say(f"training {config.model} on {on} for {config.epochs} "
+        recipe = f" with the {config.recipe} recipe" if config.recipe else ""
+        say(f"training {config.model}{recipe} on {on} for {config.epochs} "
             f"epoch{'s' if config.epochs > 1 else ''} {start}{ranks}{mirroring}; run folder {run_dir}")
         for note in run.notes:
             say(f"note: {note}")

@@ -2,6 +2,7 @@
 to a model, one concept per module:
 
 - `config`: `RunConfig`, a run's settings, the choices they take and the defaults they leave;
+- `recipes`: named bundles of settings (``--recipe``), each measured;
 - `sources`: what ``--data PATH`` holds (IDX, CIFAR, an image folder, a CSV manifest), its datasets,
   and what a run records of them;
 - `build`: the loaders, model, optimizer, schedule and trainer a configuration makes;
@@ -16,6 +17,7 @@ to a model, one concept per module:
 from .build import build_model, build_trainer, evaluation_loader, make_optimizer, make_schedule, train_transform
 from .config import (AUGMENTATION_STEPS, AUGMENTATIONS, DATASETS, DEFAULT_AUGMENT, DEFAULT_LR, DEFAULT_WEIGHT_DECAY,
                      MIRRORING_DATASETS, OPTIMIZERS, SCHEDULES, RunConfig)
+from .recipes import RECIPES
 from .sources import DataChanged, DataNotRecorded, data_kind, load_datasets, recorded_input
 from .load import export_onnx, load_model
 from .loaded_model import IMAGE_SHAPE, LoadedModel
@@ -25,7 +27,7 @@ from .run import PROBE_STEPS, PROBE_WARMUP, Run, RunExists, initial_weights, loa
 from .scoring import Classifier, evaluate_model, evaluate_run
 from .show_input import LESSON_IMAGE, ModelOnImage, lesson_on_image, model_on_image
 
-__all__ = ["RunConfig", "AUGMENTATION_STEPS", "AUGMENTATIONS", "DEFAULT_AUGMENT", "DEFAULT_LR", "DEFAULT_WEIGHT_DECAY",
+__all__ = ["RunConfig", "RECIPES", "AUGMENTATION_STEPS", "AUGMENTATIONS", "DEFAULT_AUGMENT", "DEFAULT_LR", "DEFAULT_WEIGHT_DECAY",
            "MIRRORING_DATASETS", "OPTIMIZERS", "SCHEDULES", "DATASETS", "DataChanged", "DataNotRecorded", "data_kind",
            "recorded_input", "build_model", "build_trainer",
            "evaluation_loader", "load_datasets", "make_optimizer", "make_schedule", "train_transform", "Run",

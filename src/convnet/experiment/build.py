@@ -2,9 +2,10 @@
 trainer with the callbacks that report on it. This module alone makes those choices.
 """
 
+from collections import OrderedDict
 from dataclasses import asdict
 
-from .. import models, optim
+from .. import models, nn, optim
 from ..data import transforms
 from ..data.loader import DataLoader
 from ..distributed import synchronise_batch_norm
@@ -15,19 +16,30 @@ from ..train import ONE_PROCESS, EarlyStopping, Trainer
 from .sources import IDX_SIZE, data_record, input_spec, normalization
 
 
-def make_optimizer(config, parameters):
+def make_optimizer(config, model):
+    """``config``'s optimizer over ``model``'s trainable parameters: batch norm's in a group of their
+    own at ``bn_lr_scale`` times the learning rate and without weight decay where that is not 1, and
+    wrapped in `optim.Lookahead` where ``lookahead``."""
     lr = config.learning_rate
+    if config.bn_lr_scale != 1:
+        parameters = optim.batch_norm_groups(model, lr, config.bn_lr_scale, config.decay, bn_weight_decay=0.0)
+    else:
+        parameters = [p for p in model.parameters() if p.requires_grad]
     if config.optimizer == "sgd":
-        return optim.SGD(parameters, lr=lr, momentum=0.9, nesterov=True, weight_decay=config.decay)
-    return (optim.Adam if config.optimizer == "adam" else optim.AdamW)(parameters, lr=lr,
-                                                                      weight_decay=config.decay)
+        optimizer = optim.SGD(parameters, lr=lr, momentum=0.9, nesterov=True, weight_decay=config.decay)
+    else:
+        optimizer = (optim.Adam if config.optimizer == "adam" else optim.AdamW)(parameters, lr=lr,
+                                                                               weight_decay=config.decay)
+    return optim.Lookahead(optimizer, k=5, alpha=0.5) if config.lookahead else optimizer
 
 
 def make_schedule(config, optimizer, steps_per_epoch):
-    """A per-step schedule over the whole run (None for a constant learning rate)."""
+    """A per-step schedule over the whole run (None for a constant learning rate); each parameter
+    group keeps its own share of the learning rate."""
     total = config.epochs * steps_per_epoch
     if config.schedule == "onecycle":
-        return optim.lr_scheduler.OneCycleLR(optimizer, max_lr=config.learning_rate, total_steps=max(total, 2))
+        return optim.lr_scheduler.OneCycleLR(optimizer, max_lr=[group["lr"] for group in optimizer.param_groups],
+                                             total_steps=max(total, 2))
     if config.schedule == "cosine":
         return optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=max(total, 1))
     if config.schedule == "step":
@@ -46,7 +58,8 @@ def train_transform(config, spec=None):
     # IDX keeps the 2 pixels of padding its recipe was measured with; other data are padded by an eighth
     # of the shorter side, CIFAR's 4 pixels at 32x32 (He et al., 2016), the same share of any image.
     padding = 2 if spec is None else max(1, min(size) // 8)
-    on_pixels = {"crop": transforms.RandomCrop(tuple(size), padding=padding), "flip": transforms.RandomHorizontalFlip()}
+    on_pixels = {"crop": transforms.RandomCrop(tuple(size), padding=padding), "flip": transforms.RandomHorizontalFlip(),
+                 "altflip": transforms.AlternatingFlip()}
     # Erasing comes after normalising, so the erased rectangle holds the dataset's mean.
     erase = [transforms.RandomErasing(p=0.25)] if "erase" in steps else []
     return transforms.Compose(*(on_pixels[step] for step in steps if step in on_pixels), normalize, *erase)
@@ -64,16 +77,44 @@ def evaluation_loader(config, test, spec=None):
     return DataLoader(test, batch, transform=normalization(config, spec))
 
 
+WHITENING_KERNEL = 2  # airbench's: 2x2 patches, so 8 filters for greyscale images and 24 for colour
+WHITENING_IMAGES = 5000  # the training images whose patches are whitened (airbench: the first 5,000)
+
+
 def build_model(config, spec=None):
     """``config.model`` for the data ``spec`` describes (None: IDX's 1x28x28 images of 10 classes,
     the zoo's defaults), given only what differs from those defaults, so an IDX run's model is the
-    one it always was."""
-    shape = {}
-    if spec is not None:
-        shape = {"in_channels": spec["channels"], "image_size": tuple(spec["size"]), "classes": len(spec["classes"])}
-        shape = {key: value for key, value in shape.items()
-                 if value != {"in_channels": 1, "image_size": tuple(IDX_SIZE), "classes": 10}[key]}
-    return models.build(config.model, **shape)
+    one it always was. With ``config.whiten``, a frozen 2x2 convolution (`whitening_layer`) comes
+    first, named ``whiten``, and the model (``network``) takes its 2 C 4 channels at (H - 1, W - 1)."""
+    channels, size = (1, tuple(IDX_SIZE)) if spec is None else (spec["channels"], tuple(spec["size"]))
+    classes = 10 if spec is None else len(spec["classes"])
+    whiten = whitening_layer(channels) if config.whiten else None
+    if whiten is not None:
+        channels, size = whiten.out_channels, tuple(side - WHITENING_KERNEL + 1 for side in size)
+    shape = {key: value for key, value in {"in_channels": channels, "image_size": size, "classes": classes}.items()
+             if value != {"in_channels": 1, "image_size": tuple(IDX_SIZE), "classes": 10}[key]}
+    model = models.build(config.model, **shape)
+    return model if whiten is None else nn.Sequential(OrderedDict(whiten=whiten, network=model))
+
+
+def whitening_layer(channels):
+    """airbench's first layer: a 2x2 convolution without padding or bias whose 2 C 4 filters
+    `nn.init.patch_whitening_` sets from the training images; frozen (it is not trained)."""
+    layer = nn.Conv2d(channels, 2 * channels * WHITENING_KERNEL ** 2, WHITENING_KERNEL, bias=False)
+    layer.weight.requires_grad = False
+    return layer
+
+
+def initialise(model, config, train, spec):
+    """The methods that set a new run's starting weights: the whitening layer's filters from the
+    first `WHITENING_IMAGES` normalised training images, and partial identity kernels (``dirac``)."""
+    if config.dirac:
+        for module in model.modules():
+            if isinstance(module, nn.Conv2d) and module.groups == 1 and module.weight.requires_grad:
+                nn.init.partial_dirac_(module.weight)
+    if config.whiten:
+        images = normalization(config, spec)(transforms.unit_range(train.images[:WHITENING_IMAGES]))
+        nn.init.patch_whitening_(model.whiten, images)
 
 
 def build_trainer(config, train, test, run_dir=None, progress=True, log=print, group=ONE_PROCESS):
@@ -86,11 +127,12 @@ def build_trainer(config, train, test, run_dir=None, progress=True, log=print, g
     spec = input_spec(config, train)
     manual_seed(config.seed)
     model = build_model(config, spec)
+    initialise(model, config, train, spec)
     if config.sync_bn and group.size > 1:  # alone, the whole batch's statistics are its own
         synchronise_batch_norm(model, group)
     train_loader = DataLoader(train, config.batch_size, shuffle=True, seed=config.seed,
                               transform=train_transform(config, spec))
-    optimizer = make_optimizer(config, model.parameters())
+    optimizer = make_optimizer(config, model)
     schedule = make_schedule(config, optimizer, len(train_loader))
     callbacks = [ProgressBar(config.epochs)] if progress else []
     callbacks.append(EpochLog(config.epochs, log))
@@ -105,4 +147,4 @@ def build_trainer(config, train, test, run_dir=None, progress=True, log=print, g
     if config.early_stop is not None:  # on every rank: they must stop together
         callbacks.append(EarlyStopping(config.early_stop, log if group.rank == 0 else lambda *_: None))
     return Trainer(model, train_loader, evaluation_loader(config, test, spec), optimizer, schedule,
-                   config.label_smoothing, callbacks, group, config.test_time_mirroring)
+                   config.label_smoothing, callbacks, group, config.test_time_mirroring, config.test_translate)

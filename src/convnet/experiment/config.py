@@ -10,16 +10,20 @@ from .. import models
 from ..data import mnist
 from ..errors import InvalidValue
 from ..reports import SNAPSHOT_EVERY
+from . import recipes
 
 DEFAULT_LR = {"sgd": 0.05, "adam": 2e-3, "adamw": 2e-3}
 # SGD's and Adam's weight decay is an L2 term in the gradient, AdamW's is decoupled from it (a
 # shrinking of the weights by lr x decay per step), so their good values differ a hundredfold.
 # 0.05 for AdamW was measured for issue 18 (README, docs/results.md).
 DEFAULT_WEIGHT_DECAY = {"sgd": 5e-4, "adam": 5e-4, "adamw": 0.05}
-# What varies training images at random, in the order it is applied: crops of the image padded by
-# 2 pixels, left-right mirroring, and erasing a rectangle. `augment` names a comma-separated
-# choice of them ("crop,flip"), "none", or "full": all that suit the dataset.
-AUGMENTATION_STEPS = ("crop", "flip", "erase")
+# What varies training images, in the order it is applied: crops of the image padded by 2 pixels,
+# left-right mirroring at random, mirroring of each image in every other epoch (airbench's
+# alternating flip: half the images mirrored in each epoch, as flip, but each seen both ways in any
+# two epochs), and erasing a rectangle. `augment` names a comma-separated choice of them
+# ("crop,flip"), "none", or "full": all that suit the dataset (flip, not altflip).
+AUGMENTATION_STEPS = ("crop", "flip", "altflip", "erase")
+MIRRORING_STEPS = ("flip", "altflip")
 AUGMENTATIONS = ("none", "full", *AUGMENTATION_STEPS)
 # What ``--data PATH`` may hold besides IDX files: a run's ``dataset`` names it once it is recognised
 # (`build.data_kind`), so a stored run says what it trained on.
@@ -64,6 +68,13 @@ class RunConfig:
     image_size: list | None = None  # [H, W]: resize the shorter side and centre-crop (None: the images' own)
     channels: int | None = None  # 1 or 3 (None: 1 when every image is greyscale, else 3)
     skip_bad: bool = False  # leave unreadable images out (recorded) instead of refusing them
+    # The fast-training methods of the CIFAR-10 speed records (issue 32; docs/results.md measures each).
+    recipe: str | None = None  # the `recipes.RECIPES` entry the settings came from (`from_recipe`), or None
+    whiten: bool = False  # a frozen patch-whitening first layer (`build.whitened`) in front of the model
+    dirac: bool = False  # each convolution's first in_channels kernels start as the identity (`nn.init.partial_dirac_`)
+    bn_lr_scale: float = 1.0  # batch norm's weights and biases at this multiple of the lr, without weight decay
+    lookahead: bool = False  # slow weights pulled halfway to the fast ones every 5 steps (`optim.Lookahead`)
+    test_translate: int = 0  # test-time views also shifted by this many pixels (`nn.logits`' translate)
 
     def __post_init__(self):
         problems = []
@@ -79,7 +90,11 @@ class RunConfig:
         if not (self.augment is None or isinstance(self.augment, str) and _is_augmentation(self.augment)):
             problems.append(f"augment must be none, full or a comma-separated choice of "
                             f"{', '.join(AUGMENTATION_STEPS)} (or None: the dataset's default), got {self.augment!r}")
-        elif self.augment is not None and "flip" in self.augment.split(",") and self.dataset not in MIRRORING_DATASETS:
+        elif self.augment is not None and set(MIRRORING_STEPS) <= set(self.augment.split(",")):
+            problems.append(f"augment {self.augment} mirrors the images twice over; choose flip (at random) or "
+                            f"altflip (every other epoch)")
+        elif (self.augment is not None and set(MIRRORING_STEPS) & set(self.augment.split(","))
+              and self.dataset not in MIRRORING_DATASETS):
             problems.append(f"augment {self.augment} mirrors the images, and {self.dataset}'s do not mirror; "
                             f"choose from none, full, crop and erase")
         problems += self._image_problems()
@@ -114,8 +129,28 @@ class RunConfig:
             problems.append(f"weight_decay must be >= 0, got {self.weight_decay!r}")
         if not (_is_real(self.label_smoothing) and 0 <= self.label_smoothing < 1):
             problems.append(f"label_smoothing must be in [0, 1), got {self.label_smoothing!r}")
+        problems += self._method_problems()
         if problems:
             raise InvalidValue("; ".join(problems))
+
+    def _method_problems(self):
+        problems = []
+        if self.recipe is not None and (not isinstance(self.recipe, str) or self.recipe not in recipes.RECIPES):
+            problems.append(f"recipe must be one of {', '.join(recipes.RECIPES)} or None, got {self.recipe!r}")
+        for name in ("whiten", "dirac", "lookahead"):
+            if not isinstance(getattr(self, name), bool):
+                problems.append(f"{name} must be true or false, got {getattr(self, name)!r}")
+        if not (_is_real(self.bn_lr_scale) and self.bn_lr_scale > 0):
+            problems.append(f"bn_lr_scale must be a positive number, got {self.bn_lr_scale!r}")
+        if not isinstance(self.test_translate, int) or isinstance(self.test_translate, bool) or not (
+                0 <= self.test_translate <= 4):
+            problems.append(f"test_translate must be a whole number of pixels from 0 to 4, got {self.test_translate!r}")
+        elif self.test_translate and not problems and "crop" not in self.augmentation_steps:
+            problems.append(f"test_translate {self.test_translate} adds test views shifted by {self.test_translate} "
+                            f"pixels, which helps only a network trained on shifted crops and costs one that never saw "
+                            f"any (0.9373 -> 0.9314 for the reference CNN at 1 pixel); this run's training images are "
+                            f"not cropped (augment {self.augmentation}): add crop to --augment")
+        return problems
 
     def _image_problems(self):
         if isinstance(self.image_size, int) and not isinstance(self.image_size, bool):
@@ -159,14 +194,14 @@ class RunConfig:
         """The `AUGMENTATION_STEPS` training applies, in their order."""
         if self.augmentation == "full":
             return tuple(step for step in AUGMENTATION_STEPS
-                         if step != "flip" or self.dataset in MIRRORING_DATASETS)
+                         if step != "altflip" and (step != "flip" or self.dataset in MIRRORING_DATASETS))
         chosen = self.augmentation.split(",")
         return tuple(step for step in AUGMENTATION_STEPS if step in chosen)
 
     @property
     def mirrors_training_images(self):
-        """Whether training mirrors images at random: flip, or full on datasets that mirror."""
-        return "flip" in self.augmentation_steps
+        """Whether training mirrors images: flip or altflip, or full on datasets that mirror."""
+        return bool(set(MIRRORING_STEPS) & set(self.augmentation_steps))
 
     @property
     def test_time_mirroring(self):
@@ -192,6 +227,8 @@ class RunConfig:
             conditions = []
         elif steps == ("flip",):
             conditions = ["mirrored at random"]
+        elif steps == ("altflip",):
+            conditions = ["mirrored in every other epoch"]
         elif self.augmentation == "full":
             conditions = ["augmented"]
         else:
@@ -199,6 +236,18 @@ class RunConfig:
         if self.label_smoothing:
             conditions.append(f"label smoothing {self.label_smoothing:g}")
         return conditions
+
+    @classmethod
+    def from_recipe(cls, name, **settings):
+        """A run of the recipe ``name`` (`recipes.RECIPES`), ``settings`` given over its own; the run
+        records the recipe's name. ``RunConfig(recipe=name)`` only records the name.
+
+        >>> RunConfig.from_recipe("fast", seed=1).recipe
+        'fast'
+        """
+        if name not in recipes.RECIPES:
+            raise InvalidValue(f"recipe must be one of {', '.join(recipes.RECIPES)}, got {name!r}")
+        return cls(**{**recipes.RECIPES[name]["settings"], **settings, "recipe": name})
 
     @classmethod
     def from_dict(cls, values):

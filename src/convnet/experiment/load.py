@@ -49,10 +49,11 @@ def load_model(target, data=None, mirror=None):
 def _convnet_model(model, config, title, run_dir=None, notes=(), spec=None):
     if spec is None:
         return LoadedModel(model, config, title, IMAGE_SHAPE, mnist.CLASSES[config.dataset],
-                           mnist.normalization(config.dataset), run_dir, list(notes), config.test_time_mirroring)
+                           mnist.normalization(config.dataset), run_dir, list(notes), config.test_time_mirroring,
+                           translate=config.test_translate)
     return LoadedModel(model, config, title, (spec["channels"], *spec["size"]), tuple(spec["classes"]),
                        normalization(config, spec), run_dir, list(notes), config.test_time_mirroring, crop=True,
-                       spec=spec)
+                       spec=spec, translate=config.test_translate)
 
 
 def with_mirroring(config, mirror, target):

@@ -18,7 +18,7 @@ class LoadedModel:
     """A model that ``evaluate``, ``predict``, ``summary`` and ``show`` use, and what it takes:
     images of ``input_shape`` (C, H, W) with pixels in [0, 1], normalised by ``normalize`` (None:
     as they are); its outputs are logits of ``classes``, averaged with those of the mirror image
-    where ``mirror`` (`nn.logits`). ``config``: its dataset and where that is read from;
+    where ``mirror`` and with views shifted ``translate`` pixels where that is not 0 (`nn.logits`). ``config``: its dataset and where that is read from;
     ``run_dir``: the run folder it was trained in, if any. ``notes``: what had to be assumed, to be said.
     ``crop``: an image of another aspect ratio is centre-cropped before it is resized, as an image
     folder's images were for training (IDX models: resized whole, as before). ``spec``: the recorded
@@ -33,6 +33,7 @@ class LoadedModel:
     notes: list = field(default_factory=list)
     mirror: bool = False
     crop: bool = False
+    translate: int = 0
     spec: dict | None = None
 
     def __post_init__(self):

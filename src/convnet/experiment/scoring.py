@@ -38,7 +38,7 @@ def evaluate_run(run_dir, data=None, mirror=None):
                           f"evaluate on other data on purpose)")
     warnings = [f"{run_dir}: {change}; the figures below are for {config.data}" for change in changes]
     return test.classes, evaluate(nn.fuse_for_inference(model), evaluation_loader(config, test, spec),
-                                  mirror=config.test_time_mirroring), warnings
+                                  mirror=config.test_time_mirroring, translate=config.test_translate), warnings
 
 
 def _test_set(config, spec, data, where):
@@ -79,7 +79,8 @@ def evaluate_model(target, data=None, mirror=None):
         raise InvalidValue(f"{target} answers {len(loaded.classes)} classes; {loaded.config.dataset} has "
                            f"{len(test.classes)}")
     loader = DataLoader(test, 1000, transform=loaded.normalize)
-    return test.classes, evaluate(nn.fuse_for_inference(loaded.model), loader, mirror=loaded.mirror), loaded.notes
+    return (test.classes, evaluate(nn.fuse_for_inference(loaded.model), loader, mirror=loaded.mirror,
+                                   translate=loaded.translate), loaded.notes)
 
 
 class Classifier:
@@ -91,7 +92,8 @@ class Classifier:
     def probabilities(self, images):
         """Model inputs (N, C, H, W) -> class probabilities (N, classes)."""
         with no_grad():
-            return F.softmax(nn.logits(self.loaded.model, images, self.loaded.mirror), dim=1).numpy()
+            return F.softmax(nn.logits(self.loaded.model, images, self.loaded.mirror, self.loaded.translate),
+                             dim=1).numpy()
 
     def top(self, path, k):
         """([(class name, probability)] of the ``k`` likeliest classes, conversion notes) of an image file."""

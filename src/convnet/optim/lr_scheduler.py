@@ -74,7 +74,8 @@ class OneCycleLR(LRScheduler):
 
     The lr rises from max_lr/div_factor to max_lr over the first pct_start of the steps, then
     anneals to max_lr/(div_factor*final_div_factor); momentum (or Adam's beta1) moves the
-    opposite way between max_momentum and base_momentum.
+    opposite way between max_momentum and base_momentum. ``max_lr`` is one number for every param
+    group or a list of one per group (as PyTorch's).
     """
 
     def __init__(self, optimizer, max_lr, total_steps=None, epochs=None, steps_per_epoch=None, pct_start=0.3,
@@ -96,9 +97,13 @@ class OneCycleLR(LRScheduler):
         self.cycle_momentum = cycle_momentum
         if cycle_momentum and not self.use_beta1 and "momentum" not in optimizer.defaults:
             raise InvalidValue("OneCycleLR: cycle_momentum needs an optimizer with momentum or betas")
-        for group in optimizer.param_groups:
-            group["initial_lr"] = max_lr / div_factor
-            group["max_lr"], group["min_lr"] = max_lr, max_lr / div_factor / final_div_factor
+        peaks = list(max_lr) if isinstance(max_lr, (list, tuple)) else [max_lr] * len(optimizer.param_groups)
+        if len(peaks) != len(optimizer.param_groups):
+            raise InvalidValue(f"OneCycleLR: expected max_lr for each of the {len(optimizer.param_groups)} param "
+                               f"groups, got {len(peaks)}")
+        for group, peak in zip(optimizer.param_groups, peaks):
+            group["initial_lr"] = peak / div_factor
+            group["max_lr"], group["min_lr"] = peak, peak / div_factor / final_div_factor
             if cycle_momentum:
                 group["max_momentum"], group["base_momentum"] = max_momentum, base_momentum
                 self._set_momentum(group, max_momentum)

@@ -1,0 +1,179 @@
+"""The speed records' methods as a run's settings (issue 32): whitening, Dirac initialisation, batch
+norm's learning rate, lookahead, alternating flips, shifted test views, and the recipes that bundle
+them; each checked against an oracle, and a run using all of them resumes bit for bit."""
+
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+import convnet
+from convnet import experiment, nn, optim
+from convnet.data import mnist, transforms
+from convnet.experiment import RunConfig, build_trainer, load_datasets
+from convnet.experiment.build import build_model, make_optimizer, make_schedule
+from convnet.errors import InvalidValue
+from convnet.train import evaluate
+
+
+def config(data, **changes):
+    values = dict(model="reference_cnn", data=str(data), epochs=2, batch_size=32, seed=3)
+    return RunConfig(**{**values, **changes})
+
+
+def trainer_for(cfg, run_dir=None):
+    train, test = load_datasets(cfg)
+    return build_trainer(cfg, train, test, run_dir, progress=False, log=lambda line: None)
+
+
+# ---------------------------------------------------------------------------- settings
+@pytest.mark.parametrize("changes, message", [
+    ({"augment": "flip,altflip"}, "mirrors the images twice over; choose flip (at random) or altflip"),
+    ({"augment": "altflip", "dataset": "mnist"}, "augment altflip mirrors the images, and mnist's do not mirror"),
+    ({"whiten": 1}, "whiten must be true or false, got 1"),
+    ({"bn_lr_scale": 0}, "bn_lr_scale must be a positive number, got 0"),
+    ({"test_translate": 5}, "test_translate must be a whole number of pixels from 0 to 4, got 5"),
+    ({"test_translate": 1.0}, "test_translate must be a whole number of pixels from 0 to 4, got 1.0"),
+    ({"recipe": "fastest"}, "recipe must be one of fast or None, got 'fastest'"),
+    ({"test_translate": 1, "augment": "flip"}, "this run's training images are not cropped (augment flip): add crop"),
+])
+def test_bad_settings_are_refused_naming_what_was_expected(changes, message):
+    with pytest.raises(InvalidValue, match=message.replace("(", r"\(").replace(")", r"\)")):
+        RunConfig(**changes)
+
+
+def test_alternating_flips_mirror_the_training_images_so_test_time_mirroring_follows():
+    run = RunConfig(augment="crop,altflip")
+    assert run.augmentation_steps == ("crop", "altflip") and run.test_time_mirroring
+    assert RunConfig(augment="altflip").train_conditions == ["mirrored in every other epoch", "label smoothing 0.1"]
+    assert RunConfig(augment="full").augmentation_steps == ("crop", "flip", "erase")  # full keeps random flips
+
+
+def test_a_recipe_gives_its_settings_under_those_given_and_is_recorded():
+    recipe = experiment.RECIPES["fast"]["settings"]
+    run = RunConfig.from_recipe("fast", seed=4)
+    assert run.recipe == "fast" and run.seed == 4
+    assert all(getattr(run, name) == value for name, value in recipe.items())
+    assert recipe["augment"] != "crop" and RunConfig.from_recipe("fast", augment="crop").augment == "crop"
+    with pytest.raises(InvalidValue, match="recipe must be one of fast, got 'nope'"):
+        RunConfig.from_recipe("nope")
+    assert RunConfig.from_dict(vars(run)) == run  # a stored run keeps its recipe and settings
+
+
+# ---------------------------------------------------------------------------- whitening and Dirac
+def test_the_whitening_layer_is_frozen_and_whitens_the_first_training_images(tiny_fashion):
+    cfg = config(tiny_fashion, whiten=True)
+    trainer = trainer_for(cfg)
+    whiten = trainer.model.whiten
+    assert whiten.weight.shape == (8, 1, 2, 2) and whiten.bias is None and not whiten.weight.requires_grad
+    assert trainer.model(np.zeros((2, 1, 28, 28), np.float32)).shape == (2, 10)
+    # Oracle: the normalised images' 2x2 patches, by NumPy; the first 4 filters make their second
+    # moment diag(l / (l + eps)) and the last 4 are their negatives.
+    train, _ = load_datasets(cfg)
+    images = mnist.normalization("fashion-mnist")(transforms.unit_range(train.images[:5000]))
+    patches = np.stack([images[:, 0, i:i + 27, j:j + 27] for i in (0, 1) for j in (0, 1)], axis=-1).reshape(-1, 4)
+    moment = patches.astype(np.float64).T @ patches / len(patches)
+    filters = whiten.weight.numpy().reshape(8, 4).astype(np.float64)
+    eigenvalues = np.linalg.eigvalsh(moment)[::-1]
+    np.testing.assert_allclose(filters[:4] @ moment @ filters[:4].T, np.diag(eigenvalues / (eigenvalues + 5e-4)),
+                               atol=2e-5)
+    np.testing.assert_array_equal(filters[4:], -filters[:4])
+    before = whiten.weight.numpy().copy()
+    trainer.fit(1)
+    np.testing.assert_array_equal(whiten.weight.numpy(), before)  # frozen: no step moves it
+    assert all(id(p) != id(whiten.weight) for group in trainer.optimizer.param_groups for p in group["params"])
+
+
+def test_dirac_starts_each_convolution_as_the_identity_on_its_first_channels(tiny_fashion):
+    model = trainer_for(config(tiny_fashion, model="resnet8", dirac=True)).model
+    convolutions = [m for m in model.modules() if isinstance(m, nn.Conv2d)]
+    assert len(convolutions) == 9
+    for conv in convolutions:
+        out_channels, in_channels, height, width = conv.weight.shape
+        identity = np.zeros((min(out_channels, in_channels), in_channels, height, width), np.float32)
+        for k in range(len(identity)):
+            identity[k, k, height // 2, width // 2] = 1
+        np.testing.assert_array_equal(conv.weight.numpy()[:len(identity)], identity)
+        if out_channels > in_channels:  # the rest keep their random start
+            assert np.abs(conv.weight.numpy()[len(identity):]).min(axis=(1, 2, 3)).all() or np.abs(
+                conv.weight.numpy()[len(identity):]).sum(axis=(1, 2, 3)).all()
+
+
+# ---------------------------------------------------------------------------- optimizer
+def test_batch_norm_trains_at_its_own_learning_rate_through_the_one_cycle_schedule(tiny_fashion):
+    cfg = config(tiny_fashion, bn_lr_scale=4.0)
+    model = build_model(cfg)
+    optimizer = make_optimizer(cfg, model)
+    others, norms = optimizer.param_groups
+    assert len(norms["params"]) == 4 and norms["weight_decay"] == 0 and others["weight_decay"] == cfg.decay
+    schedule = make_schedule(cfg, optimizer, steps_per_epoch=10)
+    for _ in range(13):
+        assert norms["lr"] == pytest.approx(4 * others["lr"], rel=1e-12)
+        schedule.step()
+
+
+def test_one_cycle_takes_a_peak_per_group_as_pytorchs():
+    torch = pytest.importorskip("torch", reason="PyTorch is the oracle of the schedule")
+    ours = optim.AdamW([{"params": [convnet.Tensor(np.zeros(2), requires_grad=True)], "lr": 1.0},
+                        {"params": [convnet.Tensor(np.zeros(2), requires_grad=True)], "lr": 1.0}])
+    theirs = torch.optim.AdamW([{"params": [torch.zeros(2, requires_grad=True)]},
+                                {"params": [torch.zeros(2, requires_grad=True)]}])
+    our_schedule = optim.lr_scheduler.OneCycleLR(ours, max_lr=[0.01, 0.3], total_steps=20)
+    their_schedule = torch.optim.lr_scheduler.OneCycleLR(theirs, max_lr=[0.01, 0.3], total_steps=20)
+    for _ in range(19):
+        assert [g["lr"] for g in ours.param_groups] == pytest.approx([g["lr"] for g in theirs.param_groups], rel=1e-12)
+        theirs.step()
+        our_schedule.step()
+        their_schedule.step()
+    with pytest.raises(InvalidValue, match="expected max_lr for each of the 2 param groups, got 3"):
+        optim.lr_scheduler.OneCycleLR(ours, max_lr=[1, 2, 3], total_steps=20)
+
+
+def test_lookahead_wraps_the_optimizer(tiny_fashion):
+    optimizer = make_optimizer(config(tiny_fashion, lookahead=True), build_model(config(tiny_fashion)))
+    assert isinstance(optimizer, optim.Lookahead) and (optimizer.k, optimizer.alpha) == (5, 0.5)
+
+
+# ---------------------------------------------------------------------------- a whole run
+@pytest.mark.slow
+def test_a_run_with_every_method_stops_and_resumes_bit_for_bit(tiny_fashion, tmp_path):
+    cfg = config(tiny_fashion, whiten=True, dirac=True, bn_lr_scale=4.0, lookahead=True, augment="crop,altflip",
+                 test_translate=1, recipe="fast")
+    straight = trainer_for(cfg, tmp_path / "straight")
+    straight.fit(2)
+    stopped = trainer_for(cfg, tmp_path / "stopped")
+    stopped.callbacks.append(convnet.train.LambdaCallback(
+        on_batch_end=lambda trainer, loss: (trainer.epoch, trainer.batch) == (1, 3) and trainer.request_stop()))
+    stopped.fit(2)  # stops in the second epoch, after 3 of its 8 steps (lookahead's 5 straddle it)
+    resumed = experiment.resume(tmp_path / "stopped", progress=False, log=lambda line: None)
+    assert (resumed.trainer.epoch, resumed.trainer.batch) == (1, 3) and resumed.config == cfg
+    resumed.trainer.fit(2)
+    for key, value in straight.model.state_dict().items():
+        np.testing.assert_array_equal(resumed.trainer.model.state_dict()[key], value, err_msg=key)
+    assert [row["test_accuracy"] for row in resumed.trainer.history] == [
+        row["test_accuracy"] for row in straight.history]
+    assert all(row["seconds"] > 0 for row in straight.history)
+    # The run's evaluations use the shifted views; so does evaluate on the run folder.
+    _, model, _ = experiment.load_run(tmp_path / "straight")
+    expected = evaluate(model, straight.test_loader, mirror=True, translate=1)
+    assert straight.history[-1]["test_accuracy"] == expected["accuracy"]
+    _, figures, _ = experiment.evaluate_run(tmp_path / "straight")
+    assert figures["loss"] == pytest.approx(expected["loss"], rel=1e-5)
+    assert figures["loss"] != pytest.approx(evaluate(model, straight.test_loader, mirror=True)["loss"], rel=1e-5)
+
+
+@pytest.mark.slow
+def test_the_command_line_starts_a_recipe_and_turns_its_methods_off(tiny_fashion, tmp_path):
+    command = [sys.executable, "-m", "convnet", "train", "--data", str(tiny_fashion), "--epochs", "1",
+               "--batch-size", "64", "--no-progress", "--recipe", "fast", "--no-test-mirror", "--augment", "crop"]
+    done = subprocess.run([*command, "--out", str(tmp_path / "run")], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.splitlines()[0].startswith("training reference_cnn with the fast recipe on fashion-mnist")
+    config, _, _ = experiment.load_run(tmp_path / "run")
+    expected = RunConfig.from_recipe("fast", data=str(tiny_fashion), epochs=1, batch_size=64, test_mirror=False,
+                                     augment="crop")
+    assert config == expected
+    refused = subprocess.run([*command[:-6], "--test-translate", "7", "--out", str(tmp_path / "other")],
+                             capture_output=True, text=True)
+    assert refused.returncode == 2 and "--test-translate: invalid choice: 7" in refused.stderr
