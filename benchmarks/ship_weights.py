@@ -1,7 +1,7 @@
 """Train a zoo model with a recipe and ship its weights in the package, with the card that says
 how they were made (`convnet.pretrained`).
 
-    python benchmarks/ship_weights.py -- --epochs 15 --label-smoothing 0.1 --weight-decay 0.05
+    python benchmarks/ship_weights.py [--keep RUN_DIR] -- --epochs 15 --label-smoothing 0.1 --weight-decay 0.05
 
 runs ``convnet train`` with those options in a fresh run folder, timing the command's wall time,
 evaluates the run on the 10,000 test images, and writes ``src/convnet/weights/MODEL.safetensors``
@@ -34,13 +34,18 @@ ROOT = Path(__file__).resolve().parent.parent
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--keep", metavar="RUN_DIR", help="train in this new folder and keep it (its history for the "
+                        "docs' tables and pictures); default: a temporary folder")
     parser.add_argument("options", nargs=argparse.REMAINDER, help="convnet train's options, after --")
-    options = [option for option in parser.parse_args().options if option != "--"]
+    arguments = parser.parse_args()
+    options = [option for option in arguments.options if option != "--"]
     if "--out" in options or "--resume" in options:
         parser.error("the run folder is this script's own: give neither --out nor --resume")
     trained_by = _commit()  # before this script writes the weights, which would make every tree dirty
+    if arguments.keep and Path(arguments.keep).exists():
+        parser.error(f"--keep {arguments.keep}: expected a new folder, and it exists")
     with tempfile.TemporaryDirectory() as folder:
-        run_dir = Path(folder) / "run"
+        run_dir = Path(arguments.keep or Path(folder) / "run")
         command = [sys.executable, "-m", "convnet", "train", *options, "--out", str(run_dir), "--no-progress"]
         started = time.perf_counter()
         subprocess.run(command, check=True)

@@ -177,3 +177,17 @@ def test_the_command_line_starts_a_recipe_and_turns_its_methods_off(tiny_fashion
     refused = subprocess.run([*command[:-6], "--test-translate", "7", "--out", str(tmp_path / "other")],
                              capture_output=True, text=True)
     assert refused.returncode == 2 and "--test-translate: invalid choice: 7" in refused.stderr
+
+
+def test_a_time_budget_is_planned_by_a_probe_of_the_recipe_itself(tiny_fashion, monkeypatch):
+    from test_train import FakeClock
+    monkeypatch.setattr(experiment.run, "time", FakeClock())
+    probes, build = [], experiment.run.build_trainer
+    monkeypatch.setattr(experiment.run, "build_trainer", lambda *args, **options: probes.append(build(*args, **options))
+                        or probes[-1])
+    cfg = RunConfig.from_recipe("fast", data=str(tiny_fashion), model="lenet5", batch_size=16, time_budget=55.0,
+                                whiten=True, lookahead=True)
+    assert experiment.plan_epochs(cfg, *load_datasets(cfg), started=0.0) == 2
+    probe, = probes
+    assert probe.model.whiten.weight.shape == (8, 1, 2, 2) and isinstance(probe.optimizer, optim.Lookahead)
+    assert probe.test_translate == cfg.test_translate and repr(probe.train_loader.transform) == repr(experiment.train_transform(cfg))
