@@ -5,7 +5,6 @@ chart, and benchmarks/accuracy_minutes.py on run folders written by convnet's ow
 import json
 import re
 import sys
-import threading
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -23,7 +22,7 @@ from convnet.viz.training import (ACCURACY_TARGETS, UnknownMinutes, accuracy_min
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "benchmarks"))
 import accuracy_minutes  # noqa: E402  (benchmarks/accuracy_minutes.py)
-from test_watch import chromium, rendered  # noqa: E402  (the watch tests' headless browser)
+from test_watch import chromium, served_and_rendered  # noqa: E402  (the watch tests' headless browser)
 
 PNG = b"\x89PNG\r\n\x1a\n"
 
@@ -143,13 +142,7 @@ def test_the_live_page_draws_accuracy_against_minutes_from_the_epochs_seconds(tm
                  "per_class_accuracy": [accuracy, accuracy], "lr": 0.01}
         entries.append(entry if seconds is None else {**entry, "seconds": seconds})
     (tmp_path / STEPS).write_text("".join(json.dumps(entry) + "\n" for entry in entries))
-    server = watch.make_server(tmp_path)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    try:
-        page = rendered("http://%s:%d/" % server.server_address[:2], tmp_path / "profile")
-    finally:
-        server.shutdown()
-        server.server_close()
+    page = served_and_rendered(tmp_path, tmp_path / "profile")
     chart = page[page.index('<svg id="minutes">'):]
     chart = chart[:chart.index("</svg>")]
     assert chart.count("<circle") == 2, chart

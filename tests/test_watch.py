@@ -188,6 +188,17 @@ def rendered(url, profile):
     return done.stdout
 
 
+def served_and_rendered(run_dir, profile, **options):
+    """The page of ``run_dir`` served by `watch.make_server` (``options``), as `rendered` sees it."""
+    server = watch.make_server(run_dir, **options)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        return rendered("http://%s:%d/" % server.server_address[:2], profile)
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
 @pytest.mark.system
 @pytest.mark.skipif(not chromium() and not os.environ.get("CI"),
                     reason="needs Debian's chromium (make test installs it)")
@@ -239,13 +250,7 @@ def test_the_page_speaks_korean_when_asked(tmp_path, monkeypatch):
     monkeypatch.setattr(watch, "STREAM_SECONDS", 0)
     (tmp_path / STEPS).write_text(json.dumps({"kind": "step", "step": 10, "epoch": 1, "batch": 10, "loss": 1.0,
                                               "accuracy": 0.5, "lr": 0.1, "images_per_second": 100.0}) + "\n")
-    server = watch.make_server(tmp_path, language="ko")
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    try:
-        page = rendered("http://%s:%d/" % server.server_address[:2], tmp_path / "profile")
-    finally:
-        server.shutdown()
-        server.server_close()
+    page = served_and_rendered(tmp_path, tmp_path / "profile", language="ko")
     assert '<html lang="ko">' in page and "<h2>첫 번째 합성곱 층의 커널</h2>" in page and "<h2>손실</h2>" in page
     assert '<span id="status">실시간</span>' in page and ">학습</text>" in page  # the script's words too
 
