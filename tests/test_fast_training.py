@@ -191,3 +191,18 @@ def test_a_time_budget_is_planned_by_a_probe_of_the_recipe_itself(tiny_fashion, 
     probe, = probes
     assert probe.model.whiten.weight.shape == (8, 1, 2, 2) and isinstance(probe.optimizer, optim.Lookahead)
     assert probe.test_translate == cfg.test_translate and repr(probe.train_loader.transform) == repr(experiment.train_transform(cfg))
+
+
+@pytest.mark.slow
+def test_an_exported_run_with_shifted_test_views_scores_as_the_run(tiny_fashion, tmp_path):
+    pytest.importorskip("onnx", reason="export writes ONNX files with the onnx package (the onnx extra)")
+    trainer_for(config(tiny_fashion, epochs=1, augment="crop,altflip", test_translate=1), tmp_path / "run").fit(1)
+    experiment.export_onnx(tmp_path / "run", tmp_path / "run.onnx")
+    loaded = experiment.load_model(tmp_path / "run.onnx", data=str(tiny_fashion))
+    assert (loaded.mirror, loaded.translate) == (True, 1)
+    _, from_run, _ = experiment.evaluate_model(tmp_path / "run")
+    _, from_file, _ = experiment.evaluate_model(tmp_path / "run.onnx", data=str(tiny_fashion))
+    assert from_file["accuracy"] == from_run["accuracy"] and from_file["loss"] == pytest.approx(from_run["loss"], rel=1e-5)
+    one_view = evaluate(loaded.model, experiment.evaluation_loader(loaded.config, load_datasets(loaded.config)[1]),
+                        mirror=True)
+    assert one_view["loss"] != pytest.approx(from_file["loss"], rel=1e-5)  # the shifted views were used

@@ -146,10 +146,11 @@ class RunConfig:
                 0 <= self.test_translate <= 4):
             problems.append(f"test_translate must be a whole number of pixels from 0 to 4, got {self.test_translate!r}")
         elif self.test_translate and not problems and "crop" not in self.augmentation_steps:
-            problems.append(f"test_translate {self.test_translate} adds test views shifted by {self.test_translate} "
-                            f"pixels, which can help only a network trained on shifted crops and costs one that never "
-                            f"saw any (0.9373 -> 0.9314 for the reference CNN at 1 pixel); this run's training images "
-                            f"are not cropped (augment {self.augmentation}): add crop to --augment")
+            pixels = f"{self.test_translate} pixel{'s' if self.test_translate > 1 else ''}"
+            problems.append(f"test_translate {self.test_translate} adds test views shifted by {pixels}, which can "
+                            f"help only a network trained on shifted crops and costs one that never saw any (0.9373 "
+                            f"-> 0.9314 for the reference CNN at 1 pixel); this run's training images are not cropped "
+                            f"(augment {self.augmentation}): add crop to --augment")
         return problems
 
     def _image_problems(self):

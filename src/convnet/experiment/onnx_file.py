@@ -19,6 +19,8 @@ from .sources import SPLIT_SEED, data_options
 ONNX_DATASET, ONNX_NORMALIZATION, ONNX_CLASSES = "convnet.dataset", "convnet.normalization", "convnet.classes"
 # ... and whether its figures average each image with its mirror image (`nn.logits`), which the graph does not.
 ONNX_TEST_MIRROR = "convnet.test_mirror"
+# ... and, where it is not 0, by how many pixels its test views are also shifted (`nn.logits`' translate).
+ONNX_TEST_TRANSLATE = "convnet.test_translate"
 # ... and, for any other program, how an image becomes the input: {"channels", "size": [H, W], "mean",
 # "std" (per channel), "scale", "resize"}, the words of `_preprocessing`.
 ONNX_PREPROCESSING = "convnet.preprocessing"
@@ -54,6 +56,8 @@ def onnx_metadata(loaded):
     metadata = {ONNX_DATASET: loaded.config.dataset, ONNX_NORMALIZATION: json.dumps([mean, std]),
                 ONNX_CLASSES: json.dumps(list(loaded.classes)), ONNX_TEST_MIRROR: json.dumps(loaded.mirror),
                 ONNX_PREPROCESSING: json.dumps(_preprocessing(loaded, mean, std), ensure_ascii=False)}
+    if loaded.translate:
+        metadata[ONNX_TEST_TRANSLATE] = json.dumps(loaded.translate)
     if loaded.config.dataset in IMAGE_KINDS:
         options = (loaded.spec or {}).get("options") or data_options(loaded.config, {})
         metadata[ONNX_DATA_OPTIONS] = json.dumps(options, ensure_ascii=False)
@@ -115,6 +119,9 @@ def load_onnx_file(path, data=None, mirror=None):
     if mirror is None:
         mirror = ONNX_TEST_MIRROR in recorded and _recorded(path, recorded, ONNX_TEST_MIRROR, bool, "true or false",
                                                               lambda v: isinstance(v, bool))
+    translate = ONNX_TEST_TRANSLATE in recorded and _recorded(
+        path, recorded, ONNX_TEST_TRANSLATE, int, "a whole number of pixels from 0 to 4",
+        lambda v: isinstance(v, int) and not isinstance(v, bool) and 0 <= v <= 4)
     if model.answers_probabilities:
         model = _LogProbabilities(model)  # the rest of convnet takes logits; log p are logits of p
     spec = None
@@ -124,7 +131,7 @@ def load_onnx_file(path, data=None, mirror=None):
         if ONNX_DATA_OPTIONS in recorded:
             spec["options"] = options
     return LoadedModel(model, config, f"{path.name} (ONNX)", (channels, height, width), classes, normalize,
-                       notes=notes, mirror=mirror, crop=not config.is_idx, spec=spec)
+                       notes=notes, mirror=mirror, crop=not config.is_idx, spec=spec, translate=int(translate))
 
 
 # The options `RunConfig` holds (the seed is convnet's own; the left-out files follow from skip_bad).
