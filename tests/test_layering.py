@@ -17,7 +17,7 @@ README = ROOT / "README.md"
 
 ENGINE = {"tensor", "ops", "random", "_checks", "functional", "nn", "optim", "kernels", "errors"}
 APPLICATION = {"data", "models", "train", "experiment", "reports", "checkpoint", "files", "process", "cli", "bench",
-               "viz", "demo", "onnx", "pth", "distributed", "watch", "language", "pretrained", "run_folder"}
+               "viz", "demo", "onnx", "pth", "distributed", "evaluation", "watch", "language", "pretrained", "run_folder"}
 KEPT_OUT_OF_TRAIN = {"viz", "cli", "experiment", "checkpoint", "bench"}
 # The package's own __init__ (the public facade) and __main__ (`python -m convnet`) sit outside the layers.
 ENTRY_POINTS = {"convnet", "convnet.__main__"}

@@ -247,7 +247,7 @@ def test_temporaries_left_by_a_killed_writer_are_removed_when_training_starts(ti
 
 @pytest.mark.filterwarnings("ignore:overflow encountered", "ignore:invalid value encountered")
 def test_evaluation_of_a_model_answering_infinity_is_an_error_not_a_figure(tiny_fashion):
-    from convnet.train import NonFiniteOutput, evaluate
+    from convnet.evaluation import NonFiniteOutput, evaluate
     cfg = config(tiny_fashion, epochs=1, augment="none")
     _, test = load_datasets(cfg)
     model = convnet.nn.Sequential(convnet.nn.Flatten(), convnet.nn.Linear(784, 10))

@@ -92,6 +92,18 @@ class MpiGroup(Group):
         self.comm.Abort(code)
 
 
+
+ONE_PROCESS = Group()  # the training loop's and evaluation's default: this process alone
+
+
+def batch_share(group, images, labels):
+    """This rank's share of a batch of (images Tensor, labels): the whole batch in one process."""
+    if group.size == 1:
+        return images, labels
+    share = group.share(len(labels))
+    return Tensor(np.ascontiguousarray(images.data[share])), labels[share]
+
+
 def launched_by_mpirun():
     """The number of ranks an MPI launcher started this process among (1 when none did)."""
     for name in LAUNCHER_SIZE_VARIABLES:

@@ -15,10 +15,11 @@ from tqdm import tqdm
 
 from . import checkpoint
 from .errors import ConvnetError
+from .evaluation import evaluate
 from .files import atomic_write, check_writable, remove_stale_temporaries
 from .run_folder import (ACCURACY_MINUTES, CONFUSION, CURVES, METRICS, SNAPSHOTS, STEPS, TENSORBOARD, hold_lock,
                          read_steps, snapshot_pictures)
-from .train import Callback, evaluate
+from .train import Callback
 
 STEP_LOG_EVERY = 10  # training steps between two lines of the step log
 SNAPSHOT_EVERY = 200  # training steps between two of the step log's pictures

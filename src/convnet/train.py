@@ -17,13 +17,10 @@ from contextlib import contextmanager
 import numpy as np
 
 from . import functional as F
-from . import nn
 from . import random as _random
-from .distributed import Group, flat_gradients
-from .tensor import Tensor, no_grad
+from .distributed import ONE_PROCESS, batch_share, flat_gradients
 from .errors import ConvnetError, InvalidType, InvalidValue
-
-ONE_PROCESS = Group()
+from .evaluation import evaluate
 
 
 class TrainingDiverged(ConvnetError, RuntimeError):
@@ -108,45 +105,6 @@ class EarlyStopping(Callback):
             trainer.request_stop()
 
 
-class NonFiniteOutput(ConvnetError, ValueError):
-    """A model answered NaN or infinity: its figures would be meaningless, so there are none."""
-
-
-def evaluate(model, loader, group=ONE_PROCESS, mirror=False, translate=0):
-    """Loss, accuracy, per-class accuracy and confusion matrix of ``model`` over ``loader`` (with
-    ``mirror``, of its outputs averaged over each image and its mirror image, and with ``translate``
-    over views shifted by that many pixels too: `nn.logits`), and whether they were ``mirrored``; `NonFiniteOutput` if any output is NaN or infinite (an argmax
-    over NaN is not a prediction).
-    With the ranks of a distributed ``group``, each takes its share of every batch and the sums
-    are summed: every rank gets one process's figures."""
-    classes = len(loader.dataset.classes)
-    confusion = np.zeros((classes, classes), dtype=np.int64)
-    total_loss, count = 0.0, 0
-    was_training = model.training
-    model.eval()
-    with no_grad():
-        for images, labels in loader.batches(0):
-            images, labels = _share(group, images, labels)
-            logits = nn.logits(model, images, mirror, translate)
-            finite = np.isfinite(logits.numpy()).all(axis=1)
-            if not finite.all():
-                model.train(was_training)
-                raise NonFiniteOutput(f"evaluate: the model's outputs are NaN or infinite for {int((~finite).sum())} "
-                                      f"of {len(labels)} images in a batch; its weights are damaged or diverged")
-            total_loss += F.cross_entropy(logits, labels, reduction="sum").item()
-            np.add.at(confusion, (labels, logits.numpy().argmax(axis=1)), 1)
-            count += len(labels)
-    if group.size > 1:
-        group.sum(confusion)
-        totals = np.array([total_loss, count], dtype=np.float64)
-        group.sum(totals)
-        total_loss, count = float(totals[0]), int(totals[1])
-    model.train(was_training)
-    per_class = np.diag(confusion) / np.maximum(confusion.sum(axis=1), 1)
-    return {"loss": total_loss / max(count, 1), "accuracy": float(np.trace(confusion) / max(count, 1)),
-            "per_class_accuracy": per_class.tolist(), "confusion": confusion.tolist(), "mirrored": bool(mirror)}
-
-
 INTERRUPTING_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
 
@@ -169,14 +127,6 @@ def _signals_interrupt(trainer):
     finally:
         for number, action in previous.items():
             signal.signal(number, action)
-
-
-def _share(group, images, labels):
-    """This rank's share of a batch (the whole batch in one process)."""
-    if group.size == 1:
-        return images, labels
-    share = group.share(len(labels))
-    return Tensor(np.ascontiguousarray(images.data[share])), labels[share]
 
 
 def _empty_totals():
@@ -343,7 +293,7 @@ class Trainer:
         (batch norm's running statistics) are everyone's first.
         Returns (the batch's mean loss, its correct answers), the same on every rank."""
         self._buffers_from_rank_0()
-        local_images, local_labels = _share(self.group, images, labels)
+        local_images, local_labels = batch_share(self.group, images, labels)
         logits = self.model(local_images)
         loss = F.cross_entropy(logits, local_labels, label_smoothing=self.label_smoothing)
         weight = len(local_labels) / len(labels)

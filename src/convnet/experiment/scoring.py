@@ -12,7 +12,7 @@ from ..data import mnist
 from ..data.loader import DataLoader
 from ..errors import InvalidValue
 from ..tensor import no_grad
-from ..train import evaluate
+from ..evaluation import evaluate
 from .build import evaluation_loader
 from .config import IMAGE_KINDS
 from .load import load_model, with_mirroring
