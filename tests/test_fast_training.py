@@ -33,6 +33,7 @@ def trainer_for(cfg, run_dir=None):
     ({"augment": "altflip", "dataset": "mnist"}, "augment altflip mirrors the images, and mnist's do not mirror"),
     ({"whiten": 1}, "whiten must be true or false, got 1"),
     ({"bn_lr_scale": 0}, "bn_lr_scale must be a positive number, got 0"),
+    ({"ema_decay": 1.0}, "ema_decay must be a number between 0 and 1 (or None: no average), got 1.0"),
     ({"test_translate": 5}, "test_translate must be a whole number of pixels from 0 to 4, got 5"),
     ({"test_translate": 1.0}, "test_translate must be a whole number of pixels from 0 to 4, got 1.0"),
     ({"recipe": "fastest"}, "recipe must be one of fast or None, got 'fastest'"),
@@ -139,7 +140,7 @@ def test_lookahead_wraps_the_optimizer(tiny_fashion):
 @pytest.mark.slow
 def test_a_run_with_every_method_stops_and_resumes_bit_for_bit(tiny_fashion, tmp_path):
     cfg = config(tiny_fashion, whiten=True, dirac=True, bn_lr_scale=4.0, lookahead=True, augment="crop,altflip",
-                 test_translate=1, recipe="fast")
+                 test_translate=1, recipe="fast", ema_decay=0.9)
     straight = trainer_for(cfg, tmp_path / "straight")
     straight.fit(2)
     stopped = trainer_for(cfg, tmp_path / "stopped")
@@ -149,18 +150,61 @@ def test_a_run_with_every_method_stops_and_resumes_bit_for_bit(tiny_fashion, tmp
     resumed = experiment.resume(tmp_path / "stopped", progress=False, log=lambda line: None)
     assert (resumed.trainer.epoch, resumed.trainer.batch) == (1, 3) and resumed.config == cfg
     resumed.trainer.fit(2)
-    for key, value in straight.model.state_dict().items():
-        np.testing.assert_array_equal(resumed.trainer.model.state_dict()[key], value, err_msg=key)
+    for trained, average in ((straight.model, straight.average.module),
+                             (resumed.trainer.model, resumed.trainer.average.module)):
+        for key, value in trained.state_dict().items():
+            np.testing.assert_array_equal(resumed.trainer.model.state_dict()[key], value, err_msg=key)
+        for key, value in average.state_dict().items():
+            np.testing.assert_array_equal(straight.average.module.state_dict()[key], value, err_msg=key)
     assert [row["test_accuracy"] for row in resumed.trainer.history] == [
         row["test_accuracy"] for row in straight.history]
     assert all(row["seconds"] > 0 for row in straight.history)
-    # The run's evaluations use the shifted views; so does evaluate on the run folder.
+    # The run's evaluations use the shifted views and the averaged weights; so does evaluate on the run folder.
     _, model, _ = experiment.load_run(tmp_path / "straight")
     expected = evaluate(model, straight.test_loader, mirror=True, translate=1)
     assert straight.history[-1]["test_accuracy"] == expected["accuracy"]
     _, figures, _ = experiment.evaluate_run(tmp_path / "straight")
     assert figures["loss"] == pytest.approx(expected["loss"], rel=1e-5)
     assert figures["loss"] != pytest.approx(evaluate(model, straight.test_loader, mirror=True)["loss"], rel=1e-5)
+
+
+def test_an_averaging_run_evaluates_and_saves_the_average_of_the_weights_it_trains(tiny_fashion, tmp_path):
+    cfg = config(tiny_fashion, epochs=1, ema_decay=0.8)
+    trainer = trainer_for(cfg, tmp_path / "run")
+    trained = []  # the weights after each step: the average's oracle is their NumPy EMA
+    trainer.callbacks.append(convnet.train.LambdaCallback(on_batch_end=lambda trainer, loss: trained.append(
+        {name: p.data.copy() for name, p in trainer.model.named_parameters()})))
+    trainer.fit(1)
+    average = dict(trained[0])
+    for step in trained[1:]:
+        for name, value in step.items():
+            average[name] = average[name] + np.float32(0.2) * (value - average[name])
+    _, saved, meta = experiment.load_run(tmp_path / "run")
+    assert meta["average_updates"] == len(trained) == 8
+    for name, p in saved.named_parameters():
+        np.testing.assert_allclose(p.data, average[name], rtol=1e-6, atol=1e-7, err_msg=name)
+        assert not np.array_equal(p.data, trained[-1][name]), name
+    # Batch norm's statistics are those of the averaged weights over the first 32 training batches,
+    # not the trained model's running ones that each update copies.
+    fresh = build_model(cfg)
+    fresh.load_state_dict(saved.state_dict())
+    optim.update_bn(list(trainer.train_loader.batches(0))[:convnet.train.AVERAGE_STATISTICS_BATCHES], fresh)
+    running = [name for name in fresh.state_dict() if name.endswith(("running_mean", "running_var"))]
+    assert running
+    for name in running:
+        np.testing.assert_array_equal(saved.state_dict()[name], fresh.state_dict()[name], err_msg=name)
+        assert not np.allclose(saved.state_dict()[name], trainer.model.state_dict()[name]), name
+    expected = evaluate(saved, trainer.test_loader, mirror=True)
+    assert trainer.history[-1]["test_loss"] == expected["loss"] != evaluate(trainer.model, trainer.test_loader,
+                                                                              mirror=True)["loss"]
+
+
+def test_a_distributed_job_cannot_average_the_weights(tiny_fashion):
+    class TwoRanks(convnet.distributed.Group):
+        size = 2
+    with pytest.raises(InvalidValue, match="expected one process to average the weights .* got a group of 2"):
+        build_trainer(config(tiny_fashion, ema_decay=0.9), *load_datasets(config(tiny_fashion)), progress=False,
+                      log=lambda line: None, group=TwoRanks())
 
 
 @pytest.mark.slow

@@ -116,9 +116,9 @@ def test_the_seeds_are_valid_files(name, path, tmp_path):
     ({"model.weight": np.ones(2, np.float32), "optimizer.0.exp_avg": np.ones(2, np.float32)},
      "optimizer: expected the metadata of the optimizer whose state tensors (optimizer.*) are stored, got none"),
     ({"model.weight": np.ones(2, np.float32), "ema.weight": np.ones(2, np.float32)},
-     "tensor ema.weight: expected a name model.<parameter or buffer> or optimizer.<...>"),
+     "tensor ema.weight: expected a name model.<parameter or buffer>, training.<...> or optimizer.<...>"),
     ({"model.": np.ones(2, np.float32)},
-     "tensor model.: expected a name model.<parameter or buffer> or optimizer.<...>"),
+     "tensor model.: expected a name model.<parameter or buffer>, training.<...> or optimizer.<...>"),
 ], ids=["complex weights", "optimizer tensors without an optimizer", "a tensor of neither", "a nameless weight"])
 def test_what_a_checkpoint_would_load_silently_wrong_is_refused(tmp_path, tensors, expected):
     """Found beside the fuzzing, as nothing raised: complex weights lost their imaginary part when

@@ -102,6 +102,32 @@ def test_update_bn_takes_bare_arrays_and_leaves_a_model_without_batch_norm_alone
     assert all(np.array_equal(before[k], v) for k, v in plain.state_dict().items())
 
 
+def test_with_statistics_recomputes_batch_norm_once_per_update():
+    model = nn.Sequential(nn.Conv2d(1, 2, 1), nn.BatchNorm2d(2))
+    model[0].weight.data[...] = 1
+    model[0].bias.data[...] = 0
+    ema = optim.ExponentialMovingAverage(model, decay=0.5)
+    ema.update(model)
+    calls = []
+
+    def batches():
+        calls.append(1)
+        return [np.full((2, 1, 2, 2), value, np.float32) for value in (1.0, 3.0)]
+
+    assert ema.with_statistics(batches) is ema.module and ema.with_statistics(batches) is ema.module
+    assert len(calls) == 1  # the weights did not move: the statistics still hold
+    np.testing.assert_allclose(ema.module[1].running_mean.data, [2.0, 2.0])  # the batch means 1 and 3
+    model[0].weight.data[...] = 3  # the average becomes 1 + 0.5 (3 - 1) = 2: batch means 2 and 6
+    ema.update(model)
+    np.testing.assert_allclose(ema.module[1].running_mean.data, [0.0, 0.0])  # copied from the model
+    ema.with_statistics(batches)
+    assert len(calls) == 2
+    np.testing.assert_allclose(ema.module[1].running_mean.data, [4.0, 4.0])
+    ema.load_state_dict(ema.state_dict())  # loaded statistics may be any: recomputed at the next call
+    ema.with_statistics(batches)
+    assert len(calls) == 3
+
+
 def test_ema_resumes_exactly_and_rejects_bad_arguments():
     model = nn.Sequential(nn.Conv2d(1, 2, 1), nn.BatchNorm2d(2))
     rng = np.random.default_rng(4)

@@ -31,10 +31,15 @@ class CheckpointError(ConvnetError, RuntimeError):
     pass
 
 
-def save(run_dir, model, optimizer=None, meta=None):
-    """Save ``model``'s state_dict, ``optimizer``'s state and the JSON-able ``meta`` to ``run_dir``."""
+def save(run_dir, model, optimizer=None, meta=None, training=None):
+    """Save ``model``'s state_dict, ``optimizer``'s state and the JSON-able ``meta`` to ``run_dir``;
+    ``training``: the model being trained where it is not ``model`` (a run that averages its weights
+    saves the average as ``model``, which every command loads, and the trained weights to resume from).
+    """
     run_dir = Path(run_dir)
-    tensors = {f"model.{key}": np.array(value, order="C") for key, value in model.state_dict().items()}
+    tensors = {f"{prefix}.{key}": np.array(value, order="C")
+               for prefix, saved in (("model", model), ("training", training)) if saved is not None
+               for key, value in saved.state_dict().items()}
     meta = dict(meta or {})
     if optimizer is not None:
         state = optimizer.state_dict()
@@ -78,7 +83,7 @@ def _verify(path, tensors, meta):
                 raise CheckpointError(f"{path}: tensor {name} does not match its recorded SHA-256; the file is "
                                       f"damaged")
     for name, tensor in tensors.items():
-        if name.startswith("model.") and tensor.dtype.kind == "f" and not np.isfinite(tensor).all():
+        if name.startswith(("model.", "training.")) and tensor.dtype.kind == "f" and not np.isfinite(tensor).all():
             raise CheckpointError(f"{path}: tensor {name} holds {np.count_nonzero(~np.isfinite(tensor))} non-finite "
                                   f"values (NaN or infinity); a model cannot be loaded from it")
 
@@ -93,6 +98,29 @@ def _jsonable(value):
 
 def load(run_dir):
     """(model state_dict, optimizer state_dict or None, meta) from ``run_dir``."""
+    tensors, meta = _read(run_dir)
+    model_state = {key[len("model."):]: value for key, value in tensors.items() if key.startswith("model.")}
+    optimizer_state = None
+    if "optimizer" in meta:
+        saved = meta.pop("optimizer")
+        state = {int(index): dict(entries) for index, entries in saved["state"].items()}
+        for key, value in tensors.items():
+            if key.startswith("optimizer."):
+                _, index, name = key.split(".", 2)
+                state.setdefault(int(index), {})[name] = value
+        optimizer_state = {"state": state, "param_groups": saved["param_groups"]}
+    return model_state, optimizer_state, meta
+
+
+def load_training(run_dir):
+    """The state_dict of the model being trained that `save` stored beside ``model``'s, or None."""
+    tensors, _ = _read(run_dir)
+    training = {key[len("training."):]: value for key, value in tensors.items() if key.startswith("training.")}
+    return training or None
+
+
+def _read(run_dir):
+    """(tensors by name, meta) of ``run_dir``'s checkpoint, each checked as `load` promises."""
     path = Path(run_dir) / WEIGHTS
     if not path.is_file():
         raise CheckpointError(f"no checkpoint in {run_dir} (expected {WEIGHTS})")
@@ -129,17 +157,7 @@ def load(run_dir):
     if problem:
         raise CheckpointError(f"{path}: not a readable convnet checkpoint ({problem})")
     _verify(path, tensors, meta)
-    model_state = {key[len("model."):]: value for key, value in tensors.items() if key.startswith("model.")}
-    optimizer_state = None
-    if "optimizer" in meta:
-        saved = meta.pop("optimizer")
-        state = {int(index): dict(entries) for index, entries in saved["state"].items()}
-        for key, value in tensors.items():
-            if key.startswith("optimizer."):
-                _, index, name = key.split(".", 2)
-                state.setdefault(int(index), {})[name] = value
-        optimizer_state = {"state": state, "param_groups": saved["param_groups"]}
-    return model_state, optimizer_state, meta
+    return tensors, meta
 
 
 _INDEX = re.compile(r"[0-9]+")  # not int()'s syntax, which also takes " 1", "+1", "1_0" and other scripts' digits
@@ -159,8 +177,9 @@ def _layout_problem(meta, tensors):
             return f"tensor {_excerpt(name)}: expected real numbers, got {tensor.dtype}"
     for name in tensors:
         parts = name.split(".", 2)
-        if parts[0] not in ("model", "optimizer") or len(parts) == 1 or not parts[1]:
-            return f"tensor {_excerpt(name)}: expected a name model.<parameter or buffer> or optimizer.<...>"
+        if parts[0] not in ("model", "training", "optimizer") or len(parts) == 1 or not parts[1]:
+            return (f"tensor {_excerpt(name)}: expected a name model.<parameter or buffer>, training.<...> or "
+                    f"optimizer.<...>")
         if parts[0] == "optimizer" and not (len(parts) == 3 and _INDEX.fullmatch(parts[1]) and parts[2]):
             return f"tensor {_excerpt(name)}: expected a name optimizer.<parameter index>.<state name>"
     if "optimizer" not in meta:

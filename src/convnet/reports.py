@@ -103,7 +103,8 @@ class RunFolder(Callback):
         self.save(trainer)  # the restored state, so the same checkpoint again, and its readable copy
         if trainer.history:
             # rank 0 alone writes reports: it evaluates as one process, not with the job's group
-            evaluation = (evaluate(trainer.model, trainer.test_loader, mirror=trainer.test_mirror)
+            evaluation = (evaluate(trainer.evaluated_model(), trainer.test_loader, mirror=trainer.test_mirror,
+                                   translate=trainer.test_translate)
                           if trainer.batch == 0 else None)
             self._write_reports(trainer.history, evaluation)
 
@@ -128,8 +129,10 @@ class RunFolder(Callback):
         self.lock_file.close()  # releases the lock
 
     def save(self, trainer):
-        checkpoint.save(self.run_dir, trainer.model, trainer.optimizer,
-                        {"config": self.config, "data": self.data, **trainer.state()})
+        model = trainer.evaluated_model()  # the averaged weights of a run that averages them
+        checkpoint.save(self.run_dir, model, trainer.optimizer, {"config": self.config, "data": self.data,
+                                                                 **trainer.state()},
+                        training=trainer.model if model is not trainer.model else None)
 
 
 class StepLog(Callback):

@@ -8,6 +8,7 @@ the model's and optimizer's state_dicts, so a run stopped at any point and resto
 `Trainer.restore` ends with exactly the weights of an uninterrupted run with the same seed.
 """
 
+import itertools
 import math
 import signal
 import threading
@@ -21,6 +22,9 @@ from . import random as _random
 from .distributed import ONE_PROCESS, batch_share, flat_gradients
 from .errors import ConvnetError, InvalidType, InvalidValue
 from .evaluation import evaluate
+# The training batches (of epoch 0, so a pure function of the run's seed) over which an averaged
+# model's batch norm statistics are recomputed: about 4,000 images at the default batch of 128.
+AVERAGE_STATISTICS_BATCHES = 32
 
 
 class TrainingDiverged(ConvnetError, RuntimeError):
@@ -178,13 +182,18 @@ class Trainer:
 
     ``schedule`` (or None) steps once per batch; ``callbacks`` are told about every step (see
     `Callback`). ``group``: the ranks of a distributed job (`convnet.distributed`), each training
-    on its share of every batch; by default this process alone.
+    on its share of every batch; by default this process alone. With ``average`` (an
+    `optim.ExponentialMovingAverage` of ``model``, updated after every step) the average is the
+    model evaluated and saved (`evaluated_model`); ``model`` is the one trained.
     `convnet.experiment.build_trainer` makes one from a run configuration.
     """
 
     def __init__(self, model, train_loader, test_loader, optimizer, schedule=None, label_smoothing=0.0,
-                 callbacks=(), group=ONE_PROCESS, test_mirror=False, test_translate=0):
-        self.model, self.train_loader, self.test_loader = model, train_loader, test_loader
+                 callbacks=(), group=ONE_PROCESS, test_mirror=False, test_translate=0, average=None):
+        if average is not None and group.size > 1:
+            raise InvalidValue(f"Trainer: expected one process to average the weights (each rank would recompute "
+                               f"batch norm's statistics from its own share), got a group of {group.size}")
+        self.model, self.train_loader, self.test_loader, self.average = model, train_loader, test_loader, average
         self.test_mirror, self.test_translate = test_mirror, test_translate
         self.group = group
         self.optimizer, self.schedule, self.label_smoothing = optimizer, schedule, label_smoothing
@@ -195,16 +204,27 @@ class Trainer:
     # ------------------------------------------------------------------ state
     def state(self):
         """The loop's JSON-able state; with the model's and optimizer's state_dicts, all a run needs."""
-        return {"epoch": self.epoch, "batch": self.batch, "partial": self.partial, "history": self.history,
-                "schedule": self.schedule.state_dict() if self.schedule else None, "rng": _random.get_state()}
+        state = {"epoch": self.epoch, "batch": self.batch, "partial": self.partial, "history": self.history,
+                 "schedule": self.schedule.state_dict() if self.schedule else None, "rng": _random.get_state()}
+        return state if self.average is None else {**state, "average_updates": self.average.n_averaged}
 
-    def restore(self, model_state, optimizer_state, state):
-        """Continue from a saved run: the inverse of (model.state_dict(), optimizer.state_dict(), `state`).
-        The state is checked whole first; a ValueError lists every field that is not as `state` writes it."""
+    def restore(self, model_state, optimizer_state, state, training_state=None):
+        """Continue from a saved run: the inverse of (evaluated_model().state_dict(), optimizer.state_dict(),
+        `state`, and with ``average`` model.state_dict(): the weights being trained). The state is checked
+        whole first; a ValueError lists every field that is not as `state` writes it."""
         problems = _state_problems(state, len(self.train_loader))
+        if self.average is not None and not (isinstance(state, dict) and _is_count(state.get("average_updates"))
+                                             and training_state is not None):
+            problems.append("average_updates: expected the count of averaged steps and the trained weights beside "
+                            "the averaged ones (a run that averages its weights saves both)")
         if problems:
             raise InvalidValue(f"restore: {'; '.join(problems)}")
-        self.model.load_state_dict(model_state)
+        if self.average is None:
+            self.model.load_state_dict(model_state)
+        else:
+            self.model.load_state_dict(training_state)
+            self.average.load_state_dict({"module": model_state, "n_averaged": state["average_updates"],
+                                          "decay": self.average.decay, "use_buffers": self.average.use_buffers})
         if optimizer_state is not None:
             self.optimizer.load_state_dict(optimizer_state)
         if self.schedule is not None and state.get("schedule"):
@@ -213,9 +233,21 @@ class Trainer:
         self.history = state["history"]
         _random.set_state(state["rng"])
 
+    def evaluated_model(self):
+        """What the loop evaluates and a run folder saves: ``model``, or ``average`` with its batch norm
+        statistics recomputed over the first `AVERAGE_STATISTICS_BATCHES` training batches (the random
+        generator left as it was, so a model with dropout trains on as if they had not been)."""
+        if self.average is None:
+            return self.model
+        generator = _random.get_state()
+        model = self.average.with_statistics(
+            lambda: itertools.islice(self.train_loader.batches(0), AVERAGE_STATISTICS_BATCHES))
+        _random.set_state(generator)
+        return model
+
     def evaluate(self):
         """`evaluate`'s figures for the model as it is now, as the loop evaluates it after an epoch."""
-        return evaluate(self.model, self.test_loader, self.group, self.test_mirror, self.test_translate)
+        return evaluate(self.evaluated_model(), self.test_loader, self.group, self.test_mirror, self.test_translate)
 
     # ------------------------------------------------------------------ loop
     def request_stop(self):
@@ -276,6 +308,8 @@ class Trainer:
             self.optimizer.step()
             if self.schedule is not None:
                 self.schedule.step()
+            if self.average is not None:
+                self.average.update(self.model)
             self.batch += 1
             partial["loss"] += value * len(labels)
             partial["correct"] += correct

@@ -136,6 +136,8 @@ def _train_help():
                        "decay (airbench trains its biases at 64x with SGD)",
         "lookahead": "Lookahead (Zhang et al., 2019): every 5 steps the weights move halfway back towards where they "
                      "were 5 steps before",
+        "ema_decay": "evaluate and save an exponential moving average of the weights, each step keeping this share "
+                     "of it (0.999: about the last 1,000 steps), with batch norm's statistics recomputed for it",
         "test_translate": "test-time views also shifted by this many pixels down-right and up-left (airbench's TTA; "
                           "0: none; with --test-mirror, each shift mirrored too)",
     }
@@ -166,6 +168,7 @@ def _train_value_rules():
         "channels": {"type": int, "choices": [1, 3]},
         "recipe": {"choices": list(experiment.RECIPES)},
         "bn_lr_scale": {"type": positive_float, "metavar": "SCALE"},
+        "ema_decay": {"type": open_fraction, "metavar": "DECAY"},
         "test_translate": {"type": int, "choices": range(5), "metavar": "PIXELS"},
     }
 

@@ -130,6 +130,7 @@ def build_trainer(config, train, test, run_dir=None, progress=True, log=print, g
     initialise(model, config, train, spec)
     if config.sync_bn and group.size > 1:  # alone, the whole batch's statistics are its own
         synchronise_batch_norm(model, group)
+    average = optim.ExponentialMovingAverage(model, config.ema_decay) if config.ema_decay is not None else None
     train_loader = DataLoader(train, config.batch_size, shuffle=True, seed=config.seed,
                               transform=train_transform(config, spec))
     optimizer = make_optimizer(config, model)
@@ -147,4 +148,5 @@ def build_trainer(config, train, test, run_dir=None, progress=True, log=print, g
     if config.early_stop is not None:  # on every rank: they must stop together
         callbacks.append(EarlyStopping(config.early_stop, log if group.rank == 0 else lambda *_: None))
     return Trainer(model, train_loader, evaluation_loader(config, test, spec), optimizer, schedule,
-                   config.label_smoothing, callbacks, group, config.test_time_mirroring, config.test_translate)
+                   config.label_smoothing, callbacks, group, config.test_time_mirroring, config.test_translate,
+                   average)

@@ -74,6 +74,9 @@ class RunConfig:
     dirac: bool = False  # each convolution's first in_channels kernels start as the identity (`nn.init.partial_dirac_`)
     bn_lr_scale: float = 1.0  # batch norm's weights and biases at this multiple of the lr, without weight decay
     lookahead: bool = False  # slow weights pulled halfway to the fast ones every 5 steps (`optim.Lookahead`)
+    # An exponential moving average of the weights with this decay per step, evaluated and saved with
+    # batch norm statistics recomputed for it (`optim.ExponentialMovingAverage`); None: the weights trained.
+    ema_decay: float | None = None
     test_translate: int = 0  # test-time views also shifted by this many pixels (`nn.logits`' translate)
 
     def __post_init__(self):
@@ -142,6 +145,8 @@ class RunConfig:
                 problems.append(f"{name} must be true or false, got {getattr(self, name)!r}")
         if not (_is_real(self.bn_lr_scale) and self.bn_lr_scale > 0):
             problems.append(f"bn_lr_scale must be a positive number, got {self.bn_lr_scale!r}")
+        if self.ema_decay is not None and not (_is_real(self.ema_decay) and 0 < self.ema_decay < 1):
+            problems.append(f"ema_decay must be a number between 0 and 1 (or None: no average), got {self.ema_decay!r}")
         if not isinstance(self.test_translate, int) or isinstance(self.test_translate, bool) or not (
                 0 <= self.test_translate <= 4):
             problems.append(f"test_translate must be a whole number of pixels from 0 to 4, got {self.test_translate!r}")

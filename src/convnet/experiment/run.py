@@ -197,8 +197,8 @@ def resume(run_dir, data=None, progress=True, log=print, group=ONE_PROCESS):
     if group.rank == 0 and run_dir.is_dir() and not run_folder.has_checkpoint(run_dir):
         raise checkpoint.CheckpointError(f"no checkpoint in {run_dir}: the run stopped before its first epoch "
                                          f"ended, so there is nothing to resume; start it again with --out {run_dir}")
-    model_state, optimizer_state, meta = group.broadcast_object(checkpoint.load(run_dir) if group.rank == 0
-                                                                else None)
+    model_state, optimizer_state, meta, training_state = group.broadcast_object(
+        (*checkpoint.load(run_dir), checkpoint.load_training(run_dir)) if group.rank == 0 else None)
     config = _stored_config(run_dir, meta)
     if data is not None:
         config.data = absolute_data(data)
@@ -212,7 +212,7 @@ def resume(run_dir, data=None, progress=True, log=print, group=ONE_PROCESS):
         raise DataChanged(f"{run_dir}: cannot resume: {'; '.join(changes)} (pass --data with the run's files)")
     _check_ranks_agree(group, config, train, test)
     trainer = build_trainer(config, rank_share(train, group), test, run_dir, progress, log, group)
-    _restore(run_dir, config, lambda: trainer.restore(model_state, optimizer_state, meta))
+    _restore(run_dir, config, lambda: trainer.restore(model_state, optimizer_state, meta, training_state))
     return Run(config, run_dir, train, test, trainer, describe_data(config, train, test))
 
 

@@ -27,8 +27,8 @@ class ExponentialMovingAverage:
     are averaged like the parameters and integer ones (``num_batches_tracked``) as PyTorch does,
     truncated toward zero.
 
-    ``ema.module`` (or calling ``ema(x)``) is the evaluation copy; ``state_dict()`` /
-    ``load_state_dict()`` resume it exactly.
+    ``ema.module`` (or calling ``ema(x)``) is the evaluation copy, and `with_statistics` recomputes its
+    batch norm statistics once per update; ``state_dict()`` / ``load_state_dict()`` resume it exactly.
     """
 
     def __init__(self, model, decay=0.999, use_buffers=False):
@@ -42,6 +42,7 @@ class ExponentialMovingAverage:
         self.module = copy.deepcopy(model)
         self.module.zero_grad()  # the copy never trains: its gradients would only hold memory
         self.n_averaged = 0
+        self._statistics_for = None  # the update count whose weights the module's statistics were computed for
 
     def __call__(self, *args, **kwargs):
         return self.module(*args, **kwargs)
@@ -77,6 +78,14 @@ class ExponentialMovingAverage:
                 ema[...] = np.trunc(ema * self.decay + value * (1.0 - self.decay))
         self.n_averaged += 1
 
+    def with_statistics(self, batches):
+        """``module``, its batch norm statistics recomputed for the averaged weights by `update_bn` over
+        ``batches()`` (a function that returns the batches) unless that was done since the last `update`."""
+        if self._statistics_for != self.n_averaged:
+            update_bn(batches(), self.module)
+            self._statistics_for = self.n_averaged
+        return self.module
+
     def state_dict(self):
         """{'module': the averaged model's state_dict, 'n_averaged': int, 'decay': float, 'use_buffers': bool}."""
         return {"module": self.module.state_dict(), "n_averaged": self.n_averaged, "decay": self.decay,
@@ -92,7 +101,7 @@ class ExponentialMovingAverage:
             raise InvalidValue(f"ExponentialMovingAverage.load_state_dict: expected n_averaged a count >= 0, "
                                f"got {n_averaged!r}")
         self.module.load_state_dict(state_dict["module"])
-        self.n_averaged = int(n_averaged)
+        self.n_averaged, self._statistics_for = int(n_averaged), None
 
 
 def update_bn(batches, model):
