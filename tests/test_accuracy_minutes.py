@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 from matplotlib import pyplot as plt
 
-from convnet import checkpoint, nn, watch
+from convnet import checkpoint, nn, pretrained, watch
 from convnet.cli import main
 from convnet.errors import InvalidValue
 from convnet.reports import RunFolder, StepLog
@@ -126,7 +126,7 @@ def test_the_page_has_the_minutes_chart_in_both_languages_with_the_pictures_targ
     assert '<h2>Test accuracy against minutes</h2>' in english and '<svg id="minutes"></svg>' in english
     assert '<h2>학습 시간(분)에 따른 테스트 정확도</h2>' in korean and '<svg id="minutes"></svg>' in korean
     assert watch.ACCURACY_TARGETS == ACCURACY_TARGETS
-    assert f"TARGETS = {json.dumps(list(ACCURACY_TARGETS))};" in english
+    assert f"TARGETS = {json.dumps(list(ACCURACY_TARGETS))}, SHIPPED = " in english
 
 
 @pytest.mark.system
@@ -150,6 +150,36 @@ def test_the_live_page_draws_accuracy_against_minutes_from_the_epochs_seconds(tm
     # of the targets, 0.93 and 0.94 lie within the dots' accuracies, 0.9 to 0.94
     assert chart.count('class="guide"') == 2 and ">0.93</text>" in chart and ">0.94</text>" in chart
     assert 'id="minutes-note">epochs logged before convnet timed them' in page
+    assert 'stroke="#99a" stroke-width="2"' not in chart and '<p class="note" id="minutes-shipped"></p>' in page
+
+
+def test_the_minutes_chart_carries_the_run_of_each_shipped_model_whose_card_timed_its_epochs():
+    curves = watch.shipped_minutes()
+    card = pretrained.card("reference_cnn")
+    minutes = np.cumsum([row["seconds"] for row in card["history"]]) / 60
+    assert [point[0] for point in curves["reference_cnn"]["points"]] == pytest.approx(minutes.tolist(), rel=1e-12)
+    assert [point[1] for point in curves["reference_cnn"]["points"]] == [row["test_accuracy"] for row in card["history"]]
+    assert curves["reference_cnn"]["command"] == "convnet train --recipe fast" and minutes[-1] < 5
+    assert "resnet8" not in curves  # its card was trained before convnet timed epochs
+    assert f"SHIPPED = {json.dumps(curves)};" in watch.page("en")
+
+
+@pytest.mark.system
+@pytest.mark.skipif(not chromium(), reason="needs Debian's chromium (make test installs it)")
+def test_a_run_of_a_shipped_model_is_drawn_beside_the_run_that_trained_its_weights(tmp_path, monkeypatch):
+    monkeypatch.setattr(watch, "STREAM_SECONDS", 0)
+    entries = [{"kind": "run", "step": 0, "config": {"model": "reference_cnn", "dataset": "fashion-mnist",
+                                                     "epochs": 15, "batch_size": 128}, "classes": ["a", "b"],
+                "summary": ""},
+               {"kind": "epoch", "step": 469, "epoch": 1, "test_loss": 0.4, "test_accuracy": 0.85,
+                "per_class_accuracy": [0.85, 0.85], "lr": 0.001, "seconds": 20.0}]
+    (tmp_path / STEPS).write_text("".join(json.dumps(entry) + "\n" for entry in entries))
+    page = served_and_rendered(tmp_path, tmp_path / "profile", language="ko")
+    chart = page[page.index('<svg id="minutes">'):]
+    chart = chart[:chart.index("</svg>")]
+    assert chart.count('stroke="#99a" stroke-width="2"') == 1 and ">배포된 가중치</text>" in chart, chart
+    assert chart.count("<circle") == 1  # the run's one epoch; the shipped run is a line
+    assert 'id="minutes-shipped">배포된 가중치: convnet train --recipe fast (AMD EPYC, 2 cores, Linux)</p>' in page
 
 
 def fabricated_run(folder, accuracies, seconds, images_per_second):

@@ -106,6 +106,7 @@ _ENGLISH = {
     "watch.accuracy_minutes_note": "wall-clock minutes of training and test evaluation, summed epoch by epoch; "
                                    "dashed: the targets",
     "watch.minutes": "minutes",
+    "watch.shipped": "shipped weights",
     "watch.untimed": "epochs logged before convnet timed them (and every later one) are not drawn",
     # the pictures of large networks: grids strongest first, a few deeper stages, the top classes
     "ranked.maps_each": "The {count} feature maps of layer '{layer}', strongest first (largest mean |value|; "
@@ -208,6 +209,7 @@ _KOREAN = {
     "watch.accuracy_minutes": "학습 시간(분)에 따른 테스트 정확도",
     "watch.accuracy_minutes_note": "학습과 테스트 평가에 걸린 실제 시간(분)을 에폭마다 더한 값; 점선: 목표 정확도",
     "watch.minutes": "분",
+    "watch.shipped": "배포된 가중치",
     "watch.untimed": "convnet이 시간을 재기 전에 기록된 에폭(과 그 뒤의 모든 에폭)은 그리지 않습니다",
     # the pictures of large networks
     "ranked.maps_each": "'{layer}' 층의 특징 맵 {count}개, 강한 맵부터 (|값|의 평균이 큰 순; 번호: 채널), "

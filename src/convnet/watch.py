@@ -4,7 +4,8 @@ A read-only HTTP server (``http.server``) for one run folder:
 
 - ``/`` the page: loss and accuracy curves (train every few steps, test every epoch) that
   extend as the run goes, test accuracy against wall-clock minutes (the epochs' ``seconds``
-  summed; dashed lines at `ACCURACY_TARGETS`), the learning rate, images/s and the training time
+  summed; dashed lines at `ACCURACY_TARGETS`; beside it, in grey, the run that trained the shipped
+  weights of the same model on the same dataset: `shipped_minutes`), the learning rate, images/s and the training time
   left, the first convolution layer's kernels and feature maps as they take shape (a slider goes
   back through the snapshots), the confusion matrix and accuracy per class, the run's settings (a
   default as the value it stands for) and its model's summary. Everything is inline; it loads
@@ -25,6 +26,7 @@ costs it nothing but that connection, and prints nothing.
 """
 
 import html
+import itertools
 import json
 import re
 import sys
@@ -34,6 +36,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
+from . import pretrained
 from .errors import MissingFile
 from .language import words
 from .run_folder import CONFUSION, report_file, whole_step_lines
@@ -179,7 +182,7 @@ pre { font-size: .8em; overflow-x: auto; margin: 0; }
 <div class="card"><h2>[[watch.loss]]</h2><svg id="loss"></svg></div>
 <div class="card"><h2>[[watch.accuracy]]</h2><svg id="accuracy"></svg></div>
 <div class="card"><h2>[[watch.accuracy_minutes]]</h2><p class="note" id="minutes-note">[[watch.accuracy_minutes_note]]</p>
-<svg id="minutes"></svg></div>
+<svg id="minutes"></svg><p class="note" id="minutes-shipped"></p></div>
 <div class="card"><h2>[[watch.kernels]]</h2><p class="note">[[watch.kernels_note]]</p>
 <img id="kernels" class="pixels" alt="[[watch.no_snapshot]]">
 <input type="range" id="snapshot" min="0" max="0" value="0" title="[[watch.follow]]">
@@ -193,7 +196,7 @@ pre { font-size: .8em; overflow-x: auto; margin: 0; }
 <div class="card"><h2>[[watch.model]]</h2><pre id="summary"></pre></div>
 </main>
 <script>
-const TEXT = [[text]], TARGETS = [[targets]];
+const TEXT = [[text]], TARGETS = [[targets]], SHIPPED = [[shipped]];
 const steps = [], epochs = [], snapshots = [];
 let run = {config: {}, classes: []}, following = true, finished = false;
 const colours = {train: "#3b6fd4", test: "#e0682b"};
@@ -241,8 +244,12 @@ function redraw() {
   draw("accuracy", [{name: train, colour: colours.train, points: steps.map(e => [e.step, e.accuracy])},
                     {name: test, colour: colours.test, dots: true, points: epochs.map(e => [e.step, e.test_accuracy])}]);
   draw("lr", [{name: "lr", colour: "#5a5", points: steps.map(e => [e.step, e.lr])}]);
-  const timed = minutes();
-  draw("minutes", [{name: test, colour: colours.test, dots: true, points: timed}],
+  const timed = minutes(), shipped = SHIPPED[run.config.model];
+  const yardstick = shipped && shipped.dataset === run.config.dataset
+    ? [{name: TEXT["watch.shipped"], colour: "#99a", points: shipped.points}] : [];
+  element("minutes-shipped").textContent = yardstick.length
+    ? `${TEXT["watch.shipped"]}: ${shipped.command} (${shipped.machine})` : "";
+  draw("minutes", [...yardstick, {name: test, colour: colours.test, dots: true, points: timed}],
        {xName: TEXT["watch.minutes"], xText: x => x.toFixed(1), guides: TARGETS});
   if (timed.length < new Set(epochs.map(e => e.epoch)).size) element("minutes-note").textContent = TEXT["watch.untimed"];
 }
@@ -348,5 +355,20 @@ def page(language="en"):
     """The page with ``language``'s words (`convnet.language`)."""
     table = words(language)
     text = json.dumps({key: value for key, value in table.items() if key.startswith("watch.")}).replace("</", "<\\/")
-    filled = {"text": text, "language": language, "confusion": CONFUSION, "targets": json.dumps(ACCURACY_TARGETS)}
+    filled = {"text": text, "language": language, "confusion": CONFUSION, "targets": json.dumps(ACCURACY_TARGETS),
+              "shipped": json.dumps(shipped_minutes()).replace("</", "<\\/")}
     return re.sub(r"\[\[([\w.]+)\]\]", lambda match: filled.get(match[1]) or html.escape(table[match[1]]), PAGE)
+
+
+def shipped_minutes():
+    """{model: {"dataset", "command", "machine", "points": [[minutes, test accuracy], ...]}} for each
+    shipped model (`convnet.pretrained`) whose card timed its epochs: the minutes chart's yardstick."""
+    curves = {}
+    for name in pretrained.available():
+        card = pretrained.card(name)
+        history = card.get("history") or []
+        if history and all("seconds" in row for row in history):
+            minutes = itertools.accumulate(row["seconds"] / 60 for row in history)
+            curves[name] = {"dataset": card["dataset"], "command": card["command"], "machine": card["machine"],
+                            "points": [[total, row["test_accuracy"]] for total, row in zip(minutes, history)]}
+    return curves
