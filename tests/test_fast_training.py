@@ -140,7 +140,7 @@ def test_lookahead_wraps_the_optimizer(tiny_fashion):
 @pytest.mark.slow
 def test_a_run_with_every_method_stops_and_resumes_bit_for_bit(tiny_fashion, tmp_path):
     cfg = config(tiny_fashion, whiten=True, dirac=True, bn_lr_scale=4.0, lookahead=True, augment="crop,altflip",
-                 test_translate=1, recipe="fast", ema_decay=0.9)
+                 test_translate=1, recipe="fast", ema_decay=0.9, optimizer="muon")
     straight = trainer_for(cfg, tmp_path / "straight")
     straight.fit(2)
     stopped = trainer_for(cfg, tmp_path / "stopped")

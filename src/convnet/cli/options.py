@@ -92,9 +92,9 @@ def _train_help():
         "data": DATA_HELP,
         "epochs": "passes over the training set",
         "batch_size": "images per step",
-        "optimizer": "the optimizer",
+        "optimizer": "the optimizer; muon: Muon for the hidden layers' weights, AdamW for the rest",
         "lr": f"peak learning rate (default: {per_optimizer(experiment.DEFAULT_LR)})",
-        "weight_decay": "AdamW's decoupled decay, SGD's and Adam's L2 term (default: "
+        "weight_decay": "AdamW's and Muon's decoupled decay, SGD's and Adam's L2 term (default: "
                         f"{per_optimizer(experiment.DEFAULT_WEIGHT_DECAY)})",
         "schedule": "learning-rate schedule, per step",
         "label_smoothing": "the share of each label's probability spread over the other classes",

@@ -18,8 +18,9 @@ from .sources import IDX_SIZE, data_record, input_spec, normalization
 
 def make_optimizer(config, model):
     """``config``'s optimizer over ``model``'s trainable parameters: batch norm's in a group of their
-    own at ``bn_lr_scale`` times the learning rate and without weight decay where that is not 1, and
-    wrapped in `optim.Lookahead` where ``lookahead``."""
+    own at ``bn_lr_scale`` times the learning rate and without weight decay where that is not 1, the
+    hidden layers' weights in groups of their own for Muon, and wrapped in `optim.Lookahead` where
+    ``lookahead``."""
     lr = config.learning_rate
     if config.bn_lr_scale != 1:
         parameters = optim.batch_norm_groups(model, lr, config.bn_lr_scale, config.decay, bn_weight_decay=0.0)
@@ -27,6 +28,8 @@ def make_optimizer(config, model):
         parameters = [p for p in model.parameters() if p.requires_grad]
     if config.optimizer == "sgd":
         optimizer = optim.SGD(parameters, lr=lr, momentum=0.9, nesterov=True, weight_decay=config.decay)
+    elif config.optimizer == "muon":
+        optimizer = optim.Muon(optim.muon_groups(model, parameters), lr=lr, weight_decay=config.decay)
     else:
         optimizer = (optim.Adam if config.optimizer == "adam" else optim.AdamW)(parameters, lr=lr,
                                                                                weight_decay=config.decay)

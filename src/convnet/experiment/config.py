@@ -12,11 +12,12 @@ from ..errors import InvalidValue
 from ..reports import SNAPSHOT_EVERY
 from . import recipes
 
-DEFAULT_LR = {"sgd": 0.05, "adam": 2e-3, "adamw": 2e-3}
+# Muon scales its updates to AdamW's size ("match_rms_adamw"), so it takes AdamW's settings.
+DEFAULT_LR = {"sgd": 0.05, "adam": 2e-3, "adamw": 2e-3, "muon": 2e-3}
 # SGD's and Adam's weight decay is an L2 term in the gradient, AdamW's is decoupled from it (a
 # shrinking of the weights by lr x decay per step), so their good values differ a hundredfold.
 # 0.05 for AdamW was measured for issue 18 (README, docs/results.md).
-DEFAULT_WEIGHT_DECAY = {"sgd": 5e-4, "adam": 5e-4, "adamw": 0.05}
+DEFAULT_WEIGHT_DECAY = {"sgd": 5e-4, "adam": 5e-4, "adamw": 0.05, "muon": 0.05}
 # What varies training images, in the order it is applied: crops of the image padded by 2 pixels,
 # left-right mirroring at random, mirroring of each image in every other epoch (airbench's
 # alternating flip: half the images mirrored in each epoch, as flip, but each seen both ways in any

@@ -28,16 +28,19 @@ class Adam(Optimizer):
 
     def step(self):
         for group in self.param_groups:
-            for p, grad in self._parameters_with_grad(group):
-                state = self.state.setdefault(p, {})
-                if not state:
-                    state.update(step=0, exp_avg=np.zeros_like(p.data), exp_avg_sq=np.zeros_like(p.data))
-                state["step"] += 1
-                flat = flat_views(p.data, grad, state["exp_avg"], state["exp_avg_sq"])
-                if flat is None:
-                    self._update(p, grad, state, group)
-                else:
-                    self._update_compiled(*flat, state["step"], group)
+            self._step_group(group)
+
+    def _step_group(self, group):
+        for p, grad in self._parameters_with_grad(group):
+            state = self.state.setdefault(p, {})
+            if not state:
+                state.update(step=0, exp_avg=np.zeros_like(p.data), exp_avg_sq=np.zeros_like(p.data))
+            state["step"] += 1
+            flat = flat_views(p.data, grad, state["exp_avg"], state["exp_avg_sq"])
+            if flat is None:
+                self._update(p, grad, state, group)
+            else:
+                self._update_compiled(*flat, state["step"], group)
 
     def _update(self, p, grad, state, group):
         """The NumPy reference: one pass per operation."""

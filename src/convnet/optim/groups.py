@@ -48,3 +48,30 @@ def batch_norm_groups(model, lr, bn_lr_scale=1.0, weight_decay=0.0, bn_weight_de
     if not groups:
         raise InvalidValue(f"batch_norm_groups: {type(model).__name__} has no parameters that require grad")
     return groups
+
+
+def muon_groups(model, parameters):
+    """``parameters`` (a list of ``model``'s parameters, or param groups) with each group's hidden
+    layers' weights split off into a group of their own marked ``"muon": True``, the rest marked
+    ``"muon": False``, for `Muon`. Hidden weights: every parameter with two or more dimensions
+    (linear weights, convolution kernels) but the output layer's, the last of them in
+    ``model.parameters()`` (Muon's author leaves the output layer, like biases and gains, to AdamW).
+
+    Example: ``Muon(muon_groups(model, batch_norm_groups(model, 2e-3, bn_lr_scale=4)), lr=2e-3)``.
+    """
+    if not hasattr(model, "named_modules"):
+        raise InvalidType(f"muon_groups: expected a Module, got a {type(model).__name__}")
+    matrices = [p for p in model.parameters() if p.ndim >= 2]
+    hidden_ids = {id(p) for p in matrices[:-1]}
+    if not hidden_ids:
+        raise InvalidValue(f"muon_groups: {type(model).__name__} has no hidden layer weights for Muon: "
+                           f"expected two or more layers with weight matrices or kernels, got {len(matrices)}")
+    groups = parameters if parameters and isinstance(parameters[0], dict) else [{"params": list(parameters)}]
+    split = []
+    for group in groups:
+        settings = {key: value for key, value in group.items() if key != "params"}
+        for muon in (False, True):
+            params = [p for p in group["params"] if (id(p) in hidden_ids) == muon]
+            if params:
+                split.append({**settings, "params": params, "muon": muon})
+    return split
