@@ -11,18 +11,26 @@ from convnet.optim.muon import NEWTON_SCHULZ, orthogonalise
 from conftest import requires_torch, torch
 
 
-@pytest.mark.parametrize("shape", [(6, 20), (20, 6), (9, 9)], ids=["wide", "tall", "square"])
-def test_orthogonalise_keeps_the_singular_vectors_and_maps_each_singular_value_by_the_polynomial(shape):
+def through_the_polynomial(matrix):
     """x = U S V^T gives x x^T x = U S^3 V^T: the iteration acts on each singular value alone."""
-    rng = np.random.default_rng(1)
-    matrix = rng.standard_normal(shape) * np.logspace(0, -2, shape[1])  # singular values spread out
     u, s, vt = np.linalg.svd(matrix, full_matrices=False)
     a, b, c = NEWTON_SCHULZ
     values = s / np.linalg.norm(matrix)
     for _ in range(5):
         values = a * values + b * values ** 3 + c * values ** 5
-    np.testing.assert_allclose(orthogonalise(matrix), u @ np.diag(values) @ vt, atol=1e-12)
+    return u @ np.diag(values) @ vt, values
+
+
+@pytest.mark.parametrize("shape", [(6, 20), (20, 6), (9, 9)], ids=["wide", "tall", "square"])
+def test_orthogonalise_keeps_the_singular_vectors_and_maps_each_singular_value_by_the_polynomial(shape):
+    rng = np.random.default_rng(1)
+    matrix = rng.standard_normal(shape) * np.logspace(0, -2, shape[1])  # singular values spread out
+    expected, values = through_the_polynomial(matrix)
+    np.testing.assert_allclose(orthogonalise(matrix), expected, atol=1e-12)
     assert 0.5 < values.min() and values.max() < 1.25  # near one, though the inputs spread 100x
+    single = matrix.astype(np.float32)  # as training runs it
+    assert orthogonalise(single).dtype == np.float32
+    np.testing.assert_allclose(orthogonalise(single), through_the_polynomial(single.astype(np.float64))[0], atol=1e-7)
     np.testing.assert_allclose(orthogonalise(np.zeros(shape)), 0.0)  # no division by zero
 
 

@@ -24,16 +24,21 @@ def orthogonalise(matrix, steps=5, eps=1e-7):
     value s, divided by the matrix's Frobenius norm, goes ``steps`` times through
     s -> a s + b s^3 + c s^5, which after five steps takes any value from 0.1 to 1 to between 0.68
     and 1.14, and from 0.001 to 1 to between 0.47 and 1.21 (not 1: the iteration is tuned to be fast,
-    not exact). As in torch.optim.Muon, but in the matrix's own dtype where torch's rounds to
-    bfloat16."""
+    not exact). torch.optim.Muon's iteration x <- (a + b x x^T + c (x x^T)^2) x, computed as
+    x_k = q_k x with q_k as small as the shorter side: each step then multiplies small matrices,
+    and the long side is read twice, not twice per step (for a 128 x 3136 matrix five times fewer
+    multiplications); in float64 (q undoes the matrix's conditioning, which float32 would blur),
+    where torch's rounds to bfloat16, and returned in the matrix's dtype."""
     a, b, c = NEWTON_SCHULZ
     tall = matrix.shape[0] > matrix.shape[1]
-    x = matrix.T if tall else matrix  # the Gram matrix of the shorter side is the cheaper one
-    x = x / max(float(np.linalg.norm(x)), eps)
+    wide = (matrix.T if tall else matrix).astype(np.float64)  # the shorter side's Gram matrix is the smaller
+    gram = wide @ wide.T
+    q = np.eye(len(gram)) / max(math.sqrt(np.trace(gram)), eps)  # x / its Frobenius norm
     for _ in range(steps):
-        gram = x @ x.T
-        x = a * x + (b * gram + c * (gram @ gram)) @ x
-    return x.T if tall else x
+        gram_k = q @ gram @ q.T  # x_k x_k^T
+        q = (a * np.eye(len(gram)) + b * gram_k + c * (gram_k @ gram_k)) @ q
+    result = (q @ wide).astype(matrix.dtype)
+    return result.T if tall else result
 
 
 class Muon(AdamW):
