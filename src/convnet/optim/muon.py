@@ -53,7 +53,8 @@ class Muon(AdamW):
     p *= 1 - lr * weight_decay;  p -= lr * 0.2 * sqrt(max(A, B)) * orthogonalise(u)
 
     The 0.2 sqrt(max(A, B)) gives the update AdamW's typical size (Moonshot's "Muon is Scalable
-    for LLM Training"), so both halves share one learning rate, weight decay and schedule.
+    for LLM Training"), so both halves share one learning rate, weight decay and schedule; the
+    decay defaults to AdamW's 1e-2 (torch's Muon: 0.1).
     """
 
     def __init__(self, params, lr=1e-3, momentum=0.95, nesterov=True, ns_steps=5, betas=(0.9, 0.999), eps=1e-8,
