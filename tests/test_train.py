@@ -221,8 +221,8 @@ def test_a_callback_can_stop_the_run_which_is_saved_and_resumes_exactly(tiny_fas
 def test_resume_reads_the_checkpoint_once(tiny_fashion, tmp_path, monkeypatch):
     trainer_for(config(tiny_fashion, epochs=1, augment="none"), tmp_path / "run").fit(1)
     reads = []
-    load = checkpoint.load
-    monkeypatch.setattr(checkpoint, "load", lambda run_dir: reads.append(run_dir) or load(run_dir))
+    read = checkpoint._read  # every load of the file goes through it
+    monkeypatch.setattr(checkpoint, "_read", lambda run_dir: reads.append(run_dir) or read(run_dir))
     run = experiment.resume(tmp_path / "run", progress=False, log=lambda line: None)
     assert len(reads) == 1 and run.trainer.epoch == 1 and run.config.model == "simple_cnn"
 

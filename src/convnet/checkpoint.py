@@ -98,7 +98,18 @@ def _jsonable(value):
 
 def load(run_dir):
     """(model state_dict, optimizer state_dict or None, meta) from ``run_dir``."""
+    return _unpack(*_read(run_dir))
+
+
+def load_with_training(run_dir):
+    """`load`'s three, and the state_dict of the model being trained that `save` stored beside
+    ``model``'s (or None), from one read of the file."""
     tensors, meta = _read(run_dir)
+    training = {key[len("training."):]: value for key, value in tensors.items() if key.startswith("training.")}
+    return (*_unpack(tensors, meta), training or None)
+
+
+def _unpack(tensors, meta):
     model_state = {key[len("model."):]: value for key, value in tensors.items() if key.startswith("model.")}
     optimizer_state = None
     if "optimizer" in meta:
@@ -110,13 +121,6 @@ def load(run_dir):
                 state.setdefault(int(index), {})[name] = value
         optimizer_state = {"state": state, "param_groups": saved["param_groups"]}
     return model_state, optimizer_state, meta
-
-
-def load_training(run_dir):
-    """The state_dict of the model being trained that `save` stored beside ``model``'s, or None."""
-    tensors, _ = _read(run_dir)
-    training = {key[len("training."):]: value for key, value in tensors.items() if key.startswith("training.")}
-    return training or None
 
 
 def _read(run_dir):

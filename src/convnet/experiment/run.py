@@ -188,14 +188,6 @@ def _start_from(model, weights, source):
             f"starts from the file's"]
 
 
-def _read_checkpoint(run_dir):
-    """(model state, optimizer state, meta, the trained weights beside an average or None); the file
-    is read and checked a second time only for a run that averages its weights."""
-    model_state, optimizer_state, meta = checkpoint.load(run_dir)
-    training_state = checkpoint.load_training(run_dir) if "average_updates" in meta else None
-    return model_state, optimizer_state, meta, training_state
-
-
 def resume(run_dir, data=None, progress=True, log=print, group=ONE_PROCESS):
     """The run saved in ``run_dir``, restored to where it stopped; ``data`` overrides where its
     dataset is read from, which must still hold the data the run recorded (`DataChanged`). In a
@@ -206,7 +198,7 @@ def resume(run_dir, data=None, progress=True, log=print, group=ONE_PROCESS):
         raise checkpoint.CheckpointError(f"no checkpoint in {run_dir}: the run stopped before its first epoch "
                                          f"ended, so there is nothing to resume; start it again with --out {run_dir}")
     model_state, optimizer_state, meta, training_state = group.broadcast_object(
-        _read_checkpoint(run_dir) if group.rank == 0 else None)
+        checkpoint.load_with_training(run_dir) if group.rank == 0 else None)
     config = _stored_config(run_dir, meta)
     if data is not None:
         config.data = absolute_data(data)
