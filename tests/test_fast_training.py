@@ -36,7 +36,7 @@ def trainer_for(cfg, run_dir=None):
     ({"ema_decay": 1.0}, "ema_decay must be a number between 0 and 1 (or None: no average), got 1.0"),
     ({"test_translate": 5}, "test_translate must be a whole number of pixels from 0 to 4, got 5"),
     ({"test_translate": 1.0}, "test_translate must be a whole number of pixels from 0 to 4, got 1.0"),
-    ({"recipe": "fastest"}, "recipe must be one of fast or None, got 'fastest'"),
+    ({"recipe": "fastest"}, "recipe must be one of fast, hour or None, got 'fastest'"),
     ({"test_translate": 1, "augment": "flip"}, "this run's training images are not cropped (augment flip): add crop"),
 ])
 def test_bad_settings_are_refused_naming_what_was_expected(changes, message):
@@ -57,9 +57,17 @@ def test_a_recipe_gives_its_settings_under_those_given_and_is_recorded():
     assert run.recipe == "fast" and run.seed == 4
     assert all(getattr(run, name) == value for name, value in recipe.items())
     assert recipe["augment"] != "crop" and RunConfig.from_recipe("fast", augment="crop").augment == "crop"
-    with pytest.raises(InvalidValue, match="recipe must be one of fast, got 'nope'"):
+    with pytest.raises(InvalidValue, match="recipe must be one of fast, hour, got 'nope'"):
         RunConfig.from_recipe("nope")
     assert RunConfig.from_dict(vars(run)) == run  # a stored run keeps its recipe and settings
+
+
+def test_the_hour_recipe_names_its_model_and_the_fast_recipe_s_methods_which_options_still_override():
+    hour = RunConfig.from_recipe("hour")
+    fast = RunConfig.from_recipe("fast")
+    assert (hour.model, hour.optimizer, hour.augment, hour.epochs) == ("resnet8", "muon", "crop,altflip", 28)
+    assert hour.bn_lr_scale == fast.bn_lr_scale and set(fast.augment.split(",")) < set(hour.augment.split(","))
+    assert RunConfig.from_recipe("hour", model="reference_cnn", optimizer="adamw").model == "reference_cnn"
 
 
 # ---------------------------------------------------------------------------- whitening and Dirac
