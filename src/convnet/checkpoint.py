@@ -105,12 +105,16 @@ def load_with_training(run_dir):
     """`load`'s three, and the state_dict of the model being trained that `save` stored beside
     ``model``'s (or None), from one read of the file."""
     tensors, meta = _read(run_dir)
-    training = {key[len("training."):]: value for key, value in tensors.items() if key.startswith("training.")}
-    return (*_unpack(tensors, meta), training or None)
+    return (*_unpack(tensors, meta), _section(tensors, "training.") or None)
+
+
+def _section(tensors, prefix):
+    """The tensors whose names start with ``prefix``, by the rest of their names."""
+    return {key[len(prefix):]: value for key, value in tensors.items() if key.startswith(prefix)}
 
 
 def _unpack(tensors, meta):
-    model_state = {key[len("model."):]: value for key, value in tensors.items() if key.startswith("model.")}
+    model_state = _section(tensors, "model.")
     optimizer_state = None
     if "optimizer" in meta:
         saved = meta.pop("optimizer")
