@@ -109,6 +109,22 @@ class EarlyStopping(Callback):
             trainer.request_stop()
 
 
+class FreezeAfter(Callback):
+    """Train ``parameters`` for the first ``epochs`` epochs, then freeze them: from then on backward
+    gives them no gradient, so no optimizer moves them (as airbench trains its whitening layer's bias
+    for 3 epochs). Decided by the epoch alone, so a resumed run freezes where the whole one would."""
+
+    def __init__(self, parameters, epochs):
+        if not isinstance(epochs, int) or isinstance(epochs, bool) or epochs < 0:
+            raise InvalidValue(f"FreezeAfter: expected epochs to be an int >= 0, got {epochs!r}")
+        self.parameters, self.epochs = list(parameters), epochs
+
+    def on_epoch_begin(self, trainer):
+        if trainer.epoch >= self.epochs:
+            for p in self.parameters:
+                p.requires_grad, p.grad = False, None
+
+
 INTERRUPTING_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
 
@@ -333,7 +349,8 @@ class Trainer:
         weight = len(local_labels) / len(labels)
         self.optimizer.zero_grad()
         (loss * weight).backward()
-        parameters = [p for group in self.optimizer.param_groups for p in group["params"]]
+        # Not a frozen one (`FreezeAfter`): a zero gradient would still move it by momentum and decay.
+        parameters = [p for group in self.optimizer.param_groups for p in group["params"] if p.requires_grad]
         gradients, write_back = flat_gradients(parameters)
         self.group.sum(gradients)
         write_back()

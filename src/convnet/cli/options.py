@@ -24,6 +24,7 @@ def _argument_type(convert, accept, expected):
 
 
 positive_int = _argument_type(int, lambda value: value >= 1, "a positive integer")
+nonnegative_int = _argument_type(int, lambda value: value >= 0, "a whole number >= 0")
 positive_float = _argument_type(float, lambda value: value > 0, "a positive number")
 fraction = _argument_type(float, lambda value: 0 <= value < 1, "a number in [0, 1)")
 open_fraction = _argument_type(float, lambda value: 0 < value < 1, "a number between 0 and 1")
@@ -130,6 +131,8 @@ def _train_help():
                               + ")" for name, recipe in experiment.RECIPES.items()),
         "whiten": "put a frozen patch-whitening layer first (airbench): 2x2 filters that decorrelate the training "
                   "images' patches, computed from the first 5,000; the network then reads its 2C x 4 channels",
+        "whiten_epochs": "with --whiten: train the whitening filters for the first EPOCHS epochs, then freeze them (0: "
+                         "frozen from the start)",
         "dirac": "start each convolution's first in_channels kernels as the identity (airbench's partial Dirac "
                  "initialisation), the others random",
         "bn_lr_scale": "train batch norm's weights and biases at this multiple of the learning rate, without weight "
@@ -167,6 +170,7 @@ def _train_value_rules():
         "image_size": {"type": image_size, "metavar": "H[xW]"},
         "channels": {"type": int, "choices": [1, 3]},
         "recipe": {"choices": list(experiment.RECIPES)},
+        "whiten_epochs": {"type": nonnegative_int, "metavar": "EPOCHS"},
         "bn_lr_scale": {"type": positive_float, "metavar": "SCALE"},
         "ema_decay": {"type": open_fraction, "metavar": "DECAY"},
         "test_translate": {"type": int, "choices": range(5), "metavar": "PIXELS"},

@@ -12,7 +12,7 @@ from ..distributed import synchronise_batch_norm
 from ..errors import InvalidValue
 from ..random import manual_seed
 from ..reports import EpochLog, ProgressBar, RunFolder, StepLog, TensorBoard
-from ..train import ONE_PROCESS, EarlyStopping, Trainer
+from ..train import ONE_PROCESS, EarlyStopping, FreezeAfter, Trainer
 from .sources import IDX_SIZE, data_record, input_spec, normalization
 
 
@@ -102,7 +102,8 @@ def build_model(config, spec=None):
 
 def whitening_layer(channels):
     """airbench's first layer: a 2x2 convolution without padding or bias whose 2 C 4 filters
-    `nn.init.patch_whitening_` sets from the training images; frozen (it is not trained)."""
+    `nn.init.patch_whitening_` sets from the training images; frozen (``whiten_epochs`` trains it
+    for a run's first epochs)."""
     layer = nn.Conv2d(channels, 2 * channels * WHITENING_KERNEL ** 2, WHITENING_KERNEL, bias=False)
     layer.weight.requires_grad = False
     return layer
@@ -131,6 +132,8 @@ def build_trainer(config, train, test, run_dir=None, progress=True, log=print, g
     manual_seed(config.seed)
     model = build_model(config, spec)
     initialise(model, config, train, spec)
+    if config.whiten_epochs:  # in the optimizer from the start, so its state is the same on resume
+        model.whiten.weight.requires_grad = True
     if config.sync_bn and group.size > 1:  # alone, the whole batch's statistics are its own
         synchronise_batch_norm(model, group)
     average = optim.ExponentialMovingAverage(model, config.ema_decay) if config.ema_decay is not None else None
@@ -148,6 +151,8 @@ def build_trainer(config, train, test, run_dir=None, progress=True, log=print, g
         if config.tensorboard:
             callbacks.append(TensorBoard(run_dir, asdict(config)))
     callbacks = callbacks if group.rank == 0 else []
+    if config.whiten_epochs:  # on every rank: they must freeze together
+        callbacks.append(FreezeAfter([model.whiten.weight], config.whiten_epochs))
     if config.early_stop is not None:  # on every rank: they must stop together
         callbacks.append(EarlyStopping(config.early_stop, log if group.rank == 0 else lambda *_: None))
     return Trainer(model, train_loader, evaluation_loader(config, test, spec), optimizer, schedule,

@@ -71,7 +71,8 @@ class RunConfig:
     skip_bad: bool = False  # leave unreadable images out (recorded) instead of refusing them
     # The fast-training methods of the CIFAR-10 speed records (issue 32; docs/results.md measures each).
     recipe: str | None = None  # the `recipes.RECIPES` entry the settings came from (`from_recipe`), or None
-    whiten: bool = False  # a frozen patch-whitening first layer (`build.whitened`) in front of the model
+    whiten: bool = False  # a frozen patch-whitening first layer (`build.whitening_layer`) in front of the model
+    whiten_epochs: int = 0  # with whiten: its filters trained for the first this many epochs, then frozen
     dirac: bool = False  # each convolution's first in_channels kernels start as the identity (`nn.init.partial_dirac_`)
     bn_lr_scale: float = 1.0  # batch norm's weights and biases at this multiple of the lr, without weight decay
     lookahead: bool = False  # slow weights pulled halfway to the fast ones every 5 steps (`optim.Lookahead`)
@@ -144,6 +145,11 @@ class RunConfig:
         for name in ("whiten", "dirac", "lookahead"):
             if not isinstance(getattr(self, name), bool):
                 problems.append(f"{name} must be true or false, got {getattr(self, name)!r}")
+        if not isinstance(self.whiten_epochs, int) or isinstance(self.whiten_epochs, bool) or self.whiten_epochs < 0:
+            problems.append(f"whiten_epochs must be a whole number of epochs >= 0, got {self.whiten_epochs!r}")
+        elif self.whiten_epochs and self.whiten is False:
+            problems.append(f"whiten_epochs {self.whiten_epochs} trains the patch-whitening layer for the first "
+                            f"epochs, and this run has none: add --whiten")
         if not (_is_real(self.bn_lr_scale) and self.bn_lr_scale > 0):
             problems.append(f"bn_lr_scale must be a positive number, got {self.bn_lr_scale!r}")
         if self.ema_decay is not None and not (_is_real(self.ema_decay) and 0 < self.ema_decay < 1):

@@ -63,8 +63,11 @@ class Lookahead:
         self.steps += 1
         if self.steps % self.k == 0:
             for p, slow in zip(self._parameters(), self.slow):
-                slow += slow.dtype.type(self.alpha) * (p.data - slow)
-                p.data[...] = slow
+                if p.requires_grad:
+                    slow += slow.dtype.type(self.alpha) * (p.data - slow)
+                    p.data[...] = slow
+                else:  # frozen since (`train.FreezeAfter`): it stays where it is
+                    slow[...] = p.data
 
     def state_dict(self):
         """The wrapped optimizer's state_dict, laid out like every convnet optimizer's (so
