@@ -32,9 +32,10 @@ def trainer_for(cfg, run_dir=None):
     ({"augment": "flip,altflip"}, "mirrors the images twice over; choose flip (at random) or altflip"),
     ({"augment": "altflip", "dataset": "mnist"}, "augment altflip mirrors the images, and mnist's do not mirror"),
     ({"whiten": 1}, "whiten must be true or false, got 1"),
-    ({"whiten": True, "whiten_epochs": -1}, "whiten_epochs must be a whole number of epochs >= 0, got -1"),
-    ({"whiten_epochs": 2}, "whiten_epochs 2 trains the patch-whitening layer for the first epochs, and this run has "
-                           "none: add --whiten"),
+    ({"whiten": True, "whiten_bias_epochs": -1}, "whiten_bias_epochs must be a whole number of epochs >= 0 (or "
+                                                 "None: 3), got -1"),
+    ({"whiten_bias_epochs": 0}, "whiten_bias_epochs 0 trains the patch-whitening layer's bias, and this run has no "
+                                "whitening layer: add --whiten"),
     ({"bn_lr_scale": 0}, "bn_lr_scale must be a positive number, got 0"),
     ({"ema_decay": 1.0}, "ema_decay must be a number between 0 and 1 (or None: no average), got 1.0"),
     ({"test_translate": 5}, "test_translate must be a whole number of pixels from 0 to 4, got 5"),
@@ -75,11 +76,16 @@ def test_the_hour_recipe_names_its_model_and_the_fast_recipe_s_methods_which_opt
 
 # ---------------------------------------------------------------------------- whitening and Dirac
 def test_the_whitening_layer_is_frozen_and_whitens_the_first_training_images(tiny_fashion):
-    cfg = config(tiny_fashion, whiten=True)
+    cfg = config(tiny_fashion, whiten=True, whiten_bias_epochs=0)
     trainer = trainer_for(cfg)
     whiten = trainer.model.whiten
-    assert whiten.weight.shape == (8, 1, 2, 2) and whiten.bias is None and not whiten.weight.requires_grad
-    assert trainer.model(np.zeros((2, 1, 28, 28), np.float32)).shape == (2, 10)
+    assert whiten.weight.shape == (8, 1, 2, 2) and not whiten.weight.requires_grad and not whiten.bias.requires_grad
+    np.testing.assert_array_equal(whiten.bias.numpy(), np.zeros(8, np.float32))
+    # airbench's network: the whitening convolution, a GELU, then the rest.
+    images = np.random.default_rng(0).normal(size=(2, 1, 28, 28)).astype(np.float32)
+    trainer.model.eval()
+    np.testing.assert_array_equal(trainer.model(images).numpy(),
+                                  trainer.model.network(convnet.functional.gelu(whiten(images))).numpy())
     # Oracle: the normalised images' 2x2 patches, by NumPy; the first 4 filters make their second
     # moment diag(l / (l + eps)) and the last 4 are their negatives.
     train, _ = load_datasets(cfg)
@@ -94,33 +100,37 @@ def test_the_whitening_layer_is_frozen_and_whitens_the_first_training_images(tin
     before = whiten.weight.numpy().copy()
     trainer.fit(1)
     np.testing.assert_array_equal(whiten.weight.numpy(), before)  # frozen: no step moves it
-    assert all(id(p) != id(whiten.weight) for group in trainer.optimizer.param_groups for p in group["params"])
+    np.testing.assert_array_equal(whiten.bias.numpy(), np.zeros(8, np.float32))
+    assert all(id(p) not in (id(whiten.weight), id(whiten.bias))
+               for group in trainer.optimizer.param_groups for p in group["params"])
 
 
 
-def test_whitening_trained_for_its_first_epochs_then_stays_where_they_left_it(tiny_fashion):
-    """The oracle of the first epoch is a run whose whitening is never frozen; lookahead's pull
-    every 5 steps (the 10th falls in the second epoch of 8 steps) must not move it either."""
+def test_the_whitening_bias_trains_for_its_first_epochs_then_stays_where_it_left_off(tiny_fashion):
+    """airbench's whiten_bias_epochs. The oracle of the first epoch is a run whose bias is never
+    frozen; lookahead's pull every 5 steps (the 10th falls in the second epoch of 8) must not move
+    it either; the filters never move."""
+    assert RunConfig(whiten=True).whitening_bias_epochs == 3 and RunConfig().whitening_bias_epochs == 0
     settings = dict(whiten=True, lookahead=True, epochs=2)
-    frozen_after_one = trainer_for(config(tiny_fashion, whiten_epochs=1, **settings))
-    never_frozen = trainer_for(config(tiny_fashion, whiten_epochs=2, **settings))
-    start = frozen_after_one.model.whiten.weight.numpy().copy()
-    np.testing.assert_array_equal(never_frozen.model.whiten.weight.numpy(), start)
+    frozen_after_one = trainer_for(config(tiny_fashion, whiten_bias_epochs=1, **settings))
+    never_frozen = trainer_for(config(tiny_fashion, whiten_bias_epochs=2, **settings))
+    filters = frozen_after_one.model.whiten.weight.numpy().copy()
     steps = {}
     for name, trainer in (("after one", frozen_after_one), ("never", never_frozen)):
         trainer.callbacks.append(convnet.train.LambdaCallback(on_batch_end=lambda trainer, loss, name=name: steps.setdefault(
-            name, []).append(trainer.model.whiten.weight.numpy().copy())))
-        assert any(p is trainer.model.whiten.weight for group in trainer.optimizer.param_groups for p in group["params"])
+            name, []).append(trainer.model.whiten.bias.numpy().copy())))
+        assert any(p is trainer.model.whiten.bias for group in trainer.optimizer.param_groups for p in group["params"])
         trainer.fit(2)
+        np.testing.assert_array_equal(trainer.model.whiten.weight.numpy(), filters)
     first_epoch = len(frozen_after_one.train_loader)
     assert len(steps["after one"]) == 2 * first_epoch == 16
     for ours, unfrozen in zip(steps["after one"][:first_epoch], steps["never"]):
         np.testing.assert_array_equal(ours, unfrozen)  # trained as if never frozen
-    assert not np.array_equal(steps["after one"][0], start)  # the first step moves it
+    assert np.abs(steps["after one"][0]).min() > 0  # the first step moves it from zero
     for step in steps["after one"][first_epoch:]:
         np.testing.assert_array_equal(step, steps["after one"][first_epoch - 1])
     assert not np.array_equal(steps["never"][-1], steps["never"][first_epoch - 1])
-    assert not frozen_after_one.model.whiten.weight.requires_grad
+    assert not frozen_after_one.model.whiten.bias.requires_grad
 
 
 def test_dirac_starts_each_convolution_as_the_identity_on_its_first_channels(tiny_fashion):
@@ -176,7 +186,7 @@ def test_lookahead_wraps_the_optimizer(tiny_fashion):
 # ---------------------------------------------------------------------------- a whole run
 @pytest.mark.slow
 def test_a_run_with_every_method_stops_and_resumes_bit_for_bit(tiny_fashion, tmp_path):
-    cfg = config(tiny_fashion, whiten=True, whiten_epochs=1, dirac=True, bn_lr_scale=4.0, lookahead=True,
+    cfg = config(tiny_fashion, whiten=True, whiten_bias_epochs=1, dirac=True, bn_lr_scale=4.0, lookahead=True,
                  augment="crop,altflip", test_translate=1, recipe="fast", ema_decay=0.9, optimizer="muon")
     straight = trainer_for(cfg, tmp_path / "straight")
     straight.fit(2)

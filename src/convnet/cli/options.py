@@ -129,10 +129,11 @@ def _train_help():
                   + "; ".join(f"{name}: {recipe['about']} ("
                               + ", ".join(f"--{key.replace('_', '-')} {value}" for key, value in recipe["settings"].items())
                               + ")" for name, recipe in experiment.RECIPES.items()),
-        "whiten": "put a frozen patch-whitening layer first (airbench): 2x2 filters that decorrelate the training "
-                  "images' patches, computed from the first 5,000; the network then reads its 2C x 4 channels",
-        "whiten_epochs": "with --whiten: train the whitening filters for the first EPOCHS epochs, then freeze them (0: "
-                         "frozen from the start)",
+        "whiten": "put a frozen patch-whitening layer and a GELU first (airbench): 2x2 filters that decorrelate the "
+                  "training images' patches, computed from the first 5,000, and their negatives; the network then "
+                  "reads their 2C x 4 channels",
+        "whiten_bias_epochs": "with --whiten: train the whitening layer's bias (zero at the start) for the first EPOCHS "
+                              "epochs, then freeze it (default 3, airbench's; 0: never trained)",
         "dirac": "start each convolution's first in_channels kernels as the identity (airbench's partial Dirac "
                  "initialisation), the others random",
         "bn_lr_scale": "train batch norm's weights and biases at this multiple of the learning rate, without weight "
@@ -170,7 +171,7 @@ def _train_value_rules():
         "image_size": {"type": image_size, "metavar": "H[xW]"},
         "channels": {"type": int, "choices": [1, 3]},
         "recipe": {"choices": list(experiment.RECIPES)},
-        "whiten_epochs": {"type": nonnegative_int, "metavar": "EPOCHS"},
+        "whiten_bias_epochs": {"type": nonnegative_int, "metavar": "EPOCHS"},
         "bn_lr_scale": {"type": positive_float, "metavar": "SCALE"},
         "ema_decay": {"type": open_fraction, "metavar": "DECAY"},
         "test_translate": {"type": int, "choices": range(5), "metavar": "PIXELS"},

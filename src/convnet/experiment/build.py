@@ -87,8 +87,9 @@ WHITENING_IMAGES = 5000  # the training images whose patches are whitened (airbe
 def build_model(config, spec=None):
     """``config.model`` for the data ``spec`` describes (None: IDX's 1x28x28 images of 10 classes,
     the zoo's defaults), given only what differs from those defaults, so an IDX run's model is the
-    one it always was. With ``config.whiten``, a frozen 2x2 convolution (`whitening_layer`) comes
-    first, named ``whiten``, and the model (``network``) takes its 2 C 4 channels at (H - 1, W - 1)."""
+    one it always was. With ``config.whiten``, a 2x2 convolution (`whitening_layer`) and a GELU come
+    first, named ``whiten`` and ``gelu``, and the model (``network``) takes their 2 C 4 channels at
+    (H - 1, W - 1), as airbench's network does."""
     channels, size = (1, tuple(IDX_SIZE)) if spec is None else (spec["channels"], tuple(spec["size"]))
     classes = 10 if spec is None else len(spec["classes"])
     whiten = whitening_layer(channels) if config.whiten else None
@@ -97,15 +98,17 @@ def build_model(config, spec=None):
     shape = {key: value for key, value in {"in_channels": channels, "image_size": size, "classes": classes}.items()
              if value != {"in_channels": 1, "image_size": tuple(IDX_SIZE), "classes": 10}[key]}
     model = models.build(config.model, **shape)
-    return model if whiten is None else nn.Sequential(OrderedDict(whiten=whiten, network=model))
+    return model if whiten is None else nn.Sequential(OrderedDict(whiten=whiten, gelu=nn.GELU(), network=model))
 
 
 def whitening_layer(channels):
-    """airbench's first layer: a 2x2 convolution without padding or bias whose 2 C 4 filters
-    `nn.init.patch_whitening_` sets from the training images; frozen (``whiten_epochs`` trains it
-    for a run's first epochs)."""
-    layer = nn.Conv2d(channels, 2 * channels * WHITENING_KERNEL ** 2, WHITENING_KERNEL, bias=False)
-    layer.weight.requires_grad = False
+    """airbench's first layer: a 2x2 convolution without padding whose 2 C 4 filters
+    `nn.init.patch_whitening_` sets from the training images, frozen; its bias starts at zero, frozen
+    too until `build_trainer` trains it for a run's first ``whitening_bias_epochs``."""
+    layer = nn.Conv2d(channels, 2 * channels * WHITENING_KERNEL ** 2, WHITENING_KERNEL)
+    nn.init.zeros_(layer.bias)
+    for p in layer.parameters():
+        p.requires_grad = False
     return layer
 
 
@@ -132,8 +135,8 @@ def build_trainer(config, train, test, run_dir=None, progress=True, log=print, g
     manual_seed(config.seed)
     model = build_model(config, spec)
     initialise(model, config, train, spec)
-    if config.whiten_epochs:  # in the optimizer from the start, so its state is the same on resume
-        model.whiten.weight.requires_grad = True
+    if config.whitening_bias_epochs:  # in the optimizer from the start, so its state is the same on resume
+        model.whiten.bias.requires_grad = True
     if config.sync_bn and group.size > 1:  # alone, the whole batch's statistics are its own
         synchronise_batch_norm(model, group)
     average = optim.ExponentialMovingAverage(model, config.ema_decay) if config.ema_decay is not None else None
@@ -151,8 +154,8 @@ def build_trainer(config, train, test, run_dir=None, progress=True, log=print, g
         if config.tensorboard:
             callbacks.append(TensorBoard(run_dir, asdict(config)))
     callbacks = callbacks if group.rank == 0 else []
-    if config.whiten_epochs:  # on every rank: they must freeze together
-        callbacks.append(FreezeAfter([model.whiten.weight], config.whiten_epochs))
+    if config.whitening_bias_epochs:  # on every rank: they must freeze together
+        callbacks.append(FreezeAfter([model.whiten.bias], config.whitening_bias_epochs))
     if config.early_stop is not None:  # on every rank: they must stop together
         callbacks.append(EarlyStopping(config.early_stop, log if group.rank == 0 else lambda *_: None))
     return Trainer(model, train_loader, evaluation_loader(config, test, spec), optimizer, schedule,
