@@ -9,6 +9,7 @@ every extra, so that nothing is skipped there.
 
 import importlib.util
 import os
+import signal
 
 import convnet  # first: it sets BLAS's idle wait, which NumPy's BLAS reads when it loads
 import numpy as np
@@ -46,6 +47,12 @@ def requires(*packages):
 
 
 def pytest_configure(config):
+    # A test run started in the background by a shell without job control (`make test &`, a queue
+    # script) inherits SIGINT ignored, and so would every process a test starts: `convnet watch`
+    # would then outlive the Ctrl-C its tests send. Each process (xdist's workers too) catches it
+    # again, so the processes it starts get the default.
+    if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
     missing = [package for package in EXTRAS if not installed(package)]
     if missing and os.environ.get("CI"):
         raise pytest.UsageError(f"{', '.join(missing)} not installed (pip install -e '.[test]'); CI runs every test, "
