@@ -283,3 +283,23 @@ def test_evaluation_batches_hold_at_most_4m_input_values_and_1000_images(channel
     spec = None if channels is None else {"channels": channels, "size": [size, size], "mean": [0.5] * channels,
                                           "std": [0.25] * channels}
     assert experiment.evaluation_loader(experiment.RunConfig(), images, spec).batch_size == batch
+
+
+def test_a_whitened_run_on_an_image_folder_whitens_its_colour_patches(colour_run, tmp_path):
+    """The whitening layer reads the training images through the dataset's batches (a decoded cache
+    here, not IDX arrays): its first 12 filters make the normalised 2x2 RGB patches' second moment
+    near the identity; the oracle reads the images one by one and normalises them by NumPy."""
+    folder, _ = colour_run
+    assert main(["train", "--data", str(folder), "--model", "lenet5", "--whiten", "--epochs", "1", "--batch-size",
+                 "16", "--out", str(tmp_path / "run"), "--no-progress"]) == 0
+    config, model, _ = experiment.load_run(tmp_path / "run")
+    train, _ = experiment.load_datasets(config)
+    spec = experiment.build.input_spec(config, train)
+    mean, std = (np.reshape(spec[key], (1, -1, 1, 1)) for key in ("mean", "std"))
+    images = (np.stack([train[i][0] for i in range(len(train))]) / 255 - mean) / std
+    patches = np.stack([images[:, :, i:i + 31, j:j + 31] for i in (0, 1) for j in (0, 1)], axis=2)
+    patches = patches.transpose(0, 3, 4, 1, 2).reshape(-1, 12)  # (c, i, j) order, as the filters'
+    filters = model.whiten.weight.numpy().reshape(24, 12).astype(np.float64)
+    eigenvalues = np.linalg.eigvalsh(patches.T @ patches / len(patches))[::-1]
+    np.testing.assert_allclose(filters[:12] @ (patches.T @ patches / len(patches)) @ filters[:12].T,
+                               np.diag(eigenvalues / (eigenvalues + 5e-4)), atol=1e-4)

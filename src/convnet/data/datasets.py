@@ -50,6 +50,12 @@ def stacked_batch(dataset, index):
     return unit_range(np.stack(images)), np.array(labels, dtype=np.int64)
 
 
+def batch_of(dataset, index):
+    """The batch of ``dataset`` at the integer array ``index``: its own ``batch`` where it has one
+    (an array's, or a cache's read in one pass), else `stacked_batch`."""
+    return dataset.batch(index) if hasattr(dataset, "batch") else stacked_batch(dataset, index)
+
+
 class CachedImages:
     """The images ``indices`` (M,) of a decoded cache ``pixels`` (N, C, H, W) uint8 (memory-mapped:
     an image is read from disk when a batch asks for it), with labels (M,) naming ``classes``.

@@ -10,7 +10,7 @@ import numpy as np
 
 from ..errors import InvalidType, InvalidValue
 from ..tensor import Tensor
-from .datasets import check_dataset, stacked_batch
+from .datasets import batch_of, check_dataset
 from .transforms import unit_range
 
 
@@ -80,8 +80,7 @@ class DataLoader:
         order = self.order(epoch)
         for number in range(start, len(self)):
             index = order[number * self.batch_size:(number + 1) * self.batch_size]
-            images, labels = (self.dataset.batch(index) if hasattr(self.dataset, "batch")
-                              else stacked_batch(self.dataset, index))
+            images, labels = batch_of(self.dataset, index)
             if self.transform is not None:
                 # A transform that depends on which images it sees (`transforms.AlternatingFlip`) is
                 # bound to them here, so the batch stays a function of (seed, epoch, batch number).

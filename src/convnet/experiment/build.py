@@ -5,8 +5,11 @@ trainer with the callbacks that report on it. This module alone makes those choi
 from collections import OrderedDict
 from dataclasses import asdict
 
+import numpy as np
+
 from .. import models, nn, optim
 from ..data import transforms
+from ..data.datasets import batch_of
 from ..data.loader import DataLoader
 from ..distributed import synchronise_batch_norm
 from ..errors import InvalidValue
@@ -120,7 +123,8 @@ def initialise(model, config, train, spec):
             if isinstance(module, nn.Conv2d) and module.groups == 1 and module.weight.requires_grad:
                 nn.init.partial_dirac_(module.weight)
     if config.whiten:
-        images = normalization(config, spec)(transforms.unit_range(train.images[:WHITENING_IMAGES]))
+        images, _ = batch_of(train, np.arange(min(len(train), WHITENING_IMAGES)))
+        images = normalization(config, spec)(images)
         nn.init.patch_whitening_(model.whiten, images)
 
 
