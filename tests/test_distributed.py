@@ -162,13 +162,16 @@ def test_the_command_line_trains_on_two_ranks_and_a_run_resumes_on_one(tiny_fash
 @pytest.mark.system
 @requires_mpi
 def test_two_ranks_freeze_the_whitening_bias_as_one_process_does(tiny_fashion, tmp_path):
-    """Frozen after the first epoch, the layer's bias has no gradient to sum: SGD's momentum would
-    move it on if the ranks summed a zero one."""
+    """Every rank whitens with the filters of the whole training set's patches, not of its share of
+    a batch; frozen after the first epoch, the layer's bias has no gradient to sum: SGD's momentum
+    would move it on if the ranks summed a zero one."""
     options = ("--lr", 0.002, "--optimizer", "sgd", "--whiten", "--whiten-bias-epochs", 1)
     code, _, err, _ = mpirun(2, *train(tiny_fashion, tmp_path / "two", "--distributed", *options))
     assert code == 0, err
     single_process(tiny_fashion, tmp_path / "one", *options)
-    assert_close_weights(weights(tmp_path / "two"), weights(tmp_path / "one"))
+    two, one = weights(tmp_path / "two"), weights(tmp_path / "one")
+    np.testing.assert_array_equal(two["whiten.weight"], one["whiten.weight"])
+    assert_close_weights(two, one)
 
 
 @pytest.mark.system

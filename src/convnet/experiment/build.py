@@ -16,7 +16,7 @@ from ..errors import InvalidValue
 from ..random import manual_seed
 from ..reports import EpochLog, ProgressBar, RunFolder, StepLog, TensorBoard
 from ..train import ONE_PROCESS, EarlyStopping, FreezeAfter, Trainer
-from .sources import IDX_SIZE, data_record, input_spec, normalization
+from .sources import IDX_SIZE, data_record, input_spec, normalization, rank_share
 
 
 def make_optimizer(config, model):
@@ -131,7 +131,9 @@ def initialise(model, config, train, spec):
 def build_trainer(config, train, test, run_dir=None, progress=True, log=print, group=ONE_PROCESS):
     """Seeded model, loaders, optimizer, schedule and reporting callbacks for ``config``, as a
     `Trainer`; with ``run_dir`` it keeps that folder's checkpoint and reports up to date. In a
-    distributed ``group`` every rank trains and rank 0 alone reports and writes."""
+    distributed ``group`` every rank trains and rank 0 alone reports and writes; each rank's loader
+    reads only its share of a batch (`rank_share`), while the starting weights (whitening) come from
+    the whole training set, the same on every rank."""
     if config.batch_size > len(train):
         raise InvalidValue(f"batch_size {config.batch_size} is larger than the training set ({len(train)} images); "
                          f"expected at most {len(train)} (--batch-size)")
@@ -144,7 +146,7 @@ def build_trainer(config, train, test, run_dir=None, progress=True, log=print, g
     if config.sync_bn and group.size > 1:  # alone, the whole batch's statistics are its own
         synchronise_batch_norm(model, group)
     average = optim.ExponentialMovingAverage(model, config.ema_decay) if config.ema_decay is not None else None
-    train_loader = DataLoader(train, config.batch_size, shuffle=True, seed=config.seed,
+    train_loader = DataLoader(rank_share(train, group), config.batch_size, shuffle=True, seed=config.seed,
                               transform=train_transform(config, spec))
     optimizer = make_optimizer(config, model)
     schedule = make_schedule(config, optimizer, len(train_loader))

@@ -18,7 +18,7 @@ from ..train import ONE_PROCESS, Callback, Trainer, TrainingInterrupted
 from .build import build_model, build_trainer
 from .config import IMAGE_KINDS, RunConfig
 from .sources import (DataChanged, absolute_data, data_changes, data_kind, describe_data, fingerprint,
-                      load_datasets, rank_share, recorded_input)
+                      load_datasets, recorded_input)
 
 
 class RunExists(ConvnetError, FileExistsError):
@@ -56,7 +56,7 @@ def start(config, run_dir, progress=True, log=print, group=ONE_PROCESS):
     _check_ranks_agree(group, config, train, test)
     if config.time_budget is not None:
         config.epochs = plan_epochs(config, train, test, started, log)
-    trainer = build_trainer(config, rank_share(train, group), test, run_dir, progress, log, group)
+    trainer = build_trainer(config, train, test, run_dir, progress, log, group)
     notes = _start_from(trainer.model, weights, config.init_from) if config.init_from is not None else []
     _weights_from_rank_0(group, trainer)
     return Run(config, run_dir, train, test, trainer, describe_data(config, train, test), tuple(notes))
@@ -211,7 +211,7 @@ def resume(run_dir, data=None, progress=True, log=print, group=ONE_PROCESS):
     if changes:
         raise DataChanged(f"{run_dir}: cannot resume: {'; '.join(changes)} (pass --data with the run's files)")
     _check_ranks_agree(group, config, train, test)
-    trainer = build_trainer(config, rank_share(train, group), test, run_dir, progress, log, group)
+    trainer = build_trainer(config, train, test, run_dir, progress, log, group)
     _restore(run_dir, config, lambda: trainer.restore(model_state, optimizer_state, meta, training_state))
     return Run(config, run_dir, train, test, trainer, describe_data(config, train, test))
 
