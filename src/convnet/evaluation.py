@@ -17,7 +17,8 @@ class NonFiniteOutput(ConvnetError, ValueError):
 def evaluate(model, loader, group=ONE_PROCESS, mirror=False, translate=0):
     """Loss, accuracy, per-class accuracy and confusion matrix of ``model`` over ``loader`` (with
     ``mirror``, of its outputs averaged over each image and its mirror image, and with ``translate``
-    over views shifted by that many pixels too: `nn.logits`), and whether they were ``mirrored``;
+    over views shifted by that many pixels too: `nn.logits`), whether they were ``mirrored`` and by how
+    many pixels views were shifted (``translate``);
     `NonFiniteOutput` if any output is NaN or infinite (an argmax over NaN is not a prediction).
     With the ranks of a distributed ``group``, each takes its share of every batch and the sums
     are summed: every rank gets one process's figures."""
@@ -46,4 +47,5 @@ def evaluate(model, loader, group=ONE_PROCESS, mirror=False, translate=0):
     model.train(was_training)
     per_class = np.diag(confusion) / np.maximum(confusion.sum(axis=1), 1)
     return {"loss": total_loss / max(count, 1), "accuracy": float(np.trace(confusion) / max(count, 1)),
-            "per_class_accuracy": per_class.tolist(), "confusion": confusion.tolist(), "mirrored": bool(mirror)}
+            "per_class_accuracy": per_class.tolist(), "confusion": confusion.tolist(), "mirrored": bool(mirror),
+            "translate": int(translate)}

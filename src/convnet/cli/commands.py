@@ -14,10 +14,19 @@ class CommandError(ConvnetError, ValueError):
     """Arguments that each parse but do not go together; printed as one line, without a traceback."""
 
 
+def views(mirror, translate):
+    """How test images are also scored (`nn.tta_views`): "mirrored", "shifted 1 px down-right and
+    up-left", both joined by "and", or "" for the image alone."""
+    shifted = f"shifted {translate} px down-right and up-left" if translate else ""
+    return " and ".join(part for part in ("mirrored" if mirror else "", shifted) if part)
+
+
 def report(result, classes):
     """Print an evaluation's accuracy and loss, then each class's accuracy."""
-    mirrored = ", each image averaged with its mirror image" if result["mirrored"] else ""
-    print(f"test accuracy: {result['accuracy']:.4f} (loss {result['loss']:.4f}{mirrored})")
+    mirror, translate = result["mirrored"], result["translate"]
+    averaged = (f", each image averaged with its views {views(mirror, translate)}" if translate else
+                ", each image averaged with its mirror image" if mirror else "")
+    print(f"test accuracy: {result['accuracy']:.4f} (loss {result['loss']:.4f}{averaged})")
     for name, accuracy in zip(classes, result["per_class_accuracy"]):
         print(f"  {name:<12s} {accuracy:.4f}")
 

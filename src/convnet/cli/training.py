@@ -5,7 +5,7 @@ from pathlib import Path
 
 from .. import experiment, run_folder
 from ..errors import ConvnetError
-from .commands import CommandError, report
+from .commands import CommandError, report, views
 from .options import given_settings
 
 ALLOWED_WITH_RESUME = {"data"}  # where the dataset lies on this machine, not a setting of the run
@@ -42,7 +42,9 @@ def train(args):
             raise CommandError(f"{exists}; continue it with --resume {run_dir} or choose another --out") from None
         start = f"from the weights in {config.init_from}" if config.init_from else f"from seed {config.seed}"
         ranks = f" on {group.size} ranks (each a share of every batch of {config.batch_size})" if group.size > 1 else ""
-        mirroring = "; test images are also scored mirrored (test-time mirroring)" if config.test_time_mirroring else ""
+        scored = views(config.test_time_mirroring, config.test_translate)
+        named = "test-time views" if config.test_translate else "test-time mirroring"
+        mirroring = f"; test images are also scored {scored} ({named})" if scored else ""
         on = (f"{config.dataset} ({len(run.train)} images)" if config.is_idx
               else f"{config.data}: {run.data_summary}")
         recipe = f" with the {config.recipe} recipe" if config.recipe else ""
