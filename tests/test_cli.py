@@ -486,6 +486,13 @@ def test_shifted_test_views_are_named_where_the_accuracy_is_printed(tiny_fashion
     code, out, _ = run(capsys, "evaluate", str(run_dir), "--no-test-mirror")
     assert code == 0 and out.startswith("test accuracy: ") and out.splitlines()[0].endswith(
         ", each image averaged with its views shifted 1 px down-right and up-left)")
+    pytest.importorskip("onnx", reason="exporting needs the onnx package (pip install 'convnet-numpy[onnx]')")
+    path = tmp_path / "shifted.onnx"
+    code, out, _ = run(capsys, "export", str(run_dir), str(path))
+    assert code == 0 and (f"note: {run_dir} was evaluated with test-time views, which the graph leaves out: average "
+                          f"its outputs for each image and its views {views}") in out
+    code, out, _ = run(capsys, "evaluate", str(path), "--data", str(tiny_fashion))
+    assert code == 0 and out.startswith(line)
 
 
 def test_test_time_mirroring_follows_the_run_and_can_be_turned_off_or_refused(trained_run, tiny_fashion, tmp_path,

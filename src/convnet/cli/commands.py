@@ -143,8 +143,14 @@ def export(args):
     dims = ", ".join(str(dim.dim_param or dim.dim_value) for dim in graph.input[0].type.tensor_type.shape.dim)
     print(f"wrote {out}: {len(graph.node)} nodes, opset {proto.opset_import[0].version}, input "
           f"{graph.input[0].name!r} ({dims}); run it with onnxruntime, or: convnet evaluate {out}")
-    mirror_key = experiment.ONNX_TEST_MIRROR
-    if any(prop.key == mirror_key and prop.value == "true" for prop in proto.metadata_props):
+    metadata = {prop.key: prop.value for prop in proto.metadata_props}
+    mirror_key, translate_key = experiment.ONNX_TEST_MIRROR, experiment.ONNX_TEST_TRANSLATE
+    mirror, translate = metadata.get(mirror_key) == "true", int(metadata.get(translate_key, 0))
+    if translate:
+        print(f"note: {target} was evaluated with test-time views, which the graph leaves out: average its outputs "
+              f"for each image and its views {views(mirror, translate)} (nn.tta_views' weights) to get those "
+              f"figures (convnet evaluate and predict do, from the file's metadata {mirror_key} and {translate_key})")
+    elif mirror:
         print(f"note: {target} was evaluated with test-time mirroring, which the graph leaves out: average its "
               f"outputs for each image and for the image mirrored left-right to get those figures (convnet "
               f"evaluate and predict do, from the file's metadata {mirror_key})")

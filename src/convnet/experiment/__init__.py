@@ -22,7 +22,7 @@ from .sources import DataChanged, DataNotRecorded, data_kind, load_datasets, rec
 from .load import export_onnx, load_model
 from .loaded_model import IMAGE_SHAPE, LoadedModel
 from .onnx_file import (ONNX_CLASSES, ONNX_DATASET, ONNX_NORMALIZATION, ONNX_PREPROCESSING, ONNX_TEST_MIRROR,
-                        ONNX_VAL_SPLIT, load_onnx_file)
+                        ONNX_TEST_TRANSLATE, ONNX_VAL_SPLIT, load_onnx_file)
 from .run import PROBE_STEPS, PROBE_WARMUP, Run, RunExists, initial_weights, load_run, plan_epochs, resume, start
 from .scoring import Classifier, evaluate_model, evaluate_run
 from .show_input import LESSON_IMAGE, ModelOnImage, lesson_on_image, model_on_image
@@ -33,6 +33,7 @@ __all__ = ["RunConfig", "RECIPES", "AUGMENTATION_STEPS", "AUGMENTATIONS", "DEFAU
            "evaluation_loader", "load_datasets", "make_optimizer", "make_schedule", "train_transform", "Run",
            "RunExists", "start", "resume", "plan_epochs", "PROBE_WARMUP", "PROBE_STEPS", "initial_weights",
            "load_run", "IMAGE_SHAPE", "LoadedModel", "load_model", "export_onnx", "load_onnx_file", "ONNX_DATASET",
-           "ONNX_NORMALIZATION", "ONNX_CLASSES", "ONNX_TEST_MIRROR", "ONNX_PREPROCESSING", "ONNX_VAL_SPLIT",
+           "ONNX_NORMALIZATION", "ONNX_CLASSES", "ONNX_TEST_MIRROR", "ONNX_TEST_TRANSLATE", "ONNX_PREPROCESSING",
+           "ONNX_VAL_SPLIT",
            "evaluate_run", "evaluate_model", "Classifier",
            "ModelOnImage", "LESSON_IMAGE", "lesson_on_image", "model_on_image"]
