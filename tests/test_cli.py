@@ -471,30 +471,6 @@ def test_a_time_budget_with_epochs_or_on_resume_is_refused(trained_run, capsys):
     assert code == 1 and "--resume continues a run with its saved settings; drop --time-budget" in err
 
 
-def test_shifted_test_views_are_named_where_the_accuracy_is_printed(tiny_fashion, tmp_path, capsys):
-    """With --test-translate the figures average six views, not two: both lines say so."""
-    run_dir = tmp_path / "shifted"
-    code, out, _ = run(capsys, "train", "--model", "lenet5", "--data", str(tiny_fashion), "--epochs", "1",
-                       "--batch-size", "32", "--augment", "crop,flip", "--test-translate", "1", "--out", str(run_dir),
-                       "--no-progress")
-    views = "mirrored and shifted 1 px down-right and up-left"
-    assert code == 0 and f"; test images are also scored {views} (test-time views); run folder" in out
-    recorded = json.loads((run_dir / "checkpoint.json").read_text())["history"][-1]
-    line = (f"test accuracy: {recorded['test_accuracy']:.4f} (loss {recorded['test_loss']:.4f}, each image averaged "
-            f"with its views {views})\n")
-    assert f"\n{line}" in out
-    code, out, _ = run(capsys, "evaluate", str(run_dir), "--no-test-mirror")
-    assert code == 0 and out.startswith("test accuracy: ") and out.splitlines()[0].endswith(
-        ", each image averaged with its views shifted 1 px down-right and up-left)")
-    pytest.importorskip("onnx", reason="exporting needs the onnx package (pip install 'convnet-numpy[onnx]')")
-    path = tmp_path / "shifted.onnx"
-    code, out, _ = run(capsys, "export", str(run_dir), str(path))
-    assert code == 0 and (f"note: {run_dir} was evaluated with test-time views, which the graph leaves out: average "
-                          f"its outputs for each image and its views {views}") in out
-    code, out, _ = run(capsys, "evaluate", str(path), "--data", str(tiny_fashion))
-    assert code == 0 and out.startswith(line)
-
-
 def test_test_time_mirroring_follows_the_run_and_can_be_turned_off_or_refused(trained_run, tiny_fashion, tmp_path,
                                                                                capsys):
     run_dir = tmp_path / "mirrored"

@@ -1,11 +1,14 @@
 """Issue 32: airbench's alternating flip (each image mirrored in every other epoch) and its multi-view
 test-time augmentation (the image, its mirror image and 1-2 pixel shifts, logits averaged)."""
 
+import json
+
 import numpy as np
 import pytest
 
 import convnet
 from convnet import nn
+from convnet.cli import main
 from convnet.data import ArrayDataset, DataLoader, transforms
 from convnet.nn.mirror import augmented_view, logits, tta_views
 
@@ -201,3 +204,34 @@ def test_test_time_views_refuse_bad_arguments():
             logits(model, images, **arguments)
     with pytest.raises(ValueError, match=r"^logits: expected images of shape \(N, C, H, W\) for test-time views, got \(2, 9\)$"):
         logits(model, np.zeros((2, 9), np.float32), mirror=True)
+
+
+def cli(capsys, *argv):
+    code = main(list(argv))
+    out, err = capsys.readouterr()
+    assert "Traceback" not in err
+    return code, out, err
+
+
+def test_shifted_test_views_are_named_where_the_accuracy_is_printed(tiny_fashion, tmp_path, capsys):
+    """With --test-translate the figures average six views, not two: both lines say so."""
+    run_dir = tmp_path / "shifted"
+    code, out, _ = cli(capsys, "train", "--model", "lenet5", "--data", str(tiny_fashion), "--epochs", "1",
+                       "--batch-size", "32", "--augment", "crop,flip", "--test-translate", "1", "--out", str(run_dir),
+                       "--no-progress")
+    views = "mirrored and shifted 1 px down-right and up-left"
+    assert code == 0 and f"; test images are also scored {views} (test-time views); run folder" in out
+    recorded = json.loads((run_dir / "checkpoint.json").read_text())["history"][-1]
+    line = (f"test accuracy: {recorded['test_accuracy']:.4f} (loss {recorded['test_loss']:.4f}, each image averaged "
+            f"with its views {views})\n")
+    assert f"\n{line}" in out
+    code, out, _ = cli(capsys, "evaluate", str(run_dir), "--no-test-mirror")
+    assert code == 0 and out.startswith("test accuracy: ") and out.splitlines()[0].endswith(
+        ", each image averaged with its views shifted 1 px down-right and up-left)")
+    pytest.importorskip("onnx", reason="exporting needs the onnx package (pip install 'convnet-numpy[onnx]')")
+    path = tmp_path / "shifted.onnx"
+    code, out, _ = cli(capsys, "export", str(run_dir), str(path))
+    assert code == 0 and (f"note: {run_dir} was evaluated with test-time views, which the graph leaves out: average "
+                          f"its outputs for each image and its views {views}") in out
+    code, out, _ = cli(capsys, "evaluate", str(path), "--data", str(tiny_fashion))
+    assert code == 0 and out.startswith(line)
