@@ -148,7 +148,7 @@ def export(args):
     mirror, translate = metadata.get(mirror_key) == "true", int(metadata.get(translate_key, 0))
     if translate:
         print(f"note: {target} was evaluated with test-time views, which the graph leaves out: average its outputs "
-              f"for each image and its views {views(mirror, translate)} (nn.tta_views' weights) to get those "
+              f"for each image and its views {views(mirror, translate)} (weights: docs/onnx.md) to get those "
               f"figures (convnet evaluate and predict do, from the file's metadata {mirror_key} and {translate_key})")
     elif mirror:
         print(f"note: {target} was evaluated with test-time mirroring, which the graph leaves out: average its "
